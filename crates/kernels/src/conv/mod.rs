@@ -1,0 +1,213 @@
+//! 2-D convolution: NHWC activations, HWIO filters (Keras layouts), forward,
+//! backward-data, backward-filter and bias gradient, for every algorithm.
+//!
+//! | algorithm | module | runs |
+//! |---|---|---|
+//! | [`ConvAlgo::Reference`] | [`reference`] | every shape; f64 accumulation; the oracle |
+//!
+//! Entry points are safe: they validate the shape and check every slice
+//! length once, then dispatch. An explicitly requested algorithm that cannot
+//! run a shape is an [`Error::Unsupported`], never a silent fallback;
+//! [`ConvAlgo::Auto`] resolves through [`select`].
+
+pub mod reference;
+mod shape;
+
+pub use shape::{pad_amounts, ConvShape, Padding};
+
+use crate::activation::Activation;
+use crate::error::check_len;
+use crate::{Error, Result};
+
+/// Which convolution algorithm to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ConvAlgo {
+    /// Let [`select`] choose per shape and pass.
+    #[default]
+    Auto,
+    /// Plain loops in f64 (the test oracle).
+    Reference,
+    /// Register-blocked SIMD loops over channels, no column buffer.
+    Direct,
+    /// Patches packed into a bounded column buffer, multiplied by sgemm.
+    Im2col,
+    /// Winograd F(2x2, 3x3).
+    WinogradF2,
+    /// Winograd F(4x4, 3x3).
+    WinogradF4,
+}
+
+impl ConvAlgo {
+    /// Every concrete (non-`Auto`) algorithm.
+    pub const ALL: [ConvAlgo; 5] =
+        [ConvAlgo::Reference, ConvAlgo::Direct, ConvAlgo::Im2col, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4];
+
+    /// The snake_case name used by the CLI and JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvAlgo::Auto => "auto",
+            ConvAlgo::Reference => "reference",
+            ConvAlgo::Direct => "direct",
+            ConvAlgo::Im2col => "im2col",
+            ConvAlgo::WinogradF2 => "winograd_f2",
+            ConvAlgo::WinogradF4 => "winograd_f4",
+        }
+    }
+}
+
+impl std::fmt::Display for ConvAlgo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ConvAlgo {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => ConvAlgo::Auto,
+            "reference" => ConvAlgo::Reference,
+            "direct" => ConvAlgo::Direct,
+            "im2col" => ConvAlgo::Im2col,
+            "winograd_f2" | "winograd-f2" => ConvAlgo::WinogradF2,
+            "winograd" | "winograd_f4" | "winograd-f4" => ConvAlgo::WinogradF4,
+            other => {
+                return Err(Error::Unsupported {
+                    algo: "unknown",
+                    pass: "any",
+                    shape: String::new(),
+                    reason: format!("unknown algorithm {other:?}"),
+                })
+            }
+        })
+    }
+}
+
+/// The three passes of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConvPass {
+    /// `y = conv(x, w) + b`.
+    Forward,
+    /// Gradient with respect to the input.
+    BackwardData,
+    /// Gradient with respect to the filter.
+    BackwardFilter,
+}
+
+impl ConvPass {
+    /// `forward`, `backward_data` or `backward_filter`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvPass::Forward => "forward",
+            ConvPass::BackwardData => "backward_data",
+            ConvPass::BackwardFilter => "backward_filter",
+        }
+    }
+}
+
+/// The algorithm [`ConvAlgo::Auto`] runs for `shape` and `pass`: a pure function.
+pub fn select(_shape: &ConvShape, _pass: ConvPass) -> ConvAlgo {
+    ConvAlgo::Reference
+}
+
+fn resolve(algo: ConvAlgo, shape: &ConvShape, pass: ConvPass) -> Result<ConvAlgo> {
+    let algo = if algo == ConvAlgo::Auto { select(shape, pass) } else { algo };
+    match algo {
+        ConvAlgo::Reference => Ok(algo),
+        other => Err(Error::Unsupported {
+            algo: other.name(),
+            pass: pass.name(),
+            shape: shape.to_string(),
+            reason: "not implemented yet".into(),
+        }),
+    }
+}
+
+/// Forward convolution: `output = activation(conv(input, filter) + bias)`.
+///
+/// `input` is NHWC `[n, h, w, c_in]`, `filter` HWIO `[kh, kw, c_in, c_out]`,
+/// `bias` `[c_out]`, `output` NHWC `[n, out_h, out_w, c_out]` (overwritten).
+///
+/// ```
+/// use convnet_kernels::activation::Activation;
+/// use convnet_kernels::conv::{conv2d_forward, ConvAlgo, ConvShape};
+/// let s = ConvShape::new(1, 3, 3, 1, 1, 3, 3)?;
+/// let x = [1.0; 9];
+/// let w = [2.0; 9];
+/// let mut y = [0.0; 1];
+/// conv2d_forward(ConvAlgo::Auto, &s, &x, &w, Some(&[0.5]), Activation::Linear, &mut y)?;
+/// assert_eq!(y, [18.5]);
+/// # Ok::<(), convnet_kernels::Error>(())
+/// ```
+pub fn conv2d_forward(
+    algo: ConvAlgo,
+    shape: &ConvShape,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    output: &mut [f32],
+) -> Result<()> {
+    shape.validate()?;
+    check_len("input", input.len(), shape.input_len(), shape)?;
+    check_len("filter", filter.len(), shape.filter_len(), shape)?;
+    if let Some(b) = bias {
+        check_len("bias", b.len(), shape.c_out, shape)?;
+    }
+    check_len("output", output.len(), shape.output_len(), shape)?;
+    match resolve(algo, shape, ConvPass::Forward)? {
+        ConvAlgo::Reference => reference::forward(shape, input, filter, bias, output),
+        _ => unreachable!("resolve returns only implemented algorithms"),
+    }
+    activation.apply_inplace(output);
+    Ok(())
+}
+
+/// Gradient with respect to the input: `grad_input` (NHWC, overwritten) from
+/// `grad_output` (NHWC) and `filter` (HWIO).
+pub fn conv2d_backward_data(
+    algo: ConvAlgo,
+    shape: &ConvShape,
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+) -> Result<()> {
+    shape.validate()?;
+    check_len("grad_output", grad_output.len(), shape.output_len(), shape)?;
+    check_len("filter", filter.len(), shape.filter_len(), shape)?;
+    check_len("grad_input", grad_input.len(), shape.input_len(), shape)?;
+    match resolve(algo, shape, ConvPass::BackwardData)? {
+        ConvAlgo::Reference => reference::backward_data(shape, grad_output, filter, grad_input),
+        _ => unreachable!("resolve returns only implemented algorithms"),
+    }
+    Ok(())
+}
+
+/// Gradient with respect to the filter: `grad_filter` (HWIO, overwritten)
+/// from `input` (NHWC) and `grad_output` (NHWC).
+pub fn conv2d_backward_filter(
+    algo: ConvAlgo,
+    shape: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
+) -> Result<()> {
+    shape.validate()?;
+    check_len("input", input.len(), shape.input_len(), shape)?;
+    check_len("grad_output", grad_output.len(), shape.output_len(), shape)?;
+    check_len("grad_filter", grad_filter.len(), shape.filter_len(), shape)?;
+    match resolve(algo, shape, ConvPass::BackwardFilter)? {
+        ConvAlgo::Reference => reference::backward_filter(shape, input, grad_output, grad_filter),
+        _ => unreachable!("resolve returns only implemented algorithms"),
+    }
+    Ok(())
+}
+
+/// Gradient with respect to the bias: per-channel sums of `grad_output` (overwrites `grad_bias`).
+pub fn conv2d_backward_bias(shape: &ConvShape, grad_output: &[f32], grad_bias: &mut [f32]) -> Result<()> {
+    shape.validate()?;
+    check_len("grad_output", grad_output.len(), shape.output_len(), shape)?;
+    check_len("grad_bias", grad_bias.len(), shape.c_out, shape)?;
+    reference::backward_bias(shape, grad_output, grad_bias);
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Integration and property tests live in `tests/`; this library is empty.
