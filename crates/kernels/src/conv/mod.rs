@@ -10,8 +10,11 @@
 //! run a shape is an [`Error::Unsupported`], never a silent fallback;
 //! [`ConvAlgo::Auto`] resolves through [`select`].
 
+pub mod direct;
+pub mod im2col;
 pub mod reference;
 mod shape;
+pub mod winograd;
 
 pub use shape::{pad_amounts, ConvShape, Padding};
 
@@ -110,17 +113,27 @@ pub fn select(_shape: &ConvShape, _pass: ConvPass) -> ConvAlgo {
     ConvAlgo::Reference
 }
 
+/// Whether `algo` (not `Auto`) can run `pass` on `shape`; the error says why not.
+pub fn supports(algo: ConvAlgo, shape: &ConvShape, pass: ConvPass) -> Result<()> {
+    let verdict = match algo {
+        ConvAlgo::Auto => Ok(()),
+        ConvAlgo::Reference => Ok(()),
+        ConvAlgo::Direct => direct::supports(algo, shape, pass),
+        ConvAlgo::Im2col => im2col::supports(algo, shape, pass),
+        ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 => winograd::supports(algo, shape, pass),
+    };
+    verdict.map_err(|reason| Error::Unsupported {
+        algo: algo.name(),
+        pass: pass.name(),
+        shape: shape.to_string(),
+        reason,
+    })
+}
+
 fn resolve(algo: ConvAlgo, shape: &ConvShape, pass: ConvPass) -> Result<ConvAlgo> {
     let algo = if algo == ConvAlgo::Auto { select(shape, pass) } else { algo };
-    match algo {
-        ConvAlgo::Reference => Ok(algo),
-        other => Err(Error::Unsupported {
-            algo: other.name(),
-            pass: pass.name(),
-            shape: shape.to_string(),
-            reason: "not implemented yet".into(),
-        }),
-    }
+    supports(algo, shape, pass)?;
+    Ok(algo)
 }
 
 /// Forward convolution: `output = activation(conv(input, filter) + bias)`.
@@ -156,10 +169,17 @@ pub fn conv2d_forward(
     }
     check_len("output", output.len(), shape.output_len(), shape)?;
     match resolve(algo, shape, ConvPass::Forward)? {
-        ConvAlgo::Reference => reference::forward(shape, input, filter, bias, output),
-        _ => unreachable!("resolve returns only implemented algorithms"),
+        ConvAlgo::Reference => {
+            reference::forward(shape, input, filter, bias, output);
+            activation.apply_inplace(output);
+        }
+        a @ ConvAlgo::Direct => direct::forward(a, shape, input, filter, bias, activation, output),
+        a @ ConvAlgo::Im2col => im2col::forward(a, shape, input, filter, bias, activation, output),
+        a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
+            winograd::forward(a, shape, input, filter, bias, activation, output)
+        }
+        ConvAlgo::Auto => unreachable!("resolve never returns Auto"),
     }
-    activation.apply_inplace(output);
     Ok(())
 }
 
@@ -178,7 +198,12 @@ pub fn conv2d_backward_data(
     check_len("grad_input", grad_input.len(), shape.input_len(), shape)?;
     match resolve(algo, shape, ConvPass::BackwardData)? {
         ConvAlgo::Reference => reference::backward_data(shape, grad_output, filter, grad_input),
-        _ => unreachable!("resolve returns only implemented algorithms"),
+        a @ ConvAlgo::Direct => direct::backward_data(a, shape, grad_output, filter, grad_input),
+        a @ ConvAlgo::Im2col => im2col::backward_data(a, shape, grad_output, filter, grad_input),
+        a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
+            winograd::backward_data(a, shape, grad_output, filter, grad_input)
+        }
+        ConvAlgo::Auto => unreachable!("resolve never returns Auto"),
     }
     Ok(())
 }
@@ -198,7 +223,12 @@ pub fn conv2d_backward_filter(
     check_len("grad_filter", grad_filter.len(), shape.filter_len(), shape)?;
     match resolve(algo, shape, ConvPass::BackwardFilter)? {
         ConvAlgo::Reference => reference::backward_filter(shape, input, grad_output, grad_filter),
-        _ => unreachable!("resolve returns only implemented algorithms"),
+        a @ ConvAlgo::Direct => direct::backward_filter(a, shape, input, grad_output, grad_filter),
+        a @ ConvAlgo::Im2col => im2col::backward_filter(a, shape, input, grad_output, grad_filter),
+        a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
+            winograd::backward_filter(a, shape, input, grad_output, grad_filter)
+        }
+        ConvAlgo::Auto => unreachable!("resolve never returns Auto"),
     }
     Ok(())
 }
