@@ -1,0 +1,682 @@
+//! Layer definitions, built Keras-style: `Conv2D::new(32, (3, 3)).activation(Relu)`.
+//!
+//! A layer here is configuration only (what Keras calls `get_config()`); the
+//! weights live in the built [`Model`](crate::Model). Every layer serialises to
+//! the architecture JSON that whole-model files carry.
+//!
+//! Shape inference ([`Layer::output_shape`]) works on shapes without the batch
+//! axis, as Keras prints them after `None`: `(h, w, c)` for images, `(units,)`
+//! after `Flatten` / `Dense`.
+
+use crate::{Error, Result};
+use convnet_kernels::conv::{ConvAlgo, ConvShape};
+use convnet_kernels::pool::PoolShape;
+use serde::{Deserialize, Serialize};
+
+/// An element-wise activation applied to a layer's output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Identity (Keras `"linear"`, the default).
+    #[default]
+    Linear,
+    /// `max(x, 0)`.
+    Relu,
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+    /// `tanh(x)`.
+    Tanh,
+    /// Row-wise softmax over the last axis. With categorical cross-entropy it
+    /// is fused into the loss (Keras's `from_logits` path), so it is stable.
+    Softmax,
+}
+
+impl Activation {
+    /// Keras's name for it (`"relu"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Linear => "linear",
+            Activation::Relu => "relu",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Tanh => "tanh",
+            Activation::Softmax => "softmax",
+        }
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "linear" | "none" => Activation::Linear,
+            "relu" => Activation::Relu,
+            "sigmoid" => Activation::Sigmoid,
+            "tanh" => Activation::Tanh,
+            "softmax" => Activation::Softmax,
+            other => return Err(Error::invalid("activation", format!("unknown activation {other:?}"))),
+        })
+    }
+}
+
+/// Keras padding modes for convolution and pooling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// No padding (the default): windows stay inside the input.
+    #[default]
+    Valid,
+    /// Output size `ceil(input / stride)`, TensorFlow's split of the padding.
+    Same,
+}
+
+impl From<Padding> for convnet_kernels::conv::Padding {
+    fn from(p: Padding) -> Self {
+        match p {
+            Padding::Valid => convnet_kernels::conv::Padding::Valid,
+            Padding::Same => convnet_kernels::conv::Padding::Same,
+        }
+    }
+}
+
+/// Weight initialisers (Keras names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Initializer {
+    /// Uniform in `±sqrt(6 / (fan_in + fan_out))` (Keras's default kernel initialiser).
+    #[default]
+    GlorotUniform,
+    /// Truncated normal with std `sqrt(2 / fan_in)`.
+    HeNormal,
+    /// All zeros (Keras's default bias initialiser).
+    Zeros,
+}
+
+/// The shape a layer expects, without the batch axis: `(28, 28, 1)` or `784`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InputShape(pub Vec<usize>);
+
+impl From<(usize, usize, usize)> for InputShape {
+    fn from((h, w, c): (usize, usize, usize)) -> Self {
+        InputShape(vec![h, w, c])
+    }
+}
+impl From<usize> for InputShape {
+    fn from(n: usize) -> Self {
+        InputShape(vec![n])
+    }
+}
+impl From<(usize,)> for InputShape {
+    fn from((n,): (usize,)) -> Self {
+        InputShape(vec![n])
+    }
+}
+impl From<&[usize]> for InputShape {
+    fn from(d: &[usize]) -> Self {
+        InputShape(d.to_vec())
+    }
+}
+
+/// A kernel or pool size / strides: `3`, `(3, 3)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Size2(pub usize, pub usize);
+
+impl From<usize> for Size2 {
+    fn from(k: usize) -> Self {
+        Size2(k, k)
+    }
+}
+impl From<(usize, usize)> for Size2 {
+    fn from((a, b): (usize, usize)) -> Self {
+        Size2(a, b)
+    }
+}
+
+mod algo_name {
+    //! `Option<ConvAlgo>` as its CLI name in JSON.
+    use convnet_kernels::conv::ConvAlgo;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Option<ConvAlgo>, s: S) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.serialize_some(a.name()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ConvAlgo>, D::Error> {
+        let name: Option<String> = Option::deserialize(d)?;
+        name.map(|n| n.parse().map_err(serde::de::Error::custom)).transpose()
+    }
+}
+
+/// 2-D convolution over NHWC input with an HWIO kernel (Keras `Conv2D`).
+///
+/// ```
+/// use convnet::{Conv2D, Activation::Relu};
+/// let c = Conv2D::new(32, (3, 3)).activation(Relu).input_shape((28, 28, 1));
+/// assert_eq!(c.filters, 32);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Conv2D {
+    /// Layer name; `None` lets the model name it `conv2d`, `conv2d_1`, ...
+    pub name: Option<String>,
+    /// Output channels.
+    pub filters: usize,
+    /// `(kh, kw)`.
+    pub kernel_size: Size2,
+    /// `(stride_h, stride_w)`, default `(1, 1)`.
+    pub strides: Size2,
+    /// `valid` (default) or `same`.
+    pub padding: Padding,
+    /// Applied after the bias.
+    pub activation: Activation,
+    /// Whether the layer has a bias (default true).
+    pub use_bias: bool,
+    /// Kernel initialiser, default `glorot_uniform`.
+    pub kernel_initializer: Initializer,
+    /// Bias initialiser, default `zeros`.
+    pub bias_initializer: Initializer,
+    /// The convolution algorithm; `None` means [`ConvAlgo::Auto`] (or the model-wide choice).
+    #[serde(with = "algo_name", default)]
+    pub algo: Option<ConvAlgo>,
+    /// The input shape `(h, w, c)`, needed on the first layer.
+    pub input_shape: Option<InputShape>,
+}
+
+impl Conv2D {
+    /// `filters` output channels with a `kernel_size` window; stride 1, valid
+    /// padding, linear activation, bias, `glorot_uniform` kernel.
+    pub fn new(filters: usize, kernel_size: impl Into<Size2>) -> Self {
+        Conv2D {
+            name: None,
+            filters,
+            kernel_size: kernel_size.into(),
+            strides: Size2(1, 1),
+            padding: Padding::Valid,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            algo: None,
+            input_shape: None,
+        }
+    }
+    /// Sets the activation.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+    /// Sets the strides.
+    pub fn strides(mut self, s: impl Into<Size2>) -> Self {
+        self.strides = s.into();
+        self
+    }
+    /// Sets the padding.
+    pub fn padding(mut self, p: Padding) -> Self {
+        self.padding = p;
+        self
+    }
+    /// With or without bias.
+    pub fn use_bias(mut self, b: bool) -> Self {
+        self.use_bias = b;
+        self
+    }
+    /// Sets the kernel initialiser.
+    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+        self.kernel_initializer = i;
+        self
+    }
+    /// Sets the bias initialiser.
+    pub fn bias_initializer(mut self, i: Initializer) -> Self {
+        self.bias_initializer = i;
+        self
+    }
+    /// Pins the convolution algorithm for this layer.
+    pub fn algo(mut self, a: ConvAlgo) -> Self {
+        self.algo = Some(a);
+        self
+    }
+    /// Sets the input shape (first layer only).
+    pub fn input_shape(mut self, s: impl Into<InputShape>) -> Self {
+        self.input_shape = Some(s.into());
+        self
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: impl Into<String>) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+}
+
+/// Max or average pooling configuration (Keras `MaxPooling2D` / `AveragePooling2D`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pool2D {
+    /// Layer name; `None` lets the model name it.
+    pub name: Option<String>,
+    /// `(ph, pw)`, default `(2, 2)`.
+    pub pool_size: Size2,
+    /// Strides; `None` means the pool size (Keras's default).
+    pub strides: Option<Size2>,
+    /// `valid` (default) or `same`.
+    pub padding: Padding,
+    /// The input shape `(h, w, c)`, needed on the first layer.
+    pub input_shape: Option<InputShape>,
+}
+
+macro_rules! pool_layer {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct $name(pub Pool2D);
+
+        impl $name {
+            /// A `pool_size` window with strides equal to the pool size and valid padding.
+            pub fn new(pool_size: impl Into<Size2>) -> Self {
+                $name(Pool2D { name: None, pool_size: pool_size.into(), strides: None, padding: Padding::Valid, input_shape: None })
+            }
+            /// Sets the strides (default: the pool size).
+            pub fn strides(mut self, s: impl Into<Size2>) -> Self {
+                self.0.strides = Some(s.into());
+                self
+            }
+            /// Sets the padding.
+            pub fn padding(mut self, p: Padding) -> Self {
+                self.0.padding = p;
+                self
+            }
+            /// Sets the input shape (first layer only).
+            pub fn input_shape(mut self, s: impl Into<InputShape>) -> Self {
+                self.0.input_shape = Some(s.into());
+                self
+            }
+            /// Names the layer.
+            pub fn name(mut self, n: impl Into<String>) -> Self {
+                self.0.name = Some(n.into());
+                self
+            }
+        }
+    };
+}
+
+pool_layer!(
+    /// Max pooling over `pool_size` windows (Keras `MaxPooling2D`).
+    ///
+    /// ```
+    /// use convnet::MaxPooling2D;
+    /// let p = MaxPooling2D::new((2, 2));
+    /// assert_eq!(p.0.strides, None); // strides default to the pool size
+    /// ```
+    MaxPooling2D
+);
+pool_layer!(
+    /// Average pooling over `pool_size` windows (Keras `AveragePooling2D`);
+    /// padded cells are not counted in the average.
+    AveragePooling2D
+);
+
+/// Flattens `(h, w, c)` to `(h * w * c,)` in Keras order (h, then w, then c).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Flatten {
+    /// Layer name; `None` lets the model name it.
+    pub name: Option<String>,
+    /// The input shape, needed on the first layer.
+    pub input_shape: Option<InputShape>,
+}
+
+impl Flatten {
+    /// A flatten layer.
+    pub fn new() -> Self {
+        Flatten::default()
+    }
+    /// Sets the input shape (first layer only).
+    pub fn input_shape(mut self, s: impl Into<InputShape>) -> Self {
+        self.input_shape = Some(s.into());
+        self
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: impl Into<String>) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+}
+
+/// Fully connected layer `y = activation(x W + b)`, `W` stored `[in, out]` (Keras `Dense`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    /// Layer name; `None` lets the model name it `dense`, `dense_1`, ...
+    pub name: Option<String>,
+    /// Output units.
+    pub units: usize,
+    /// Applied after the bias.
+    pub activation: Activation,
+    /// Whether the layer has a bias (default true).
+    pub use_bias: bool,
+    /// Kernel initialiser, default `glorot_uniform`.
+    pub kernel_initializer: Initializer,
+    /// Bias initialiser, default `zeros`.
+    pub bias_initializer: Initializer,
+    /// The input shape `(features,)`, needed on the first layer.
+    pub input_shape: Option<InputShape>,
+}
+
+impl Dense {
+    /// `units` outputs, linear activation, bias, `glorot_uniform` kernel.
+    pub fn new(units: usize) -> Self {
+        Dense {
+            name: None,
+            units,
+            activation: Activation::Linear,
+            use_bias: true,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            input_shape: None,
+        }
+    }
+    /// Sets the activation.
+    pub fn activation(mut self, a: Activation) -> Self {
+        self.activation = a;
+        self
+    }
+    /// With or without bias.
+    pub fn use_bias(mut self, b: bool) -> Self {
+        self.use_bias = b;
+        self
+    }
+    /// Sets the kernel initialiser.
+    pub fn kernel_initializer(mut self, i: Initializer) -> Self {
+        self.kernel_initializer = i;
+        self
+    }
+    /// Sets the input shape (first layer only).
+    pub fn input_shape(mut self, s: impl Into<InputShape>) -> Self {
+        self.input_shape = Some(s.into());
+        self
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: impl Into<String>) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+}
+
+/// Zeroes a fraction `rate` of its inputs during training and scales the rest
+/// by `1 / (1 - rate)` (inverted dropout); the identity in inference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dropout {
+    /// Layer name; `None` lets the model name it.
+    pub name: Option<String>,
+    /// Fraction dropped, in `[0, 1)`.
+    pub rate: f32,
+    /// The input shape, needed on the first layer.
+    pub input_shape: Option<InputShape>,
+}
+
+impl Dropout {
+    /// Drops a fraction `rate` of the inputs in training.
+    pub fn new(rate: f32) -> Self {
+        Dropout { name: None, rate, input_shape: None }
+    }
+    /// Names the layer.
+    pub fn name(mut self, n: impl Into<String>) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+}
+
+/// Any layer of a [`Sequential`](crate::Sequential) model; the JSON form of the architecture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "class_name", content = "config")]
+pub enum Layer {
+    /// See [`Conv2D`].
+    Conv2D(Conv2D),
+    /// See [`MaxPooling2D`].
+    MaxPooling2D(Pool2D),
+    /// See [`AveragePooling2D`].
+    AveragePooling2D(Pool2D),
+    /// See [`Flatten`].
+    Flatten(Flatten),
+    /// See [`Dense`].
+    Dense(Dense),
+    /// See [`Dropout`].
+    Dropout(Dropout),
+}
+
+impl From<Conv2D> for Layer {
+    fn from(l: Conv2D) -> Self {
+        Layer::Conv2D(l)
+    }
+}
+impl From<MaxPooling2D> for Layer {
+    fn from(l: MaxPooling2D) -> Self {
+        Layer::MaxPooling2D(l.0)
+    }
+}
+impl From<AveragePooling2D> for Layer {
+    fn from(l: AveragePooling2D) -> Self {
+        Layer::AveragePooling2D(l.0)
+    }
+}
+impl From<Flatten> for Layer {
+    fn from(l: Flatten) -> Self {
+        Layer::Flatten(l)
+    }
+}
+impl From<Dense> for Layer {
+    fn from(l: Dense) -> Self {
+        Layer::Dense(l)
+    }
+}
+impl From<Dropout> for Layer {
+    fn from(l: Dropout) -> Self {
+        Layer::Dropout(l)
+    }
+}
+
+/// The parameters a layer owns, with their shapes (Keras order: kernel, then bias).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// `kernel` or `bias`.
+    pub kind: &'static str,
+    /// HWIO for conv kernels, `[in, out]` for dense kernels, `[out]` for biases.
+    pub dims: Vec<usize>,
+    /// How it is initialised.
+    pub init: Initializer,
+}
+
+impl Layer {
+    /// Keras's class name (`Conv2D`, `MaxPooling2D`, ...), shown in the summary.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            Layer::Conv2D(_) => "Conv2D",
+            Layer::MaxPooling2D(_) => "MaxPooling2D",
+            Layer::AveragePooling2D(_) => "AveragePooling2D",
+            Layer::Flatten(_) => "Flatten",
+            Layer::Dense(_) => "Dense",
+            Layer::Dropout(_) => "Dropout",
+        }
+    }
+
+    /// The prefix Keras derives from the class name for automatic names (`max_pooling2d`).
+    pub fn auto_name_prefix(&self) -> &'static str {
+        match self {
+            Layer::Conv2D(_) => "conv2d",
+            Layer::MaxPooling2D(_) => "max_pooling2d",
+            Layer::AveragePooling2D(_) => "average_pooling2d",
+            Layer::Flatten(_) => "flatten",
+            Layer::Dense(_) => "dense",
+            Layer::Dropout(_) => "dropout",
+        }
+    }
+
+    /// The name the user gave, if any.
+    pub fn user_name(&self) -> Option<&str> {
+        match self {
+            Layer::Conv2D(l) => l.name.as_deref(),
+            Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => l.name.as_deref(),
+            Layer::Flatten(l) => l.name.as_deref(),
+            Layer::Dense(l) => l.name.as_deref(),
+            Layer::Dropout(l) => l.name.as_deref(),
+        }
+    }
+
+    pub(crate) fn set_name(&mut self, name: String) {
+        let slot = match self {
+            Layer::Conv2D(l) => &mut l.name,
+            Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => &mut l.name,
+            Layer::Flatten(l) => &mut l.name,
+            Layer::Dense(l) => &mut l.name,
+            Layer::Dropout(l) => &mut l.name,
+        };
+        *slot = Some(name);
+    }
+
+    /// The input shape declared on this layer, if any.
+    pub fn declared_input_shape(&self) -> Option<&InputShape> {
+        match self {
+            Layer::Conv2D(l) => l.input_shape.as_ref(),
+            Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => l.input_shape.as_ref(),
+            Layer::Flatten(l) => l.input_shape.as_ref(),
+            Layer::Dense(l) => l.input_shape.as_ref(),
+            Layer::Dropout(l) => l.input_shape.as_ref(),
+        }
+    }
+
+    /// The activation applied to the layer's output.
+    pub fn activation(&self) -> Activation {
+        match self {
+            Layer::Conv2D(l) => l.activation,
+            Layer::Dense(l) => l.activation,
+            _ => Activation::Linear,
+        }
+    }
+
+    /// Output shape (without batch) for `input` (without batch), or an error naming `name`.
+    pub fn output_shape(&self, name: &str, input: &[usize]) -> Result<Vec<usize>> {
+        let shown = fmt_dims(input);
+        if input.contains(&0) {
+            return Err(Error::build(name, format!("input shape {shown} has a zero dimension")));
+        }
+        match self {
+            Layer::Conv2D(c) => {
+                let [h, w, ch] = rank3(name, "Conv2D", input)?;
+                if c.filters == 0 {
+                    return Err(Error::build(name, "filters must be at least 1"));
+                }
+                let s = conv_shape(c, 1, h, w, ch).map_err(|e| Error::build(name, cannot_fit(&shown, &e)))?;
+                Ok(vec![s.out_h(), s.out_w(), c.filters])
+            }
+            Layer::MaxPooling2D(p) | Layer::AveragePooling2D(p) => {
+                let [h, w, ch] = rank3(name, self.class_name(), input)?;
+                let s = pool_shape(p, 1, h, w, ch).map_err(|e| Error::build(name, cannot_fit(&shown, &e)))?;
+                Ok(vec![s.out_h(), s.out_w(), ch])
+            }
+            Layer::Flatten(_) => {
+                let n = input
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    .ok_or_else(|| Error::build(name, format!("input shape {shown} overflows")))?;
+                Ok(vec![n])
+            }
+            Layer::Dense(d) => {
+                if input.len() != 1 {
+                    return Err(Error::build(
+                        name,
+                        format!("Dense needs a flat input (units,), got {shown}: add a Flatten layer before it"),
+                    ));
+                }
+                if d.units == 0 {
+                    return Err(Error::build(name, "units must be at least 1"));
+                }
+                Ok(vec![d.units])
+            }
+            Layer::Dropout(d) => {
+                if !(0.0..1.0).contains(&d.rate) {
+                    return Err(Error::build(name, format!("dropout rate must be in [0, 1), got {}", d.rate)));
+                }
+                Ok(input.to_vec())
+            }
+        }
+    }
+
+    /// The parameters of this layer on `input` (without batch); call after
+    /// [`Layer::output_shape`] succeeded.
+    pub fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
+        let mut v = Vec::new();
+        match self {
+            Layer::Conv2D(c) => {
+                let (kh, kw, cin) = (c.kernel_size.0, c.kernel_size.1, input[input.len() - 1]);
+                v.push(ParamSpec { kind: "kernel", dims: vec![kh, kw, cin, c.filters], init: c.kernel_initializer });
+                if c.use_bias {
+                    v.push(ParamSpec { kind: "bias", dims: vec![c.filters], init: c.bias_initializer });
+                }
+            }
+            Layer::Dense(d) => {
+                v.push(ParamSpec { kind: "kernel", dims: vec![input[0], d.units], init: d.kernel_initializer });
+                if d.use_bias {
+                    v.push(ParamSpec { kind: "bias", dims: vec![d.units], init: d.bias_initializer });
+                }
+            }
+            _ => {}
+        }
+        v
+    }
+}
+
+fn cannot_fit(shown: &str, e: &convnet_kernels::Error) -> String {
+    let reason = match e {
+        convnet_kernels::Error::InvalidShape { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    };
+    format!("cannot be applied to input shape (None, {}): {reason}", shown.trim_start_matches('('))
+}
+
+fn rank3(name: &str, class: &str, input: &[usize]) -> Result<[usize; 3]> {
+    match input {
+        &[h, w, c] => Ok([h, w, c]),
+        _ => Err(Error::build(name, format!("{class} needs an (h, w, c) input, got {}", fmt_dims(input)))),
+    }
+}
+
+/// The kernels' shape of a conv layer on a batch of `n` `(h, w, c)` images.
+pub(crate) fn conv_shape(c: &Conv2D, n: usize, h: usize, w: usize, ch: usize) -> convnet_kernels::Result<ConvShape> {
+    // Built field by field (not `ConvShape::new`, which validates the unpadded
+    // window first) so that `same` on a map smaller than the kernel works as in Keras.
+    let (kh, kw, sh, sw) = (c.kernel_size.0, c.kernel_size.1, c.strides.0, c.strides.1);
+    let padding = c.padding.into();
+    let (pad_top, pad_bottom) = convnet_kernels::conv::pad_amounts(padding, h, kh, sh.max(1), 1);
+    let (pad_left, pad_right) = convnet_kernels::conv::pad_amounts(padding, w, kw, sw.max(1), 1);
+    let s = ConvShape {
+        n,
+        h,
+        w,
+        c_in: ch,
+        c_out: c.filters,
+        kh,
+        kw,
+        stride_h: sh,
+        stride_w: sw,
+        dilation_h: 1,
+        dilation_w: 1,
+        pad_top,
+        pad_bottom,
+        pad_left,
+        pad_right,
+    };
+    s.validate()?;
+    Ok(s)
+}
+
+/// The kernels' shape of a pool layer on a batch of `n` `(h, w, c)` images.
+pub(crate) fn pool_shape(p: &Pool2D, n: usize, h: usize, w: usize, ch: usize) -> convnet_kernels::Result<PoolShape> {
+    let strides = p.strides.unwrap_or(p.pool_size);
+    PoolShape::new(n, h, w, ch, (p.pool_size.0, p.pool_size.1), (strides.0, strides.1), p.padding.into())
+}
+
+/// A shape as a Python tuple: `(26, 26, 32)`, `(576,)`.
+pub(crate) fn fmt_dims(d: &[usize]) -> String {
+    let inner: Vec<String> = d.iter().map(|x| x.to_string()).collect();
+    if d.len() == 1 {
+        format!("({},)", inner[0])
+    } else {
+        format!("({})", inner.join(", "))
+    }
+}

@@ -1,0 +1,2 @@
+//! The `convnet` command line.
+fn main() {}

@@ -1,0 +1,281 @@
+//! [`Sequential`] (the model definition) and [`Model`] (built: shapes inferred,
+//! weights initialised).
+
+use crate::layers::{fmt_dims, Initializer, InputShape, Layer};
+use crate::{Error, Result};
+use convnet_kernels::conv::ConvAlgo;
+use convnet_tensor::{Rng, Shape, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Seed of the weight initialisers when none is given.
+pub const DEFAULT_SEED: u64 = 42;
+
+/// A stack of layers, each feeding the next (Keras `Sequential`). Build it with
+/// [`Sequential::add`], then [`Sequential::build`] infers every shape and
+/// initialises the weights.
+///
+/// ```
+/// use convnet::{Activation::{Relu, Softmax}, Conv2D, Dense, Flatten, MaxPooling2D, Sequential};
+/// let model = Sequential::new()
+///     .add(Conv2D::new(32, (3, 3)).activation(Relu).input_shape((28, 28, 1)))
+///     .add(MaxPooling2D::new((2, 2)))
+///     .add(Flatten::new())
+///     .add(Dense::new(10).activation(Softmax))
+///     .build()?;
+/// assert_eq!(model.param_count(), 320 + 54_090);
+/// # Ok::<(), convnet::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sequential {
+    /// The model's name (`sequential` by default), shown by `summary`.
+    pub name: String,
+    /// The layers, in order.
+    pub layers: Vec<Layer>,
+    /// Seed of the weight initialisers.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_seed() -> u64 {
+    DEFAULT_SEED
+}
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sequential {
+    /// An empty model named `sequential`.
+    pub fn new() -> Self {
+        Sequential { name: "sequential".into(), layers: Vec::new(), seed: DEFAULT_SEED }
+    }
+
+    /// Renames the model.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Appends a layer.
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(mut self, layer: impl Into<Layer>) -> Self {
+        self.layers.push(layer.into());
+        self
+    }
+
+    /// Sets the seed of the weight initialisers (default [`DEFAULT_SEED`]).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Names the layers (Keras's `conv2d`, `conv2d_1`, ... unless named),
+    /// infers every output shape and initialises the weights from the seed.
+    /// A layer that cannot take its input is an [`Error::Build`] naming it.
+    pub fn build(self) -> Result<Model> {
+        let Sequential { name, layers, seed } = self;
+        if layers.is_empty() {
+            return Err(Error::invalid("model", "a Sequential model needs at least one layer"));
+        }
+        let mut counters: HashMap<&'static str, usize> = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut rng = Rng::new(seed);
+        let mut built = Vec::with_capacity(layers.len());
+        let mut params = Vec::new();
+        let mut current: Option<Vec<usize>> = None;
+        for (i, mut layer) in layers.into_iter().enumerate() {
+            let lname = match layer.user_name() {
+                Some(n) => n.to_string(),
+                None => {
+                    let prefix = layer.auto_name_prefix();
+                    let k = counters.entry(prefix).or_insert(0);
+                    let n = if *k == 0 { prefix.to_string() } else { format!("{prefix}_{k}") };
+                    *k += 1;
+                    n
+                }
+            };
+            if lname.is_empty() || lname.contains('/') {
+                return Err(Error::build(&lname, "a layer name must be non-empty and contain no '/'"));
+            }
+            if !seen.insert(lname.clone()) {
+                return Err(Error::build(&lname, "two layers have this name"));
+            }
+            layer.set_name(lname.clone());
+            let input = match (i, layer.declared_input_shape(), current.take()) {
+                (0, Some(InputShape(d)), _) => d.clone(),
+                (0, None, _) => {
+                    return Err(Error::build(
+                        &lname,
+                        "the first layer needs an input_shape, e.g. .input_shape((28, 28, 1))",
+                    ))
+                }
+                (_, Some(InputShape(d)), Some(cur)) if *d != cur => {
+                    return Err(Error::build(
+                        &lname,
+                        format!("declared input_shape {} but receives {}", fmt_dims(d), fmt_dims(&cur)),
+                    ))
+                }
+                (_, _, Some(cur)) => cur,
+                (_, _, None) => unreachable!("every built layer sets an output shape"),
+            };
+            if input.is_empty() || input.len() > 3 {
+                return Err(Error::build(
+                    &lname,
+                    format!("input shape {} must have 1 to 3 dimensions", fmt_dims(&input)),
+                ));
+            }
+            let output = layer.output_shape(&lname, &input)?;
+            let first = params.len();
+            let mut count = 0usize;
+            for spec in layer.params(&input) {
+                let shape = Shape::new(&spec.dims).map_err(|e| Error::build(&lname, e.to_string()))?;
+                let value = match spec.init {
+                    Initializer::GlorotUniform => Tensor::glorot_uniform(shape, &mut rng)?,
+                    Initializer::HeNormal => Tensor::he_normal(shape, &mut rng)?,
+                    Initializer::Zeros => Tensor::zeros(shape),
+                };
+                count =
+                    count.checked_add(shape.len()).ok_or_else(|| Error::build(&lname, "parameter count overflows"))?;
+                params.push(Param { name: format!("{lname}/{}", spec.kind), value });
+            }
+            built.push(BuiltLayer {
+                name: lname,
+                layer,
+                input,
+                output: output.clone(),
+                params: first..params.len(),
+                param_count: count,
+            });
+            current = Some(output);
+        }
+        Ok(Model { name, seed, layers: built, params, algo: ConvAlgo::Auto })
+    }
+}
+
+/// A layer of a built model: its resolved name, shapes (without the batch axis)
+/// and where its parameters sit in [`Model::params`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuiltLayer {
+    /// Keras-style name (`conv2d_1`).
+    pub name: String,
+    /// The layer's configuration (with the name filled in).
+    pub layer: Layer,
+    /// Input shape without the batch axis.
+    pub input: Vec<usize>,
+    /// Output shape without the batch axis.
+    pub output: Vec<usize>,
+    /// Indices of its parameters in [`Model::params`] (kernel, then bias).
+    pub params: std::ops::Range<usize>,
+    /// Number of scalar parameters.
+    pub param_count: usize,
+}
+
+/// A named parameter tensor: `conv2d/kernel` (HWIO), `dense/kernel` (`[in, out]`), `*/bias`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    /// `layer/kernel` or `layer/bias`.
+    pub name: String,
+    /// The values.
+    pub value: Tensor,
+}
+
+/// A built model: layers with inferred shapes and initialised weights.
+#[derive(Clone, Debug)]
+pub struct Model {
+    pub(crate) name: String,
+    pub(crate) seed: u64,
+    pub(crate) layers: Vec<BuiltLayer>,
+    pub(crate) params: Vec<Param>,
+    pub(crate) algo: ConvAlgo,
+}
+
+impl Model {
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The built layers, in order.
+    pub fn layers(&self) -> &[BuiltLayer] {
+        &self.layers
+    }
+
+    /// Every parameter, in layer order (kernel before bias), as Keras lists `model.weights`.
+    pub fn params(&self) -> &[Param] {
+        &self.params
+    }
+
+    /// Total number of scalar parameters.
+    pub fn param_count(&self) -> usize {
+        self.layers.iter().map(|l| l.param_count).sum()
+    }
+
+    /// Input shape without the batch axis (`[28, 28, 1]`).
+    pub fn input_shape(&self) -> &[usize] {
+        &self.layers[0].input
+    }
+
+    /// Output shape without the batch axis (`[10]`).
+    pub fn output_shape(&self) -> &[usize] {
+        &self.layers[self.layers.len() - 1].output
+    }
+
+    /// The Keras 2 summary table (the text `model.summary()` prints), each
+    /// row padded to 65 columns, ending in a newline.
+    pub fn summary(&self) -> String {
+        crate::summary::summary(self)
+    }
+
+    /// The architecture as the [`Sequential`] definition that builds this model
+    /// (layer names filled in).
+    pub fn to_sequential(&self) -> Sequential {
+        Sequential {
+            name: self.name.clone(),
+            layers: self.layers.iter().map(|l| l.layer.clone()).collect(),
+            seed: self.seed,
+        }
+    }
+
+    /// The architecture as JSON (what whole-model files store).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&self.to_sequential()).expect("layer configs serialise")
+    }
+
+    /// Builds a model from architecture JSON written by [`Model::to_json`].
+    pub fn from_json(json: &str) -> Result<Model> {
+        let seq: Sequential = serde_json::from_str(json).map_err(|e| Error::invalid("model JSON", e.to_string()))?;
+        seq.build()
+    }
+
+    /// Runs every convolution with `algo` unless a layer pins its own
+    /// (default [`ConvAlgo::Auto`]). An algorithm that cannot run a layer's
+    /// shape is an error when the layer runs, never a silent fallback.
+    pub fn set_conv_algo(&mut self, algo: ConvAlgo) {
+        self.algo = algo;
+    }
+
+    /// The model-wide convolution algorithm.
+    pub fn conv_algo(&self) -> ConvAlgo {
+        self.algo
+    }
+}
+
+/// The chapter's model (Listing 5.1 plus the classifier of 5.2): three 3x3
+/// ReLU convolutions (32, 64, 64 filters) with 2x2 max pooling between them,
+/// then `Flatten`, `Dense(64, relu)`, `Dense(10, softmax)`; 93,322 parameters.
+pub fn mnist_convnet() -> Sequential {
+    use crate::layers::Activation::{Relu, Softmax};
+    use crate::layers::{Conv2D, Dense, Flatten, MaxPooling2D};
+    Sequential::new()
+        .add(Conv2D::new(32, (3, 3)).activation(Relu).input_shape((28, 28, 1)))
+        .add(MaxPooling2D::new((2, 2)))
+        .add(Conv2D::new(64, (3, 3)).activation(Relu))
+        .add(MaxPooling2D::new((2, 2)))
+        .add(Conv2D::new(64, (3, 3)).activation(Relu))
+        .add(Flatten::new())
+        .add(Dense::new(64).activation(Relu))
+        .add(Dense::new(10).activation(Softmax))
+}
