@@ -23,6 +23,17 @@ impl std::fmt::Display for DenseShape {
     }
 }
 
+/// `out[j] = sum over rows of m[row, j]`, rows in order (overwrites `out`).
+#[inline(always)]
+fn column_sums(m: &[f32], out: &mut [f32]) {
+    out.fill(0.0);
+    for row in m.chunks_exact(out.len()) {
+        out.iter_mut().zip(row).for_each(|(g, &r)| *g += r);
+    }
+}
+
+crate::activation::multiversion!(fn column_sums_at(m: &[f32], out: &mut [f32]) => column_sums);
+
 /// `y = activation(x w + b)` (overwrites `y`).
 ///
 /// ```
@@ -96,12 +107,7 @@ pub fn dense_backward_weights(
     )?;
     if let Some(gb) = grad_b {
         check_len("grad_b", gb.len(), s.outputs, s)?;
-        gb.fill(0.0);
-        for row in grad_y.chunks_exact(s.outputs) {
-            for (g, &r) in gb.iter_mut().zip(row) {
-                *g += r;
-            }
-        }
+        column_sums_at(crate::simd::try_level()?, grad_y, gb);
     }
     Ok(())
 }

@@ -1,0 +1,168 @@
+//! Pooling: the SIMD/threaded kernels against the scalar `pool::reference`
+//! loops, bit for bit, under every SIMD level this CPU has, on random shapes
+//! (any window, stride, valid/same/explicit padding) and on inputs full of
+//! ties (small integers), so the first-maximum tie rule is exercised.
+
+use convnet_kernels::conv::Padding;
+use convnet_kernels::pool::{self, reference, PoolShape};
+use convnet_kernels::simd::{self, SimdLevel};
+use convnet_tensor::Rng;
+use proptest::prelude::*;
+
+fn shape() -> impl Strategy<Value = PoolShape> {
+    (1usize..=3, 1usize..=12, 1usize..=12, 1usize..=37, 1usize..=4, 1usize..=4, 1usize..=3, 1usize..=3, 0u8..3)
+        .prop_filter_map("shape must validate", |(n, h, w, c, ph, pw, sh, sw, pad)| {
+            let padding = match pad {
+                0 => Padding::Valid,
+                1 => Padding::Same,
+                _ => Padding::Explicit { top: ph / 2, bottom: (ph - 1) / 2, left: (pw - 1) / 2, right: pw / 2 },
+            };
+            PoolShape::new(n, h, w, c, (ph, pw), (sh, sw), padding).ok()
+        })
+}
+
+/// Either uniform floats or small integers (many ties).
+fn data(len: usize, seed: u64, ties: bool) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| if ties { rng.below(3) as f32 } else { rng.uniform(-2.0, 2.0) }).collect()
+}
+
+/// `simd::force` is process-global: tests that force levels take this lock so
+/// each one really runs every level it loops over.
+static LEVELS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// Runs every pooling kernel fast and reference on `s` under every level.
+fn check(s: &PoolShape, seed: u64, ties: bool) {
+    let x = data(s.input_len(), seed, ties);
+    let gy = data(s.output_len(), seed ^ 0x55, false);
+    let (n, hw, c) = (s.n, s.h * s.w, s.c);
+    let gg = data(n * c, seed ^ 0xaa, false);
+
+    let mut want_y = vec![f32::NAN; s.output_len()];
+    let mut want_am = vec![u32::MAX; s.output_len()];
+    reference::max_pool2d_forward(s, &x, &mut want_y, &mut want_am).unwrap();
+    let mut want_gx = vec![f32::NAN; s.input_len()];
+    reference::max_pool2d_backward(s, &gy, &want_am, &mut want_gx).unwrap();
+    let mut want_avg = vec![f32::NAN; s.output_len()];
+    reference::avg_pool2d_forward(s, &x, &mut want_avg).unwrap();
+    let mut want_avg_gx = vec![f32::NAN; s.input_len()];
+    reference::avg_pool2d_backward(s, &gy, &mut want_avg_gx).unwrap();
+    let mut want_g = vec![f32::NAN; n * c];
+    reference::global_avg_pool_forward(n, hw, c, &x, &mut want_g).unwrap();
+    let mut want_g_gx = vec![f32::NAN; s.input_len()];
+    reference::global_avg_pool_backward(n, hw, c, &gg, &mut want_g_gx).unwrap();
+
+    let _guard = LEVELS.lock().unwrap_or_else(|e| e.into_inner());
+    for level in SimdLevel::available() {
+        simd::force(level).unwrap();
+        let mut y = vec![f32::NAN; s.output_len()];
+        let mut am = vec![u32::MAX; s.output_len()];
+        pool::max_pool2d_forward(s, &x, &mut y, &mut am).unwrap();
+        assert_eq!(bits(&y), bits(&want_y), "max forward {s} {level:?}");
+        assert_eq!(am, want_am, "argmax {s} {level:?}");
+        let mut gx = vec![f32::NAN; s.input_len()];
+        pool::max_pool2d_backward(s, &gy, &am, &mut gx).unwrap();
+        assert_eq!(bits(&gx), bits(&want_gx), "max backward {s} {level:?}");
+        let mut avg = vec![f32::NAN; s.output_len()];
+        pool::avg_pool2d_forward(s, &x, &mut avg).unwrap();
+        assert_eq!(bits(&avg), bits(&want_avg), "avg forward {s} {level:?}");
+        let mut agx = vec![f32::NAN; s.input_len()];
+        pool::avg_pool2d_backward(s, &gy, &mut agx).unwrap();
+        assert_eq!(bits(&agx), bits(&want_avg_gx), "avg backward {s} {level:?}");
+        let mut g = vec![f32::NAN; n * c];
+        pool::global_avg_pool_forward(n, hw, c, &x, &mut g).unwrap();
+        assert_eq!(bits(&g), bits(&want_g), "global forward {s} {level:?}");
+        let mut ggx = vec![f32::NAN; s.input_len()];
+        pool::global_avg_pool_backward(n, hw, c, &gg, &mut ggx).unwrap();
+        assert_eq!(bits(&ggx), bits(&want_g_gx), "global backward {s} {level:?}");
+    }
+    simd::force(SimdLevel::detect()).unwrap();
+}
+
+/// The argmax really is the first maximum of its window in row-major order,
+/// checked independently of both implementations.
+fn check_argmax_definition(s: &PoolShape, seed: u64) {
+    let x = data(s.input_len(), seed, true);
+    let mut y = vec![f32::NAN; s.output_len()];
+    let mut am = vec![u32::MAX; s.output_len()];
+    pool::max_pool2d_forward(s, &x, &mut y, &mut am).unwrap();
+    let (oh, ow, item) = (s.out_h(), s.out_w(), s.h * s.w * s.c);
+    for n in 0..s.n {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..s.c {
+                    let mut first: Option<(f32, usize)> = None;
+                    for ky in 0..s.ph {
+                        for kx in 0..s.pw {
+                            let (iy, ix) = ((oy * s.stride_h + ky) as isize, (ox * s.stride_w + kx) as isize);
+                            let (iy, ix) = (iy - s.pad_top as isize, ix - s.pad_left as isize);
+                            if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
+                                continue;
+                            }
+                            let i = (iy as usize * s.w + ix as usize) * s.c + ch;
+                            let v = x[n * item + i];
+                            if first.is_none_or(|(b, _)| v > b) {
+                                first = Some((v, i));
+                            }
+                        }
+                    }
+                    let o = ((n * oh + oy) * ow + ox) * s.c + ch;
+                    let (b, i) = first.expect("every window holds an input element");
+                    assert_eq!((y[o], am[o] as usize), (b, i), "{s} at n{n} y{oy} x{ox} c{ch}");
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fast_pooling_equals_reference_bit_for_bit(s in shape(), seed in any::<u64>(), ties in any::<bool>()) {
+        check(&s, seed, ties);
+    }
+
+    #[test]
+    fn argmax_is_the_first_maximum_in_row_major_order(s in shape(), seed in any::<u64>()) {
+        check_argmax_definition(&s, seed);
+    }
+}
+
+/// The benchmarked shapes (the chapter's two pooling layers, cut to batch 3).
+#[test]
+fn chapter_layers_agree() {
+    for (h, c) in [(26, 32), (11, 64)] {
+        let s = PoolShape::new(3, h, h, c, (2, 2), (2, 2), Padding::Valid).unwrap();
+        check(&s, 1, false);
+        check(&s, 2, true);
+    }
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let s = PoolShape::new(1, 4, 4, 2, (2, 2), (2, 2), Padding::Valid).unwrap();
+    let x = vec![0.0; s.input_len()];
+    let mut y = vec![0.0; s.output_len()];
+    let mut am = vec![0u32; s.output_len()];
+    assert!(pool::max_pool2d_forward(&s, &x[1..], &mut y, &mut am).is_err());
+    assert!(pool::max_pool2d_forward(&s, &x, &mut y[1..], &mut am).is_err());
+    assert!(pool::max_pool2d_forward(&s, &x, &mut y, &mut am[1..]).is_err());
+    let mut gx = vec![0.0; s.input_len()];
+    am[0] = s.input_len() as u32; // outside the image
+    let err = pool::max_pool2d_backward(&s, &y, &am, &mut gx).unwrap_err().to_string();
+    assert!(err.contains("pool 1x4x4x2"), "{err}");
+    assert!(pool::avg_pool2d_forward(&s, &x, &mut y[1..]).is_err());
+    assert!(pool::avg_pool2d_backward(&s, &y, &mut gx[1..]).is_err());
+    let mut bad = s;
+    bad.c = 0;
+    assert!(pool::avg_pool2d_forward(&bad, &x, &mut y).is_err());
+    bad = s;
+    bad.n = usize::MAX;
+    assert!(pool::max_pool2d_forward(&bad, &x, &mut y, &mut am).is_err());
+    assert!(PoolShape::new(1, 1, 1, 1, (2, 2), (1, 1), Padding::Valid).is_err());
+}
