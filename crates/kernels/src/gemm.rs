@@ -1,4 +1,8 @@
-//! Safe single-precision GEMM over slices, on `matrixmultiply`.
+//! Single-precision GEMM over slices, on `matrixmultiply`.
+//!
+//! [`sgemm`] is the safe public entry point; the conv kernels call the
+//! crate-internal [`sgemm_strided`], which takes raw strided pointers so a
+//! task can multiply into a sub-block of a larger matrix.
 
 use crate::{Error, Result};
 
@@ -112,4 +116,53 @@ pub fn sgemm(
         );
     }
     Ok(())
+}
+
+/// `c = alpha * a * b + beta * c` on raw strided operands (`a` is `m x k`
+/// with strides `(rsa, csa)`, `b` is `k x n`, `c` is `m x n`); with
+/// `beta == 0`, `c` is not read.
+///
+/// # Safety
+///
+/// Every element the strides address must be in bounds of its allocation,
+/// `c` must be valid for writes, and no other thread may access the part of
+/// `c` this call writes while it runs.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) unsafe fn sgemm_strided(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    csc: usize,
+) {
+    debug_assert!(m > 0 && n > 0 && k > 0);
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a,
+            rsa as isize,
+            csa as isize,
+            b,
+            rsb as isize,
+            csb as isize,
+            beta,
+            c,
+            rsc as isize,
+            csc as isize,
+        )
+    }
 }

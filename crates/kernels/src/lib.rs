@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+mod arch;
 pub mod conv;
 pub mod dense;
 mod error;

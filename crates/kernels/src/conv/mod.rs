@@ -13,9 +13,11 @@
 pub mod direct;
 pub mod im2col;
 pub mod reference;
+mod select;
 mod shape;
 pub mod winograd;
 
+pub use select::select;
 pub use shape::{pad_amounts, ConvShape, Padding};
 
 use crate::activation::Activation;
@@ -106,11 +108,6 @@ impl ConvPass {
             ConvPass::BackwardFilter => "backward_filter",
         }
     }
-}
-
-/// The algorithm [`ConvAlgo::Auto`] runs for `shape` and `pass`: a pure function.
-pub fn select(_shape: &ConvShape, _pass: ConvPass) -> ConvAlgo {
-    ConvAlgo::Reference
 }
 
 /// Whether `algo` (not `Auto`) can run `pass` on `shape`; the error says why not.
