@@ -12,6 +12,7 @@ mod error;
 pub mod layers;
 mod model;
 mod summary;
+pub mod weights;
 
 pub use error::{Error, Result};
 pub use layers::{
