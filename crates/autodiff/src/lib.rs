@@ -1,2 +1,110 @@
-//! Work in progress: see the issue tracker.
+//! `convnet-autodiff`: define-by-run reverse-mode differentiation over the
+//! convnet kernels.
+//!
+//! # The API in one screen
+//!
+//! - [`Params`] owns a model's persistent parameters: `add(name, Tensor) ->
+//!   ParamId`, `value`, `value_mut`, `grad`, `zero_grad`, `iter`, and
+//!   `update_with(|index, value, grad| ..)`, the allocation-free hook an
+//!   optimizer (such as `convnet-optim`'s, which knows nothing of this crate)
+//!   updates through. Gradients accumulate across `backward` calls until
+//!   `zero_grad`.
+//! - [`Tape`] records one forward pass. Leaves: [`Tape::input`] (data, copied
+//!   into a pooled buffer, no gradient), [`Tape::param`] (a parameter, its
+//!   gradient goes to `Params`), [`Tape::variable`] (a leaf whose gradient you
+//!   read with [`Tape::grad`]). Ops return [`Var`] handles:
+//!   [`conv2d`](Tape::conv2d) (any `ConvAlgo`, fused relu),
+//!   [`max_pool2d`](Tape::max_pool2d), [`avg_pool2d`](Tape::avg_pool2d),
+//!   [`relu`](Tape::relu), [`sigmoid`](Tape::sigmoid), [`tanh`](Tape::tanh),
+//!   [`bias_add`](Tape::bias_add), [`dense`](Tape::dense) (fused relu),
+//!   [`reshape`](Tape::reshape), [`flatten`](Tape::flatten),
+//!   [`dropout`](Tape::dropout), [`softmax`](Tape::softmax),
+//!   [`softmax_cross_entropy`](Tape::softmax_cross_entropy) (fused),
+//!   [`sparse_softmax_cross_entropy`](Tape::sparse_softmax_cross_entropy),
+//!   [`binary_cross_entropy`](Tape::binary_cross_entropy) (from
+//!   probabilities), [`binary_cross_entropy_with_logits`](Tape::binary_cross_entropy_with_logits),
+//!   [`add`](Tape::add), [`mul`](Tape::mul), [`mean`](Tape::mean).
+//! - [`Tape::backward`] walks the tape in reverse and adds parameter
+//!   gradients into `Params`; it returns [`Error::NonFiniteLoss`] (and touches
+//!   nothing) when the loss is NaN or infinite, the signal a training loop
+//!   stops on. [`Tape::reset`] returns every buffer to the tape's pool: after
+//!   the first step, a step of a fixed model makes no heap allocation (a
+//!   counting allocator proves it in `tests/no_alloc.rs`).
+//! - [`Tape::inference`] records no backward rules (evaluate / predict).
+//!
+//! Layouts are Keras's: NHWC activations, HWIO conv filters, `[in, out]`
+//! dense weights; `flatten` keeps (h, w, c) order.
+//!
+//! # A training step
+//!
+//! A tiny convnet (conv-relu, max-pool, flatten, dense, softmax
+//! cross-entropy): forward, loss, backward, and a Keras-style RMSprop update
+//! from `convnet-optim` (which works on plain slices, through
+//! [`Params::update_with`]):
+//!
+//! ```
+//! use convnet_autodiff::{Activation, Conv2dSpec, Params, PoolSpec, Tape};
+//! use convnet_optim::{Optimizer, RMSprop};
+//! use convnet_tensor::{Rng, Shape, Tensor};
+//!
+//! let mut rng = Rng::new(0);
+//! let mut params = Params::new();
+//! let k = params.add("conv/kernel", Tensor::glorot_uniform(Shape::new(&[3, 3, 1, 4])?, &mut rng)?)?;
+//! let kb = params.add("conv/bias", Tensor::zeros(Shape::vector(4)))?;
+//! let d = params.add("dense/kernel", Tensor::glorot_uniform(Shape::matrix(3 * 3 * 4, 10), &mut rng)?)?;
+//! let db = params.add("dense/bias", Tensor::zeros(Shape::vector(10)))?;
+//!
+//! // A batch of two 8x8 grey images and one-hot targets.
+//! let images = Tensor::uniform(Shape::nhwc(2, 8, 8, 1), 0.0, 1.0, &mut rng)?;
+//! let mut targets = Tensor::zeros(Shape::matrix(2, 10));
+//! targets.data_mut()[3] = 1.0;
+//! targets.data_mut()[10 + 7] = 1.0;
+//!
+//! let mut tape = Tape::new();
+//! let mut opt = RMSprop::new(0.01); // rho 0.9, epsilon 1e-7: Keras's defaults
+//! let mut losses = Vec::new();
+//! for _step in 0..5 {
+//!     tape.reset(); // the previous step's buffers go back to the pool
+//!     params.zero_grad();
+//!     let x = tape.input(images.view())?;
+//!     let (wk, wb) = (tape.param(&params, k)?, tape.param(&params, kb)?);
+//!     let h = tape.conv2d(x, wk, Some(wb), Conv2dSpec::new().relu())?; // [2, 6, 6, 4]
+//!     let h = tape.max_pool2d(h, PoolSpec::new(2, 2))?; // [2, 3, 3, 4]
+//!     let h = tape.flatten(h)?; // [2, 36], no copy
+//!     let (wd, wdb) = (tape.param(&params, d)?, tape.param(&params, db)?);
+//!     let logits = tape.dense(h, wd, Some(wdb), Activation::Linear)?;
+//!     let t = tape.input(targets.view())?;
+//!     let loss = tape.softmax_cross_entropy(logits, t)?;
+//!     losses.push(tape.scalar(loss)?);
+//!     tape.backward(loss, &mut params)?; // adds into the parameters' gradients
+//!
+//!     opt.begin_step()?;
+//!     params.update_with(|i, w, g| opt.update(i, w, g))?;
+//! }
+//! assert!(losses[4] < losses[0], "{losses:?}");
+//! // After backward, the recording is spent: backward again (or a new op)
+//! // before `reset` is an error, never a silent double update.
+//! # let loss = tape.len(); let _ = loss;
+//! assert!(tape.input(images.view()).is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![warn(missing_docs)]
+
+mod backward;
+mod error;
+mod ops;
+mod params;
+mod pool;
+mod spec;
+mod tape;
+
+pub use error::{Error, Result};
+pub use ops::BCE_EPSILON;
+pub use params::{ParamId, Params};
+pub use spec::{Conv2dSpec, PoolSpec};
+pub use tape::{Tape, Var};
+
+// Re-exported so users of the ops need not depend on the kernels crate for
+// the types in their signatures.
+pub use convnet_kernels::activation::Activation;
+pub use convnet_kernels::conv::{ConvAlgo, Padding};

@@ -1,0 +1,291 @@
+//! The backward rule of every op: given `g = d loss / d output`, add
+//! `d loss / d input` into each input that needs a gradient.
+//!
+//! Gradients are written, not accumulated, when an input receives its first
+//! contribution (the common single-consumer case: no zero fill, no extra
+//! buffer); later contributions go through a scratch buffer and an add. When
+//! the input gradient has the output's length and the rule is element-wise
+//! (relu, reshape, dropout, bias add), the buffer `g` itself is handed to the
+//! input: no copy.
+
+use crate::error::kernel_err;
+use crate::params::Params;
+use crate::pool::Pool;
+use crate::tape::{value_of, Aux, Node, Op, Storage};
+use crate::Result;
+use convnet_kernels::activation::{relu_backward_inplace, Activation};
+use convnet_kernels::{conv, dense, pool};
+use convnet_tensor::AlignedBuf;
+
+/// What a backward rule may touch: the nodes recorded before it (its
+/// inputs), the buffer pool and the parameter gradients.
+pub(crate) struct Ctx<'a> {
+    pub before: &'a mut [Node],
+    pub pool: &'a mut Pool,
+    pub params: &'a mut Params,
+}
+
+fn add_into(acc: &mut [f32], x: &[f32]) {
+    for (a, &x) in acc.iter_mut().zip(x) {
+        *a += x;
+    }
+}
+
+impl Ctx<'_> {
+    /// Adds `d loss / d (node t)` into its gradient, where `f(nodes, dst)`
+    /// overwrites `dst` with that contribution. Does nothing when `t` needs
+    /// no gradient.
+    fn emit(&mut self, t: u32, f: impl FnOnce(&[Node], &mut [f32]) -> Result<()>) -> Result<()> {
+        let t = t as usize;
+        if !self.before[t].requires_grad {
+            return Ok(());
+        }
+        let len = self.before[t].shape.len();
+        if let Op::Param(id) = self.before[t].op {
+            let (_, grad, fresh) = self.params.entry_mut(id)?;
+            if *fresh {
+                *fresh = false;
+                return f(self.before, grad.data_mut());
+            }
+            let mut s = self.pool.take(len);
+            let r = f(self.before, s.as_mut_slice());
+            if r.is_ok() {
+                add_into(grad.data_mut(), s.as_slice());
+            }
+            self.pool.give(s);
+            return r;
+        }
+        match self.before[t].grad.take() {
+            None => {
+                let mut b = self.pool.take(len);
+                let r = f(self.before, b.as_mut_slice());
+                self.before[t].grad = Some(b);
+                r
+            }
+            Some(mut acc) => {
+                let mut s = self.pool.take(len);
+                let r = f(self.before, s.as_mut_slice());
+                if r.is_ok() {
+                    add_into(acc.as_mut_slice(), s.as_slice());
+                }
+                self.pool.give(s);
+                self.before[t].grad = Some(acc);
+                r
+            }
+        }
+    }
+
+    /// Hands `g` (already the gradient of node `t`, same length) to node `t`:
+    /// moved when `t` has no gradient yet, added otherwise.
+    fn pass(&mut self, t: u32, g: AlignedBuf) -> Result<()> {
+        let ti = t as usize;
+        let node = &mut self.before[ti];
+        if !node.requires_grad {
+            self.pool.give(g);
+            return Ok(());
+        }
+        if matches!(node.op, Op::Param(_)) {
+            let r = self.emit(t, |_, d| {
+                d.copy_from_slice(g.as_slice());
+                Ok(())
+            });
+            self.pool.give(g);
+            return r;
+        }
+        match &mut node.grad {
+            None => node.grad = Some(g),
+            Some(acc) => {
+                add_into(acc.as_mut_slice(), g.as_slice());
+                self.pool.give(g);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Column sums of `g` viewed as `[rows, cols]` (bias gradients).
+fn column_sums(g: &[f32], dst: &mut [f32]) {
+    dst.fill(0.0);
+    for row in g.chunks_exact(dst.len()) {
+        add_into(dst, row);
+    }
+}
+
+/// Runs the backward rule of `node`, whose output gradient is `g`.
+pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) -> Result<()> {
+    // Ops that read their own output own their buffer (only reshape and
+    // inference-mode dropout alias, and they do not read it).
+    let y: &[f32] = match &node.value {
+        Storage::Own(b) => b.as_slice(),
+        Storage::Alias(_) => &[],
+    };
+    match node.op {
+        Op::Input | Op::Variable | Op::Param(_) => ctx.pool.give(g),
+        Op::Conv2d { x, w, b, shape, algo, act } => {
+            if act == Activation::Relu {
+                relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("conv2d backward"))?;
+            }
+            let gs = g.as_slice();
+            if let Some(b) = b {
+                ctx.emit(b, |_, d| conv::conv2d_backward_bias(&shape, gs, d).map_err(kernel_err("conv2d backward")))?;
+            }
+            ctx.emit(w, |n, d| {
+                conv::conv2d_backward_filter(algo, &shape, value_of(n, x as usize), gs, d)
+                    .map_err(kernel_err("conv2d backward"))
+            })?;
+            ctx.emit(x, |n, d| {
+                conv::conv2d_backward_data(algo, &shape, gs, value_of(n, w as usize), d)
+                    .map_err(kernel_err("conv2d backward"))
+            })?;
+            ctx.pool.give(g);
+        }
+        Op::MaxPool { x, shape } => {
+            let Aux::U32(argmax) = aux else { unreachable!("max_pool2d records its argmax") };
+            let gs = g.as_slice();
+            ctx.emit(x, |_, d| {
+                pool::max_pool2d_backward(&shape, gs, argmax, d).map_err(kernel_err("max_pool2d backward"))
+            })?;
+            ctx.pool.give(g);
+        }
+        Op::AvgPool { x, shape } => {
+            let gs = g.as_slice();
+            ctx.emit(x, |_, d| pool::avg_pool2d_backward(&shape, gs, d).map_err(kernel_err("avg_pool2d backward")))?;
+            ctx.pool.give(g);
+        }
+        Op::Relu { x } => {
+            relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("relu backward"))?;
+            ctx.pass(x, g)?;
+        }
+        Op::Sigmoid { x } => {
+            for (g, &y) in g.as_mut_slice().iter_mut().zip(y) {
+                *g *= y * (1.0 - y);
+            }
+            ctx.pass(x, g)?;
+        }
+        Op::Tanh { x } => {
+            for (g, &y) in g.as_mut_slice().iter_mut().zip(y) {
+                *g *= 1.0 - y * y;
+            }
+            ctx.pass(x, g)?;
+        }
+        Op::BiasAdd { x, b } => {
+            let gs = g.as_slice();
+            ctx.emit(b, |_, d| {
+                column_sums(gs, d);
+                Ok(())
+            })?;
+            ctx.pass(x, g)?;
+        }
+        Op::Dense { x, w, b, shape, act } => {
+            if act == Activation::Relu {
+                relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("dense backward"))?;
+            }
+            let gs = g.as_slice();
+            if let Some(b) = b {
+                ctx.emit(b, |_, d| {
+                    column_sums(gs, d);
+                    Ok(())
+                })?;
+            }
+            ctx.emit(w, |n, d| {
+                dense::dense_backward_weights(&shape, value_of(n, x as usize), gs, d, None)
+                    .map_err(kernel_err("dense backward"))
+            })?;
+            ctx.emit(x, |n, d| {
+                dense::dense_backward_data(&shape, gs, value_of(n, w as usize), d).map_err(kernel_err("dense backward"))
+            })?;
+            ctx.pool.give(g);
+        }
+        Op::Reshape { x } => ctx.pass(x, g)?,
+        Op::Dropout { x } => {
+            let Aux::F32(mask) = aux else { unreachable!("dropout records its mask") };
+            for (g, &m) in g.as_mut_slice().iter_mut().zip(mask.as_slice()) {
+                *g *= m;
+            }
+            ctx.pass(x, g)?;
+        }
+        Op::Softmax { x } => {
+            let classes = node.shape.last();
+            for (gr, yr) in g.as_mut_slice().chunks_exact_mut(classes).zip(y.chunks_exact(classes)) {
+                let dot: f32 = gr.iter().zip(yr).map(|(g, y)| g * y).sum();
+                for (g, &y) in gr.iter_mut().zip(yr) {
+                    *g = y * (*g - dot);
+                }
+            }
+            ctx.pass(x, g)?;
+        }
+        Op::SoftmaxCe { logits } | Op::SparseSoftmaxCe { logits } => {
+            let Aux::F32(dlogits) = aux else { unreachable!("the fused loss records its gradient") };
+            let scale = g.as_slice()[0];
+            ctx.emit(logits, |_, d| {
+                for (d, &s) in d.iter_mut().zip(dlogits.as_slice()) {
+                    *d = scale * s;
+                }
+                Ok(())
+            })?;
+            ctx.pool.give(g);
+        }
+        Op::Bce { probs, targets } => {
+            let scale = g.as_slice()[0];
+            ctx.emit(probs, |n, d| {
+                let (p, t) = (value_of(n, probs as usize), value_of(n, targets as usize));
+                let inv = scale / p.len() as f32;
+                for ((d, &p), &t) in d.iter_mut().zip(p).zip(t) {
+                    // Keras clips p to [eps, 1 - eps]; the clip has zero gradient outside.
+                    *d = if p > crate::ops::BCE_EPSILON && p < 1.0 - crate::ops::BCE_EPSILON {
+                        inv * ((1.0 - t) / (1.0 - p) - t / p)
+                    } else {
+                        0.0
+                    };
+                }
+                Ok(())
+            })?;
+            ctx.pool.give(g);
+        }
+        Op::BceLogits { logits, targets } => {
+            let scale = g.as_slice()[0];
+            ctx.emit(logits, |n, d| {
+                let (x, t) = (value_of(n, logits as usize), value_of(n, targets as usize));
+                let inv = scale / x.len() as f32;
+                for ((d, &x), &t) in d.iter_mut().zip(x).zip(t) {
+                    *d = inv * (crate::ops::sigmoid(x) - t);
+                }
+                Ok(())
+            })?;
+            ctx.pool.give(g);
+        }
+        Op::Add { a, b } => {
+            let gs = g.as_slice();
+            ctx.emit(a, |_, d| {
+                d.copy_from_slice(gs);
+                Ok(())
+            })?;
+            ctx.pass(b, g)?;
+        }
+        Op::Mul { a, b } => {
+            let gs = g.as_slice();
+            ctx.emit(a, |n, d| {
+                for ((d, &g), &bv) in d.iter_mut().zip(gs).zip(value_of(n, b as usize)) {
+                    *d = g * bv;
+                }
+                Ok(())
+            })?;
+            ctx.emit(b, |n, d| {
+                for ((d, &g), &av) in d.iter_mut().zip(gs).zip(value_of(n, a as usize)) {
+                    *d = g * av;
+                }
+                Ok(())
+            })?;
+            ctx.pool.give(g);
+        }
+        Op::Mean { x } => {
+            let gv = g.as_slice()[0];
+            ctx.emit(x, |_, d| {
+                d.fill(gv / d.len() as f32);
+                Ok(())
+            })?;
+            ctx.pool.give(g);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,455 @@
+//! The forward half of every op: check shapes (an [`Error::Shape`] names the
+//! op and the shapes), run the kernel into a pooled buffer, record the node.
+
+use crate::error::{kernel_err, shape_err};
+use crate::spec::{Conv2dSpec, PoolSpec};
+use crate::tape::{Aux, Op, Storage, Tape, Var};
+use crate::{Error, Result};
+use convnet_kernels::activation::{self, Activation};
+use convnet_kernels::conv::{self, ConvPass, ConvShape};
+use convnet_kernels::dense::{self, DenseShape};
+use convnet_kernels::loss;
+use convnet_kernels::pool::{self, PoolShape};
+use convnet_tensor::{Rng, Shape};
+
+/// Keras's `epsilon()` (1e-7): probabilities are clipped to
+/// `[BCE_EPSILON, 1 - BCE_EPSILON]` in [`Tape::binary_cross_entropy`].
+pub const BCE_EPSILON: f32 = 1e-7;
+
+/// The logistic function, stable for large `|x|`.
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+fn rank4(op: &'static str, what: &str, s: Shape) -> Result<(usize, usize, usize, usize)> {
+    s.as_nhwc().map_err(|_| shape_err(op, format!("{what} must be NHWC (rank 4), got shape {s}")))
+}
+
+fn check_activation(op: &'static str, a: Activation) -> Result<()> {
+    match a {
+        Activation::Linear | Activation::Relu => Ok(()),
+        #[allow(unreachable_patterns)]
+        other => Err(Error::BadArgument { op, detail: format!("fused activation {other:?} has no backward rule") }),
+    }
+}
+
+impl Tape {
+    fn idx(&self, op: &'static str, v: Var) -> Result<usize> {
+        self.recording(op)?;
+        self.index(v)
+    }
+
+    fn same_shape(&self, op: &'static str, a: usize, b: usize) -> Result<Shape> {
+        let (sa, sb) = (self.nodes[a].shape, self.nodes[b].shape);
+        if sa != sb {
+            return Err(shape_err(op, format!("shapes {sa} and {sb} differ")));
+        }
+        Ok(sa)
+    }
+
+    fn no_grad_target(&self, op: &'static str, t: usize) -> Result<()> {
+        if self.nodes[t].requires_grad {
+            return Err(Error::BadArgument {
+                op,
+                detail: "targets must not require a gradient (record them with `input`)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// 2-D convolution of NHWC `x` with HWIO filter `w` (`[kh, kw, c_in,
+    /// c_out]`) plus optional bias `b` (`[c_out]`), with `spec`'s stride,
+    /// padding, dilation, algorithms and fused activation.
+    ///
+    /// When the tape trains and the result needs a gradient, the backward
+    /// algorithm is checked here, so an explicit algorithm that cannot run the
+    /// backward passes fails at once rather than in `backward`.
+    pub fn conv2d(&mut self, x: Var, w: Var, b: Option<Var>, spec: Conv2dSpec) -> Result<Var> {
+        const OP: &str = "conv2d";
+        let (xi, wi) = (self.idx(OP, x)?, self.idx(OP, w)?);
+        let bi = b.map(|b| self.idx(OP, b)).transpose()?;
+        check_activation(OP, spec.activation)?;
+        let (xs, ws) = (self.nodes[xi].shape, self.nodes[wi].shape);
+        let (n, h, wd, c) = rank4(OP, "input", xs)?;
+        let (kh, kw, _, co) =
+            ws.as_nhwc().ok().filter(|d| d.2 == c).ok_or_else(|| {
+                shape_err(OP, format!("filter {ws} must be HWIO [kh, kw, {c}, c_out] for input {xs}"))
+            })?;
+        if let Some(bi) = bi {
+            let bs = self.nodes[bi].shape;
+            if bs.rank() != 1 || bs.len() != co {
+                return Err(shape_err(OP, format!("bias {bs} must be ({co},) for filter {ws}")));
+            }
+        }
+        let shape = ConvShape {
+            n,
+            h,
+            w: wd,
+            c_in: c,
+            c_out: co,
+            kh,
+            kw,
+            stride_h: spec.stride.0,
+            stride_w: spec.stride.1,
+            dilation_h: spec.dilation.0,
+            dilation_w: spec.dilation.1,
+            pad_top: 0,
+            pad_bottom: 0,
+            pad_left: 0,
+            pad_right: 0,
+        }
+        .with_padding(spec.padding)
+        .map_err(kernel_err(OP))?;
+        let requires = match bi {
+            Some(bi) => self.needs_grad(&[xi, wi, bi]),
+            None => self.needs_grad(&[xi, wi]),
+        };
+        if requires {
+            if self.nodes[wi].requires_grad {
+                conv::supports(spec.backward_algo, &shape, ConvPass::BackwardFilter).map_err(kernel_err(OP))?;
+            }
+            if self.nodes[xi].requires_grad {
+                conv::supports(spec.backward_algo, &shape, ConvPass::BackwardData).map_err(kernel_err(OP))?;
+            }
+        }
+        let out_shape = Shape::nhwc(n, shape.out_h(), shape.out_w(), co);
+        let mut out = self.pool.take(out_shape.len());
+        conv::conv2d_forward(
+            spec.algo,
+            &shape,
+            self.val(xi),
+            self.val(wi),
+            bi.map(|b| self.val(b)),
+            spec.activation,
+            out.as_mut_slice(),
+        )
+        .map_err(kernel_err(OP))?;
+        let op = Op::Conv2d {
+            x: xi as u32,
+            w: wi as u32,
+            b: bi.map(|b| b as u32),
+            shape,
+            algo: spec.backward_algo,
+            act: spec.activation,
+        };
+        self.push(op, out_shape, Storage::Own(out), requires, Aux::None)
+    }
+
+    fn pool_shape(&self, op: &'static str, xi: usize, spec: PoolSpec) -> Result<PoolShape> {
+        let (n, h, w, c) = rank4(op, "input", self.nodes[xi].shape)?;
+        PoolShape::new(n, h, w, c, spec.window, spec.stride, spec.padding).map_err(kernel_err(op))
+    }
+
+    /// Max pooling of NHWC `x`. The gradient of each window goes to its
+    /// first maximum in row-major window order (ties: the first wins).
+    pub fn max_pool2d(&mut self, x: Var, spec: PoolSpec) -> Result<Var> {
+        const OP: &str = "max_pool2d";
+        let xi = self.idx(OP, x)?;
+        let shape = self.pool_shape(OP, xi, spec)?;
+        let out_shape = Shape::nhwc(shape.n, shape.out_h(), shape.out_w(), shape.c);
+        let mut out = self.pool.take(out_shape.len());
+        let mut argmax = self.pool.take_u32(out_shape.len());
+        pool::max_pool2d_forward(&shape, self.val(xi), out.as_mut_slice(), &mut argmax).map_err(kernel_err(OP))?;
+        let requires = self.needs_grad(&[xi]);
+        let aux = if requires {
+            Aux::U32(argmax)
+        } else {
+            self.pool.give_u32(argmax);
+            Aux::None
+        };
+        self.push(Op::MaxPool { x: xi as u32, shape }, out_shape, Storage::Own(out), requires, aux)
+    }
+
+    /// Average pooling of NHWC `x`; padded positions are not counted (Keras).
+    pub fn avg_pool2d(&mut self, x: Var, spec: PoolSpec) -> Result<Var> {
+        const OP: &str = "avg_pool2d";
+        let xi = self.idx(OP, x)?;
+        let shape = self.pool_shape(OP, xi, spec)?;
+        let out_shape = Shape::nhwc(shape.n, shape.out_h(), shape.out_w(), shape.c);
+        let mut out = self.pool.take(out_shape.len());
+        pool::avg_pool2d_forward(&shape, self.val(xi), out.as_mut_slice()).map_err(kernel_err(OP))?;
+        let requires = self.needs_grad(&[xi]);
+        self.push(Op::AvgPool { x: xi as u32, shape }, out_shape, Storage::Own(out), requires, Aux::None)
+    }
+
+    fn unary(&mut self, op_name: &'static str, x: Var, op: fn(u32) -> Op, f: impl Fn(f32) -> f32) -> Result<Var> {
+        let xi = self.idx(op_name, x)?;
+        let shape = self.nodes[xi].shape;
+        let mut out = self.pool.take(shape.len());
+        for (o, &x) in out.as_mut_slice().iter_mut().zip(self.val(xi)) {
+            *o = f(x);
+        }
+        let requires = self.needs_grad(&[xi]);
+        self.push(op(xi as u32), shape, Storage::Own(out), requires, Aux::None)
+    }
+
+    /// `max(x, 0)`, element-wise (prefer the fused relu of [`Tape::conv2d`]
+    /// and [`Tape::dense`]). The gradient at 0 is 0.
+    pub fn relu(&mut self, x: Var) -> Result<Var> {
+        self.unary("relu", x, |x| Op::Relu { x }, |x| x.max(0.0))
+    }
+
+    /// `1 / (1 + exp(-x))`, element-wise.
+    pub fn sigmoid(&mut self, x: Var) -> Result<Var> {
+        self.unary("sigmoid", x, |x| Op::Sigmoid { x }, sigmoid)
+    }
+
+    /// `tanh(x)`, element-wise.
+    pub fn tanh(&mut self, x: Var) -> Result<Var> {
+        self.unary("tanh", x, |x| Op::Tanh { x }, f32::tanh)
+    }
+
+    /// `x + b`, with `b` (`[c]`) broadcast over every row of the last axis of `x`.
+    pub fn bias_add(&mut self, x: Var, b: Var) -> Result<Var> {
+        const OP: &str = "bias_add";
+        let (xi, bi) = (self.idx(OP, x)?, self.idx(OP, b)?);
+        let (xs, bs) = (self.nodes[xi].shape, self.nodes[bi].shape);
+        if bs.rank() != 1 || bs.len() != xs.last() {
+            return Err(shape_err(OP, format!("bias {bs} must be ({},) for input {xs}", xs.last())));
+        }
+        let mut out = self.pool.take(xs.len());
+        out.as_mut_slice().copy_from_slice(self.val(xi));
+        activation::bias_add(out.as_mut_slice(), self.val(bi)).map_err(kernel_err(OP))?;
+        let requires = self.needs_grad(&[xi, bi]);
+        self.push(Op::BiasAdd { x: xi as u32, b: bi as u32 }, xs, Storage::Own(out), requires, Aux::None)
+    }
+
+    /// Fully connected: `activation(x w + b)` for `x` `[batch, in]`, `w`
+    /// `[in, out]` (Keras layout), `b` `[out]`.
+    pub fn dense(&mut self, x: Var, w: Var, b: Option<Var>, activation: Activation) -> Result<Var> {
+        const OP: &str = "dense";
+        let (xi, wi) = (self.idx(OP, x)?, self.idx(OP, w)?);
+        let bi = b.map(|b| self.idx(OP, b)).transpose()?;
+        check_activation(OP, activation)?;
+        let (xs, ws) = (self.nodes[xi].shape, self.nodes[wi].shape);
+        if xs.rank() != 2 {
+            return Err(shape_err(OP, format!("input must be [batch, features] (flatten it first), got {xs}")));
+        }
+        if ws.rank() != 2 || ws.dims()[0] != xs.dims()[1] {
+            return Err(shape_err(OP, format!("weights {ws} must be [{}, units] for input {xs}", xs.dims()[1])));
+        }
+        let shape = DenseShape { batch: xs.dims()[0], inputs: xs.dims()[1], outputs: ws.dims()[1] };
+        if let Some(bi) = bi {
+            let bs = self.nodes[bi].shape;
+            if bs.rank() != 1 || bs.len() != shape.outputs {
+                return Err(shape_err(OP, format!("bias {bs} must be ({},) for weights {ws}", shape.outputs)));
+            }
+        }
+        let out_shape = Shape::matrix(shape.batch, shape.outputs);
+        let mut out = self.pool.take(out_shape.len());
+        dense::dense_forward(
+            &shape,
+            self.val(xi),
+            self.val(wi),
+            bi.map(|b| self.val(b)),
+            activation,
+            out.as_mut_slice(),
+        )
+        .map_err(kernel_err(OP))?;
+        let requires = match bi {
+            Some(bi) => self.needs_grad(&[xi, wi, bi]),
+            None => self.needs_grad(&[xi, wi]),
+        };
+        let op = Op::Dense { x: xi as u32, w: wi as u32, b: bi.map(|b| b as u32), shape, act: activation };
+        self.push(op, out_shape, Storage::Own(out), requires, Aux::None)
+    }
+
+    /// The same elements under another shape with as many elements; no copy.
+    pub fn reshape(&mut self, x: Var, shape: Shape) -> Result<Var> {
+        const OP: &str = "reshape";
+        let xi = self.idx(OP, x)?;
+        let xs = self.nodes[xi].shape;
+        if xs.len() != shape.len() {
+            return Err(shape_err(OP, format!("cannot reshape {xs} ({} elements) to {shape}", xs.len())));
+        }
+        let requires = self.needs_grad(&[xi]);
+        self.push(Op::Reshape { x: xi as u32 }, shape, Storage::Alias(xi as u32), requires, Aux::None)
+    }
+
+    /// `[n, ...] -> [n, product of the rest]`, in (h, w, c) order for NHWC
+    /// (Keras `Flatten`); no copy.
+    pub fn flatten(&mut self, x: Var) -> Result<Var> {
+        let xi = self.idx("flatten", x)?;
+        let xs = self.nodes[xi].shape;
+        self.reshape(x, Shape::matrix(xs.batch(), xs.item_len()))
+    }
+
+    /// Inverted dropout: in training mode each element is zeroed with
+    /// probability `rate` and the survivors scaled by `1 / (1 - rate)`, with
+    /// the mask drawn from [`Rng::new`]`(seed)` (same seed, same mask); in
+    /// inference mode (or with `rate == 0`) the identity, with no copy.
+    pub fn dropout(&mut self, x: Var, rate: f32, seed: u64) -> Result<Var> {
+        const OP: &str = "dropout";
+        let xi = self.idx(OP, x)?;
+        if !(0.0..1.0).contains(&rate) {
+            return Err(Error::BadArgument { op: OP, detail: format!("rate must be in [0, 1), got {rate}") });
+        }
+        let shape = self.nodes[xi].shape;
+        let requires = self.needs_grad(&[xi]);
+        if !self.is_training() || rate == 0.0 {
+            return self.push(Op::Reshape { x: xi as u32 }, shape, Storage::Alias(xi as u32), requires, Aux::None);
+        }
+        let scale = 1.0 / (1.0 - rate);
+        let mut rng = Rng::new(seed);
+        let mut mask = self.pool.take(shape.len());
+        for m in mask.as_mut_slice() {
+            *m = if rng.next_f64() < rate as f64 { 0.0 } else { scale };
+        }
+        let mut out = self.pool.take(shape.len());
+        for ((o, &x), &m) in out.as_mut_slice().iter_mut().zip(self.val(xi)).zip(mask.as_slice()) {
+            *o = x * m;
+        }
+        let aux = if requires {
+            Aux::F32(mask)
+        } else {
+            self.pool.give(mask);
+            Aux::None
+        };
+        self.push(Op::Dropout { x: xi as u32 }, shape, Storage::Own(out), requires, aux)
+    }
+
+    /// Softmax over the last axis.
+    pub fn softmax(&mut self, x: Var) -> Result<Var> {
+        const OP: &str = "softmax";
+        let xi = self.idx(OP, x)?;
+        let shape = self.nodes[xi].shape;
+        let mut out = self.pool.take(shape.len());
+        loss::softmax(shape.last(), self.val(xi), out.as_mut_slice()).map_err(kernel_err(OP))?;
+        let requires = self.needs_grad(&[xi]);
+        self.push(Op::Softmax { x: xi as u32 }, shape, Storage::Own(out), requires, Aux::None)
+    }
+
+    fn scalar_node(&mut self, op: Op, value: f32, requires: bool, aux: Aux) -> Result<Var> {
+        let mut out = self.pool.take(1);
+        out.as_mut_slice()[0] = value;
+        self.push(op, Shape::vector(1), Storage::Own(out), requires, aux)
+    }
+
+    /// Softmax over the last axis of `logits` followed by categorical
+    /// cross-entropy against `targets` (same shape, one-hot or any
+    /// distribution per row), averaged over rows, fused and computed with
+    /// log-sum-exp (Keras `CategoricalCrossentropy(from_logits=True)`; with a
+    /// softmax output layer, Keras computes the same loss). A scalar.
+    pub fn softmax_cross_entropy(&mut self, logits: Var, targets: Var) -> Result<Var> {
+        const OP: &str = "softmax_cross_entropy";
+        let (li, ti) = (self.idx(OP, logits)?, self.idx(OP, targets)?);
+        let shape = self.same_shape(OP, li, ti)?;
+        self.no_grad_target(OP, ti)?;
+        let mut dlogits = self.pool.take(shape.len());
+        let value = loss::softmax_cross_entropy(shape.last(), self.val(li), self.val(ti), dlogits.as_mut_slice())
+            .map_err(kernel_err(OP))?;
+        self.finish_loss(Op::SoftmaxCe { logits: li as u32 }, li, value, dlogits)
+    }
+
+    fn finish_loss(&mut self, op: Op, li: usize, value: f32, dlogits: convnet_tensor::AlignedBuf) -> Result<Var> {
+        let requires = self.needs_grad(&[li]);
+        let aux = if requires {
+            Aux::F32(dlogits)
+        } else {
+            self.pool.give(dlogits);
+            Aux::None
+        };
+        self.scalar_node(op, value, requires, aux)
+    }
+
+    /// Like [`Tape::softmax_cross_entropy`] with integer class labels, one per
+    /// row of `logits` (Keras `SparseCategoricalCrossentropy(from_logits=True)`).
+    pub fn sparse_softmax_cross_entropy(&mut self, logits: Var, labels: &[u32]) -> Result<Var> {
+        const OP: &str = "sparse_softmax_cross_entropy";
+        let li = self.idx(OP, logits)?;
+        let shape = self.nodes[li].shape;
+        let rows = shape.len() / shape.last().max(1);
+        if labels.len() != rows {
+            return Err(shape_err(OP, format!("{} labels for logits {shape} ({rows} rows)", labels.len())));
+        }
+        let mut dlogits = self.pool.take(shape.len());
+        let value = loss::sparse_softmax_cross_entropy(shape.last(), self.val(li), labels, dlogits.as_mut_slice())
+            .map_err(kernel_err(OP))?;
+        self.finish_loss(Op::SparseSoftmaxCe { logits: li as u32 }, li, value, dlogits)
+    }
+
+    /// Binary cross-entropy from **probabilities** `probs` (for example a
+    /// sigmoid output) against `targets` in `[0, 1]`, averaged over all
+    /// elements, with Keras's clipping of `probs` to `[1e-7, 1 - 1e-7]`
+    /// ([`BCE_EPSILON`]; the clipped region has zero gradient). For logits use
+    /// [`Tape::binary_cross_entropy_with_logits`], which is more accurate.
+    pub fn binary_cross_entropy(&mut self, probs: Var, targets: Var) -> Result<Var> {
+        const OP: &str = "binary_cross_entropy";
+        let (pi, ti) = (self.idx(OP, probs)?, self.idx(OP, targets)?);
+        self.same_shape(OP, pi, ti)?;
+        self.no_grad_target(OP, ti)?;
+        let (p, t) = (self.val(pi), self.val(ti));
+        let mut total = 0.0f64;
+        for (&p, &t) in p.iter().zip(t) {
+            let p = p.clamp(BCE_EPSILON, 1.0 - BCE_EPSILON) as f64;
+            total -= t as f64 * p.ln() + (1.0 - t as f64) * (1.0 - p).ln();
+        }
+        let value = (total / p.len() as f64) as f32;
+        let requires = self.needs_grad(&[pi]);
+        self.scalar_node(Op::Bce { probs: pi as u32, targets: ti as u32 }, value, requires, Aux::None)
+    }
+
+    /// Binary cross-entropy from **logits** (Keras `from_logits=True`),
+    /// averaged over all elements: `max(x, 0) - x t + ln(1 + exp(-|x|))`.
+    pub fn binary_cross_entropy_with_logits(&mut self, logits: Var, targets: Var) -> Result<Var> {
+        const OP: &str = "binary_cross_entropy_with_logits";
+        let (li, ti) = (self.idx(OP, logits)?, self.idx(OP, targets)?);
+        self.same_shape(OP, li, ti)?;
+        self.no_grad_target(OP, ti)?;
+        let (x, t) = (self.val(li), self.val(ti));
+        let total: f64 = x
+            .iter()
+            .zip(t)
+            .map(|(&x, &t)| {
+                let (x, t) = (x as f64, t as f64);
+                x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()
+            })
+            .sum();
+        let value = (total / x.len() as f64) as f32;
+        let requires = self.needs_grad(&[li]);
+        self.scalar_node(Op::BceLogits { logits: li as u32, targets: ti as u32 }, value, requires, Aux::None)
+    }
+
+    fn binary(&mut self, op_name: &'static str, a: Var, b: Var, op: Op, f: impl Fn(f32, f32) -> f32) -> Result<Var> {
+        let (ai, bi) = (self.idx(op_name, a)?, self.idx(op_name, b)?);
+        let shape = self.same_shape(op_name, ai, bi)?;
+        let mut out = self.pool.take(shape.len());
+        for ((o, &a), &b) in out.as_mut_slice().iter_mut().zip(self.val(ai)).zip(self.val(bi)) {
+            *o = f(a, b);
+        }
+        let requires = self.needs_grad(&[ai, bi]);
+        let op = match op {
+            Op::Add { .. } => Op::Add { a: ai as u32, b: bi as u32 },
+            _ => Op::Mul { a: ai as u32, b: bi as u32 },
+        };
+        self.push(op, shape, Storage::Own(out), requires, Aux::None)
+    }
+
+    /// `a + b`, element-wise (same shapes).
+    pub fn add(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.binary("add", a, b, Op::Add { a: 0, b: 0 }, |a, b| a + b)
+    }
+
+    /// `a * b`, element-wise (same shapes).
+    pub fn mul(&mut self, a: Var, b: Var) -> Result<Var> {
+        self.binary("mul", a, b, Op::Mul { a: 0, b: 0 }, |a, b| a * b)
+    }
+
+    /// The mean of all elements (accumulated in f64), a scalar.
+    pub fn mean(&mut self, x: Var) -> Result<Var> {
+        const OP: &str = "mean";
+        let xi = self.idx(OP, x)?;
+        let v = self.val(xi);
+        if v.is_empty() {
+            return Err(shape_err(OP, format!("mean of an empty tensor {}", self.nodes[xi].shape)));
+        }
+        let value = (v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64) as f32;
+        let requires = self.needs_grad(&[xi]);
+        self.scalar_node(Op::Mean { x: xi as u32 }, value, requires, Aux::None)
+    }
+}

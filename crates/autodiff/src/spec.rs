@@ -1,0 +1,130 @@
+//! Op configurations: [`Conv2dSpec`] and [`PoolSpec`].
+
+use convnet_kernels::activation::Activation;
+use convnet_kernels::conv::{ConvAlgo, Padding};
+
+/// How a [`Tape::conv2d`](crate::Tape::conv2d) convolves: stride, Keras
+/// padding, dilation, the kernel algorithm for each pass, and an activation
+/// fused into the forward epilogue (its backward uses the output as mask).
+///
+/// ```
+/// use convnet_autodiff::Conv2dSpec;
+/// use convnet_kernels::conv::{ConvAlgo, Padding};
+/// let spec = Conv2dSpec::new().relu().stride(2, 2).padding(Padding::Same).algo(ConvAlgo::Auto);
+/// assert_eq!(spec.stride, (2, 2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Conv2dSpec {
+    /// `(vertical, horizontal)` stride; default `(1, 1)`.
+    pub stride: (usize, usize),
+    /// Keras padding; default `Valid`.
+    pub padding: Padding,
+    /// `(vertical, horizontal)` dilation; default `(1, 1)`.
+    pub dilation: (usize, usize),
+    /// Algorithm of the forward pass; default `Auto`.
+    pub algo: ConvAlgo,
+    /// Algorithm of both backward passes (data and filter); default `Auto`.
+    /// An explicit algorithm that cannot run a pass is an error, never a
+    /// silent fallback.
+    pub backward_algo: ConvAlgo,
+    /// Activation fused into the forward pass; default `Linear`.
+    pub activation: Activation,
+}
+
+impl Default for Conv2dSpec {
+    fn default() -> Self {
+        Conv2dSpec {
+            stride: (1, 1),
+            padding: Padding::Valid,
+            dilation: (1, 1),
+            algo: ConvAlgo::Auto,
+            backward_algo: ConvAlgo::Auto,
+            activation: Activation::Linear,
+        }
+    }
+}
+
+impl Conv2dSpec {
+    /// Stride 1, `valid`, no dilation, `Auto` algorithms, linear.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the stride.
+    pub fn stride(mut self, h: usize, w: usize) -> Self {
+        self.stride = (h, w);
+        self
+    }
+
+    /// Sets the padding.
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+
+    /// Sets the dilation.
+    pub fn dilation(mut self, h: usize, w: usize) -> Self {
+        self.dilation = (h, w);
+        self
+    }
+
+    /// Sets the algorithm of all three passes.
+    pub fn algo(mut self, algo: ConvAlgo) -> Self {
+        self.algo = algo;
+        self.backward_algo = algo;
+        self
+    }
+
+    /// Sets the algorithm of the two backward passes only.
+    pub fn backward_algo(mut self, algo: ConvAlgo) -> Self {
+        self.backward_algo = algo;
+        self
+    }
+
+    /// Sets the fused activation.
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Fuses a relu into the forward pass.
+    pub fn relu(self) -> Self {
+        self.activation(Activation::Relu)
+    }
+}
+
+/// A pooling window: size, stride and Keras padding.
+///
+/// ```
+/// use convnet_autodiff::PoolSpec;
+/// let p = PoolSpec::new(2, 2); // Keras MaxPooling2D(2): stride = window
+/// assert_eq!(p.stride, (2, 2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolSpec {
+    /// `(height, width)` of the window.
+    pub window: (usize, usize),
+    /// `(vertical, horizontal)` stride.
+    pub stride: (usize, usize),
+    /// Keras padding.
+    pub padding: Padding,
+}
+
+impl PoolSpec {
+    /// A `valid` window whose stride equals its size (the Keras default).
+    pub fn new(h: usize, w: usize) -> Self {
+        PoolSpec { window: (h, w), stride: (h, w), padding: Padding::Valid }
+    }
+
+    /// Sets the stride.
+    pub fn stride(mut self, h: usize, w: usize) -> Self {
+        self.stride = (h, w);
+        self
+    }
+
+    /// Sets the padding.
+    pub fn padding(mut self, padding: Padding) -> Self {
+        self.padding = padding;
+        self
+    }
+}

@@ -1,0 +1,366 @@
+//! The tape: nodes recorded in execution order, and the reverse walk.
+//!
+//! This file is the whole idea of reverse mode (micrograd's `engine.py` in
+//! Rust): every op appends a [`Node`] holding its output value, the indices of
+//! its inputs (inside [`Op`]) and whether it needs a gradient; `backward`
+//! seeds the loss with 1 and walks the nodes in reverse recording order (a
+//! valid reverse topological order, since inputs are always recorded before
+//! their consumers), letting each node's rule in `backward.rs` add its
+//! contribution to its inputs' gradients. The op constructors live in
+//! `ops.rs`, the rules in `backward.rs`.
+
+use crate::backward::{self, Ctx};
+use crate::params::{ParamId, Params};
+use crate::pool::Pool;
+use crate::{Error, Result};
+use convnet_kernels::activation::Activation;
+use convnet_kernels::conv::ConvShape;
+use convnet_kernels::dense::DenseShape;
+use convnet_kernels::pool::PoolShape;
+use convnet_tensor::{AlignedBuf, Shape, TensorView};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// A handle to a value recorded on a [`Tape`]; `Copy`. It is valid until the
+/// tape's next [`Tape::reset`]; a stale handle is an [`Error::StaleVar`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Var {
+    pub(crate) index: u32,
+    pub(crate) epoch: u64,
+}
+
+/// What produced a node, with the indices of its inputs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    Input,
+    Variable,
+    Param(ParamId),
+    Conv2d { x: u32, w: u32, b: Option<u32>, shape: ConvShape, algo: convnet_kernels::conv::ConvAlgo, act: Activation },
+    MaxPool { x: u32, shape: PoolShape },
+    AvgPool { x: u32, shape: PoolShape },
+    Relu { x: u32 },
+    Sigmoid { x: u32 },
+    Tanh { x: u32 },
+    BiasAdd { x: u32, b: u32 },
+    Dense { x: u32, w: u32, b: Option<u32>, shape: DenseShape, act: Activation },
+    Reshape { x: u32 },
+    Dropout { x: u32 },
+    Softmax { x: u32 },
+    SoftmaxCe { logits: u32 },
+    SparseSoftmaxCe { logits: u32 },
+    Bce { probs: u32, targets: u32 },
+    BceLogits { logits: u32, targets: u32 },
+    Add { a: u32, b: u32 },
+    Mul { a: u32, b: u32 },
+    Mean { x: u32 },
+}
+
+/// Where a node's value lives.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    /// Its own pooled buffer.
+    Own(AlignedBuf),
+    /// The same elements as an earlier node (reshape, inference dropout): no copy.
+    Alias(u32),
+}
+
+/// Saved by the forward pass for the backward rule.
+#[derive(Debug)]
+pub(crate) enum Aux {
+    None,
+    F32(AlignedBuf),
+    U32(Vec<u32>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub op: Op,
+    pub shape: Shape,
+    pub value: Storage,
+    pub grad: Option<AlignedBuf>,
+    pub requires_grad: bool,
+    pub aux: Aux,
+}
+
+/// The value of node `i`, following aliases (which always point backwards).
+pub(crate) fn value_of(nodes: &[Node], mut i: usize) -> &[f32] {
+    loop {
+        match &nodes[i].value {
+            Storage::Own(b) => return b.as_slice(),
+            Storage::Alias(j) => i = *j as usize,
+        }
+    }
+}
+
+/// A define-by-run recording of one forward pass, and its reverse walk.
+///
+/// Record ops with the methods in `ops.rs` ([`Tape::conv2d`],
+/// [`Tape::dense`], ...), call [`Tape::backward`] on a scalar loss, read the
+/// results, then [`Tape::reset`] before the next step: every buffer goes back
+/// to the tape's pool, so a fixed model's steady-state training step makes no
+/// heap allocation.
+///
+/// A tape made by [`Tape::inference`] records no backward rule, keeps no
+/// masks or argmax indices, makes dropout the identity and refuses
+/// `backward`: the mode for `evaluate` and `predict`.
+#[derive(Debug)]
+pub struct Tape {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) pool: Pool,
+    epoch: u64,
+    training: bool,
+    spent: bool,
+}
+
+impl Default for Tape {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Tape {
+    /// An empty tape in training mode.
+    pub fn new() -> Self {
+        Tape {
+            nodes: Vec::new(),
+            pool: Pool::default(),
+            epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
+            training: true,
+            spent: false,
+        }
+    }
+
+    /// An empty tape in inference mode (see [`Tape`]).
+    pub fn inference() -> Self {
+        Tape { training: false, ..Self::new() }
+    }
+
+    /// True in training mode.
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    /// Switches mode; resets the tape (every [`Var`] becomes stale).
+    pub fn set_training(&mut self, training: bool) {
+        self.reset();
+        self.training = training;
+    }
+
+    /// Releases every recorded value and gradient into the pool and starts a
+    /// new recording; earlier [`Var`]s become stale.
+    pub fn reset(&mut self) {
+        for node in self.nodes.drain(..) {
+            if let Storage::Own(b) = node.value {
+                self.pool.give(b);
+            }
+            if let Some(g) = node.grad {
+                self.pool.give(g);
+            }
+            match node.aux {
+                Aux::None => {}
+                Aux::F32(b) => self.pool.give(b),
+                Aux::U32(v) => self.pool.give_u32(v),
+            }
+        }
+        self.epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
+        self.spent = false;
+    }
+
+    /// Number of nodes recorded since the last reset.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// True when nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Bytes of buffers currently idle in the pool (diagnostics).
+    pub fn pooled_bytes(&self) -> usize {
+        self.pool.bytes()
+    }
+
+    /// The node index of `v`, or [`Error::StaleVar`].
+    pub(crate) fn index(&self, v: Var) -> Result<usize> {
+        if v.epoch != self.epoch || v.index as usize >= self.nodes.len() {
+            return Err(Error::StaleVar { index: v.index as usize });
+        }
+        Ok(v.index as usize)
+    }
+
+    /// Fails with [`Error::Spent`] once backward has run.
+    pub(crate) fn recording(&self, op: &'static str) -> Result<()> {
+        if self.spent {
+            return Err(Error::Spent { op });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn needs_grad(&self, inputs: &[usize]) -> bool {
+        self.training && inputs.iter().any(|&i| self.nodes[i].requires_grad)
+    }
+
+    /// Appends a node and returns its handle.
+    pub(crate) fn push(&mut self, op: Op, shape: Shape, value: Storage, requires_grad: bool, aux: Aux) -> Result<Var> {
+        if self.nodes.len() >= u32::MAX as usize {
+            return Err(Error::BadArgument { op: "record", detail: "more than u32::MAX nodes on one tape".into() });
+        }
+        self.nodes.push(Node { op, shape, value, grad: None, requires_grad, aux });
+        Ok(Var { index: (self.nodes.len() - 1) as u32, epoch: self.epoch })
+    }
+
+    pub(crate) fn val(&self, i: usize) -> &[f32] {
+        value_of(&self.nodes, i)
+    }
+
+    /// The value of `v`.
+    pub fn value(&self, v: Var) -> Result<TensorView<'_>> {
+        let i = self.index(v)?;
+        Ok(TensorView::new(self.nodes[i].shape, self.val(i))?)
+    }
+
+    /// The shape of `v`.
+    pub fn shape(&self, v: Var) -> Result<Shape> {
+        Ok(self.nodes[self.index(v)?].shape)
+    }
+
+    /// The value of a one-element tensor (a loss).
+    pub fn scalar(&self, v: Var) -> Result<f32> {
+        let i = self.index(v)?;
+        if self.nodes[i].shape.len() != 1 {
+            return Err(Error::NotScalar(self.nodes[i].shape));
+        }
+        Ok(self.val(i)[0])
+    }
+
+    /// True when `v` needs a gradient (it depends on a parameter or a
+    /// [`Tape::variable`], and the tape is in training mode).
+    pub fn requires_grad(&self, v: Var) -> Result<bool> {
+        Ok(self.nodes[self.index(v)?].requires_grad)
+    }
+
+    /// The gradient of the loss with respect to a leaf made by
+    /// [`Tape::variable`], after [`Tape::backward`]. Intermediate gradients
+    /// are released during the walk and parameter gradients go to
+    /// [`Params`]; asking for those, or for a tensor that needs no gradient,
+    /// is an [`Error::NoGrad`].
+    pub fn grad(&self, v: Var) -> Result<TensorView<'_>> {
+        let i = self.index(v)?;
+        let node = &self.nodes[i];
+        if !node.requires_grad {
+            return Err(Error::NoGrad(format!(
+                "node #{i} (shape {}) does not require a gradient: it depends on no parameter or variable",
+                node.shape
+            )));
+        }
+        match (&node.op, &node.grad) {
+            (Op::Variable, Some(g)) => Ok(TensorView::new(node.shape, g.as_slice())?),
+            (Op::Variable, None) if self.spent => {
+                Err(Error::NoGrad(format!("variable #{i} does not influence the loss (its gradient is zero)")))
+            }
+            (Op::Variable, None) => Err(Error::NoGrad(format!("variable #{i}: call backward first"))),
+            (Op::Param(_), _) => Err(Error::NoGrad(format!("node #{i} is a parameter: read its gradient from Params"))),
+            _ => Err(Error::NoGrad(format!(
+                "node #{i} is an intermediate value: its gradient is released during backward"
+            ))),
+        }
+    }
+
+    /// Back-propagates from the scalar `loss`: adds `d loss / d p` into the
+    /// gradient of every parameter `p` in `params` that the loss depends on,
+    /// and keeps the gradients of [`Tape::variable`] leaves.
+    ///
+    /// Errors, all before any gradient is touched: [`Error::InferenceMode`],
+    /// [`Error::BackwardTwice`], [`Error::NotScalar`], [`Error::UnknownParam`]
+    /// / [`Error::Shape`] when `params` is not the set the tape's parameters
+    /// came from, and [`Error::NonFiniteLoss`] when the loss is NaN or
+    /// infinite (the signal a training loop stops on).
+    ///
+    /// Only gradients something needs are computed: never the input
+    /// gradient of an op whose input is data (the first conv layer's `dX`).
+    pub fn backward(&mut self, loss: Var, params: &mut Params) -> Result<()> {
+        if !self.training {
+            return Err(Error::InferenceMode);
+        }
+        if self.spent {
+            return Err(Error::BackwardTwice);
+        }
+        let li = self.index(loss)?;
+        let value = self.scalar(loss)?;
+        if !value.is_finite() {
+            return Err(Error::NonFiniteLoss(value));
+        }
+        for node in &self.nodes[..=li] {
+            if let Op::Param(id) = node.op {
+                let shape = params.shape(id)?;
+                if shape != node.shape {
+                    return Err(crate::error::shape_err(
+                        "backward",
+                        format!(
+                            "parameter {} was recorded with shape {} but now has shape {shape}",
+                            id.index(),
+                            node.shape
+                        ),
+                    ));
+                }
+            }
+        }
+        self.spent = true;
+        if !self.nodes[li].requires_grad {
+            return Ok(());
+        }
+        let mut seed = self.pool.take(1);
+        seed.as_mut_slice()[0] = 1.0;
+        self.nodes[li].grad = Some(seed);
+        for i in (0..=li).rev() {
+            let (before, rest) = self.nodes.split_at_mut(i);
+            let node = &mut rest[0];
+            if matches!(node.op, Op::Variable) {
+                continue; // a leaf keeps its gradient for `grad`
+            }
+            let Some(g) = node.grad.take() else { continue };
+            let aux = std::mem::replace(&mut node.aux, Aux::None);
+            let mut ctx = Ctx { before, pool: &mut self.pool, params };
+            let result = backward::run(&mut ctx, node, g, &aux);
+            match aux {
+                Aux::None => {}
+                Aux::F32(b) => self.pool.give(b),
+                Aux::U32(v) => self.pool.give_u32(v),
+            }
+            result?;
+        }
+        Ok(())
+    }
+
+    /// A copy of `x` as a leaf that needs no gradient (a batch of data, targets).
+    pub fn input(&mut self, x: TensorView<'_>) -> Result<Var> {
+        self.recording("input")?;
+        let mut b = self.pool.take(x.shape().len());
+        b.as_mut_slice().copy_from_slice(x.data());
+        self.push(Op::Input, x.shape(), Storage::Own(b), false, Aux::None)
+    }
+
+    /// A copy of `x` as a leaf whose gradient [`Tape::grad`] returns after
+    /// backward (in training mode).
+    pub fn variable(&mut self, x: TensorView<'_>) -> Result<Var> {
+        self.recording("variable")?;
+        let mut b = self.pool.take(x.shape().len());
+        b.as_mut_slice().copy_from_slice(x.data());
+        let training = self.training;
+        self.push(Op::Variable, x.shape(), Storage::Own(b), training, Aux::None)
+    }
+
+    /// Parameter `id` of `params` as a leaf: its value is copied onto the tape
+    /// (so an optimizer may update `params` before this tape is reset), and
+    /// `backward` adds its gradient into `params`.
+    pub fn param(&mut self, params: &Params, id: ParamId) -> Result<Var> {
+        self.recording("param")?;
+        let v = params.value(id)?;
+        let mut b = self.pool.take(v.len());
+        b.as_mut_slice().copy_from_slice(v.data());
+        let training = self.training;
+        self.push(Op::Param(id), v.shape(), Storage::Own(b), training, Aux::None)
+    }
+}
