@@ -120,7 +120,7 @@ fn check_argmax_definition(s: &PoolShape, seed: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn fast_pooling_equals_reference_bit_for_bit(s in shape(), seed in any::<u64>(), ties in any::<bool>()) {

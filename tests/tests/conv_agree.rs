@@ -1,0 +1,153 @@
+//! Every convolution algorithm, under every SIMD level this CPU has, agrees
+//! with the f64 `reference` on forward (with and without bias, with relu),
+//! backward-data and backward-filter, within a tolerance per algorithm scaled
+//! by the magnitude of each sum (`docs/ALGORITHMS.md`, "Tolerances in the
+//! property suite"). Outputs are poisoned with NaN before every call.
+//!
+//! `simd::force` is process-global, so each test loops over the levels
+//! itself while holding the level lock.
+
+mod common;
+
+use common::{check_algo, lock_levels, Oracle, Problem, Worst};
+use convnet_kernels::conv::{ConvAlgo, ConvPass, ConvShape, Padding};
+use convnet_kernels::simd::{self, SimdLevel};
+use proptest::prelude::*;
+
+/// Cap on a case's direct-convolution FLOPs, so the f64 reference (run seven
+/// times per case) keeps the suite at a few seconds.
+const MAX_CASE_FLOPS: usize = 6_000_000;
+
+/// Builds a shape, shrinking `c_out` until the case fits [`MAX_CASE_FLOPS`].
+#[allow(clippy::too_many_arguments)]
+fn build(
+    n: usize,
+    h: usize,
+    w: usize,
+    c_in: usize,
+    c_out: usize,
+    k: (usize, usize),
+    stride: (usize, usize),
+    dilation: (usize, usize),
+    same: bool,
+) -> Option<ConvShape> {
+    let padding = if same { Padding::Same } else { Padding::Valid };
+    let s = ConvShape::new(n, h, w, c_in, c_out, 1, 1)
+        .ok()?
+        .with_stride(stride.0, stride.1)
+        .ok()?
+        .with_dilation(dilation.0, dilation.1)
+        .ok()?;
+    let mut s = ConvShape { kh: k.0, kw: k.1, ..s }.with_padding(padding).ok()?;
+    if s.flops() > MAX_CASE_FLOPS {
+        s.c_out = (s.c_out * MAX_CASE_FLOPS / s.flops()).max(1);
+    }
+    s.validate().ok()?;
+    Some(s)
+}
+
+/// Random shapes: batch 1-4, h/w 1-20, channels 1-40, windows 1/2/3/5
+/// (square mostly), stride 1-3, dilation 2 one time in five, valid or same;
+/// only shapes that validate.
+fn any_shape() -> impl Strategy<Value = ConvShape> {
+    let window = prop::sample::select(vec![1usize, 2, 3, 5]);
+    (
+        (1usize..=4, 1usize..=20, 1usize..=20, 1usize..=40, 1usize..=40),
+        (window.clone(), window, any::<bool>()),
+        (1usize..=3, 1usize..=3, 0u8..10, any::<bool>()),
+    )
+        .prop_filter_map("shape must validate", |((n, h, w, ci, co), (kh, kw, square), (sh, sw, dil, same))| {
+            let k = if square { (kh, kh) } else { (kh, kw) };
+            let dilation = match dil {
+                0 => (2, 2),
+                1 => (2, 1),
+                _ => (1, 1),
+            };
+            build(n, h, w, ci, co, k, (sh, sw), dilation, same)
+        })
+}
+
+/// Winograd's home ground: 3x3, stride 1, h and w 3..=14 (every residue
+/// mod 4, so every partial-tile case of F(2x2) and F(4x4)), valid or same.
+fn winograd_shape() -> impl Strategy<Value = ConvShape> {
+    (1usize..=3, 3usize..=14, 3usize..=14, 1usize..=40, 1usize..=40, any::<bool>())
+        .prop_filter_map("shape must validate", |(n, h, w, ci, co, same)| {
+            build(n, h, w, ci, co, (3, 3), (1, 1), (1, 1), same)
+        })
+}
+
+/// Checks every algorithm (and `Auto`) on one problem under every level.
+fn check_everything(s: ConvShape, seed: u64, worst: &mut Worst) {
+    let p = Problem::new(s, seed);
+    let o = Oracle::new(&p);
+    let _guard = lock_levels();
+    for level in SimdLevel::available() {
+        simd::force(level).unwrap();
+        let ctx = format!("simd {} seed {seed}", level.name());
+        for algo in ConvAlgo::ALL.into_iter().chain([ConvAlgo::Auto]) {
+            check_algo(algo, &p, &o, &ctx, worst);
+        }
+    }
+    simd::force(SimdLevel::detect()).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_algorithm_agrees_with_reference(s in any_shape(), seed in any::<u64>()) {
+        check_everything(s, seed, &mut Worst::default());
+    }
+
+    #[test]
+    fn winograd_tiles_at_every_residue_agree(s in winograd_shape(), seed in any::<u64>()) {
+        check_everything(s, seed, &mut Worst::default());
+    }
+}
+
+/// `supports()` is honest: Direct and Im2col run every valid shape, Winograd
+/// every 3x3 stride-1 undilated shape (forward and backward-data), and an
+/// explicit algorithm that refuses a shape says which shape.
+#[test]
+fn supports_accepts_what_it_must() {
+    let shapes = [
+        build(1, 7, 9, 3, 5, (3, 3), (1, 1), (1, 1), true).unwrap(),
+        build(2, 6, 5, 4, 2, (3, 3), (1, 1), (1, 1), false).unwrap(),
+        build(1, 9, 9, 2, 3, (5, 5), (2, 2), (1, 1), true).unwrap(),
+        build(1, 9, 9, 2, 3, (3, 3), (1, 1), (2, 2), false).unwrap(),
+        build(3, 1, 1, 1, 1, (1, 1), (1, 1), (1, 1), false).unwrap(),
+        build(1, 20, 20, 40, 1, (2, 2), (3, 3), (1, 1), true).unwrap(),
+    ];
+    for s in shapes {
+        for algo in ConvAlgo::ALL {
+            for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
+                let runs = common::runs(algo, &s, pass);
+                if !runs {
+                    let msg = convnet_kernels::conv::supports(algo, &s, pass).unwrap_err().to_string();
+                    assert!(msg.contains(&s.to_string()), "{msg}");
+                }
+            }
+        }
+    }
+}
+
+/// Chapter and VGG-like layers cut down to test size, plus the worst error
+/// ratio per algorithm and pass (printed with `--nocapture`; the numbers in
+/// `docs/ALGORITHMS.md` come from here).
+#[test]
+fn layer_like_shapes_and_measured_error() {
+    let mut worst = Worst::default();
+    let shapes = [
+        build(2, 28, 28, 1, 32, (3, 3), (1, 1), (1, 1), false).unwrap(),
+        build(2, 13, 13, 32, 64, (3, 3), (1, 1), (1, 1), false).unwrap(),
+        build(2, 5, 5, 64, 64, (3, 3), (1, 1), (1, 1), false).unwrap(),
+        build(1, 14, 14, 64, 64, (3, 3), (1, 1), (1, 1), true).unwrap(),
+        build(1, 7, 7, 128, 128, (3, 3), (1, 1), (1, 1), true).unwrap(),
+    ];
+    for (i, s) in shapes.into_iter().enumerate() {
+        check_everything(s, 1000 + i as u64, &mut worst);
+    }
+    for ((algo, pass), r) in &worst.0 {
+        println!("worst |err| / sum|a||b|: {algo:12} {pass:16} {r:.3e}");
+    }
+}
