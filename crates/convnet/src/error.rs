@@ -59,6 +59,15 @@ pub enum Error {
     /// From `convnet-kernels`.
     #[error(transparent)]
     Kernels(#[from] convnet_kernels::Error),
+    /// From `convnet-autodiff`.
+    #[error(transparent)]
+    Autodiff(#[from] convnet_autodiff::Error),
+    /// From `convnet-optim`.
+    #[error(transparent)]
+    Optim(#[from] convnet_optim::Error),
+    /// From `convnet-datasets`.
+    #[error(transparent)]
+    Datasets(#[from] convnet_datasets::Error),
     /// A user callback asked to stop with an error.
     #[error("callback: {0}")]
     Callback(String),

@@ -3,6 +3,7 @@
 
 use crate::layers::{fmt_dims, Initializer, InputShape, Layer};
 use crate::{Error, Result};
+use convnet_autodiff::{ParamId, Params};
 use convnet_kernels::conv::ConvAlgo;
 use convnet_tensor::{Rng, Shape, Tensor};
 use serde::{Deserialize, Serialize};
@@ -84,7 +85,7 @@ impl Sequential {
         let mut seen = std::collections::HashSet::new();
         let mut rng = Rng::new(seed);
         let mut built = Vec::with_capacity(layers.len());
-        let mut params = Vec::new();
+        let mut params = Params::new();
         let mut current: Option<Vec<usize>> = None;
         for (i, mut layer) in layers.into_iter().enumerate() {
             let lname = match layer.user_name() {
@@ -128,7 +129,7 @@ impl Sequential {
                 ));
             }
             let output = layer.output_shape(&lname, &input)?;
-            let first = params.len();
+            let mut ids = Vec::new();
             let mut count = 0usize;
             for spec in layer.params(&input) {
                 let shape = Shape::new(&spec.dims).map_err(|e| Error::build(&lname, e.to_string()))?;
@@ -139,19 +140,19 @@ impl Sequential {
                 };
                 count =
                     count.checked_add(shape.len()).ok_or_else(|| Error::build(&lname, "parameter count overflows"))?;
-                params.push(Param { name: format!("{lname}/{}", spec.kind), value });
+                ids.push(params.add(format!("{lname}/{}", spec.kind), value)?);
             }
             built.push(BuiltLayer {
                 name: lname,
                 layer,
                 input,
                 output: output.clone(),
-                params: first..params.len(),
+                params: ids,
                 param_count: count,
             });
             current = Some(output);
         }
-        Ok(Model { name, seed, layers: built, params, algo: ConvAlgo::Auto })
+        Ok(Model { name, seed, layers: built, params, algo: ConvAlgo::Auto, compiled: None })
     }
 }
 
@@ -167,29 +168,31 @@ pub struct BuiltLayer {
     pub input: Vec<usize>,
     /// Output shape without the batch axis.
     pub output: Vec<usize>,
-    /// Indices of its parameters in [`Model::params`] (kernel, then bias).
-    pub params: std::ops::Range<usize>,
+    /// Its parameters in [`Model::params`] (kernel, then bias).
+    pub params: Vec<ParamId>,
     /// Number of scalar parameters.
     pub param_count: usize,
 }
 
-/// A named parameter tensor: `conv2d/kernel` (HWIO), `dense/kernel` (`[in, out]`), `*/bias`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Param {
-    /// `layer/kernel` or `layer/bias`.
-    pub name: String,
-    /// The values.
-    pub value: Tensor,
-}
-
 /// A built model: layers with inferred shapes and initialised weights.
-#[derive(Clone, Debug)]
 pub struct Model {
     pub(crate) name: String,
     pub(crate) seed: u64,
     pub(crate) layers: Vec<BuiltLayer>,
-    pub(crate) params: Vec<Param>,
+    pub(crate) params: Params,
     pub(crate) algo: ConvAlgo,
+    pub(crate) compiled: Option<crate::train::Compiled>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("name", &self.name)
+            .field("layers", &self.layers)
+            .field("algo", &self.algo)
+            .field("compiled", &self.compiled.as_ref().map(|c| c.loss))
+            .finish()
+    }
 }
 
 impl Model {
@@ -203,9 +206,15 @@ impl Model {
         &self.layers
     }
 
-    /// Every parameter, in layer order (kernel before bias), as Keras lists `model.weights`.
-    pub fn params(&self) -> &[Param] {
+    /// The parameters (values and gradients), in layer order, kernel before
+    /// bias, named `conv2d/kernel`, `conv2d/bias`, ... as Keras lists `model.weights`.
+    pub fn params(&self) -> &Params {
         &self.params
+    }
+
+    /// `(name, value)` of every weight, in layer order (Keras's `model.weights`).
+    pub fn weights(&self) -> Vec<(&str, &Tensor)> {
+        self.params.iter().map(|(_, name, value, _)| (name, value)).collect()
     }
 
     /// Total number of scalar parameters.
@@ -255,6 +264,27 @@ impl Model {
     /// shape is an error when the layer runs, never a silent fallback.
     pub fn set_conv_algo(&mut self, algo: ConvAlgo) {
         self.algo = algo;
+    }
+
+    /// Replaces every weight (in [`Model::weights`] order) after checking all
+    /// lengths; on error nothing changes.
+    pub fn set_weights(&mut self, values: &[Vec<f32>]) -> Result<()> {
+        let ids: Vec<_> = self.params.iter().map(|(id, name, v, _)| (id, name.to_string(), v.len())).collect();
+        if values.len() != ids.len() {
+            return Err(Error::invalid(
+                "weights",
+                format!("{} tensors given, the model has {}", values.len(), ids.len()),
+            ));
+        }
+        for ((_, name, len), v) in ids.iter().zip(values) {
+            if v.len() != *len {
+                return Err(Error::invalid("weights", format!("{name} needs {len} values, got {}", v.len())));
+            }
+        }
+        for ((id, _, _), v) in ids.into_iter().zip(values) {
+            self.params.set_value(id, v)?;
+        }
+        Ok(())
     }
 
     /// The model-wide convolution algorithm.

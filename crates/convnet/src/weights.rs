@@ -66,7 +66,7 @@ impl Model {
         let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
             .params
             .iter()
-            .map(|p| (p.name.clone(), f32_bytes(p.value.data()), p.value.shape().dims().to_vec()))
+            .map(|(_, name, value, _)| (name.to_string(), f32_bytes(value.data()), value.shape().dims().to_vec()))
             .collect();
         let views = bytes
             .iter()
@@ -127,7 +127,7 @@ impl Model {
     pub fn load_weights_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         let here = Path::new("<weights>");
         let st = SafeTensors::deserialize(bytes).map_err(|e| Error::weights(here, describe(&e)))?;
-        let expected: std::collections::HashSet<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+        let expected: std::collections::HashSet<&str> = self.params.iter().map(|(_, name, _, _)| name).collect();
         let mut extra: Vec<String> =
             st.names().into_iter().filter(|n| !expected.contains(n.as_str())).cloned().collect();
         if !extra.is_empty() {
@@ -135,29 +135,29 @@ impl Model {
             return Err(Error::weights(here, format!("tensors not in the model: {}", extra.join(", "))));
         }
         let mut staged = Vec::with_capacity(self.params.len());
-        for p in &self.params {
-            let t = st.tensor(&p.name).map_err(|_| Error::weights(here, format!("missing tensor {}", p.name)))?;
+        for (id, name, value, _) in self.params.iter() {
+            let t = st.tensor(name).map_err(|_| Error::weights(here, format!("missing tensor {name}")))?;
             if t.dtype() != Dtype::F32 {
-                return Err(Error::weights(here, format!("{} has dtype {:?}, expected F32", p.name, t.dtype())));
+                return Err(Error::weights(here, format!("{} has dtype {:?}, expected F32", name, t.dtype())));
             }
-            if t.shape() != p.value.shape().dims() {
+            if t.shape() != value.shape().dims() {
                 return Err(Error::weights(
                     here,
-                    format!("{} has shape {:?}, the model expects {:?}", p.name, t.shape(), p.value.shape().dims()),
+                    format!("{} has shape {:?}, the model expects {:?}", name, t.shape(), value.shape().dims()),
                 ));
             }
             let data = t.data();
-            if data.len() != p.value.len() * 4 {
+            if data.len() != value.len() * 4 {
                 return Err(Error::weights(
                     here,
-                    format!("{} holds {} bytes, expected {}", p.name, data.len(), p.value.len() * 4),
+                    format!("{} holds {} bytes, expected {}", name, data.len(), value.len() * 4),
                 ));
             }
             let values: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-            staged.push(values);
+            staged.push((id, values));
         }
-        for (p, values) in self.params.iter_mut().zip(staged) {
-            p.value.data_mut().copy_from_slice(&values);
+        for (id, values) in staged {
+            self.params.set_value(id, &values)?;
         }
         Ok(())
     }

@@ -59,7 +59,7 @@ fn keras_style_builder_reads_like_the_listing() {
         .build()
         .unwrap();
     assert_eq!(model.summary(), mnist_convnet().build().unwrap().summary());
-    let names: Vec<&str> = model.params().iter().map(|p| p.name.as_str()).collect();
+    let names: Vec<&str> = model.weights().iter().map(|(n, _)| *n).collect();
     assert_eq!(
         names,
         [
@@ -75,9 +75,9 @@ fn keras_style_builder_reads_like_the_listing() {
             "dense_1/bias"
         ]
     );
-    assert_eq!(model.params()[0].value.shape().dims(), &[3, 3, 1, 32]);
-    assert_eq!(model.params()[6].value.shape().dims(), &[576, 64]);
-    assert!(model.params()[1].value.data().iter().all(|&b| b == 0.0));
+    assert_eq!(model.weights()[0].1.shape().dims(), &[3, 3, 1, 32]);
+    assert_eq!(model.weights()[6].1.shape().dims(), &[576, 64]);
+    assert!(model.weights()[1].1.data().iter().all(|&b| b == 0.0));
 }
 
 fn build_error(seq: Sequential) -> (String, String) {
@@ -148,6 +148,6 @@ fn architecture_json_round_trips() {
     let json = model.to_json();
     let again = convnet::Model::from_json(&json).unwrap();
     assert_eq!(again.summary(), model.summary());
-    assert_eq!(again.params(), model.params(), "same seed, same initial weights");
+    assert_eq!(again.weights(), model.weights(), "same seed, same initial weights");
     assert!(convnet::Model::from_json("{\"name\": 3}").is_err());
 }

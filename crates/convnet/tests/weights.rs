@@ -12,7 +12,7 @@ fn tmp_dir(tag: &str) -> PathBuf {
 }
 
 fn params_bits(m: &Model) -> Vec<(String, Vec<u32>)> {
-    m.params().iter().map(|p| (p.name.clone(), p.value.data().iter().map(|x| x.to_bits()).collect())).collect()
+    m.weights().iter().map(|(n, v)| (n.to_string(), v.data().iter().map(|x| x.to_bits()).collect())).collect()
 }
 
 #[test]
