@@ -1,2 +1,50 @@
-//! Work in progress: see the issue tracker.
+//! `convnet-datasets`: MNIST loaded fast and safely, and seeded mini-batches.
+//!
+//! - [`idx`]: the IDX format of MNIST. Raw files are memory-mapped (no copy;
+//!   opening the 47 MB training images is a mapping plus header checks), gzip
+//!   files are decompressed into one buffer sized from a header that has been
+//!   checked first.
+//! - [`npy`]: `.npy` headers parsed by hand, and the Keras `mnist.npz` archive
+//!   (stored or deflated entries).
+//! - [`Mnist`]: [`Mnist::load`] reads any directory in MNIST's format strictly;
+//!   [`Mnist::load_default`] finds `data/mnist` and verifies MNIST's SHA-256
+//!   digests first.
+//! - [`Dataset`]: `u8` images and digit labels sharing their storage, with
+//!   zero-copy subsets and validation splits, and conversions to f32 NHWC
+//!   tensors in `[0, 1]`, one-hot or sparse labels (Keras's preprocessing).
+//! - [`BatchIter`]: seeded per-epoch shuffles, batches gathered into reused
+//!   buffers and handed out as tensor views.
+//!
+//! Every malformed input is an [`Error`] naming the file and the problem; no
+//! input makes the parsers panic or allocate more than the input can hold
+//! (both parsers are fuzzed: see `docs/FUZZING.md`).
+//!
+//! ```no_run
+//! use convnet_datasets::{BatchIter, Mnist};
+//! let mnist = Mnist::load_default()?;
+//! let (train, val) = mnist.train.split_validation(0.1)?;
+//! let mut batches = BatchIter::new(&train, 64, Some(1))?;
+//! for epoch in 0..5 {
+//!     batches.epoch(epoch);
+//!     while let Some(batch) = batches.next_batch() {
+//!         let (_x, _y) = (batch.images, batch.labels_onehot); // [64, 28, 28, 1], [64, 10]
+//!     }
+//! }
+//! # let _ = val;
+//! # Ok::<(), convnet_datasets::Error>(())
+//! ```
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
+
+mod batch;
+mod bytes;
+mod dataset;
+mod error;
+pub mod idx;
+mod mnist;
+pub mod npy;
+
+pub use batch::{Batch, BatchIter};
+pub use dataset::{Dataset, CLASSES};
+pub use error::{Error, Result};
+pub use mnist::{Mnist, DATA_ENV, FILES, NPZ_NAME, SHA256_GZ, SHA256_RAW, SIDE, TEST_LEN, TRAIN_LEN};

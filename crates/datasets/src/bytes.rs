@@ -1,0 +1,64 @@
+//! Shared, read-only byte storage: a memory-mapped file or an owned buffer.
+//!
+//! Parsed files and datasets hold an `Arc<Bytes>` plus offsets, so taking a
+//! subset or a validation split clones a pointer, never the pixels.
+
+use crate::{Error, Result};
+use memmap2::Mmap;
+use std::fs::File;
+use std::ops::Deref;
+use std::path::Path;
+
+/// The bytes of a file: mapped (raw files) or owned (decompressed files, npz arrays).
+pub(crate) enum Bytes {
+    /// A read-only mapping of a whole file.
+    Mapped(Mmap),
+    /// Bytes in memory.
+    Owned(Vec<u8>),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if matches!(self, Bytes::Mapped(_)) { "Mapped" } else { "Owned" };
+        write!(f, "{kind}({} bytes)", self.len())
+    }
+}
+
+/// Converts an I/O error on `path` into [`Error::MissingFile`] or [`Error::Io`].
+pub(crate) fn io_error(path: &Path, source: std::io::Error) -> Error {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        Error::MissingFile { path: path.display().to_string(), hint: String::new() }
+    } else {
+        Error::Io { file: path.display().to_string(), source }
+    }
+}
+
+/// Maps `path` read-only (an empty file becomes an empty owned buffer, since
+/// zero-length mappings are not portable).
+pub(crate) fn map_file(path: &Path) -> Result<Bytes> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+    if len == 0 {
+        return Ok(Bytes::Owned(Vec::new()));
+    }
+    // SAFETY: the mapping is read-only and only ever read as plain bytes (every
+    // bit pattern is a valid u8), so no invariant depends on its contents. The
+    // one hazard of any file mapping remains: if another process truncates the
+    // file while it is mapped, touching the lost pages raises SIGBUS. Datasets
+    // are not rewritten while training reads them; this is the documented
+    // contract of `IdxImages::open` and `Mnist::load`.
+    #[allow(unsafe_code)]
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| io_error(path, e))?;
+    Ok(Bytes::Mapped(map))
+}

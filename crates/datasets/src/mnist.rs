@@ -1,0 +1,260 @@
+//! MNIST: finding it, checking it, loading it.
+//!
+//! [`Mnist::load`] reads any directory in MNIST's format: the four files named
+//! as MNIST names them, each raw (memory-mapped) or gzip, or else a Keras
+//! `mnist.npz`. It parses strictly and checks that images are 28x28, counts
+//! agree and labels are digits, but does not compare digests, so any dataset in
+//! the format loads.
+//!
+//! [`Mnist::load_default`] finds the copy shipped in `data/mnist` (or the one
+//! `CONVNET_DATA` points to) and checks every file against MNIST's known SHA-256
+//! digests before use, hashing exactly the bytes it then parses.
+
+use crate::bytes::{map_file, Bytes};
+use crate::dataset::check_labels;
+use crate::idx::{IdxImages, IdxLabels};
+use crate::npy::{entry_limit, read_array};
+use crate::{Dataset, Error, Result};
+use sha2::{Digest, Sha256};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+/// MNIST's image side (28 pixels).
+pub const SIDE: usize = 28;
+/// Examples in MNIST's training set.
+pub const TRAIN_LEN: usize = 60_000;
+/// Examples in MNIST's test set.
+pub const TEST_LEN: usize = 10_000;
+/// The environment variable that overrides where [`Mnist::load_default`] looks.
+pub const DATA_ENV: &str = "CONVNET_DATA";
+/// The name of a Keras MNIST archive inside a data directory.
+pub const NPZ_NAME: &str = "mnist.npz";
+
+/// The four MNIST files, in the order train images, train labels, test images, test labels.
+pub const FILES: [&str; 4] =
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+
+/// SHA-256 of MNIST's four `.gz` files (as in `data/mnist/SHA256SUMS`), in [`FILES`] order.
+pub const SHA256_GZ: [&str; 4] = [
+    "0b367032e93c5d0cea0925647cfdb18614af8ee15f83e6f2fc2ad904a6835971",
+    "1787548bbe0bff1ec2ecdc0ef292b02df999e2d1a6002d27500982c652b17203",
+    "1a1a05eab793c14bb050b398624a11b0ffd1a2953baed553b1b9bd079e2a20be",
+    "b91679a0acfe4ba0e50a2437a903084cba1f5f92592b016a25a7dfd00455798b",
+];
+
+/// SHA-256 of MNIST's four decompressed files, in [`FILES`] order (computed from
+/// the `.gz` files above, whose decompressed MD5s match `data/mnist/MD5SUMS.raw`).
+pub const SHA256_RAW: [&str; 4] = [
+    "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+];
+
+/// The MNIST training and test sets (or any dataset in MNIST's format).
+///
+/// ```no_run
+/// use convnet_datasets::Mnist;
+/// let mnist = Mnist::load_default()?;
+/// assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
+/// let x = mnist.train.images_f32(); // [60000, 28, 28, 1], values in [0, 1]
+/// let y = mnist.train.labels_onehot(); // [60000, 10]
+/// # Ok::<(), convnet_datasets::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    /// The training set (60,000 examples for MNIST).
+    pub train: Dataset,
+    /// The test set (10,000 examples for MNIST).
+    pub test: Dataset,
+}
+
+/// Where one of the four files is: the raw name, or the raw name plus `.gz`.
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    let raw = dir.join(name);
+    if raw.is_file() {
+        return Some(raw);
+    }
+    let gz = dir.join(format!("{name}.gz"));
+    gz.is_file().then_some(gz)
+}
+
+fn check_side(images: &IdxImages) -> Result<()> {
+    if images.rows() != SIDE || images.cols() != SIDE {
+        return Err(Error::WrongImageSize {
+            file: images.name().to_string(),
+            rows: images.rows(),
+            cols: images.cols(),
+        });
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Mnist {
+    /// Loads a directory holding MNIST-format data, parsed strictly (no digest
+    /// check): the four files named as MNIST names them (raw files preferred to
+    /// `.gz` where both exist), or else `mnist.npz`. `path` may also be an
+    /// `.npz` file itself.
+    ///
+    /// ```
+    /// use convnet_datasets::{Error, Mnist};
+    /// let err = Mnist::load("no/such/dir").unwrap_err();
+    /// assert!(matches!(err, Error::MissingDir { .. }));
+    /// assert_eq!(err.to_string(), "no/such/dir: no such directory");
+    /// ```
+    pub fn load(path: impl AsRef<Path>) -> Result<Mnist> {
+        let path = path.as_ref();
+        if path.is_file() && path.extension().is_some_and(|e| e == "npz") {
+            return Mnist::load_npz(path);
+        }
+        if !path.is_dir() {
+            return Err(Error::MissingDir { path: path.display().to_string() });
+        }
+        let found: Vec<Option<PathBuf>> = FILES.iter().map(|name| find_file(path, name)).collect();
+        if let [Some(a), Some(b), Some(c), Some(d)] = &found[..] {
+            return Mnist::from_idx_files([a, b, c, d], false);
+        }
+        let npz = path.join(NPZ_NAME);
+        if npz.is_file() {
+            return Mnist::load_npz(&npz);
+        }
+        let missing = FILES.iter().zip(&found).find(|(_, f)| f.is_none()).map(|(n, _)| *n).unwrap_or(FILES[0]);
+        Err(Error::MissingFile {
+            path: path.join(missing).display().to_string(),
+            hint: format!(" (nor {missing}.gz, nor {NPZ_NAME})"),
+        })
+    }
+
+    /// The directory [`Mnist::load_default`] reads: `$CONVNET_DATA` if set, else
+    /// `data/mnist` under the current directory, else `data/mnist` in this
+    /// checkout (found from the crate's build-time location).
+    pub fn default_dir() -> Result<PathBuf> {
+        if let Some(dir) = std::env::var_os(DATA_ENV).filter(|d| !d.is_empty()) {
+            let dir = PathBuf::from(dir);
+            if !dir.is_dir() {
+                return Err(Error::MissingDir { path: format!("{} (from {DATA_ENV})", dir.display()) });
+            }
+            return Ok(dir);
+        }
+        let here = PathBuf::from("data/mnist");
+        let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+        for dir in [&here, &checkout] {
+            if dir.is_dir() {
+                return Ok(dir.clone());
+            }
+        }
+        Err(Error::NoDefaultData { looked: format!("${DATA_ENV} (unset), {}, {}", here.display(), checkout.display()) })
+    }
+
+    /// Loads the default MNIST copy ([`Mnist::default_dir`]) after checking each
+    /// file against MNIST's SHA-256 ([`SHA256_GZ`] for `.gz` files, [`SHA256_RAW`]
+    /// for raw ones); a file that differs is an [`Error::Digest`].
+    pub fn load_default() -> Result<Mnist> {
+        let dir = Mnist::default_dir()?;
+        let mut paths = Vec::with_capacity(4);
+        for name in FILES {
+            let path = find_file(&dir, name).ok_or_else(|| Error::MissingFile {
+                path: dir.join(format!("{name}.gz")).display().to_string(),
+                hint: " (the default MNIST copy needs all four files)".to_string(),
+            })?;
+            paths.push(path);
+        }
+        Mnist::from_idx_files([&paths[0], &paths[1], &paths[2], &paths[3]], true)
+    }
+
+    /// Reads the four IDX files; with `verify`, checks each against MNIST's digest first.
+    fn from_idx_files(paths: [&PathBuf; 4], verify: bool) -> Result<Mnist> {
+        let mut sources = Vec::with_capacity(4);
+        for (i, path) in paths.iter().enumerate() {
+            let bytes = map_file(path)?;
+            let name = path.display().to_string();
+            if verify {
+                let gz = crate::idx::is_gzip(&bytes);
+                let expected = if gz { SHA256_GZ[i] } else { SHA256_RAW[i] };
+                let found = hex(&Sha256::digest(&*bytes));
+                if found != expected {
+                    return Err(Error::Digest { file: name, expected, found });
+                }
+            }
+            sources.push((name, bytes));
+        }
+        let mut it = sources.into_iter();
+        let mut next = || it.next().expect("four sources");
+        let split = |images: (String, Bytes), labels: (String, Bytes)| -> Result<Dataset> {
+            let images = IdxImages::from_storage(&images.0, images.1)?;
+            let labels = IdxLabels::from_storage(&labels.0, labels.1)?;
+            check_side(&images)?;
+            Dataset::new(&images, &labels)
+        };
+        let train = split(next(), next())?;
+        let test = split(next(), next())?;
+        Ok(Mnist { train, test })
+    }
+
+    /// Loads a Keras `mnist.npz` (arrays `x_train`, `y_train`, `x_test`,
+    /// `y_test`, `uint8`, C order; entries stored or deflated).
+    pub fn load_npz(path: impl AsRef<Path>) -> Result<Mnist> {
+        let path = path.as_ref();
+        let bytes = map_file(path)?;
+        Mnist::from_npz_bytes(&path.display().to_string(), &bytes)
+    }
+
+    /// Parses a Keras MNIST `.npz` held in memory; `name` is used in errors.
+    ///
+    /// ```
+    /// use convnet_datasets::{Error, Mnist};
+    /// let err = Mnist::from_npz_bytes("junk.npz", b"not a zip").unwrap_err();
+    /// assert!(matches!(err, Error::Zip { .. }));
+    /// ```
+    pub fn from_npz_bytes(name: &str, bytes: &[u8]) -> Result<Mnist> {
+        let zip_err = |e: zip::result::ZipError| Error::Zip { file: name.to_string(), message: e.to_string() };
+        let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(zip_err)?;
+        let mut read = |key: &'static str| -> Result<(String, Vec<usize>, Vec<u8>)> {
+            let entry_name = [format!("{key}.npy"), key.to_string()]
+                .into_iter()
+                .find(|n| archive.index_for_name(n).is_some())
+                .ok_or(Error::NpzMissingKey { file: name.to_string(), key })?;
+            let mut entry = archive.by_name(&entry_name).map_err(zip_err)?;
+            let file = format!("{name}: {entry_name}");
+            if entry.compressed_size() > bytes.len() as u64 {
+                return Err(Error::Zip {
+                    file: name.to_string(),
+                    message: format!("{entry_name} claims {} compressed bytes", entry.compressed_size()),
+                });
+            }
+            let limit = entry_limit(entry.compression(), entry.compressed_size());
+            let declared = entry.size();
+            let (header, data) = read_array(&file, &mut entry, declared, limit)?;
+            Ok((file, header.shape, data))
+        };
+        let x_train = read("x_train")?;
+        let y_train = read("y_train")?;
+        let x_test = read("x_test")?;
+        let y_test = read("y_test")?;
+        Ok(Mnist { train: npz_dataset(x_train, y_train)?, test: npz_dataset(x_test, y_test)? })
+    }
+}
+
+/// Pairs an images array `(n, 28, 28)` with a labels array `(n,)`.
+fn npz_dataset(x: (String, Vec<usize>, Vec<u8>), y: (String, Vec<usize>, Vec<u8>)) -> Result<Dataset> {
+    let (x_file, x_shape, pixels) = x;
+    let (y_file, y_shape, labels) = y;
+    let n = match x_shape[..] {
+        [n, SIDE, SIDE] => n,
+        _ => {
+            return Err(Error::Npy { file: x_file, problem: format!("shape {x_shape:?} is not (n, 28, 28)") });
+        }
+    };
+    let [m] = y_shape[..] else {
+        return Err(Error::Npy { file: y_file, problem: format!("shape {y_shape:?} is not (n,)") });
+    };
+    if n != m {
+        return Err(Error::CountMismatch { images: x_file, n_images: n, labels: y_file, n_labels: m });
+    }
+    check_labels(&y_file, &labels)?;
+    Dataset::from_vecs(SIDE, SIDE, pixels, labels)
+}
