@@ -1,2 +1,43 @@
-//! The `convnet` command line.
-fn main() {}
+//! `convnet`: train, evaluate and run the chapter's MNIST convnet, and
+//! benchmark the convolution kernels. See `convnet --help`.
+//!
+//! Exit codes: 0 success, 2 usage error (from clap), 1 any other error, with
+//! the message on stderr.
+
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let started = std::time::Instant::now();
+    // A panic is a bug; report it in one line, without a backtrace, and exit 1.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error (a bug in convnet){at}: {msg}");
+    }));
+    let args = cli::Cli::parse();
+    match std::panic::catch_unwind(move || cli::run(args, started)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            let mut msg = format!("error: {e}");
+            let mut source = std::error::Error::source(&*e);
+            while let Some(s) = source {
+                let text = s.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(&format!(": {text}"));
+                }
+                source = s.source();
+            }
+            eprintln!("{msg}");
+            ExitCode::from(1)
+        }
+        Err(_) => ExitCode::from(1),
+    }
+}

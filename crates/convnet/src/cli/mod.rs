@@ -1,0 +1,265 @@
+//! Command-line definitions (clap) and dispatch.
+
+mod bench;
+mod predict;
+
+use clap::{Args, Parser, Subcommand};
+use convnet::{mnist_convnet, FitOptions, Loss, Metric, Model, OnBatchEnd, Verbose};
+use convnet_datasets::Mnist;
+use convnet_kernels::conv::ConvAlgo;
+use convnet_optim::RMSprop;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Train, evaluate and run the Keras chapter-5 convnet on MNIST, on
+/// hand-optimised CPU kernels.
+#[derive(Parser, Debug)]
+#[command(name = "convnet", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the chapter model's summary table (Keras format).
+    Summary,
+    /// Train the chapter's model on MNIST (5 epochs, batch 64, RMSprop) and print the test accuracy.
+    Train(TrainArgs),
+    /// Evaluate saved weights on the MNIST test set.
+    Eval(EvalArgs),
+    /// Classify digit images (PNG or PGM, grey; resized to 28x28). MNIST digits are
+    /// white on black: pass --invert for black-on-white drawings.
+    Predict(PredictArgs),
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Time the kernels crate's convolution algorithms on one shape.
+    Conv(bench::ConvArgs),
+}
+
+#[derive(Args, Debug)]
+struct DataArg {
+    /// Directory with the four MNIST files (raw or .gz) or mnist.npz; default: $CONVNET_DATA, then
+    /// data/mnist (verified against MNIST's digests).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    #[command(flatten)]
+    data: DataArg,
+    /// Passes over the training set.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    epochs: u64,
+    /// Examples per gradient step.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Seed of the initial weights and the shuffles: the same seed gives bit-identical runs.
+    #[arg(long, default_value_t = convnet::DEFAULT_SEED)]
+    seed: u64,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: Option<u64>,
+    /// Convolution algorithm: auto, direct, im2col, winograd (F(4x4,3x3)), winograd_f2, reference.
+    #[arg(long, default_value = "auto", value_parser = parse_algo)]
+    algo: ConvAlgo,
+    /// Train on the first N training examples and test on the first N test examples.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
+    /// Save the trained model (architecture and weights, safetensors) to FILE.
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
+    /// Write per-epoch loss, accuracy and seconds and the test loss/accuracy as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    metrics_json: Option<PathBuf>,
+    /// No summary and no progress bar; only the test result.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// A file written by `train --save` (or by save_weights).
+    #[arg(long, value_name = "FILE")]
+    weights: PathBuf,
+    #[command(flatten)]
+    data: DataArg,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    threads: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct PredictArgs {
+    /// A file written by `train --save` (or by save_weights).
+    #[arg(long, value_name = "FILE")]
+    weights: PathBuf,
+    /// Invert the grey levels first (for dark digits on a light background).
+    #[arg(long)]
+    invert: bool,
+    /// Images to classify.
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<PathBuf>,
+}
+
+pub(crate) fn parse_algo(s: &str) -> Result<ConvAlgo, String> {
+    s.parse::<ConvAlgo>().map_err(|_| {
+        format!(
+            "unknown algorithm {s:?} (expected auto, direct, im2col, winograd, winograd_f2, winograd_f4, reference)"
+        )
+    })
+}
+
+fn set_threads(threads: Option<u64>) -> CliResult<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n as usize)
+            .build_global()
+            .map_err(|e| format!("--threads {n}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn load_mnist(data: &DataArg) -> CliResult<Mnist> {
+    Ok(match &data.data {
+        Some(dir) => Mnist::load(dir)?,
+        None => Mnist::load_default()?,
+    })
+}
+
+/// A model file's model: the architecture stored in it, or the chapter's
+/// model for a weights-only file.
+fn load_model(path: &Path) -> CliResult<Model> {
+    match Model::load(path) {
+        Ok(m) => Ok(m),
+        Err(convnet::Error::WeightsFile { reason, .. }) if reason.starts_with("no model architecture") => {
+            let mut m = mnist_convnet().build()?;
+            m.load_weights(path)?;
+            Ok(m)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn run(cli: Cli, started: Instant) -> CliResult<()> {
+    convnet_kernels::simd::try_level()?;
+    match cli.command {
+        Command::Summary => {
+            print!("{}", mnist_convnet().build()?.summary());
+            Ok(())
+        }
+        Command::Train(a) => train(a, started),
+        Command::Eval(a) => {
+            set_threads(a.threads)?;
+            let mnist = load_mnist(&a.data)?;
+            let mut model = load_model(&a.weights)?;
+            model.compile(RMSprop::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
+            let (loss, acc) = model.evaluate_examples(&mnist.test, 64)?;
+            println!("test loss: {loss:.4}");
+            println!("test accuracy: {acc:.4}");
+            Ok(())
+        }
+        Command::Predict(a) => predict::run(&a.weights, &a.images, a.invert),
+        Command::Bench { what: BenchCommand::Conv(a) } => bench::run(a),
+    }
+}
+
+fn train(a: TrainArgs, started: Instant) -> CliResult<()> {
+    set_threads(a.threads)?;
+    let mnist = load_mnist(&a.data)?;
+    let (train, test) = match a.limit {
+        Some(n) => (mnist.train.take(n as usize), mnist.test.take(n as usize)),
+        None => (mnist.train, mnist.test),
+    };
+    let mut model = mnist_convnet().seed(a.seed).build()?;
+    model.set_conv_algo(a.algo);
+    if !a.quiet {
+        print!("{}", model.summary());
+    }
+    model.compile(RMSprop::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
+    let startup = started.elapsed().as_secs_f64();
+    let mut first_batch: Option<f64> = None;
+    let options = FitOptions {
+        epochs: a.epochs as usize,
+        batch_size: a.batch_size as usize,
+        shuffle: true,
+        seed: a.seed,
+        verbose: if a.quiet { Verbose::Silent } else { Verbose::Auto },
+        callbacks: vec![Box::new(OnBatchEnd(|_: &convnet::BatchLogs| {
+            first_batch.get_or_insert_with(|| started.elapsed().as_secs_f64());
+            convnet::Control::Continue
+        }))],
+        ..FitOptions::default()
+    };
+    let fit_started = Instant::now();
+    let history = model.fit_examples(&train, options)?;
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
+    let eval_started = Instant::now();
+    let (test_loss, test_acc) = model.evaluate_examples(&test, 64)?;
+    let eval_seconds = eval_started.elapsed().as_secs_f64();
+    println!("test loss: {test_loss:.4}");
+    println!("test accuracy: {test_acc:.4}");
+    if let Some(path) = &a.save {
+        model.save(path)?;
+    }
+    if let Some(path) = &a.metrics_json {
+        let epochs: Vec<serde_json::Value> = history
+            .epochs
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::json!({
+                    "epoch": e.epoch, "loss": e.loss, "accuracy": e.accuracy, "seconds": e.seconds,
+                });
+                if let Some(vl) = e.val_loss {
+                    v["val_loss"] = vl.into();
+                    v["val_accuracy"] = e.val_accuracy.into();
+                }
+                v
+            })
+            .collect();
+        let json = serde_json::json!({
+            "epochs": epochs,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "train_examples": train.len(),
+            "test_examples": test.len(),
+            "batch_size": a.batch_size,
+            "seed": a.seed,
+            "threads": rayon::current_num_threads(),
+            "algo": a.algo.name(),
+            "startup_seconds": startup,
+            "first_batch_end_seconds": first_batch,
+            "fit_seconds": fit_seconds,
+            "evaluate_seconds": eval_seconds,
+            "evaluate_images_per_second": test.len() as f64 / eval_seconds,
+            "weights_fnv1a64": format!("{:016x}", weights_hash(&model)),
+        });
+        let mut text = serde_json::to_string_pretty(&json)?;
+        text.push('\n');
+        convnet::weights::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// FNV-1a over every weight's bits: equal for bit-identical weights.
+fn weights_hash(model: &Model) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (_, t) in model.weights() {
+        for x in t.data() {
+            for b in x.to_bits().to_le_bytes() {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    h
+}
