@@ -1,0 +1,334 @@
+//! Gradient checks for every op: the analytic gradient of a random projection
+//! `L = sum(r * y)` of the op's output `y`, with respect to every input and
+//! parameter, against central differences `(L(x + h) - L(x - h)) / 2h`
+//! evaluated in f64 from the f32 forward pass. Shapes are chosen by proptest.
+//!
+//! Where an op has kinks (relu, max pooling, Keras's clipping in binary
+//! cross-entropy), an element whose left and right one-sided differences
+//! disagree straddles a kink: it is retried with an eighth of the step, then
+//! skipped; each check requires that at most one plus a quarter of the sampled
+//! elements are skipped, so a wrong mask still fails.
+//!
+//! Tolerances, per op (`|analytic - numeric| <= atol + rtol * max(|a|, |n|)`):
+//! step `h = 1e-2 * max(1, |x|)` for smooth element-wise ops and losses
+//! (rtol 1e-2, atol 1e-3); the piecewise-linear ops (conv, dense, pooling,
+//! relu) use a smaller step, `h = 1e-3`, so fewer samples straddle a kink,
+//! with rtol 2e-2 and atol 3e-3, since f32 rounding of their sums (~1e-6)
+//! divided by 2h is ~5e-4.
+
+use convnet_autodiff::{Activation, Conv2dSpec, ConvAlgo, Padding, Params, PoolSpec, Tape, Var};
+use convnet_kernels::conv::{supports, ConvPass, ConvShape};
+use convnet_tensor::{Rng, Shape, Tensor};
+use proptest::prelude::*;
+
+type Build = dyn Fn(&mut Tape, &[Var], &[Var]) -> convnet_autodiff::Result<Var>;
+
+#[derive(Clone, Copy, Debug)]
+struct Tol {
+    h: f64,
+    rtol: f64,
+    atol: f64,
+    /// For ops with kinks: skip an element when its one-sided differences
+    /// differ by more than `atol + rtol * max(|left|, |right|)`. Piecewise
+    /// linear ops have no curvature, so away from a kink the two agree to
+    /// rounding; smooth ops (`None`) are never skipped.
+    kink: Option<(f64, f64)>,
+}
+
+const SMOOTH: Tol = Tol { h: 1e-2, rtol: 1e-2, atol: 1e-3, kink: None };
+const LINEAR: Tol = Tol { h: 1e-3, rtol: 2e-2, atol: 3e-3, kink: Some((5e-3, 2e-2)) };
+
+/// A differentiable leaf: recorded as a parameter or as a variable.
+struct Leaf {
+    value: Tensor,
+    as_param: bool,
+}
+
+fn leaf(value: Tensor, as_param: bool) -> Leaf {
+    Leaf { value, as_param }
+}
+
+fn rand(shape: Shape, lo: f32, hi: f32, rng: &mut Rng) -> Tensor {
+    Tensor::uniform(shape, lo, hi, rng).unwrap()
+}
+
+/// `sum(r * y)` in f64, recording everything as plain inputs.
+fn eval(leaves: &[Tensor], consts: &[Tensor], build: &Build, r: &Tensor) -> f64 {
+    let mut tape = Tape::new();
+    let vars: Vec<Var> = leaves.iter().map(|t| tape.input(t.view()).unwrap()).collect();
+    let cvars: Vec<Var> = consts.iter().map(|t| tape.input(t.view()).unwrap()).collect();
+    let y = build(&mut tape, &vars, &cvars).unwrap();
+    let y = tape.value(y).unwrap();
+    y.data().iter().zip(r.data()).map(|(&y, &r)| y as f64 * r as f64).sum()
+}
+
+/// Checks every leaf's analytic gradient against central differences on up
+/// to `samples` elements per leaf.
+fn check(op: &str, leaves: Vec<Leaf>, consts: Vec<Tensor>, build: &Build, tol: Tol, seed: u64) {
+    let mut rng = Rng::new(seed);
+    // Analytic: L = mean(y * r) * len(y) through the tape.
+    let mut tape = Tape::new();
+    let mut params = Params::new();
+    let mut vars = Vec::new();
+    let mut ids = Vec::new();
+    for (i, l) in leaves.iter().enumerate() {
+        if l.as_param {
+            let id = params.add(format!("p{i}"), l.value.clone()).unwrap();
+            vars.push(tape.param(&params, id).unwrap());
+            ids.push(Some(id));
+        } else {
+            vars.push(tape.variable(l.value.view()).unwrap());
+            ids.push(None);
+        }
+    }
+    let cvars: Vec<Var> = consts.iter().map(|t| tape.input(t.view()).unwrap()).collect();
+    let y = build(&mut tape, &vars, &cvars).unwrap();
+    let y_shape = tape.shape(y).unwrap();
+    let r = rand(y_shape, -1.0, 1.0, &mut rng);
+    let rv = tape.input(r.view()).unwrap();
+    let prod = tape.mul(y, rv).unwrap();
+    let loss = tape.mean(prod).unwrap();
+    tape.backward(loss, &mut params).unwrap();
+    let scale = y_shape.len() as f64;
+    let analytic: Vec<Vec<f64>> = vars
+        .iter()
+        .zip(&ids)
+        .map(|(&v, id)| {
+            let g = match id {
+                Some(id) => params.grad(*id).unwrap().data().to_vec(),
+                None => tape.grad(v).unwrap().data().to_vec(),
+            };
+            g.iter().map(|&g| g as f64 * scale).collect()
+        })
+        .collect();
+
+    let mut values: Vec<Tensor> = leaves.iter().map(|l| l.value.clone()).collect();
+    for li in 0..values.len() {
+        let n = values[li].len();
+        let picks: Vec<usize> = if n <= 24 { (0..n).collect() } else { (0..24).map(|_| rng.below(n)).collect() };
+        let (mut checked, mut skipped) = (0, 0);
+        for &j in &picks {
+            let x0 = values[li].data()[j];
+            let f0 = eval(&values, &consts, build, &r);
+            // On a kink, retry once with an eighth of the step.
+            let mut found = None;
+            for shrink in [1.0, 0.125] {
+                let h = (shrink * tol.h * (x0.abs() as f64).max(1.0)) as f32;
+                values[li].data_mut()[j] = x0 + h;
+                let fp = eval(&values, &consts, build, &r);
+                values[li].data_mut()[j] = x0 - h;
+                let fm = eval(&values, &consts, build, &r);
+                values[li].data_mut()[j] = x0;
+                // The steps actually taken in f32.
+                let (hp, hm) = (((x0 + h) - x0) as f64, (x0 - (x0 - h)) as f64);
+                let (right, left) = ((fp - f0) / hp, (f0 - fm) / hm);
+                let kink =
+                    tol.kink.is_some_and(|(ka, kr)| (right - left).abs() > ka + kr * right.abs().max(left.abs()));
+                if !kink {
+                    found = Some(((fp - fm) / (hp + hm), h));
+                    break;
+                }
+            }
+            let Some((numeric, h)) = found else {
+                skipped += 1; // a kink lies within the step
+                continue;
+            };
+            let a = analytic[li][j];
+            checked += 1;
+            let bound = tol.atol + tol.rtol * a.abs().max(numeric.abs());
+            assert!(
+                (a - numeric).abs() <= bound,
+                "{op}: leaf {li} element {j}: analytic {a} vs numeric {numeric} (x = {x0}, h = {h})"
+            );
+        }
+        assert!(
+            skipped * 4 <= picks.len() + 4,
+            "{op}: leaf {li}: {skipped} of {} samples straddle a kink",
+            picks.len()
+        );
+        assert!(checked > 0 || n == 0, "{op}: leaf {li}: nothing checked");
+    }
+}
+
+fn padding(same: bool) -> Padding {
+    if same {
+        Padding::Same
+    } else {
+        Padding::Valid
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// conv2d: every algorithm that runs the shape (all three passes), stride
+    /// 1-2, `valid`/`same`, 1x1, 3x3 and 5x5 windows, fused relu, with and
+    /// without bias; gradients of input, filter and bias.
+    #[test]
+    fn conv2d(n in 1usize..3, h in 3usize..8, w in 3usize..8, ci in 1usize..4, co in 1usize..4,
+              k in prop::sample::select(vec![1usize, 3, 5]), stride in 1usize..3, same in any::<bool>(),
+              relu in any::<bool>(), bias in any::<bool>(), algo_pick in 0usize..8, seed in any::<u64>()) {
+        let k = if !same && k > h.min(w) { 1 } else { k };
+        let shape = ConvShape {
+            n, h, w, c_in: ci, c_out: co, kh: k, kw: k, stride_h: stride, stride_w: stride,
+            dilation_h: 1, dilation_w: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0,
+        }
+        .with_padding(padding(same))
+        .unwrap();
+        let runnable: Vec<ConvAlgo> = ConvAlgo::ALL
+            .into_iter()
+            .filter(|&a| [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter]
+                .iter().all(|&p| supports(a, &shape, p).is_ok()))
+            .chain([ConvAlgo::Auto])
+            .collect();
+        let algo = runnable[algo_pick % runnable.len()];
+        let mut rng = Rng::new(seed);
+        let spec = Conv2dSpec::new()
+            .stride(stride, stride)
+            .padding(padding(same))
+            .algo(algo)
+            .activation(if relu { Activation::Relu } else { Activation::Linear });
+        let mut leaves = vec![
+            leaf(rand(Shape::nhwc(n, h, w, ci), -1.0, 1.0, &mut rng), false),
+            leaf(rand(Shape::new(&[k, k, ci, co]).unwrap(), -1.0, 1.0, &mut rng), true),
+        ];
+        if bias {
+            leaves.push(leaf(rand(Shape::vector(co), -0.5, 0.5, &mut rng), true));
+        }
+        let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.conv2d(v[0], v[1], v.get(2).copied(), spec);
+        check(&format!("conv2d {algo} {shape}"), leaves, vec![], &build, LINEAR, seed);
+    }
+
+    /// Max and average pooling: windows 1-3, strides 1-3, `valid`/`same`.
+    #[test]
+    fn pooling(n in 1usize..3, h in 3usize..8, w in 3usize..8, c in 1usize..4, win in 1usize..4,
+               stride in 1usize..4, same in any::<bool>(), max in any::<bool>(), seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let spec = PoolSpec::new(win, win).stride(stride, stride).padding(padding(same));
+        let leaves = vec![leaf(rand(Shape::nhwc(n, h, w, c), -1.0, 1.0, &mut rng), false)];
+        if max {
+            let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.max_pool2d(v[0], spec);
+            check("max_pool2d", leaves, vec![], &build, LINEAR, seed);
+        } else {
+            let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.avg_pool2d(v[0], spec);
+            check("avg_pool2d", leaves, vec![], &build, LINEAR, seed);
+        }
+    }
+
+    /// Dense with and without bias and fused relu, then flatten/reshape feeding it.
+    #[test]
+    fn dense(batch in 1usize..5, inputs in 1usize..7, outputs in 1usize..6, relu in any::<bool>(),
+             bias in any::<bool>(), seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let act = if relu { Activation::Relu } else { Activation::Linear };
+        let mut leaves = vec![
+            leaf(rand(Shape::nhwc(batch, 1, inputs, 1), -1.0, 1.0, &mut rng), false),
+            leaf(rand(Shape::matrix(inputs, outputs), -1.0, 1.0, &mut rng), true),
+        ];
+        if bias {
+            leaves.push(leaf(rand(Shape::vector(outputs), -0.5, 0.5, &mut rng), true));
+        }
+        let build = move |t: &mut Tape, v: &[Var], _: &[Var]| {
+            let x = t.flatten(v[0])?;
+            let y = t.dense(x, v[1], v.get(2).copied(), act)?;
+            let s = t.shape(y)?;
+            t.reshape(y, Shape::new(&[s.len()])?)
+        };
+        check("dense", leaves, vec![], &build, LINEAR, seed);
+    }
+
+    /// Element-wise ops: relu, sigmoid, tanh, bias_add, add, mul, softmax, mean, dropout.
+    #[test]
+    fn elementwise(rows in 1usize..5, cols in 1usize..7, which in 0usize..9, as_param in any::<bool>(),
+                   seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let s = Shape::matrix(rows, cols);
+        let a = rand(s, -2.0, 2.0, &mut rng);
+        let b = rand(s, -2.0, 2.0, &mut rng);
+        let bias = rand(Shape::vector(cols), -1.0, 1.0, &mut rng);
+        let (name, leaves, build): (&str, Vec<Leaf>, Box<Build>) = match which {
+            0 => ("relu", vec![leaf(a, as_param)], Box::new(|t, v, _| t.relu(v[0]))),
+            1 => ("sigmoid", vec![leaf(a, as_param)], Box::new(|t, v, _| t.sigmoid(v[0]))),
+            2 => ("tanh", vec![leaf(a, as_param)], Box::new(|t, v, _| t.tanh(v[0]))),
+            3 => ("bias_add", vec![leaf(a, as_param), leaf(bias, true)], Box::new(|t, v, _| t.bias_add(v[0], v[1]))),
+            4 => ("add", vec![leaf(a, as_param), leaf(b, false)], Box::new(|t, v, _| t.add(v[0], v[1]))),
+            5 => ("mul", vec![leaf(a, as_param), leaf(b, true)], Box::new(|t, v, _| t.mul(v[0], v[1]))),
+            6 => ("softmax", vec![leaf(a, as_param)], Box::new(|t, v, _| t.softmax(v[0]))),
+            7 => ("mean", vec![leaf(a, as_param)], Box::new(|t, v, _| t.mean(v[0]))),
+            _ => ("dropout", vec![leaf(a, as_param)], Box::new(move |t, v, _| t.dropout(v[0], 0.4, seed))),
+        };
+        let tol = if name == "relu" { LINEAR } else { SMOOTH };
+        check(name, leaves, vec![], &*build, tol, seed);
+    }
+
+    /// A value used twice (`x * x + x`): gradients from several consumers accumulate.
+    #[test]
+    fn shared_use(rows in 1usize..4, cols in 1usize..5, as_param in any::<bool>(), seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let a = rand(Shape::matrix(rows, cols), -2.0, 2.0, &mut rng);
+        let build = |t: &mut Tape, v: &[Var], _: &[Var]| {
+            let sq = t.mul(v[0], v[0])?;
+            let th = t.tanh(v[0])?;
+            let s = t.add(sq, th)?;
+            t.add(s, v[0])
+        };
+        check("x*x + tanh(x) + x", vec![leaf(a, as_param)], vec![], &build, SMOOTH, seed);
+    }
+
+    /// The losses: fused softmax cross-entropy (dense and sparse targets) and
+    /// binary cross-entropy from probabilities and from logits.
+    #[test]
+    fn losses(rows in 1usize..5, classes in 2usize..6, which in 0usize..4, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let s = Shape::matrix(rows, classes);
+        let logits = rand(s, -3.0, 3.0, &mut rng);
+        let labels: Vec<u32> = (0..rows).map(|_| rng.below(classes) as u32).collect();
+        let mut dist = rand(s, 0.0, 1.0, &mut rng);
+        for row in dist.data_mut().chunks_exact_mut(classes) {
+            let sum: f32 = row.iter().sum();
+            row.iter_mut().for_each(|x| *x /= sum);
+        }
+        let probs = rand(s, 0.05, 0.95, &mut rng);
+        let bits = Tensor::from_slice(s, &(0..s.len()).map(|_| rng.below(2) as f32).collect::<Vec<_>>()).unwrap();
+        match which {
+            0 => check("softmax_cross_entropy", vec![leaf(logits, true)], vec![dist],
+                       &|t, v, c| t.softmax_cross_entropy(v[0], c[0]), SMOOTH, seed),
+            1 => check("sparse_softmax_cross_entropy", vec![leaf(logits, false)], vec![],
+                       &move |t, v, _| t.sparse_softmax_cross_entropy(v[0], &labels), SMOOTH, seed),
+            2 => check("binary_cross_entropy", vec![leaf(probs, false)], vec![bits],
+                       &|t, v, c| t.binary_cross_entropy(v[0], c[0]), Tol { h: 1e-3, ..SMOOTH }, seed),
+            _ => check("binary_cross_entropy_with_logits", vec![leaf(logits, true)], vec![bits],
+                       &|t, v, c| t.binary_cross_entropy_with_logits(v[0], c[0]), SMOOTH, seed),
+        }
+    }
+}
+
+/// A whole small convnet (conv-relu, max-pool, conv same stride 2, flatten,
+/// dense-relu, dense, softmax cross-entropy): every parameter's gradient.
+#[test]
+fn small_convnet_end_to_end() {
+    let mut rng = Rng::new(11);
+    let leaves = vec![
+        leaf(rand(Shape::new(&[3, 3, 1, 3]).unwrap(), -0.6, 0.6, &mut rng), true),
+        leaf(rand(Shape::vector(3), -0.1, 0.1, &mut rng), true),
+        leaf(rand(Shape::new(&[3, 3, 3, 4]).unwrap(), -0.4, 0.4, &mut rng), true),
+        leaf(rand(Shape::matrix(16, 5), -0.4, 0.4, &mut rng), true),
+        leaf(rand(Shape::vector(5), -0.1, 0.1, &mut rng), true),
+        leaf(rand(Shape::matrix(5, 3), -0.5, 0.5, &mut rng), true),
+    ];
+    let x = rand(Shape::nhwc(2, 10, 10, 1), 0.0, 1.0, &mut rng);
+    let targets = Tensor::from_slice(Shape::matrix(2, 3), &[0.0, 1.0, 0.0, 0.0, 0.0, 1.0]).unwrap();
+    let build = |t: &mut Tape, v: &[Var], c: &[Var]| {
+        let h = t.conv2d(c[0], v[0], Some(v[1]), Conv2dSpec::new().relu())?; // 8x8x3
+        let h = t.max_pool2d(h, PoolSpec::new(2, 2))?; // 4x4x3
+        let h = t.conv2d(h, v[2], None, Conv2dSpec::new().stride(2, 2).padding(Padding::Same))?; // 2x2x4
+        let h = t.flatten(h)?;
+        let h = t.dense(h, v[3], Some(v[4]), Activation::Relu)?;
+        let logits = t.dense(h, v[5], None, Activation::Linear)?;
+        t.softmax_cross_entropy(logits, c[1])
+    };
+    // Smooth loss on top of kinks: curvature makes the one-sided differences
+    // differ a little even away from kinks, so the kink test is looser.
+    let tol = Tol { h: 1e-3, rtol: 2e-2, atol: 2e-3, kink: Some((1e-2, 5e-2)) };
+    check("small convnet", leaves, vec![x, targets], &build, tol, 11);
+}
