@@ -97,8 +97,8 @@ fn hex(bytes: &[u8]) -> String {
 impl Mnist {
     /// Loads a directory holding MNIST-format data, parsed strictly (no digest
     /// check): the four files named as MNIST names them (raw files preferred to
-    /// `.gz` where both exist), or else `mnist.npz`. `path` may also be an
-    /// `.npz` file itself.
+    /// `.gz` where both exist), or else `mnist.npz`. `path` may also be the
+    /// `.npz` file itself (any file is read as an npz).
     ///
     /// ```
     /// use convnet_datasets::{Error, Mnist};
@@ -108,7 +108,7 @@ impl Mnist {
     /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Mnist> {
         let path = path.as_ref();
-        if path.is_file() && path.extension().is_some_and(|e| e == "npz") {
+        if path.is_file() {
             return Mnist::load_npz(path);
         }
         if !path.is_dir() {
@@ -257,4 +257,50 @@ fn npz_dataset(x: (String, Vec<usize>, Vec<u8>), y: (String, Vec<usize>, Vec<u8>
     }
     check_labels(&y_file, &labels)?;
     Dataset::from_vecs(SIDE, SIDE, pixels, labels)
+}
+
+impl Mnist {
+    /// Writes the four arrays as a Keras-style `.npz` (`x_train`, `y_train`,
+    /// `x_test`, `y_test`, `uint8`), stored like `np.savez` or deflated like
+    /// `np.savez_compressed`. The file is written atomically: to a temporary
+    /// name beside `path`, synced, then renamed over it.
+    ///
+    /// ```
+    /// use convnet_datasets::{Dataset, Mnist};
+    /// let ds = Dataset::from_vecs(28, 28, vec![7; 2 * 784], vec![1, 2])?;
+    /// let mnist = Mnist { train: ds.clone(), test: ds.take(1) };
+    /// let path = std::env::temp_dir().join(format!("doc-mnist-{}.npz", std::process::id()));
+    /// mnist.write_npz(&path, true)?;
+    /// let back = Mnist::load(&path)?;
+    /// assert_eq!(back.test.labels(), &[1]);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// # Ok::<(), convnet_datasets::Error>(())
+    /// ```
+    pub fn write_npz(&self, path: impl AsRef<Path>, compressed: bool) -> Result<()> {
+        use std::io::Write;
+        let path = path.as_ref();
+        let io = |source: std::io::Error| Error::Io { file: path.display().to_string(), source };
+        let zip_err =
+            |e: zip::result::ZipError| Error::Zip { file: path.display().to_string(), message: e.to_string() };
+        let tmp = path.with_extension("npz.tmp");
+        let file = std::fs::File::create(&tmp).map_err(io)?;
+        let method = if compressed { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+        let options = zip::write::SimpleFileOptions::default().compression_method(method).large_file(true);
+        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+        let (tr, te) = (&self.train, &self.test);
+        let arrays: [(&str, Vec<usize>, &[u8]); 4] = [
+            ("x_train.npy", vec![tr.len(), tr.rows(), tr.cols()], tr.pixels()),
+            ("y_train.npy", vec![tr.len()], tr.labels()),
+            ("x_test.npy", vec![te.len(), te.rows(), te.cols()], te.pixels()),
+            ("y_test.npy", vec![te.len()], te.labels()),
+        ];
+        for (name, shape, data) in arrays {
+            zip.start_file(name, options).map_err(zip_err)?;
+            zip.write_all(&crate::npy::encode(&shape, data)?).map_err(io)?;
+        }
+        let file = zip.finish().map_err(zip_err)?.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(io)
+    }
 }
