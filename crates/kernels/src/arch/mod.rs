@@ -16,7 +16,6 @@
 
 // AVX-512 intrinsics are stable since Rust 1.89, above the workspace MSRV (1.85).
 #[allow(clippy::incompatible_msrv)]
-#[allow(dead_code)] // used by the direct kernels
 pub(crate) mod simd;
 
 use std::cell::Cell;
@@ -85,7 +84,6 @@ impl<T> SendPtr<T> {
 }
 
 /// Independent scratch slots, so one thread can hold several buffers at once.
-#[allow(dead_code)] // all slots are used once direct lands
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Slot {
     /// im2col column tiles, per task.
@@ -153,7 +151,6 @@ pub(crate) fn scratch_f32(slot: Slot, len: usize) -> Scratch<f32> {
     Scratch::take(&F32_POOL, slot, len)
 }
 
-#[allow(dead_code)]
 /// `len` isize of thread-local scratch from `slot` (contents unspecified).
 pub(crate) fn scratch_isize(slot: Slot, len: usize) -> Scratch<isize> {
     Scratch::take(&ISIZE_POOL, slot, len)

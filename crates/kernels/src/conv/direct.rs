@@ -1,48 +1,1105 @@
-//! The `direct` convolution algorithm (being written; see the issue tracker).
+//! The `direct` algorithm: register-blocked SIMD convolution over channels,
+//! with no column buffer, for every kernel size, stride, dilation and padding.
 //!
 //! Contract with `conv/mod.rs` (lengths and shape are already checked there):
 //! `supports` says whether a shape and pass can run; the pass functions
 //! overwrite their output and must be correct for every shape `supports` accepts.
+//!
+//! # Forward and backward-data: one gather engine
+//!
+//! Both passes compute, for every output pixel, `out[p, 0..C'] = bias +
+//! sum over valid taps t, sum over c of src[p + off(t), c] * wpack[t, c, 0..C']`.
+//! Forward reads the input with the HWIO filter; backward-data reads
+//! `grad_output` with the filter transposed to `[ky, kx, co, ci]`, and its
+//! taps are the `(ky, kx)` for which `iy + pad - ky*dilation` is a multiple
+//! of the stride (the sub-pixel decomposition of a strided transposed
+//! convolution: each residue class of input positions is a stride-1
+//! convolution with its own subset of taps).
+//!
+//! Along each axis every output coordinate gets a *class*: the list of its
+//! valid taps and their source offsets relative to a base coordinate.
+//! Interior coordinates share one class; each border coordinate (and each
+//! stride residue in backward-data) has its own. All pixels of a
+//! (row class, column class) pair use the same tap list, so they are fed to
+//! the micro-kernel in tiles of `P` pixels through a table of per-pixel
+//! source pointers (indirect convolution, as in XNNPACK), across rows and
+//! images: a 3x3 output still fills whole tiles. Padding costs nothing: a
+//! tap in the padding is simply absent from its class.
+//!
+//! The micro-kernel holds a `P x NV` block of vector accumulators
+//! (`P` pixels, `NV * LANES` output channels): for each tap and input
+//! channel it loads `NV` filter vectors and, for each pixel, broadcasts one
+//! input value and issues `NV` FMAs. Bias and the activation are applied
+//! in registers before the only store. The filter is packed once per call
+//! into `[channel block][tap][c][NV*LANES]` with zero padding, so a channel
+//! count that is not a multiple of the vector width costs a partial last
+//! block, stored through a small buffer.
+//!
+//! | level | lanes | tile `P x NV` (by output channels) |
+//! |---|---|---|
+//! | AVX-512 | 16 | 24x1, 12x2, 8x3, 6x4 |
+//! | AVX2+FMA | 8 | 12x1, 6x2 |
+//! | portable (`wide`) | 8 | 6x1, 3x2 |
+//!
+//! # Backward-filter
+//!
+//! `dw[ky, kx, ci, co] = sum over pixels of x[pixel + tap, ci] * dy[pixel, co]`:
+//! per tap, the pixels whose source is inside the input form a rectangle;
+//! a micro-kernel holds `R` input channels by `NV` output-channel vectors
+//! (times `G` interleaved pixel groups when `c_in` is small, to hide FMA
+//! latency) and reduces over the rectangle. The batch is split into FIXED
+//! chunks of about [`FILTER_CHUNK_PIXELS`] output pixels, independent of
+//! the thread count; each chunk writes its own partial `dw`, and the
+//! partials are summed in chunk order, so the result is bit-identical for
+//! any number of threads.
+
+// Register-tile loops index several fixed-size arrays in lockstep; indices
+// read clearer there than zipped iterators.
+#![allow(clippy::needless_range_loop)]
 
 use super::{ConvAlgo, ConvPass, ConvShape};
 use crate::activation::Activation;
+#[cfg(target_arch = "x86_64")]
+use crate::arch::simd::{Avx2, Avx512};
+use crate::arch::simd::{Portable, Vf32};
+use crate::arch::{scratch_f32, scratch_isize, FtzGuard, SendPtr, Slot};
+use crate::simd::{level, SimdLevel};
+use rayon::prelude::*;
 
-/// `Ok` when `algo` can run `pass` on `shape`, else the reason.
-pub(crate) fn supports(_algo: ConvAlgo, _shape: &ConvShape, _pass: ConvPass) -> Result<(), String> {
-    Err("not implemented yet".into())
+/// `Ok` for every validated shape and pass: direct is fully general.
+pub(crate) fn supports(_algo: ConvAlgo, _shape: &ConvShape, _pass: ConvPass) -> std::result::Result<(), String> {
+    Ok(())
+}
+
+/// Output pixels per rayon task in the gather engine (times the tile size
+/// `P`). Fixed, so the split never depends on the pool; results of the
+/// gather passes do not depend on it anyway (each output is computed by
+/// exactly one task, always in the same order).
+const TILES_PER_TASK: usize = 16;
+
+/// Target output pixels per backward-filter chunk. Each chunk holds whole
+/// images and produces one partial `dw`; fewer, larger chunks mean less
+/// partial memory and summing, more chunks mean more parallel work.
+/// Independent of the thread count, so the reduction order is fixed.
+pub const FILTER_CHUNK_PIXELS: usize = 4096;
+
+/// At most this many backward-filter partials (bounds their memory at
+/// `MAX_FILTER_PARTIALS * filter_len` floats).
+const MAX_FILTER_PARTIALS: usize = 16;
+
+// ---------------------------------------------------------------------------
+// Axis classes
+// ---------------------------------------------------------------------------
+
+/// The taps of one axis, grouped into classes of output coordinates that
+/// see the same taps at the same relative source offsets.
+struct Axis<'a> {
+    /// Source coordinate that offsets are relative to, per output coordinate.
+    base: &'a [isize],
+    /// Output coordinates grouped by class.
+    members: &'a [isize],
+    /// `members[start[c] .. start[c+1]]` are class `c`'s coordinates.
+    start: &'a [isize],
+    /// Tap count per class.
+    ntaps: &'a [isize],
+    /// Per class, `k` slots: the tap index.
+    tap_k: &'a [isize],
+    /// Per class, `k` slots: source offset relative to `base`.
+    tap_rel: &'a [isize],
+    /// Window size along this axis.
+    k: usize,
+    /// Number of classes.
+    classes: usize,
+}
+
+/// isize slots [`build_axis`] needs for `out` coordinates and window `k`.
+fn axis_len(out: usize, k: usize) -> usize {
+    out * (5 + 2 * k) + 1
+}
+
+/// Groups the `out` output coordinates of one axis into classes; `tap(o, k)`
+/// is the source coordinate of output `o` and tap `k`, if it is inside.
+fn build_axis(buf: &mut [isize], out: usize, k: usize, tap: impl Fn(usize, usize) -> Option<isize>) -> Axis<'_> {
+    let (class_of, rest) = buf.split_at_mut(out);
+    let (base, rest) = rest.split_at_mut(out);
+    let (members, rest) = rest.split_at_mut(out);
+    let (start, rest) = rest.split_at_mut(out + 1);
+    let (ntaps, rest) = rest.split_at_mut(out);
+    let (tap_k, tap_rel) = rest.split_at_mut(out * k);
+    let tap_rel = &mut tap_rel[..out * k];
+    let mut classes = 0usize;
+    for o in 0..out {
+        // This coordinate's taps, written into the next free class slot.
+        let (mut m, mut b) = (0usize, 0isize);
+        for kk in 0..k {
+            if let Some(i) = tap(o, kk) {
+                if m == 0 {
+                    b = i;
+                }
+                tap_k[classes * k + m] = kk as isize;
+                tap_rel[classes * k + m] = i - b;
+                m += 1;
+            }
+        }
+        base[o] = b;
+        let same = |c: usize| {
+            ntaps[c] == m as isize
+                && tap_k[c * k..c * k + m] == tap_k[classes * k..classes * k + m]
+                && tap_rel[c * k..c * k + m] == tap_rel[classes * k..classes * k + m]
+        };
+        class_of[o] = match (0..classes).find(|&c| same(c)) {
+            Some(c) => c as isize,
+            None => {
+                ntaps[classes] = m as isize;
+                classes += 1;
+                (classes - 1) as isize
+            }
+        };
+    }
+    // Group the coordinates by class, in increasing order within a class
+    // (one walk per class: there are few classes, at most `out`).
+    start[0] = 0;
+    let mut pos = 0usize;
+    for c in 0..classes {
+        for o in 0..out {
+            if class_of[o] == c as isize {
+                members[pos] = o as isize;
+                pos += 1;
+            }
+        }
+        start[c + 1] = pos as isize;
+    }
+    Axis { base, members, start, ntaps, tap_k, tap_rel, k, classes }
+}
+
+// ---------------------------------------------------------------------------
+// The gather engine (forward and backward-data)
+// ---------------------------------------------------------------------------
+
+/// One gather convolution: `dst[n, oy, ox, 0..dst_c] = bias + sum over the
+/// taps of the pixel's class pair of src[n, base + rel, 0..src_c] . wpack`.
+struct Gather<'a> {
+    n: usize,
+    src: &'a [f32],
+    src_h: usize,
+    src_w: usize,
+    src_c: usize,
+    dst: SendPtr<f32>,
+    dst_h: usize,
+    dst_w: usize,
+    dst_c: usize,
+    y: Axis<'a>,
+    x: Axis<'a>,
+    /// `[block][ky][kx][src_c][ws]`, zero padded past `dst_c`.
+    wpack: &'a [f32],
+    /// Bias padded to whole blocks, if any.
+    bias: Option<&'a [f32]>,
+    relu: bool,
+    /// Width of a packed channel block (`nvm * lanes`).
+    ws: usize,
+    /// Vectors per full channel block.
+    nvm: usize,
+    level: SimdLevel,
+    /// Output pixels per task.
+    task_pixels: usize,
+    /// `pair_tasks[p] .. pair_tasks[p+1]` are the tasks of class pair `p`.
+    pair_tasks: &'a [isize],
+}
+
+/// Tile height `P` (pixels) for `nv` vectors per channel block at `level`:
+/// as many accumulators as the register file holds with room for the
+/// filter vectors and one broadcast (32 zmm, 16 ymm, 16 xmm for `wide`'s
+/// two-register f32x8 on the SSE2 baseline).
+fn tile_pixels(level: SimdLevel, nvm: usize) -> usize {
+    match (level, nvm) {
+        (SimdLevel::Avx512, 1) => 16,
+        (SimdLevel::Avx512, 2) => 12,
+        (SimdLevel::Avx512, 3) => 8,
+        (SimdLevel::Avx512, _) => 6,
+        (SimdLevel::Avx2, 1) => 12,
+        (SimdLevel::Avx2, _) => 6,
+        (SimdLevel::Portable, 1) => 6,
+        (SimdLevel::Portable, _) => 3,
+    }
+}
+
+/// `(lanes, vectors per full channel block)` for `channels` outputs at `level`.
+fn channel_blocking(level: SimdLevel, channels: usize) -> (usize, usize) {
+    let (lanes, max_nv) = match level {
+        SimdLevel::Avx512 => (16, 4),
+        SimdLevel::Avx2 | SimdLevel::Portable => (8, 2),
+    };
+    (lanes, channels.div_ceil(lanes).min(max_nv))
+}
+
+/// Runs a gather convolution over every output pixel.
+#[allow(clippy::too_many_arguments)]
+fn run_gather(
+    level: SimdLevel,
+    n: usize,
+    src: (&[f32], usize, usize, usize),
+    dst: (&mut [f32], usize, usize, usize),
+    kh: usize,
+    kw: usize,
+    ytap: impl Fn(usize, usize) -> Option<isize>,
+    xtap: impl Fn(usize, usize) -> Option<isize>,
+    wpack: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    ws: usize,
+    nvm: usize,
+) {
+    let (src, src_h, src_w, src_c) = src;
+    let (dst, dst_h, dst_w, dst_c) = dst;
+    let mut table = scratch_isize(Slot::Table, axis_len(dst_h, kh) + axis_len(dst_w, kw));
+    let (ybuf, xbuf) = table.split_at_mut(axis_len(dst_h, kh));
+    let y = build_axis(ybuf, dst_h, kh, ytap);
+    let x = build_axis(xbuf, dst_w, kw, xtap);
+    let p = tile_pixels(level, nvm);
+    let task_pixels = p * TILES_PER_TASK;
+    let pairs = y.classes * x.classes;
+    let mut pair_tasks = scratch_isize(Slot::Partial, pairs + 1);
+    pair_tasks[0] = 0;
+    for cy in 0..y.classes {
+        for cx in 0..x.classes {
+            let count = n * (y.start[cy + 1] - y.start[cy]) as usize * (x.start[cx + 1] - x.start[cx]) as usize;
+            let i = cy * x.classes + cx;
+            pair_tasks[i + 1] = pair_tasks[i] + count.div_ceil(task_pixels) as isize;
+        }
+    }
+    let tasks = pair_tasks[pairs] as usize;
+    let g = Gather {
+        n,
+        src,
+        src_h,
+        src_w,
+        src_c,
+        dst: SendPtr(dst.as_mut_ptr()),
+        dst_h,
+        dst_w,
+        dst_c,
+        y,
+        x,
+        wpack,
+        bias,
+        relu,
+        ws,
+        nvm,
+        level,
+        task_pixels,
+        pair_tasks: &pair_tasks,
+    };
+    (0..tasks).into_par_iter().for_each(|t| {
+        let _ftz = FtzGuard::new();
+        match g.level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the level was checked available when it was chosen.
+            SimdLevel::Avx512 => unsafe { gather_task_avx512(&g, t) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            SimdLevel::Avx2 => unsafe { gather_task_avx2(&g, t) },
+            _ => gather_task_portable(&g, t),
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gather_task_avx512(g: &Gather, t: usize) {
+    // SAFETY (for all four): `g` describes in-bounds buffers (see gather_task).
+    unsafe {
+        match g.nvm {
+            1 => gather_task::<Avx512, 16>(g, t),
+            2 => gather_task::<Avx512, 12>(g, t),
+            3 => gather_task::<Avx512, 8>(g, t),
+            _ => gather_task::<Avx512, 6>(g, t),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gather_task_avx2(g: &Gather, t: usize) {
+    // SAFETY: `g` describes in-bounds buffers (see gather_task).
+    unsafe {
+        match g.nvm {
+            1 => gather_task::<Avx2, 12>(g, t),
+            _ => gather_task::<Avx2, 6>(g, t),
+        }
+    }
+}
+
+fn gather_task_portable(g: &Gather, t: usize) {
+    // SAFETY: `g` describes in-bounds buffers (see gather_task).
+    unsafe {
+        match g.nvm {
+            1 => gather_task::<Portable, 6>(g, t),
+            _ => gather_task::<Portable, 3>(g, t),
+        }
+    }
+}
+
+/// Runs task `t` of `g`: up to `task_pixels` pixels of one class pair.
+///
+/// # Safety
+///
+/// `g.dst` points to `n * dst_h * dst_w * dst_c` writable floats that no
+/// other task writes at the same pixels (tasks own disjoint pixel ranges);
+/// every source offset of a class is inside `src` for the pixels of that
+/// class (the axis classes only hold taps whose source is inside).
+#[inline(always)]
+unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
+    let pair = g.pair_tasks.partition_point(|&s| s as usize <= t) - 1;
+    let (cy, cx) = (pair / g.x.classes, pair % g.x.classes);
+    let chunk = t - g.pair_tasks[pair] as usize;
+    let ym = &g.y.members[g.y.start[cy] as usize..g.y.start[cy + 1] as usize];
+    let xm = &g.x.members[g.x.start[cx] as usize..g.x.start[cx + 1] as usize];
+    let per_img = ym.len() * xm.len();
+    let begin = chunk * g.task_pixels;
+    let end = (begin + g.task_pixels).min(g.n * per_img);
+
+    // The tap list of this class pair: source offsets and packed-filter offsets.
+    let (nty, ntx) = (g.y.ntaps[cy] as usize, g.x.ntaps[cx] as usize);
+    let mut offs = scratch_isize(Slot::Column, 2 * nty * ntx);
+    let (xo, wo) = offs.split_at_mut(nty * ntx);
+    for a in 0..nty {
+        let (ky, ry) = (g.y.tap_k[cy * g.y.k + a], g.y.tap_rel[cy * g.y.k + a]);
+        for b in 0..ntx {
+            let (kx, rx) = (g.x.tap_k[cx * g.x.k + b], g.x.tap_rel[cx * g.x.k + b]);
+            xo[a * ntx + b] = (ry * g.src_w as isize + rx) * g.src_c as isize;
+            wo[a * ntx + b] = (ky * g.x.k as isize + kx) * (g.src_c * g.ws) as isize;
+        }
+    }
+    let taps = g.y.k * g.x.k;
+    let block_len = taps * g.src_c * g.ws;
+    let blocks = g.dst_c.div_ceil(g.ws);
+
+    let mut n = begin / per_img;
+    let mut yi = begin % per_img / xm.len();
+    let mut xi = begin % xm.len();
+    let mut idx = begin;
+    let src = g.src.as_ptr();
+    while idx < end {
+        let cnt = P.min(end - idx);
+        let mut sp = [src; P];
+        let mut dp = [g.dst.get(); P];
+        for p in 0..cnt {
+            let (oy, ox) = (ym[yi] as usize, xm[xi] as usize);
+            let (by, bx) = (g.y.base[oy], g.x.base[ox]);
+            // Base source pixel (may lie outside the image when the class has
+            // no taps; then it is never dereferenced), and the destination pixel.
+            let soff = ((n * g.src_h) as isize + by) * g.src_w as isize + bx;
+            sp[p] = src.wrapping_offset(soff * g.src_c as isize);
+            // SAFETY: (n, oy, ox) is a valid destination pixel.
+            dp[p] = unsafe { g.dst.get().add(((n * g.dst_h + oy) * g.dst_w + ox) * g.dst_c) };
+            xi += 1;
+            if xi == xm.len() {
+                xi = 0;
+                yi += 1;
+                if yi == ym.len() {
+                    yi = 0;
+                    n += 1;
+                }
+            }
+        }
+        // Pad a partial tile by repeating its last pixel: the same values
+        // are computed and stored twice.
+        for p in cnt..P {
+            sp[p] = sp[cnt - 1];
+            dp[p] = dp[cnt - 1];
+        }
+        idx += cnt;
+        for blk in 0..blocks {
+            let c0 = blk * g.ws;
+            let nvalid = g.ws.min(g.dst_c - c0);
+            let w = g.wpack[blk * block_len..].as_ptr();
+            let bias = g.bias.map_or(std::ptr::null(), |b| b[c0..].as_ptr());
+            let nv = nvalid.div_ceil(V::LANES);
+            // SAFETY: per the function contract; the packed block holds
+            // `taps * src_c` rows of `ws >= nv * LANES` floats.
+            unsafe {
+                match nv {
+                    1 => gather_tile::<V, P, 1>(&sp, &dp, c0, xo, wo, g.src_c, g.ws, w, bias, nvalid, g.relu),
+                    2 => gather_tile::<V, P, 2>(&sp, &dp, c0, xo, wo, g.src_c, g.ws, w, bias, nvalid, g.relu),
+                    3 => gather_tile::<V, P, 3>(&sp, &dp, c0, xo, wo, g.src_c, g.ws, w, bias, nvalid, g.relu),
+                    _ => gather_tile::<V, P, 4>(&sp, &dp, c0, xo, wo, g.src_c, g.ws, w, bias, nvalid, g.relu),
+                }
+            }
+        }
+    }
+}
+
+/// The micro-kernel: `P` pixels by `NV` vectors of output channels.
+///
+/// # Safety
+///
+/// For every pixel `p`, tap `t` and channel `c < src_c`,
+/// `src[p] + xo[t] + c` is readable; `w + wo[t] + c*ws + j` is readable for
+/// `j < NV * LANES`; `bias` is null or readable for `NV * LANES` floats;
+/// `dst[p] + c0 + j` is writable for `j < nvalid <= NV * LANES`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn gather_tile<V: Vf32, const P: usize, const NV: usize>(
+    src: &[*const f32; P],
+    dst: &[*mut f32; P],
+    c0: usize,
+    xo: &[isize],
+    wo: &[isize],
+    src_c: usize,
+    ws: usize,
+    w: *const f32,
+    bias: *const f32,
+    nvalid: usize,
+    relu: bool,
+) {
+    debug_assert!(nvalid <= NV * V::LANES && xo.len() == wo.len());
+    let mut acc = [[V::zero(); NV]; P];
+    if !bias.is_null() {
+        for j in 0..NV {
+            // SAFETY: bias readable for NV * LANES floats (padded).
+            let b = unsafe { V::load(bias.add(j * V::LANES)) };
+            for a in acc.iter_mut() {
+                a[j] = b;
+            }
+        }
+    }
+    for (&x_off, &w_off) in xo.iter().zip(wo) {
+        let mut xp = [std::ptr::null::<f32>(); P];
+        for p in 0..P {
+            xp[p] = src[p].wrapping_offset(x_off);
+        }
+        // SAFETY: per the contract, the tap's packed rows are in bounds.
+        let wt = unsafe { w.offset(w_off) };
+        for c in 0..src_c {
+            let mut wv = [V::zero(); NV];
+            for (j, v) in wv.iter_mut().enumerate() {
+                // SAFETY: row c of the tap holds ws >= NV*LANES floats.
+                *v = unsafe { V::load(wt.add(c * ws + j * V::LANES)) };
+            }
+            for p in 0..P {
+                // SAFETY: src[p] + x_off + c is inside the source (contract).
+                let b = V::splat(unsafe { *xp[p].add(c) });
+                for j in 0..NV {
+                    acc[p][j] = V::mul_add(b, wv[j], acc[p][j]);
+                }
+            }
+        }
+    }
+    let zero = V::zero();
+    for p in 0..P {
+        // SAFETY: dst[p] + c0 + j writable for j < nvalid (contract).
+        let d = unsafe { dst[p].add(c0) };
+        for j in 0..NV {
+            let v = if relu { V::max(acc[p][j], zero) } else { acc[p][j] };
+            let lo = j * V::LANES;
+            if lo + V::LANES <= nvalid {
+                // SAFETY: a whole vector inside the valid channels.
+                unsafe { v.store(d.add(lo)) };
+            } else if lo < nvalid {
+                let mut tmp = [0f32; 16];
+                // SAFETY: tmp holds 16 >= LANES floats.
+                unsafe { v.store(tmp.as_mut_ptr()) };
+                for (i, &t) in tmp[..nvalid - lo].iter().enumerate() {
+                    // SAFETY: lo + i < nvalid.
+                    unsafe { *d.add(lo + i) = t };
+                }
+            }
+        }
+    }
+}
+
+/// Packs `taps * rows` filter rows into `[block][tap][row][ws]`, zero
+/// padded: `get(tap, row, col)` reads the source filter, `cols` is the
+/// packed (output) channel count.
+fn pack_blocks(
+    out: &mut [f32],
+    taps: usize,
+    rows: usize,
+    cols: usize,
+    ws: usize,
+    get: impl Fn(usize, usize, usize) -> f32,
+) {
+    let blocks = cols.div_ceil(ws);
+    debug_assert_eq!(out.len(), blocks * taps * rows * ws);
+    for (blk, bout) in out.chunks_exact_mut(taps * rows * ws).enumerate() {
+        for (tr, row) in bout.chunks_exact_mut(ws).enumerate() {
+            let (t, r) = (tr / rows, tr % rows);
+            for (j, v) in row.iter_mut().enumerate() {
+                let c = blk * ws + j;
+                *v = if c < cols { get(t, r, c) } else { 0.0 };
+            }
+        }
+    }
 }
 
 /// Forward pass with the activation fused into the epilogue.
 pub(crate) fn forward(
     _algo: ConvAlgo,
-    _s: &ConvShape,
-    _input: &[f32],
-    _filter: &[f32],
-    _bias: Option<&[f32]>,
-    _activation: Activation,
-    _output: &mut [f32],
+    s: &ConvShape,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    output: &mut [f32],
 ) {
-    unreachable!("supports() rejects every shape")
+    forward_at(level(), s, input, filter, bias, activation, output)
 }
 
-/// Backward-data pass (overwrites `grad_input`).
+/// [`forward`] at an explicit SIMD level (tests run every level this way).
+fn forward_at(
+    level: SimdLevel,
+    s: &ConvShape,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    output: &mut [f32],
+) {
+    let _ftz = FtzGuard::new();
+    let (lanes, nvm) = channel_blocking(level, s.c_out);
+    let ws = nvm * lanes;
+    let blocks = s.c_out.div_ceil(ws);
+    let taps = s.kh * s.kw;
+    let bias_len = if bias.is_some() { blocks * ws } else { 0 };
+    let mut buf = scratch_f32(Slot::Filter, bias_len + blocks * taps * s.c_in * ws);
+    let (bpad, wpack) = buf.split_at_mut(bias_len);
+    if let Some(b) = bias {
+        bpad.fill(0.0);
+        bpad[..s.c_out].copy_from_slice(b);
+    }
+    let (ci, co) = (s.c_in, s.c_out);
+    pack_blocks(wpack, taps, ci, co, ws, |t, r, c| filter[(t * ci + r) * co + c]);
+    let fwd = |stride: usize, dil: usize, pad: usize, size: usize| {
+        move |o: usize, k: usize| {
+            let i = (o * stride + k * dil) as isize - pad as isize;
+            (0..size as isize).contains(&i).then_some(i)
+        }
+    };
+    run_gather(
+        level,
+        s.n,
+        (input, s.h, s.w, s.c_in),
+        (output, s.out_h(), s.out_w(), s.c_out),
+        s.kh,
+        s.kw,
+        fwd(s.stride_h, s.dilation_h, s.pad_top, s.h),
+        fwd(s.stride_w, s.dilation_w, s.pad_left, s.w),
+        wpack,
+        bias.map(|_| &*bpad),
+        activation == Activation::Relu,
+        ws,
+        nvm,
+    );
+}
+
+/// Backward-data pass (overwrites `grad_input`): a gather over
+/// `grad_output` with the filter transposed to `[ky, kx, co, ci]`.
 pub(crate) fn backward_data(
     _algo: ConvAlgo,
-    _s: &ConvShape,
-    _grad_output: &[f32],
-    _filter: &[f32],
-    _grad_input: &mut [f32],
+    s: &ConvShape,
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
 ) {
-    unreachable!("supports() rejects every shape")
+    backward_data_at(level(), s, grad_output, filter, grad_input)
+}
+
+/// [`backward_data`] at an explicit SIMD level (tests run every level this way).
+fn backward_data_at(level: SimdLevel, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
+    let _ftz = FtzGuard::new();
+    let (lanes, nvm) = channel_blocking(level, s.c_in);
+    let ws = nvm * lanes;
+    let blocks = s.c_in.div_ceil(ws);
+    let taps = s.kh * s.kw;
+    let mut buf = scratch_f32(Slot::Filter, blocks * taps * s.c_out * ws);
+    let (ci, co) = (s.c_in, s.c_out);
+    // Packed row (tap, co) holds w[tap, 0..ci, co].
+    pack_blocks(&mut buf, taps, co, ci, ws, |t, r, c| filter[(t * ci + c) * co + r]);
+    // Input position `o` receives tap `k` from output `q` when
+    // o + pad - k*dil = q*stride with 0 <= q < out.
+    let bwd = |stride: usize, dil: usize, pad: usize, out: usize| {
+        move |o: usize, k: usize| {
+            let t = (o + pad).checked_sub(k * dil)?;
+            (t % stride == 0 && t / stride < out).then_some((t / stride) as isize)
+        }
+    };
+    run_gather(
+        level,
+        s.n,
+        (grad_output, s.out_h(), s.out_w(), s.c_out),
+        (grad_input, s.h, s.w, s.c_in),
+        s.kh,
+        s.kw,
+        bwd(s.stride_h, s.dilation_h, s.pad_top, s.out_h()),
+        bwd(s.stride_w, s.dilation_w, s.pad_left, s.out_w()),
+        &buf,
+        None,
+        false,
+        ws,
+        nvm,
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Backward-filter
+// ---------------------------------------------------------------------------
+
+/// One backward-filter problem and its fixed chunking.
+struct FilterJob<'a> {
+    s: &'a ConvShape,
+    input: &'a [f32],
+    grad_output: &'a [f32],
+    /// Partial `dw` of chunk 0 is `grad_filter` itself; chunk `c > 0`
+    /// writes `partials[(c - 1) * filter_len ..]`.
+    dw0: SendPtr<f32>,
+    partials: SendPtr<f32>,
+    images_per_chunk: usize,
+    /// Input channels per task (`R`) and output channels per task (`ws`).
+    rows: usize,
+    ws: usize,
+    level: SimdLevel,
+}
+
+/// Rows of input channels `R` and pixel interleave `G` for `c_in` channels.
+fn filter_rows(c_in: usize) -> (usize, usize) {
+    if c_in >= 4 {
+        (4, 1)
+    } else {
+        (1, 4)
+    }
+}
+
+/// Output coordinates `o` whose tap `k` lands inside the input: `lo..hi`.
+fn valid_range(out: usize, k: usize, stride: usize, dil: usize, pad: usize, size: usize) -> (usize, usize) {
+    let kd = k * dil;
+    let lo = if pad > kd { (pad - kd).div_ceil(stride) } else { 0 };
+    let hi = if size + pad > kd { (size + pad - kd).div_ceil(stride).min(out) } else { 0 };
+    (lo.min(hi), hi)
 }
 
 /// Backward-filter pass (overwrites `grad_filter`).
 pub(crate) fn backward_filter(
     _algo: ConvAlgo,
-    _s: &ConvShape,
-    _input: &[f32],
-    _grad_output: &[f32],
-    _grad_filter: &mut [f32],
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
 ) {
-    unreachable!("supports() rejects every shape")
+    backward_filter_at(level(), s, input, grad_output, grad_filter)
+}
+
+/// [`backward_filter`] at an explicit SIMD level (tests run every level this way).
+fn backward_filter_at(level: SimdLevel, s: &ConvShape, input: &[f32], grad_output: &[f32], grad_filter: &mut [f32]) {
+    let _ftz = FtzGuard::new();
+    let (lanes, nvm) = channel_blocking(level, s.c_out);
+    let ws = nvm * lanes;
+    let per_img = s.out_h() * s.out_w();
+    let mut images_per_chunk = (FILTER_CHUNK_PIXELS / per_img).max(1);
+    if s.n.div_ceil(images_per_chunk) > MAX_FILTER_PARTIALS {
+        images_per_chunk = s.n.div_ceil(MAX_FILTER_PARTIALS);
+    }
+    let chunks = s.n.div_ceil(images_per_chunk);
+    let flen = s.filter_len();
+    let mut partials = scratch_f32(Slot::Partial, (chunks - 1) * flen);
+    let (rows, _) = filter_rows(s.c_in);
+    let job = FilterJob {
+        s,
+        input,
+        grad_output,
+        dw0: SendPtr(grad_filter.as_mut_ptr()),
+        partials: SendPtr(partials.as_mut_ptr()),
+        images_per_chunk,
+        rows,
+        ws,
+        level,
+    };
+    let taps = s.kh * s.kw;
+    let rblocks = s.c_in.div_ceil(rows);
+    let cblocks = s.c_out.div_ceil(ws);
+    let tasks = chunks * taps * rblocks * cblocks;
+    (0..tasks).into_par_iter().for_each(|t| {
+        let _ftz = FtzGuard::new();
+        match job.level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the level was checked available when it was chosen.
+            SimdLevel::Avx512 => unsafe { filter_task_avx512(&job, t) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            SimdLevel::Avx2 => unsafe { filter_task_avx2(&job, t) },
+            // SAFETY: `job` describes in-bounds buffers.
+            _ => unsafe { filter_task::<Portable>(&job, t) },
+        }
+    });
+    // Sum the partials in chunk order (fixed), in parallel over fixed
+    // slices of dw: the order per element never depends on the pool.
+    if chunks > 1 {
+        let partials = &*partials;
+        grad_filter.par_chunks_mut(1024).enumerate().for_each(|(i, d)| {
+            let _ftz = FtzGuard::new();
+            for c in 0..chunks - 1 {
+                let p = &partials[c * flen + i * 1024..][..d.len()];
+                d.iter_mut().zip(p).for_each(|(d, &p)| *d += p);
+            }
+        });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn filter_task_avx512(job: &FilterJob, t: usize) {
+    // SAFETY: forwarded contract of filter_task.
+    unsafe { filter_task::<Avx512>(job, t) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn filter_task_avx2(job: &FilterJob, t: usize) {
+    // SAFETY: forwarded contract of filter_task.
+    unsafe { filter_task::<Avx2>(job, t) }
+}
+
+/// Task `t`: one (chunk, tap, input-channel block, output-channel block).
+///
+/// # Safety
+///
+/// `job.dw0` holds `filter_len` and `job.partials` `(chunks-1)*filter_len`
+/// writable floats; tasks write disjoint `(chunk, tap, rows, cols)` blocks.
+#[inline(always)]
+unsafe fn filter_task<V: Vf32>(job: &FilterJob, t: usize) {
+    let s = job.s;
+    let taps = s.kh * s.kw;
+    let rblocks = s.c_in.div_ceil(job.rows);
+    let cblocks = s.c_out.div_ceil(job.ws);
+    let cb = t % cblocks;
+    let rb = t / cblocks % rblocks;
+    let tap = t / (cblocks * rblocks) % taps;
+    let chunk = t / (cblocks * rblocks * taps);
+    let (ky, kx) = (tap / s.kw, tap % s.kw);
+    let c0 = cb * job.ws;
+    let nvalid = job.ws.min(s.c_out - c0);
+    let nv = nvalid.div_ceil(V::LANES);
+    let r0 = rb * job.rows;
+    let rvalid = job.rows.min(s.c_in - r0);
+    let dw = if chunk == 0 { job.dw0.get() } else { job.partials.get().wrapping_add((chunk - 1) * s.filter_len()) };
+    // SAFETY: the block (tap, r0.., c0..) of this chunk's partial is in bounds.
+    let dst = unsafe { dw.add((tap * s.c_in + r0) * s.c_out + c0) };
+    let n0 = chunk * job.images_per_chunk;
+    let n1 = (n0 + job.images_per_chunk).min(s.n);
+    let a =
+        FilterArgs { s, input: job.input, grad_output: job.grad_output, ky, kx, r0, rvalid, c0, nvalid, n0, n1, dst };
+    // SAFETY: forwarded contract.
+    unsafe {
+        match (job.rows, nv) {
+            (4, 1) => filter_tile::<V, 4, 1, 1>(&a),
+            (4, 2) => filter_tile::<V, 4, 2, 1>(&a),
+            (4, 3) => filter_tile::<V, 4, 3, 1>(&a),
+            (4, _) => filter_tile::<V, 4, 4, 1>(&a),
+            (_, 1) => filter_tile::<V, 1, 1, 4>(&a),
+            (_, 2) => filter_tile::<V, 1, 2, 4>(&a),
+            (_, 3) => filter_tile::<V, 1, 3, 4>(&a),
+            (_, _) => filter_tile::<V, 1, 4, 4>(&a),
+        }
+    }
+}
+
+struct FilterArgs<'a> {
+    s: &'a ConvShape,
+    input: &'a [f32],
+    grad_output: &'a [f32],
+    ky: usize,
+    kx: usize,
+    /// First input channel and how many of the `R` rows are real.
+    r0: usize,
+    rvalid: usize,
+    /// First output channel and how many of the `NV*LANES` are real.
+    c0: usize,
+    nvalid: usize,
+    /// Images of this chunk.
+    n0: usize,
+    n1: usize,
+    dst: *mut f32,
+}
+
+/// Loads `LANES` floats from `p`, or only the first `valid` of them (the
+/// rest zero) when `valid < LANES`.
+///
+/// # Safety
+///
+/// `p` readable for `min(valid, LANES)` floats.
+#[inline(always)]
+unsafe fn load_part<V: Vf32>(p: *const f32, valid: usize) -> V {
+    if valid >= V::LANES {
+        // SAFETY: LANES readable floats.
+        unsafe { V::load(p) }
+    } else {
+        let mut tmp = [0f32; 16];
+        // SAFETY: `valid` readable floats.
+        unsafe { std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), valid) };
+        // SAFETY: tmp holds 16 >= LANES floats.
+        unsafe { V::load(tmp.as_ptr()) }
+    }
+}
+
+/// Reduces `x[pixel + tap, r0..r0+R] (x) dy[pixel, c0..c0+NV*LANES]` over the
+/// chunk's pixels whose tap is inside the input, into `R x NV` vector
+/// accumulators times `G` pixel groups (summed in a fixed order at the end),
+/// and stores the `rvalid x nvalid` block (row stride `c_out`).
+///
+/// # Safety
+///
+/// `a.dst` writable for that block; the other fields describe `a.s`.
+#[inline(always)]
+unsafe fn filter_tile<V: Vf32, const R: usize, const NV: usize, const G: usize>(a: &FilterArgs) {
+    let s = a.s;
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let (ylo, yhi) = valid_range(oh, a.ky, s.stride_h, s.dilation_h, s.pad_top, s.h);
+    let (xlo, xhi) = valid_range(ow, a.kx, s.stride_w, s.dilation_w, s.pad_left, s.w);
+    let mut acc = [[[V::zero(); NV]; R]; G];
+    // Rows past c_in repeat the last real channel (never stored).
+    let mut roff = [0usize; R];
+    for (r, o) in roff.iter_mut().enumerate() {
+        *o = r.min(a.rvalid - 1);
+    }
+    let full = a.nvalid == NV * V::LANES;
+    let xstep = s.stride_w * s.c_in;
+    for n in a.n0..a.n1 {
+        for oy in ylo..yhi {
+            let iy = oy * s.stride_h + a.ky * s.dilation_h - s.pad_top;
+            let ix0 = xlo * s.stride_w + a.kx * s.dilation_w - s.pad_left;
+            let xrow = &a.input[((n * s.h + iy) * s.w + ix0) * s.c_in + a.r0..];
+            let grow = &a.grad_output[((n * oh + oy) * ow + xlo) * s.c_out + a.c0..];
+            let xp = xrow.as_ptr();
+            let gp = grow.as_ptr();
+            let count = xhi - xlo;
+            let mut i = 0;
+            while i + G <= count {
+                for g in 0..G {
+                    // SAFETY: pixel xlo+i+g < xhi is valid for this tap, so
+                    // its input row and gradient row are in bounds.
+                    unsafe {
+                        let x = xp.add((i + g) * xstep);
+                        let d = gp.add((i + g) * s.c_out);
+                        let mut dv = [V::zero(); NV];
+                        for (j, v) in dv.iter_mut().enumerate() {
+                            *v = if full {
+                                V::load(d.add(j * V::LANES))
+                            } else {
+                                load_part(d.add(j * V::LANES), a.nvalid.saturating_sub(j * V::LANES))
+                            };
+                        }
+                        for r in 0..R {
+                            let b = V::splat(*x.add(roff[r]));
+                            for j in 0..NV {
+                                acc[g][r][j] = V::mul_add(b, dv[j], acc[g][r][j]);
+                            }
+                        }
+                    }
+                }
+                i += G;
+            }
+            while i < count {
+                // SAFETY: as above, for the remaining pixels (group 0).
+                unsafe {
+                    let x = xp.add(i * xstep);
+                    let d = gp.add(i * s.c_out);
+                    let mut dv = [V::zero(); NV];
+                    for (j, v) in dv.iter_mut().enumerate() {
+                        *v = if full {
+                            V::load(d.add(j * V::LANES))
+                        } else {
+                            load_part(d.add(j * V::LANES), a.nvalid.saturating_sub(j * V::LANES))
+                        };
+                    }
+                    for r in 0..R {
+                        let b = V::splat(*x.add(roff[r]));
+                        for j in 0..NV {
+                            acc[0][r][j] = V::mul_add(b, dv[j], acc[0][r][j]);
+                        }
+                    }
+                }
+                i += 1;
+            }
+        }
+    }
+    for r in 0..a.rvalid {
+        for j in 0..NV {
+            let mut v = acc[0][r][j];
+            for g in acc.iter().skip(1) {
+                v = V::add(v, g[r][j]);
+            }
+            let lo = j * V::LANES;
+            // SAFETY: row r < rvalid of the block, channels lo.. < nvalid.
+            unsafe {
+                let d = a.dst.add(r * s.c_out + lo);
+                if lo + V::LANES <= a.nvalid {
+                    v.store(d);
+                } else if lo < a.nvalid {
+                    let mut tmp = [0f32; 16];
+                    v.store(tmp.as_mut_ptr());
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), d, a.nvalid - lo);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bias gradient
+// ---------------------------------------------------------------------------
+
+/// Rows of `grad_output` per bias-gradient chunk (fixed: the partial sums
+/// are added in chunk order, so the result never depends on the pool).
+const BIAS_CHUNK_ROWS: usize = 2048;
+
+/// Bias gradient: per-channel sums of `grad_output` (overwrites
+/// `grad_bias`). f32 partial sums over fixed chunks of rows, added in order.
+pub(crate) fn backward_bias(s: &ConvShape, grad_output: &[f32], grad_bias: &mut [f32]) {
+    let _ftz = FtzGuard::new();
+    let c = s.c_out;
+    let rows = grad_output.len() / c;
+    let chunks = rows.div_ceil(BIAS_CHUNK_ROWS);
+    let mut partials = scratch_f32(Slot::Partial, chunks * c);
+    partials.par_chunks_mut(c).enumerate().for_each(|(i, p)| {
+        p.fill(0.0);
+        let part = &grad_output[i * BIAS_CHUNK_ROWS * c..((i + 1) * BIAS_CHUNK_ROWS).min(rows) * c];
+        for row in part.chunks_exact(c) {
+            p.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
+        }
+    });
+    grad_bias.fill(0.0);
+    for p in partials.chunks_exact(c) {
+        grad_bias.iter_mut().zip(p).for_each(|(a, &g)| *a += g);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::{reference, Padding};
+
+    fn shapes() -> Vec<ConvShape> {
+        let b = |n, h, w, ci, co, k| ConvShape::new(n, h, w, ci, co, k, k).unwrap();
+        vec![
+            // The chapter's layers at a small batch.
+            b(2, 28, 28, 1, 32, 3),
+            b(2, 13, 13, 32, 64, 3),
+            b(3, 5, 5, 64, 64, 3),
+            // Odd channel counts, windows, strides, dilation, padding.
+            b(2, 6, 7, 3, 1, 3),
+            b(1, 7, 6, 5, 3, 3).with_padding(Padding::Same).unwrap(),
+            b(2, 7, 6, 3, 17, 5),
+            b(1, 8, 9, 6, 33, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+            b(1, 9, 8, 2, 20, 3).with_stride(2, 3).unwrap(),
+            b(2, 9, 9, 3, 3, 3).with_dilation(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+            b(2, 6, 6, 5, 70, 1),
+            b(1, 4, 5, 2, 3, 2).with_padding(Padding::Explicit { top: 3, bottom: 0, left: 1, right: 4 }).unwrap(),
+            b(1, 11, 10, 7, 48, 5).with_stride(3, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        ]
+    }
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+    }
+
+    fn close(what: &str, s: &ConvShape, a: &[f32], b: &[f32], terms: usize) {
+        let tol = 2e-6 * terms as f32 + 1e-5;
+        for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol, "{what} {s} element {i}: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn every_pass_matches_reference_at_every_level() {
+        for level in SimdLevel::available() {
+            for s in shapes() {
+                let x = data(s.input_len(), 1);
+                let w = data(s.filter_len(), 2);
+                let b = data(s.c_out, 3);
+                let dy = data(s.output_len(), 4);
+                let what = level.name();
+                for relu in [false, true] {
+                    let mut want = vec![0.0; s.output_len()];
+                    reference::forward(&s, &x, &w, Some(&b), &mut want);
+                    if relu {
+                        want.iter_mut().for_each(|v| *v = v.max(0.0));
+                    }
+                    let act = if relu { Activation::Relu } else { Activation::Linear };
+                    let mut got = vec![f32::NAN; s.output_len()];
+                    forward_at(level, &s, &x, &w, Some(&b), act, &mut got);
+                    close(what, &s, &got, &want, s.kh * s.kw * s.c_in);
+                }
+                let mut want = vec![0.0; s.output_len()];
+                reference::forward(&s, &x, &w, None, &mut want);
+                let mut got = vec![f32::NAN; s.output_len()];
+                forward_at(level, &s, &x, &w, None, Activation::Linear, &mut got);
+                close(what, &s, &got, &want, s.kh * s.kw * s.c_in);
+
+                let mut want = vec![0.0; s.input_len()];
+                reference::backward_data(&s, &dy, &w, &mut want);
+                let mut got = vec![f32::NAN; s.input_len()];
+                backward_data_at(level, &s, &dy, &w, &mut got);
+                close(what, &s, &got, &want, s.kh * s.kw * s.c_out);
+
+                let mut want = vec![0.0; s.filter_len()];
+                reference::backward_filter(&s, &x, &dy, &mut want);
+                let mut got = vec![f32::NAN; s.filter_len()];
+                backward_filter_at(level, &s, &x, &dy, &mut got);
+                close(what, &s, &got, &want, s.n * s.out_h() * s.out_w());
+            }
+        }
+    }
+
+    #[test]
+    fn bias_gradient_matches_reference() {
+        for s in [shapes()[0].with_batch(7).unwrap(), shapes()[5]] {
+            let dy = data(s.output_len(), 5);
+            let mut want = vec![0.0; s.c_out];
+            reference::backward_bias(&s, &dy, &mut want);
+            let mut got = vec![f32::NAN; s.c_out];
+            backward_bias(&s, &dy, &mut got);
+            close("bias", &s, &got, &want, s.n * s.out_h() * s.out_w());
+        }
+    }
+
+    #[test]
+    fn results_are_bit_identical_for_1_2_3_threads() {
+        let s = ConvShape::new(9, 12, 12, 5, 24, 3, 3).unwrap().with_padding(Padding::Same).unwrap();
+        let x = data(s.input_len(), 6);
+        let w = data(s.filter_len(), 7);
+        let dy = data(s.output_len(), 8);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let lvl = level();
+                let mut y = vec![f32::NAN; s.output_len()];
+                forward_at(lvl, &s, &x, &w, None, Activation::Linear, &mut y);
+                let mut dx = vec![f32::NAN; s.input_len()];
+                backward_data_at(lvl, &s, &dy, &w, &mut dx);
+                let mut dw = vec![f32::NAN; s.filter_len()];
+                backward_filter_at(lvl, &s, &x, &dy, &mut dw);
+                let mut db = vec![f32::NAN; s.c_out];
+                backward_bias(&s, &dy, &mut db);
+                let mut dw2 = vec![f32::NAN; s.filter_len()];
+                crate::conv::im2col::backward_filter(ConvAlgo::Im2col, &s, &x, &dy, &mut dw2);
+                (y, dx, dw, db, dw2)
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+
+    #[test]
+    fn axis_classes_group_interior_and_border() {
+        let mut buf = vec![0isize; axis_len(5, 3)];
+        // 5 outputs, window 3, `same` padding 1 on a size-5 axis.
+        let ax = build_axis(&mut buf, 5, 3, |o, k| {
+            let i = o as isize + k as isize - 1;
+            (0..5).contains(&i).then_some(i)
+        });
+        assert_eq!(ax.classes, 3); // left border, interior, right border
+        assert_eq!(&ax.members[..5], &[0, 1, 2, 3, 4]);
+        assert_eq!(&ax.start[..4], &[0, 1, 4, 5]);
+        assert_eq!(&ax.ntaps[..3], &[2, 3, 2]);
+    }
 }

@@ -235,6 +235,6 @@ pub fn conv2d_backward_bias(shape: &ConvShape, grad_output: &[f32], grad_bias: &
     shape.validate()?;
     check_len("grad_output", grad_output.len(), shape.output_len(), shape)?;
     check_len("grad_bias", grad_bias.len(), shape.c_out, shape)?;
-    reference::backward_bias(shape, grad_output, grad_bias);
+    direct::backward_bias(shape, grad_output, grad_bias);
     Ok(())
 }

@@ -1,0 +1,92 @@
+//! Quick side-by-side timing of the conv algorithms on the chapter's layers
+//! and two VGG layers (median of repeated runs, release build):
+//!
+//! ```text
+//! cargo run --release -p convnet-kernels --example conv_timing [-- FILTER]
+//! ```
+//!
+//! FILTER (optional) keeps the shapes whose label contains it. The criterion
+//! benches in `benches/` are the reference measurement; this is the quick look.
+
+use convnet_kernels::activation::Activation;
+use convnet_kernels::conv::{
+    conv2d_backward_bias, conv2d_backward_data, conv2d_backward_filter, conv2d_forward, supports, ConvAlgo, ConvPass,
+    ConvShape, Padding,
+};
+use std::time::Instant;
+
+fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    t[reps / 2]
+}
+
+fn main() {
+    let filter = std::env::args().nth(1).unwrap_or_default();
+    let same = |s: ConvShape| s.with_padding(Padding::Same).unwrap();
+    let shapes = [
+        ("mnist1 64x28x28x1->32", ConvShape::new(64, 28, 28, 1, 32, 3, 3).unwrap()),
+        ("mnist2 64x13x13x32->64", ConvShape::new(64, 13, 13, 32, 64, 3, 3).unwrap()),
+        ("mnist3 64x5x5x64->64", ConvShape::new(64, 5, 5, 64, 64, 3, 3).unwrap()),
+        ("vgg56 8x56x56x64->64", same(ConvShape::new(8, 56, 56, 64, 64, 3, 3).unwrap())),
+        ("vgg28 8x28x28x256->256", same(ConvShape::new(8, 28, 28, 256, 256, 3, 3).unwrap())),
+    ];
+    let algos = [ConvAlgo::Direct, ConvAlgo::Im2col, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4, ConvAlgo::Auto];
+    println!("simd level: {}", convnet_kernels::simd::level().name());
+    for (label, s) in shapes {
+        if !label.contains(&filter) {
+            continue;
+        }
+        let reps = (2e9 / s.flops() as f64).clamp(5.0, 200.0) as usize;
+        let x: Vec<f32> = (0..s.input_len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let w: Vec<f32> = (0..s.filter_len()).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let b = vec![0.1f32; s.c_out];
+        let dy: Vec<f32> = (0..s.output_len()).map(|i| ((i * 15485863) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let mut y = vec![0f32; s.output_len()];
+        let mut dx = vec![0f32; s.input_len()];
+        let mut dw = vec![0f32; s.filter_len()];
+        let mut db = vec![0f32; s.c_out];
+        let gf = |ms: f64| s.flops() as f64 / ms / 1e6;
+        for algo in algos {
+            let run = |p| {
+                let verdict = supports(algo, &s, p);
+                if let Err(e) = &verdict {
+                    eprintln!("{e}");
+                }
+                verdict.is_ok()
+            };
+            let f = if run(ConvPass::Forward) {
+                median_ms(reps, || conv2d_forward(algo, &s, &x, &w, Some(&b), Activation::Relu, &mut y).unwrap())
+            } else {
+                f64::NAN
+            };
+            let d = if run(ConvPass::BackwardData) {
+                median_ms(reps, || conv2d_backward_data(algo, &s, &dy, &w, &mut dx).unwrap())
+            } else {
+                f64::NAN
+            };
+            let k = if run(ConvPass::BackwardFilter) {
+                median_ms(reps, || conv2d_backward_filter(algo, &s, &x, &dy, &mut dw).unwrap())
+            } else {
+                f64::NAN
+            };
+            let bb = median_ms(reps, || conv2d_backward_bias(&s, &dy, &mut db).unwrap());
+            println!(
+                "{label:24} {:12} fwd {f:7.3} ms ({:5.0} GF/s)  bwd_data {d:7.3} ({:5.0})  bwd_filter {k:7.3} ({:5.0})  bias {bb:.3}  fwd+bwd(no dx) {:7.3}  fwd+bwd {:7.3}",
+                algo.name(),
+                gf(f),
+                gf(d),
+                gf(k),
+                f + k + bb,
+                f + d + k + bb
+            );
+        }
+    }
+}
