@@ -156,6 +156,15 @@ fn bad_input_is_an_error_not_a_panic() {
     am[0] = s.input_len() as u32; // outside the image
     let err = pool::max_pool2d_backward(&s, &y, &am, &mut gx).unwrap_err().to_string();
     assert!(err.contains("pool 1x4x4x2"), "{err}");
+    // Inside the image but not in its window, or the wrong channel: errors too,
+    // from the fast kernel and the reference alike.
+    for bad in [(2 * 4 + 2) * 2, 1u32] {
+        let mut am = vec![0u32; s.output_len()];
+        pool::max_pool2d_forward(&s, &x, &mut y, &mut am).unwrap();
+        am[0] = bad;
+        assert!(pool::max_pool2d_backward(&s, &y, &am, &mut gx).is_err(), "argmax {bad}");
+        assert!(reference::max_pool2d_backward(&s, &y, &am, &mut gx).is_err(), "argmax {bad}");
+    }
     assert!(pool::avg_pool2d_forward(&s, &x, &mut y[1..]).is_err());
     assert!(pool::avg_pool2d_backward(&s, &y, &mut gx[1..]).is_err());
     let mut bad = s;

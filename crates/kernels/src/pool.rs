@@ -221,8 +221,21 @@ fn check_global(n: usize, hw: usize, c: usize, big: (&'static str, usize), small
     check_len(small.0, small.1, n * c, &shape)
 }
 
+/// The first argmax that is not an element of its own output's window
+/// (right channel included), as [`max_pool2d_forward`] never writes.
+fn first_bad_argmax(s: &PoolShape, argmax: &[u32]) -> Option<u32> {
+    let (ow, c, out_item) = (s.out_w(), s.c, s.out_h() * s.out_w() * s.c);
+    argmax.iter().enumerate().find_map(|(o, &a)| {
+        let (p, ch) = (o % out_item / c, o % c);
+        let (ys, xs) = s.window(p / ow, p % ow);
+        let (pix, a_ch) = (a as usize / c, a as usize % c);
+        let inside = a_ch == ch && ys.contains(&(pix / s.w)) && xs.contains(&(pix % s.w));
+        (!inside).then_some(a)
+    })
+}
+
 fn argmax_outside(s: &PoolShape, a: u32) -> Error {
-    Error::InvalidShape { shape: s.to_string(), reason: format!("argmax index {a} outside the image") }
+    Error::InvalidShape { shape: s.to_string(), reason: format!("argmax index {a} outside its window") }
 }
 
 // ---------------------------------------------------------------------------
@@ -256,6 +269,40 @@ fn max_forward_item(s: &PoolShape, x: &[f32], y: &mut [f32], am: &mut [u32]) {
             }
         }
     }
+}
+
+/// Max pooling backward for one batch item (overwrites `gx`), vectorised over
+/// channels: each output pixel's gradient row is added to every tap of its
+/// window through a select on the stored argmax (`am == index ? g : -0.0`).
+/// `-0.0` is the exact identity of IEEE addition, so every input element sees
+/// the same additions in the same (output) order as the scalar scatter and
+/// the result is bit-identical to it. Argmax values are checked to lie in their
+/// window by the caller through the returned match count.
+///
+/// Returns how many (output element, tap) pairs matched: every output element
+/// whose argmax lies in its own window matches exactly once (the taps of a
+/// window are distinct elements), so the count equals the output size exactly
+/// when every argmax is valid.
+#[inline(always)]
+fn max_backward_item(s: &PoolShape, gy: &[f32], am: &[u32], gx: &mut [f32]) -> usize {
+    let (ow, c) = (s.out_w(), s.c);
+    let mut matched = 0usize;
+    gx.fill(0.0);
+    for (p, (grow, arow)) in gy.chunks_exact(c).zip(am.chunks_exact(c)).enumerate() {
+        let (ys, xs) = s.window(p / ow, p % ow);
+        for iy in ys {
+            for ix in xs.clone() {
+                let base = (iy * s.w + ix) * c;
+                let gxrow = &mut gx[base..][..c];
+                for (ch, ((d, &g), &a)) in gxrow.iter_mut().zip(grow).zip(arow).enumerate() {
+                    let hit = a == (base + ch) as u32;
+                    *d += if hit { g } else { -0.0 };
+                    matched += hit as usize;
+                }
+            }
+        }
+    }
+    matched
 }
 
 /// Average pooling of one batch item.
@@ -314,6 +361,7 @@ fn global_backward_item(c: usize, gy: &[f32], gx: &mut [f32]) {
 }
 
 crate::activation::multiversion!(fn max_forward_item_at(s: &PoolShape, x: &[f32], y: &mut [f32], am: &mut [u32]) => max_forward_item);
+crate::activation::multiversion!(fn max_backward_item_at(s: &PoolShape, gy: &[f32], am: &[u32], gx: &mut [f32]) -> usize => max_backward_item);
 crate::activation::multiversion!(fn avg_forward_item_at(s: &PoolShape, x: &[f32], y: &mut [f32]) => avg_forward_item);
 crate::activation::multiversion!(fn avg_backward_item_at(s: &PoolShape, gy: &[f32], gx: &mut [f32]) => avg_backward_item);
 crate::activation::multiversion!(fn global_forward_item_at(c: usize, x: &[f32], y: &mut [f32]) => global_forward_item);
@@ -347,21 +395,21 @@ pub fn max_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32], argm
 
 /// Max pooling backward: routes each output gradient to its argmax (overwrites
 /// `grad_input`). Overlapping windows that share a winner accumulate, in output
-/// order. An argmax outside its image is an error.
+/// order. An argmax that is not an element of its own window (channel
+/// included), as [`max_pool2d_forward`] never writes, is an error.
 pub fn max_pool2d_backward(s: &PoolShape, grad_output: &[f32], argmax: &[u32], grad_input: &mut [f32]) -> Result<()> {
     check_max_backward(s, grad_output, argmax, grad_input)?;
+    let level = crate::simd::try_level()?;
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
-    if let Some(&bad) = argmax.iter().find(|&&a| a as usize >= item) {
-        return Err(argmax_outside(s, bad));
-    }
-    grad_input.par_chunks_mut(item).enumerate().for_each(|(n, gi)| {
-        gi.fill(0.0);
+    let all_matched = grad_input.par_chunks_mut(item).enumerate().all(|(n, gx)| {
         let range = n * out_item..(n + 1) * out_item;
-        for (&g, &a) in grad_output[range.clone()].iter().zip(&argmax[range]) {
-            gi[a as usize] += g;
-        }
+        max_backward_item_at(level, s, &grad_output[range.clone()], &argmax[range], gx) == out_item
     });
-    Ok(())
+    if all_matched {
+        return Ok(());
+    }
+    // Slow path, errors only: find the first offender for the message.
+    Err(argmax_outside(s, first_bad_argmax(s, argmax).unwrap_or(u32::MAX)))
 }
 
 /// Average pooling; padded positions are not counted (Keras semantics).
@@ -456,6 +504,9 @@ pub mod reference {
         grad_input: &mut [f32],
     ) -> Result<()> {
         check_max_backward(s, grad_output, argmax, grad_input)?;
+        if let Some(bad) = first_bad_argmax(s, argmax) {
+            return Err(argmax_outside(s, bad));
+        }
         let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
         grad_input.fill(0.0);
         for n in 0..s.n {
