@@ -20,7 +20,7 @@ pub fn lock_levels() -> MutexGuard<'static, ()> {
 /// Algorithms whose authors have landed them (`git log`): for these,
 /// `supports()` must accept every shape it is specified to run. An algorithm
 /// not listed is still checked for agreement wherever `supports()` is `Ok`.
-pub const CLAIMED: &[ConvAlgo] = &[ConvAlgo::Reference, ConvAlgo::Im2col];
+pub const CLAIMED: &[ConvAlgo] = &[ConvAlgo::Reference, ConvAlgo::Im2col, ConvAlgo::Direct];
 
 /// Relative tolerance per algorithm: `|y - y_ref| <= tol * sum |a||b|` over
 /// the terms of each output element (see "Tolerances in the property suite"

@@ -854,6 +854,9 @@ unsafe fn filter_tile<V: Vf32, const R: usize, const NV: usize, const G: usize>(
     let (oh, ow) = (s.out_h(), s.out_w());
     let (ylo, yhi) = valid_range(oh, a.ky, s.stride_h, s.dilation_h, s.pad_top, s.h);
     let (xlo, xhi) = valid_range(ow, a.kx, s.stride_w, s.dilation_w, s.pad_left, s.w);
+    // A tap with no valid column (tiny input, wide padding) sums nothing:
+    // skip the rows too, whose column offset `ix0` would underflow.
+    let (ylo, yhi) = if xlo < xhi { (ylo, yhi) } else { (0, 0) };
     let mut acc = [[[V::zero(); NV]; R]; G];
     // Rows past c_in repeat the last real channel (never stored).
     let mut roff = [0usize; R];
