@@ -191,7 +191,13 @@ impl Problem {
         let per_tile = self.variant.elems() * (self.c_in + ldm) * 4;
         let by_cache = (BLOCK_BYTES / per_tile).max(1);
         let by_balance = self.tiles().div_ceil(MIN_BLOCKS).max(1);
-        by_cache.min(by_balance)
+        let tiles = by_cache.min(by_balance);
+        // Whole 12-row micro-kernel tiles where that costs little balance.
+        if tiles >= 24 {
+            tiles - tiles % 12
+        } else {
+            tiles
+        }
     }
 }
 

@@ -279,7 +279,12 @@ pub(super) unsafe fn input_tile_f2<L: Lanes>(src: &[*const f32; 16], c: usize, d
     unsafe {
         let mut rows = [[L::splat(0.0); 4]; 4];
         for j in 0..4 {
-            let col = [0, 1, 2, 3].map(|i| L::load(src[i * 4 + j].add(c)));
+            let col = [
+                L::load(src[j].add(c)),
+                L::load(src[4 + j].add(c)),
+                L::load(src[8 + j].add(c)),
+                L::load(src[12 + j].add(c)),
+            ];
             let r = bt_f2(col);
             for i in 0..4 {
                 rows[i][j] = r[i];
@@ -303,7 +308,14 @@ pub(super) unsafe fn input_tile_f4<L: Lanes>(src: &[*const f32; 36], c: usize, d
     unsafe {
         let mut rows = [[L::splat(0.0); 6]; 6];
         for j in 0..6 {
-            let col = [0, 1, 2, 3, 4, 5].map(|i| L::load(src[i * 6 + j].add(c)));
+            let col = [
+                L::load(src[j].add(c)),
+                L::load(src[6 + j].add(c)),
+                L::load(src[12 + j].add(c)),
+                L::load(src[18 + j].add(c)),
+                L::load(src[24 + j].add(c)),
+                L::load(src[30 + j].add(c)),
+            ];
             let r = bt_f4(col);
             for i in 0..6 {
                 rows[i][j] = r[i];
@@ -339,7 +351,8 @@ pub(super) unsafe fn output_tile_f2<L: Lanes>(
     unsafe {
         let mut rows = [[L::splat(0.0); 4]; 2];
         for j in 0..4 {
-            let col = [0, 1, 2, 3].map(|i| L::load(src.add((i * 4 + j) * estride + c)));
+            let at = |i: usize| src.add((i * 4 + j) * estride + c);
+            let col = [L::load(at(0)), L::load(at(1)), L::load(at(2)), L::load(at(3))];
             let r = at_f2(col);
             rows[0][j] = r[0];
             rows[1][j] = r[1];
@@ -376,7 +389,8 @@ pub(super) unsafe fn output_tile_f4<L: Lanes>(
     unsafe {
         let mut rows = [[L::splat(0.0); 6]; 4];
         for j in 0..6 {
-            let col = [0, 1, 2, 3, 4, 5].map(|i| L::load(src.add((i * 6 + j) * estride + c)));
+            let at = |i: usize| src.add((i * 6 + j) * estride + c);
+            let col = [L::load(at(0)), L::load(at(1)), L::load(at(2)), L::load(at(3)), L::load(at(4)), L::load(at(5))];
             let r = at_f4(col);
             for i in 0..4 {
                 rows[i][j] = r[i];
