@@ -1,5 +1,5 @@
 //! Times Winograd F(2x2,3x3) / F(4x4,3x3) against im2col on the chapter's
-//! and VGG's 3x3 layers (forward and backward-data), and measures their
+//! and VGG's 3x3 layers (forward, backward-data, backward-filter), and measures their
 //! error against the f64 reference on realistic data.
 //!
 //! ```text
@@ -66,9 +66,10 @@ fn timings(filter: &[String]) {
         let (x, w, g) = data(&s, &mut rng);
         let mut y = vec![0.0; s.output_len()];
         let mut dx = vec![0.0; s.input_len()];
+        let mut dw = vec![0.0; s.filter_len()];
         let gflop = s.flops() as f64 * 1e-9;
         for algo in [ConvAlgo::WinogradF4, ConvAlgo::WinogradF2, ConvAlgo::Im2col] {
-            for pass in [ConvPass::Forward, ConvPass::BackwardData] {
+            for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
                 let row = format!("{name} {} {}", algo.name(), pass.name());
                 if conv::supports(algo, &s, pass).is_err() || !filter.iter().all(|f| row.contains(f.as_str())) {
                     continue;
@@ -77,7 +78,12 @@ fn timings(filter: &[String]) {
                     ConvPass::Forward => median_ms(|| {
                         conv::conv2d_forward(algo, &s, &x, &w, None, Activation::Relu, &mut y).expect("forward")
                     }),
-                    _ => median_ms(|| conv::conv2d_backward_data(algo, &s, &g, &w, &mut dx).expect("backward-data")),
+                    ConvPass::BackwardData => {
+                        median_ms(|| conv::conv2d_backward_data(algo, &s, &g, &w, &mut dx).expect("backward-data"))
+                    }
+                    ConvPass::BackwardFilter => {
+                        median_ms(|| conv::conv2d_backward_filter(algo, &s, &x, &g, &mut dw).expect("backward-filter"))
+                    }
                 };
                 println!("{name:<32} {:<12} {:<14} {ms:>9.3} {:>9.1}", algo.name(), pass.name(), gflop / ms * 1e3);
             }
@@ -99,6 +105,10 @@ fn errors() {
         let mut mag = vec![0.0; s.output_len()];
         reference::forward(&s, &x, &w, None, &mut want);
         reference::forward(&s, &abs(&x), &abs(&w), None, &mut mag);
+        let mut want_dw = vec![0.0; s.filter_len()];
+        let mut mag_dw = vec![0.0; s.filter_len()];
+        reference::backward_filter(&s, &x, &g, &mut want_dw);
+        reference::backward_filter(&s, &abs(&x), &abs(&g), &mut mag_dw);
         let mut want_dx = vec![0.0; s.input_len()];
         let mut mag_dx = vec![0.0; s.input_len()];
         reference::backward_data(&s, &g, &w, &mut want_dx);
@@ -110,6 +120,9 @@ fn errors() {
             let mut dx = vec![f32::NAN; s.input_len()];
             conv::conv2d_backward_data(algo, &s, &g, &w, &mut dx).expect("backward-data");
             report(name, algo, "backward_data", &dx, &want_dx, &mag_dx);
+            let mut dw = vec![f32::NAN; s.filter_len()];
+            conv::conv2d_backward_filter(algo, &s, &x, &g, &mut dw).expect("backward-filter");
+            report(name, algo, "backward_filter", &dw, &want_dw, &mag_dw);
         }
     }
 }

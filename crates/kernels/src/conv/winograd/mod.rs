@@ -34,8 +34,10 @@
 //! pad_left` on the left (negative means crop; the tile gather treats every
 //! out-of-range pixel as zero, so the bottom/right need no explicit padding).
 //!
-//! **Backward-filter** is not implemented here: [`supports`] says so and
-//! `Auto` routes it to another algorithm.
+//! **Backward-filter** is the gradient of the element-wise stage: `dM = A dY
+//! A^T` per tile, `dU[e] = V[e]^T dM[e]` as one GEMM per tile element
+//! accumulated over fixed chunks of tiles, then `dg = G^T dU G` (see the
+//! `backward_filter` submodule).
 //!
 //! **Threads and determinism.** Blocks are a fixed partition of the tiles
 //! that does not depend on the thread count, and every output pixel is
@@ -50,6 +52,7 @@
 //! on `__m512` (AVX-512), `__m256` (AVX2) or `wide::f32x8` (portable), with
 //! scalar lanes for channel remainders.
 
+mod backward_filter;
 // The AVX-512 intrinsics these modules use are stable since Rust 1.89, above
 // the workspace's declared rust-version (as in `crate::arch`).
 #[allow(clippy::incompatible_msrv)]
@@ -135,15 +138,13 @@ impl Variant {
 }
 
 /// `Ok` when `algo` can run `pass` on `shape`, else the reason.
-pub(crate) fn supports(_algo: ConvAlgo, s: &ConvShape, pass: ConvPass) -> Result<(), String> {
+/// Every pass (forward, backward-data, backward-filter) runs on the same shapes.
+pub(crate) fn supports(_algo: ConvAlgo, s: &ConvShape, _pass: ConvPass) -> Result<(), String> {
     if s.kh != 3 || s.kw != 3 || s.stride_h != 1 || s.stride_w != 1 || s.dilation_h != 1 || s.dilation_w != 1 {
         return Err(format!(
             "Winograd needs a 3x3 window with stride 1 and no dilation (got window {}x{}, stride {}x{}, dilation {}x{})",
             s.kh, s.kw, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w
         ));
-    }
-    if pass == ConvPass::BackwardFilter {
-        return Err("backward-filter is not implemented with Winograd; use direct or im2col".into());
     }
     Ok(())
 }
@@ -295,15 +296,29 @@ pub(crate) fn backward_data(
     });
 }
 
-/// Backward-filter pass: [`supports`] rejects it, so `conv/mod.rs` never calls this.
+/// Backward-filter pass (overwrites `grad_filter`): the gradient of the
+/// element-wise stage, see [`backward_filter`](self::backward_filter).
 pub(crate) fn backward_filter(
-    _algo: ConvAlgo,
-    _s: &ConvShape,
-    _input: &[f32],
-    _grad_output: &[f32],
-    _grad_filter: &mut [f32],
+    algo: ConvAlgo,
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
 ) {
-    unreachable!("winograd::supports rejects backward-filter")
+    let level = simd::level();
+    let problem = Problem {
+        variant: Variant::of(algo),
+        n: s.n,
+        in_h: s.h,
+        in_w: s.w,
+        c_in: s.c_in,
+        c_out: s.c_out,
+        pad_top: s.pad_top as isize,
+        pad_left: s.pad_left as isize,
+        out_h: s.out_h(),
+        out_w: s.out_w(),
+    };
+    backward_filter::backward_filter(&problem, level, input, grad_output, grad_filter);
 }
 
 /// HWIO `[3][3][c_in][c_out]` -> rotated by 180 degrees with channels swapped,
@@ -363,7 +378,7 @@ unsafe fn filter_element_avx2(coef: &[(usize, f32)], f: &[f32], c_in: usize, c_o
 
 /// The output pointer shared by the block tasks.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 // SAFETY: tasks write disjoint output pixels (each pixel belongs to exactly
 // one tile, each tile to exactly one block), so sharing the base pointer
 // across threads creates no data race.
@@ -416,28 +431,57 @@ fn run(
 /// Input transform of tiles `first .. first + count` into `v` (`[e][count][c_in]`).
 fn input_block(p: &Problem, level: SimdLevel, input: &[f32], first: usize, count: usize, zeros: &[f32], v: &mut [f32]) {
     debug_assert!(zeros.len() >= p.c_in && v.len() >= p.variant.elems() * count * p.c_in);
-    let args = (input.as_ptr(), zeros.as_ptr(), v.as_mut_ptr());
+    // SAFETY: `v` holds t*t rows of `count * c_in` floats (checked above), so
+    // tile b's element e row at b*c_in + e*count*c_in is inside it.
+    unsafe { input_block_raw(p, level, input, zeros, v.as_mut_ptr(), count * p.c_in, first, count) }
+}
+
+/// Input transform of tiles `first .. first + count`: tile `b`'s element `e`
+/// (its `c_in` channels) goes to `v + e * estride + b * c_in`.
+///
+/// # Safety
+/// `input` is the problem's NHWC input, `zeros` holds at least `c_in` zeros,
+/// and every `v + e * estride + b * c_in` (e < t*t, b < count) is valid for
+/// `c_in` writes that no other thread touches concurrently.
+#[allow(clippy::too_many_arguments)]
+unsafe fn input_block_raw(
+    p: &Problem,
+    level: SimdLevel,
+    input: &[f32],
+    zeros: &[f32],
+    v: *mut f32,
+    estride: usize,
+    first: usize,
+    count: usize,
+) {
+    debug_assert!(zeros.len() >= p.c_in && input.len() == p.n * p.in_h * p.in_w * p.c_in);
+    let args = InputArgs { input: input.as_ptr(), zeros: zeros.as_ptr(), v, estride };
     // SAFETY (all arms): the tile gather only forms pointers to pixels inside
-    // the input (bounds-checked per pixel, `input.len()` is checked by the
-    // caller) or into `zeros` (>= c_in floats); writes stay inside `v`
-    // (checked above). The SIMD arms run only when simd::level reported the
-    // instruction set available.
+    // the input (bounds-checked per pixel) or into `zeros` (>= c_in floats);
+    // writes stay inside the rows the caller guarantees. The SIMD arms run
+    // only when simd::level reported the instruction set available.
     match level {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => unsafe { input_block_avx512(p, args, first, count) },
+        SimdLevel::Avx512 => unsafe { input_block_avx512(p, &args, first, count) },
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => unsafe { input_block_avx2(p, args, first, count) },
-        _ => unsafe { input_block_impl::<wide::f32x8>(p, args, first, count) },
+        SimdLevel::Avx2 => unsafe { input_block_avx2(p, &args, first, count) },
+        _ => unsafe { input_block_impl::<wide::f32x8>(p, &args, first, count) },
     }
 }
 
-type InputArgs = (*const f32, *const f32, *mut f32);
+#[derive(Clone, Copy)]
+struct InputArgs {
+    input: *const f32,
+    zeros: *const f32,
+    v: *mut f32,
+    estride: usize,
+}
 
 /// # Safety
 /// As [`input_block_impl`], on a CPU with AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn input_block_avx512(p: &Problem, args: InputArgs, first: usize, count: usize) {
+unsafe fn input_block_avx512(p: &Problem, args: &InputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX-512F is enabled here.
     unsafe { input_block_impl::<__m512>(p, args, first, count) }
 }
@@ -446,7 +490,7 @@ unsafe fn input_block_avx512(p: &Problem, args: InputArgs, first: usize, count: 
 /// As [`input_block_impl`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn input_block_avx2(p: &Problem, args: InputArgs, first: usize, count: usize) {
+unsafe fn input_block_avx2(p: &Problem, args: &InputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX2 is enabled here.
     unsafe { input_block_impl::<__m256>(p, args, first, count) }
 }
@@ -456,12 +500,11 @@ unsafe fn input_block_avx2(p: &Problem, args: InputArgs, first: usize, count: us
 /// one channel at a time.
 ///
 /// # Safety
-/// `input` holds the problem's NHWC input, `zeros` at least `c_in` zeros,
-/// `v` room for `t*t*count*c_in` floats; `L`'s instruction set is enabled.
+/// As [`input_block_raw`]; `L`'s instruction set is enabled.
 #[inline(always)]
-unsafe fn input_block_impl<L: Lanes>(p: &Problem, (input, zeros, v): InputArgs, first: usize, count: usize) {
+unsafe fn input_block_impl<L: Lanes>(p: &Problem, args: &InputArgs, first: usize, count: usize) {
     let (m, t, c_in) = (p.variant.m(), p.variant.t(), p.c_in);
-    let estride = count * c_in;
+    let InputArgs { input, zeros, v, estride } = *args;
     let mut src = [zeros; 36];
     for b in 0..count {
         let (img, ty, tx) = p.tile_coords(first + b);

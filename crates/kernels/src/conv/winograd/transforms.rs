@@ -410,6 +410,83 @@ pub(super) unsafe fn output_tile_f4<L: Lanes>(
     }
 }
 
+/// `A y` for F(2,3) (the transpose of the output transform): 2 -> 4.
+#[inline(always)]
+unsafe fn a_f2<L: Lanes>(y: [L; 2]) -> [L; 4] {
+    // SAFETY: lane arithmetic only.
+    unsafe { [y[0], y[0].add(y[1]), y[0].sub(y[1]), L::splat(0.0).sub(y[1])] }
+}
+
+/// `A y` for F(4,3): 4 -> 6.
+#[inline(always)]
+unsafe fn a_f4<L: Lanes>(y: [L; 4]) -> [L; 6] {
+    // SAFETY: lane arithmetic only.
+    unsafe {
+        let (even1, odd1) = (y[0].add(y[2]), y[1].add(y[3]));
+        let four = L::splat(4.0);
+        let (even4, odd4) = (y[2].mul_add(four, y[0]), y[3].mul_add(four, y[1]));
+        let two = L::splat(2.0);
+        [y[0], even1.add(odd1), even1.sub(odd1), odd4.mul_add(two, even4), odd4.mul_add(L::splat(-2.0), even4), y[3]]
+    }
+}
+
+/// Gradient of the output transform for one tile, channels `[c, c + L::WIDTH)`:
+/// `dM = A dY A^T` from the `2 x 2` output-gradient pixels `src[i * 2 + j] + c`
+/// (a zero row past the output's edge); `dM[e]` goes to `dst + e * estride + c`.
+///
+/// # Safety
+/// Every address formed is valid for `WIDTH` reads/writes, and `L`'s
+/// instruction set is enabled.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // j indexes both the loads and a column of `cols`
+pub(super) unsafe fn grad_tile_f2<L: Lanes>(src: &[*const f32; 4], c: usize, dst: *mut f32, estride: usize) {
+    // SAFETY: the pointer contract is the caller's (see # Safety).
+    unsafe {
+        let mut rows = [[L::splat(0.0); 2]; 4];
+        for j in 0..2 {
+            let r = a_f2([L::load(src[j].add(c)), L::load(src[2 + j].add(c))]);
+            for i in 0..4 {
+                rows[i][j] = r[i];
+            }
+        }
+        for (i, row) in rows.into_iter().enumerate() {
+            for (k, v) in a_f2(row).into_iter().enumerate() {
+                v.store(dst.add((i * 4 + k) * estride + c));
+            }
+        }
+    }
+}
+
+/// F(4x4, 3x3) version of [`grad_tile_f2`]: 4x4 gradient pixels in, 36 elements out.
+///
+/// # Safety
+/// As [`grad_tile_f2`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // j indexes both the loads and a column of `rows`
+pub(super) unsafe fn grad_tile_f4<L: Lanes>(src: &[*const f32; 16], c: usize, dst: *mut f32, estride: usize) {
+    // SAFETY: the pointer contract is the caller's (see # Safety).
+    unsafe {
+        let mut rows = [[L::splat(0.0); 4]; 6];
+        for j in 0..4 {
+            let col = [
+                L::load(src[j].add(c)),
+                L::load(src[4 + j].add(c)),
+                L::load(src[8 + j].add(c)),
+                L::load(src[12 + j].add(c)),
+            ];
+            let r = a_f4(col);
+            for i in 0..6 {
+                rows[i][j] = r[i];
+            }
+        }
+        for (i, row) in rows.into_iter().enumerate() {
+            for (k, v) in a_f4(row).into_iter().enumerate() {
+                v.store(dst.add((i * 6 + k) * estride + c));
+            }
+        }
+    }
+}
+
 /// The non-zero coefficients of tile element `e = a * t + b` of `G g G^T`:
 /// `(tap, G[a][i] * G[b][j])` with `tap = i * 3 + j`, products in f64 and
 /// rounded once. Returns the coefficients and how many of the 9 are used.

@@ -1,0 +1,261 @@
+//! Backward-filter by Winograd: the gradient of the element-wise stage.
+//!
+//! Forward computes, per tile, `Y = A^T [U . V] A` with `M[e] = V[e] U[e]`
+//! summed over input channels. With `dY` the output gradient of a tile (zero
+//! past the output's edge, where forward clipped), the chain rule gives
+//!
+//! - `dM = A dY A^T` (the transpose of the output transform),
+//! - `dU[e] = sum over tiles of V[e]^T dM[e]`: one `[c_in x tiles] *
+//!   [tiles x c_out]` GEMM per tile element, accumulated over tile chunks,
+//! - `dg = G^T dU G` (the transpose of the filter transform), per tap.
+//!
+//! Determinism: tiles are processed in fixed chunks, in order; inside a chunk
+//! the transforms run in parallel over disjoint tiles, then one task per tile
+//! element accumulates `dU[e] += V[e]^T dM[e]` (a sequential sum over chunks
+//! for each `e`), and the final `G^T dU G` sums the elements in a fixed
+//! order. No partial sum depends on the thread count, so the result is
+//! bit-identical for any pool size.
+
+use super::transforms::{filter_coefficients, grad_tile_f2, grad_tile_f4, Lanes};
+use super::{input_block_raw, with_scratch, OutPtr, Problem, Variant, FILTER_SCRATCH};
+use crate::arch::FtzGuard;
+use crate::gemm::{sgemm, MatLayout};
+use crate::simd::SimdLevel;
+use rayon::prelude::*;
+use std::cell::Cell;
+
+#[cfg(target_arch = "x86_64")]
+use core::arch::x86_64::{__m256, __m512};
+
+/// Bytes of `V` plus `dM` for one chunk of tiles (shared by all threads).
+///
+/// The `dU[e] += V[e]^T dM[e]` GEMMs have the chunk's tile count as their
+/// inner dimension, so larger chunks make better GEMMs (each pass over the
+/// `c_in x c_out` accumulator does more work) while the buffers stay bounded:
+/// 8 MiB holds 113 F(4x4) tiles of a 256 -> 256 layer, 1,820 of a 32 -> 64 one.
+const CHUNK_BYTES: usize = 8 << 20;
+
+/// Transform tasks per chunk: enough to balance 2-3 threads.
+const TRANSFORM_TASKS: usize = 8;
+
+thread_local! {
+    /// `V` and `dM` of the chunk in progress (on the calling thread).
+    static CHUNK_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// `grad_filter` (HWIO, overwritten) from `input` and `grad_output` of `p`.
+pub(super) fn backward_filter(
+    p: &Problem,
+    level: SimdLevel,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
+) {
+    backward_filter_chunked(p, level, input, grad_output, grad_filter, CHUNK_BYTES)
+}
+
+/// [`backward_filter`] with chunks of at most `chunk_bytes` (tests use tiny
+/// chunks to exercise the accumulation across chunks).
+pub(super) fn backward_filter_chunked(
+    p: &Problem,
+    level: SimdLevel,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
+    chunk_bytes: usize,
+) {
+    let _ftz = FtzGuard::new();
+    let t2 = p.variant.elems();
+    let (c_in, c_out) = (p.c_in, p.c_out);
+    let total = p.tiles();
+    let chunk = (chunk_bytes / (t2 * (c_in + c_out) * 4)).clamp(1, total);
+    with_scratch(&FILTER_SCRATCH, t2 * c_in * c_out, |du| {
+        let (v_len, dm_len) = (t2 * chunk * c_in, t2 * chunk * c_out);
+        with_scratch(&CHUNK_SCRATCH, v_len + dm_len + c_in.max(c_out), |scratch| {
+            let (v, rest) = scratch.split_at_mut(v_len);
+            let (dm, zeros) = rest.split_at_mut(dm_len);
+            zeros.fill(0.0);
+            for (index, first) in (0..total).step_by(chunk).enumerate() {
+                let count = chunk.min(total - first);
+                transform_chunk(p, level, input, grad_output, zeros, first, count, v, dm);
+                let beta = if index == 0 { 0.0 } else { 1.0 };
+                du.par_chunks_mut(c_in * c_out).enumerate().for_each(|(e, du_e)| {
+                    let _ftz = FtzGuard::new();
+                    let a = &v[e * count * c_in..][..count * c_in];
+                    let b = &dm[e * count * c_out..][..count * c_out];
+                    let r = sgemm(
+                        1.0,
+                        a,
+                        MatLayout::dense(count, c_in),
+                        true,
+                        b,
+                        MatLayout::dense(count, c_out),
+                        false,
+                        beta,
+                        du_e,
+                    );
+                    debug_assert!(r.is_ok(), "dU GEMM operands are consistent by construction");
+                });
+            }
+        });
+        untransform(p.variant, du, c_in * c_out, grad_filter);
+    });
+}
+
+/// Input transform `V` and gradient transform `dM` of tiles `first .. first + count`,
+/// in parallel over fixed sub-ranges, into `[e][count][c]` layouts.
+#[allow(clippy::too_many_arguments)]
+fn transform_chunk(
+    p: &Problem,
+    level: SimdLevel,
+    input: &[f32],
+    grad_output: &[f32],
+    zeros: &[f32],
+    first: usize,
+    count: usize,
+    v: &mut [f32],
+    dm: &mut [f32],
+) {
+    let (c_in, c_out) = (p.c_in, p.c_out);
+    debug_assert!(v.len() >= p.variant.elems() * count * c_in && dm.len() >= p.variant.elems() * count * c_out);
+    let per_task = count.div_ceil(TRANSFORM_TASKS);
+    let (v_ptr, dm_ptr) = (OutPtr(v.as_mut_ptr()), OutPtr(dm.as_mut_ptr()));
+    (0..count.div_ceil(per_task)).into_par_iter().for_each(|task| {
+        let _ftz = FtzGuard::new();
+        let start = task * per_task;
+        let n = per_task.min(count - start);
+        // SAFETY: tiles start..start+n of this chunk own the rows
+        // e*count*c + b*c (b in that range) of v and dm, disjoint from every
+        // other task's; v holds t*t*count*c_in floats and dm t*t*count*c_out.
+        unsafe {
+            let (v_ptr, dm_ptr) = (v_ptr, dm_ptr);
+            input_block_raw(p, level, input, zeros, v_ptr.0.add(start * c_in), count * c_in, first + start, n);
+            grad_block(p, level, grad_output, zeros, dm_ptr.0.add(start * c_out), count * c_out, first + start, n);
+        }
+    });
+}
+
+/// `dM = A dY A^T` of tiles `first .. first + n`: tile `b`'s element `e` goes
+/// to `dm + e * estride + b * c_out`.
+///
+/// # Safety
+/// As `input_block_raw`, for `grad_output` (the NHWC output gradient) and `c_out`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn grad_block(
+    p: &Problem,
+    level: SimdLevel,
+    grad_output: &[f32],
+    zeros: &[f32],
+    dm: *mut f32,
+    estride: usize,
+    first: usize,
+    n: usize,
+) {
+    debug_assert!(zeros.len() >= p.c_out && grad_output.len() == p.n * p.out_h * p.out_w * p.c_out);
+    let args = GradArgs { grad: grad_output.as_ptr(), zeros: zeros.as_ptr(), dm, estride };
+    // SAFETY (all arms): gathers stay inside grad_output (bounds-checked per
+    // pixel) or `zeros`; writes stay in the caller's rows; SIMD arms run
+    // only when simd::level reported the instruction set available.
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => unsafe { grad_block_avx512(p, &args, first, n) },
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => unsafe { grad_block_avx2(p, &args, first, n) },
+        _ => unsafe { grad_block_impl::<wide::f32x8>(p, &args, first, n) },
+    }
+}
+
+#[derive(Clone, Copy)]
+struct GradArgs {
+    grad: *const f32,
+    zeros: *const f32,
+    dm: *mut f32,
+    estride: usize,
+}
+
+/// # Safety
+/// As [`grad_block_impl`], on a CPU with AVX-512F, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn grad_block_avx512(p: &Problem, args: &GradArgs, first: usize, n: usize) {
+    // SAFETY: forwarded contract; AVX-512F is enabled here.
+    unsafe { grad_block_impl::<__m512>(p, args, first, n) }
+}
+
+/// # Safety
+/// As [`grad_block_impl`], on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn grad_block_avx2(p: &Problem, args: &GradArgs, first: usize, n: usize) {
+    // SAFETY: forwarded contract; AVX2 is enabled here.
+    unsafe { grad_block_impl::<__m256>(p, args, first, n) }
+}
+
+/// # Safety
+/// As [`grad_block`]; `L`'s instruction set is enabled.
+#[inline(always)]
+unsafe fn grad_block_impl<L: Lanes>(p: &Problem, args: &GradArgs, first: usize, n: usize) {
+    let GradArgs { grad, zeros, dm, estride } = *args;
+    let (m, c_out) = (p.variant.m(), p.c_out);
+    let mut src = [zeros; 16];
+    for b in 0..n {
+        let (img, ty, tx) = p.tile_coords(first + b);
+        for i in 0..m {
+            for j in 0..m {
+                let (oy, ox) = (ty * m + i, tx * m + j);
+                src[i * m + j] = if oy < p.out_h && ox < p.out_w {
+                    // SAFETY: (img, oy, ox) is an output pixel; its c_out floats are in bounds.
+                    unsafe { grad.add(((img * p.out_h + oy) * p.out_w + ox) * c_out) }
+                } else {
+                    zeros
+                };
+            }
+        }
+        // SAFETY: tile b's rows start at b*c_out (caller's contract).
+        let dst = unsafe { dm.add(b * c_out) };
+        // SAFETY (both arms): every src row holds c_out floats, every
+        // dst + e*estride row c_out floats, and c + WIDTH <= c_out.
+        unsafe {
+            match p.variant {
+                Variant::F2 => {
+                    let src: &[*const f32; 4] = src.first_chunk().unwrap_or_else(|| unreachable!());
+                    let mut c = 0;
+                    while c + L::WIDTH <= c_out {
+                        grad_tile_f2::<L>(src, c, dst, estride);
+                        c += L::WIDTH;
+                    }
+                    for c in c..c_out {
+                        grad_tile_f2::<f32>(src, c, dst, estride);
+                    }
+                }
+                Variant::F4 => {
+                    let mut c = 0;
+                    while c + L::WIDTH <= c_out {
+                        grad_tile_f4::<L>(&src, c, dst, estride);
+                        c += L::WIDTH;
+                    }
+                    for c in c..c_out {
+                        grad_tile_f4::<f32>(&src, c, dst, estride);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dg = G^T dU G`: `grad_filter[tap] = sum_e G[a][i] G[b][j] dU[e]` for
+/// `tap = i * 3 + j`, `e = a * t + b`, summed in increasing `e`; one task per tap.
+fn untransform(variant: Variant, du: &[f32], plane: usize, grad_filter: &mut [f32]) {
+    grad_filter.par_chunks_mut(plane).enumerate().for_each(|(tap, out)| {
+        let _ftz = FtzGuard::new();
+        out.fill(0.0);
+        for e in 0..variant.elems() {
+            let (coef, used) = filter_coefficients(variant.g(), e);
+            if let Some(&(_, k)) = coef[..used].iter().find(|&&(t, _)| t == tap) {
+                for (o, &d) in out.iter_mut().zip(&du[e * plane..][..plane]) {
+                    *o += k * d;
+                }
+            }
+        }
+    });
+}
