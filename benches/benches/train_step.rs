@@ -9,6 +9,12 @@
 //! copying parameters onto the tape, pooled buffers, gradient routing and
 //! bookkeeping. The target is under 5% of the step.
 //!
+//! On a shared, loaded machine two criterion groups measured minutes apart
+//! can differ by more than that overhead, so after criterion the bench also
+//! runs a paired measurement: tape step and kernels-only step alternately,
+//! 300 pairs, and prints the medians and the median of the per-pair ratio,
+//! which slow drifts in background load cancel out of.
+//!
 //! ```text
 //! cargo bench -p convnet-benches --bench train_step
 //! ```
@@ -21,7 +27,7 @@ use convnet_kernels::loss::sparse_softmax_cross_entropy;
 use convnet_kernels::pool::{self, PoolShape};
 use convnet_optim::{Optimizer, RMSprop};
 use convnet_tensor::{Rng, Shape, Tensor};
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, Criterion};
 use std::time::Duration;
 
 const BATCH: usize = 64;
@@ -201,5 +207,49 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Alternating tape / kernels-only steps; prints medians and the median ratio.
+fn paired() {
+    let mut rng = Rng::new(7);
+    let (mut params, ids) = model(&mut rng);
+    let x = Tensor::uniform(Shape::nhwc(BATCH, 28, 28, 1), 0.0, 1.0, &mut rng).unwrap();
+    let y: Vec<u32> = (0..BATCH).map(|_| rng.below(10) as u32).collect();
+    let mut raw = Raw::new(&params);
+    let mut tape = Tape::new();
+    let (mut opt_tape, mut opt_raw) = (RMSprop::default(), RMSprop::default());
+    let (mut t_tape, mut t_raw, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..320 {
+        let t = std::time::Instant::now();
+        black_box(tape_step(&mut tape, &mut params, &ids, &mut opt_tape, &x, &y));
+        let a = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        black_box(raw.step(&mut opt_raw, &x, &y));
+        let b = t.elapsed().as_secs_f64();
+        if i >= 20 {
+            t_tape.push(a);
+            t_raw.push(b);
+            ratio.push(a / b);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mt, mr, mq) = (median(&mut t_tape), median(&mut t_raw), median(&mut ratio));
+    println!(
+        "paired (300 alternating steps): tape median {:.2} ms (min {:.2}), kernels only median {:.2} ms (min {:.2}); \
+         median per-pair ratio {mq:.4} => framework overhead {:+.1}%",
+        mt * 1e3,
+        t_tape[0] * 1e3,
+        mr * 1e3,
+        t_raw[0] * 1e3,
+        (mq - 1.0) * 100.0
+    );
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    paired();
+}
