@@ -152,7 +152,15 @@ impl Sequential {
             });
             current = Some(output);
         }
-        Ok(Model { name, seed, layers: built, params, algo: ConvAlgo::Auto, compiled: None })
+        Ok(Model {
+            name,
+            seed,
+            layers: built,
+            params,
+            algo: ConvAlgo::Auto,
+            compiled: None,
+            infer_tape: Default::default(),
+        })
     }
 }
 
@@ -182,6 +190,9 @@ pub struct Model {
     pub(crate) params: Params,
     pub(crate) algo: ConvAlgo,
     pub(crate) compiled: Option<crate::train::Compiled>,
+    /// An inference tape kept between `evaluate` / `predict` calls so its
+    /// buffer pool is reused (batch-1 latency without allocation).
+    pub(crate) infer_tape: std::sync::Mutex<convnet_autodiff::Tape>,
 }
 
 impl std::fmt::Debug for Model {

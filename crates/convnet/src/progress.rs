@@ -172,7 +172,7 @@ mod tests {
         live.update(1, &[("loss", 1.0)]);
         live.finish(&[("loss", 0.5)]);
         let s = String::from_utf8(live.out).unwrap();
-        assert!(s.starts_with("\r1/4 [=======>......................] - ETA:"), "{s:?}");
+        assert!(s.starts_with("\r1/4 [======>.......................] - ETA: "), "{s:?}");
         assert!(s.contains("\r4/4 [==============================] - 0s"), "{s:?}");
         assert!(s.ends_with(" - loss: 0.5000\n"), "{s:?}");
 

@@ -603,6 +603,16 @@ impl Model {
         Ok((run.loss(), run.accuracy()))
     }
 
+    /// The cached inference tape (a poisoned lock only means an earlier call
+    /// panicked mid-record: the tape is reset before every use anyway).
+    fn inference_tape(&self) -> std::sync::MutexGuard<'_, Tape> {
+        let mut guard = self.infer_tape.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_training() {
+            guard.set_training(false);
+        }
+        guard
+    }
+
     /// Test loss and accuracy of `x`, `y` in inference mode (Keras's
     /// `evaluate`), in batches of `batch_size`.
     pub fn evaluate(&self, x: &Tensor, y: &Tensor, batch_size: usize) -> Result<(f64, f64)> {
@@ -612,7 +622,8 @@ impl Model {
     /// [`Model::evaluate`] over any [`Examples`].
     pub fn evaluate_examples(&self, data: &dyn Examples, batch_size: usize) -> Result<(f64, f64)> {
         check_data(self, data, "evaluate")?;
-        self.evaluate_on(&mut Tape::inference(), data, None, batch_size)
+        let mut tape = self.inference_tape();
+        self.evaluate_on(&mut tape, data, None, batch_size)
     }
 
     /// The model's outputs for `x` (class probabilities after a softmax last
@@ -629,7 +640,7 @@ impl Model {
         let bs = batch_size.max(1).min(n);
         let mut buf = BatchBuf::new(self, bs, None);
         let mut out = Tensor::zeros(Shape::matrix(n, k));
-        let mut tape = Tape::inference();
+        let mut tape = self.inference_tape();
         let idx: Vec<usize> = (0..n).collect();
         for (ci, chunk) in idx.chunks(bs).enumerate() {
             let b = chunk.len();
@@ -639,6 +650,7 @@ impl Model {
             let y = self.forward(&mut tape, x, false, 0)?;
             out.data_mut()[ci * bs * k..(ci * bs + b) * k].copy_from_slice(tape.value(y)?.data());
         }
+        tape.reset();
         Ok(out)
     }
 }
