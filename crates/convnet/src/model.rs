@@ -271,8 +271,10 @@ impl Model {
     }
 
     /// Runs every convolution with `algo` unless a layer pins its own
-    /// (default [`ConvAlgo::Auto`]). An algorithm that cannot run a layer's
-    /// shape is an error when the layer runs, never a silent fallback.
+    /// (default [`ConvAlgo::Auto`]). The forward pass runs exactly that
+    /// algorithm (one that cannot run a layer's shape is an error when the
+    /// layer runs); the backward passes use it where it runs both of them
+    /// for the layer's shape, else `Auto`.
     pub fn set_conv_algo(&mut self, algo: ConvAlgo) {
         self.algo = algo;
     }

@@ -24,6 +24,7 @@ use crate::progress::Progbar;
 use crate::{Error, Result};
 use convnet_autodiff::{Conv2dSpec, PoolSpec, Tape, Var};
 use convnet_kernels::activation::Activation as KernelActivation;
+use convnet_kernels::conv::{self, ConvAlgo, ConvPass};
 use convnet_optim::Optimizer;
 use convnet_tensor::{Rng, Shape, Tensor, TensorView};
 use std::io::IsTerminal;
@@ -336,7 +337,7 @@ impl Model {
                         .stride(c.strides.0, c.strides.1)
                         .padding(c.padding.into())
                         .algo(algo)
-                        .backward_algo(algo);
+                        .backward_algo(self.backward_algo(c, algo, tape.shape(h)?)?);
                     if act == Activation::Relu {
                         spec = spec.relu();
                         act = Activation::Linear;
@@ -379,6 +380,19 @@ impl Model {
             };
         }
         Ok(h)
+    }
+
+    /// The algorithm of a conv layer's backward passes: the chosen one when
+    /// it runs both backward passes of this shape, else `Auto`. (The forward
+    /// pass always runs exactly the chosen algorithm, or fails.)
+    fn backward_algo(&self, c: &crate::layers::Conv2D, algo: ConvAlgo, input: Shape) -> Result<ConvAlgo> {
+        if algo == ConvAlgo::Auto {
+            return Ok(algo);
+        }
+        let (n, h, w, ch) = input.as_nhwc()?;
+        let shape = crate::layers::conv_shape(c, n, h, w, ch)?;
+        let runs = |pass| conv::supports(algo, &shape, pass).is_ok();
+        Ok(if runs(ConvPass::BackwardData) && runs(ConvPass::BackwardFilter) { algo } else { ConvAlgo::Auto })
     }
 
     /// The loss node for `out` (logits when fused) against the batch's targets.

@@ -71,6 +71,8 @@ struct TrainArgs {
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     threads: Option<u64>,
     /// Convolution algorithm: auto, direct, im2col, winograd (F(4x4,3x3)), winograd_f2, reference.
+    /// The forward pass runs exactly this algorithm; the backward passes use it where it can run
+    /// both of them, else auto.
     #[arg(long, default_value = "auto", value_parser = parse_algo)]
     algo: ConvAlgo,
     /// Train on the first N training examples and test on the first N test examples.
