@@ -30,6 +30,10 @@ fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
+    // Optional second argument: a batch size to use instead of each layer's.
+    let batch: Option<usize> = std::env::args().nth(2).and_then(|b| b.parse().ok());
+    // Optional third argument: only this algorithm.
+    let only: Option<ConvAlgo> = std::env::args().nth(3).and_then(|a| a.parse().ok());
     let same = |s: ConvShape| s.with_padding(Padding::Same).unwrap();
     let shapes = [
         ("mnist1 64x28x28x1->32", ConvShape::new(64, 28, 28, 1, 32, 3, 3).unwrap()),
@@ -44,6 +48,7 @@ fn main() {
         if !label.contains(&filter) {
             continue;
         }
+        let s = batch.map_or(s, |b| s.with_batch(b).unwrap());
         let reps = (2e9 / s.flops() as f64).clamp(5.0, 200.0) as usize;
         let x: Vec<f32> = (0..s.input_len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
         let w: Vec<f32> = (0..s.filter_len()).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
@@ -55,9 +60,17 @@ fn main() {
         let mut db = vec![0f32; s.c_out];
         let gf = |ms: f64| s.flops() as f64 / ms / 1e6;
         for algo in algos {
+            if only.is_some_and(|o| o != algo) {
+                continue;
+            }
+            let fwd_only = std::env::args().nth(4).is_some_and(|a| a == "fwd");
             let run = |p| {
+                if fwd_only && p != ConvPass::Forward {
+                    return false;
+                }
                 let verdict = supports(algo, &s, p);
                 if let Err(e) = &verdict {
+                    // Shapes an algorithm cannot run are reported and skipped.
                     eprintln!("{e}");
                 }
                 verdict.is_ok()

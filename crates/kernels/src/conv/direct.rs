@@ -213,7 +213,7 @@ struct Gather<'a> {
 fn tile_pixels(level: SimdLevel, nvm: usize) -> usize {
     match (level, nvm) {
         (SimdLevel::Avx512, 1) => 16,
-        (SimdLevel::Avx512, 2) => 12,
+        (SimdLevel::Avx512, 2) => 8,
         (SimdLevel::Avx512, 3) => 8,
         (SimdLevel::Avx512, _) => 6,
         (SimdLevel::Avx2, 1) => 12,
@@ -310,7 +310,7 @@ unsafe fn gather_task_avx512(g: &Gather, t: usize) {
     unsafe {
         match g.nvm {
             1 => gather_task::<Avx512, 16>(g, t),
-            2 => gather_task::<Avx512, 12>(g, t),
+            2 => gather_task::<Avx512, 8>(g, t),
             3 => gather_task::<Avx512, 8>(g, t),
             _ => gather_task::<Avx512, 6>(g, t),
         }
@@ -358,16 +358,26 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
     let begin = chunk * g.task_pixels;
     let end = (begin + g.task_pixels).min(g.n * per_img);
 
-    // The tap list of this class pair: source offsets and packed-filter offsets.
+    // The reduction list of this class pair, flattened over (tap, channel):
+    // source offsets and packed-filter offsets. One flat loop keeps the
+    // accumulators in registers (a nested channel loop makes LLVM spill
+    // them around it, which costs most of the time when c_in is small).
     let (nty, ntx) = (g.y.ntaps[cy] as usize, g.x.ntaps[cx] as usize);
-    let mut offs = scratch_isize(Slot::Column, 2 * nty * ntx);
-    let (xo, wo) = offs.split_at_mut(nty * ntx);
+    let red = nty * ntx * g.src_c;
+    let mut offs = scratch_isize(Slot::Column, 2 * red);
+    let (xo, wo) = offs.split_at_mut(red);
+    let mut r = 0;
     for a in 0..nty {
         let (ky, ry) = (g.y.tap_k[cy * g.y.k + a], g.y.tap_rel[cy * g.y.k + a]);
         for b in 0..ntx {
             let (kx, rx) = (g.x.tap_k[cx * g.x.k + b], g.x.tap_rel[cx * g.x.k + b]);
-            xo[a * ntx + b] = (ry * g.src_w as isize + rx) * g.src_c as isize;
-            wo[a * ntx + b] = (ky * g.x.k as isize + kx) * (g.src_c * g.ws) as isize;
+            let x0 = (ry * g.src_w as isize + rx) * g.src_c as isize;
+            let w0 = (ky * g.x.k as isize + kx) * (g.src_c * g.ws) as isize;
+            for c in 0..g.src_c as isize {
+                xo[r] = x0 + c;
+                wo[r] = w0 + c * g.ws as isize;
+                r += 1;
+            }
         }
     }
     let taps = g.y.k * g.x.k;
@@ -419,10 +429,10 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
             // `taps * src_c` rows of `ws >= nv * LANES` floats.
             unsafe {
                 match nv {
-                    1 => gather_tile::<V, P, 1>(&sp, &dp, c0, xo, wo, g.src_c, g.ws, w, bias, nvalid, g.relu),
-                    2 => gather_tile::<V, P, 2>(&sp, &dp, c0, xo, wo, g.src_c, g.ws, w, bias, nvalid, g.relu),
-                    3 => gather_tile::<V, P, 3>(&sp, &dp, c0, xo, wo, g.src_c, g.ws, w, bias, nvalid, g.relu),
-                    _ => gather_tile::<V, P, 4>(&sp, &dp, c0, xo, wo, g.src_c, g.ws, w, bias, nvalid, g.relu),
+                    1 => gather_tile::<V, P, 1>(&sp, &dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    2 => gather_tile::<V, P, 2>(&sp, &dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    3 => gather_tile::<V, P, 3>(&sp, &dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    _ => gather_tile::<V, P, 4>(&sp, &dp, c0, xo, wo, w, bias, nvalid, g.relu),
                 }
             }
         }
@@ -433,9 +443,8 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
 ///
 /// # Safety
 ///
-/// For every pixel `p`, tap `t` and channel `c < src_c`,
-/// `src[p] + xo[t] + c` is readable; `w + wo[t] + c*ws + j` is readable for
-/// `j < NV * LANES`; `bias` is null or readable for `NV * LANES` floats;
+/// For every pixel `p` and reduction step `r`, `src[p] + xo[r]` is
+/// readable and `w + wo[r] + j` is readable for `j < NV * LANES`; `bias` is null or readable for `NV * LANES` floats;
 /// `dst[p] + c0 + j` is writable for `j < nvalid <= NV * LANES`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
@@ -445,8 +454,6 @@ unsafe fn gather_tile<V: Vf32, const P: usize, const NV: usize>(
     c0: usize,
     xo: &[isize],
     wo: &[isize],
-    src_c: usize,
-    ws: usize,
     w: *const f32,
     bias: *const f32,
     nvalid: usize,
@@ -463,25 +470,18 @@ unsafe fn gather_tile<V: Vf32, const P: usize, const NV: usize>(
             }
         }
     }
-    for (&x_off, &w_off) in xo.iter().zip(wo) {
-        let mut xp = [std::ptr::null::<f32>(); P];
-        for p in 0..P {
-            xp[p] = src[p].wrapping_offset(x_off);
+    for r in 0..xo.len() {
+        let x_off = xo[r];
+        let mut wv = [V::zero(); NV];
+        for j in 0..NV {
+            // SAFETY: packed row r holds NV*LANES readable floats.
+            wv[j] = unsafe { V::load(w.offset(wo[r]).add(j * V::LANES)) };
         }
-        // SAFETY: per the contract, the tap's packed rows are in bounds.
-        let wt = unsafe { w.offset(w_off) };
-        for c in 0..src_c {
-            let mut wv = [V::zero(); NV];
-            for (j, v) in wv.iter_mut().enumerate() {
-                // SAFETY: row c of the tap holds ws >= NV*LANES floats.
-                *v = unsafe { V::load(wt.add(c * ws + j * V::LANES)) };
-            }
-            for p in 0..P {
-                // SAFETY: src[p] + x_off + c is inside the source (contract).
-                let b = V::splat(unsafe { *xp[p].add(c) });
-                for j in 0..NV {
-                    acc[p][j] = V::mul_add(b, wv[j], acc[p][j]);
-                }
+        for p in 0..P {
+            // SAFETY: src[p] + x_off is inside the source (contract).
+            let b = V::splat(unsafe { *src[p].wrapping_offset(x_off) });
+            for j in 0..NV {
+                acc[p][j] = V::mul_add(b, wv[j], acc[p][j]);
             }
         }
     }
