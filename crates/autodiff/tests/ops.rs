@@ -307,3 +307,56 @@ fn gradients_accumulate_until_zero_grad() {
     params.zero_grad();
     assert_eq!(params.grad(w).unwrap().data(), &[0.0; 6]);
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn dims(max: usize) -> impl Strategy<Value = Vec<usize>> {
+        prop::collection::vec(0usize..max, 1..5)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Arbitrary shapes (zero sizes included) into every op, then backward:
+        /// each call returns `Ok` or `Err`, never panics.
+        #[test]
+        fn arbitrary_shapes_never_panic(a in dims(5), b in dims(5), c in dims(4), k in 0usize..4,
+                                        s in 0usize..3, same in any::<bool>(), labels in prop::collection::vec(0u32..6, 0..6)) {
+            let pad = if same { Padding::Same } else { Padding::Valid };
+            for op in 0..16 {
+                let mut tape = Tape::new();
+                let mut params = Params::new();
+                let x = tape.variable(Tensor::full(Shape::new(&a).unwrap(), 0.5).view()).unwrap();
+                let w = params.add("w", Tensor::full(Shape::new(&b).unwrap(), -0.25)).unwrap();
+                let wv = tape.param(&params, w).unwrap();
+                let cv = tape.input(Tensor::full(Shape::new(&c).unwrap(), 0.1).view()).unwrap();
+                let out = match op {
+                    0 => tape.conv2d(x, wv, Some(cv), Conv2dSpec::new().stride(s, s).padding(pad).relu()),
+                    1 => tape.conv2d(x, wv, None, Conv2dSpec::new()),
+                    2 => tape.max_pool2d(x, PoolSpec::new(k, k).stride(s, s).padding(pad)),
+                    3 => tape.avg_pool2d(x, PoolSpec::new(k, k).padding(pad)),
+                    4 => tape.dense(x, wv, Some(cv), Activation::Relu),
+                    5 => tape.bias_add(x, wv),
+                    6 => tape.add(x, wv),
+                    7 => tape.mul(x, cv),
+                    8 => tape.flatten(x),
+                    9 => tape.softmax(x),
+                    10 => tape.dropout(x, 0.5, 1),
+                    11 => tape.softmax_cross_entropy(x, cv),
+                    12 => tape.sparse_softmax_cross_entropy(x, &labels),
+                    13 => tape.binary_cross_entropy(x, cv),
+                    14 => tape.binary_cross_entropy_with_logits(x, cv),
+                    _ => tape.mean(x),
+                };
+                if let Ok(out) = out {
+                    if let Ok(m) = tape.mean(out) {
+                        let _ = tape.backward(m, &mut params);
+                        let _ = tape.grad(x);
+                    }
+                }
+            }
+        }
+    }
+}
