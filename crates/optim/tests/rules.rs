@@ -308,3 +308,56 @@ fn schedules_follow_keras_formulas() {
     opt.begin_step().unwrap();
     assert_eq!(opt.current_learning_rate(), 0.1, "step 31 uses the rate of step index 30");
 }
+
+/// The same three steps run by Keras 3.15.1 itself (TensorFlow backend,
+/// float32), with this script and `~/.cache/convnet-anchors-venv/bin/python`:
+///
+/// ```python
+/// import numpy as np, keras
+/// G = [[0.1, -0.2, 0.3], [0.4, 0.0, -0.5], [-0.3, 0.25, 0.1]]
+/// def run(opt):
+///     v = keras.Variable(np.array([1.0, -2.0, 0.5], dtype="float32"))
+///     for g in G:
+///         opt.apply_gradients([(np.array(g, dtype="float32"), v)])
+///     return [float(x) for x in v.numpy()]
+/// print("rmsprop", run(keras.optimizers.RMSprop(learning_rate=0.01)))
+/// print("rmsprop_centered_momentum", run(keras.optimizers.RMSprop(learning_rate=0.01, centered=True, momentum=0.5)))
+/// print("sgd_nesterov", run(keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True)))
+/// print("adam", run(keras.optimizers.Adam(learning_rate=0.01)))
+/// print("adamw", run(keras.optimizers.AdamW(learning_rate=0.01)))
+/// ```
+///
+/// Output (pasted):
+///
+/// ```text
+/// rmsprop [0.9568904042243958, -1.9940403699874878, 0.49016091227531433]
+/// rmsprop_centered_momentum [0.9112014770507812, -1.9674357175827026, 0.4775145351886749]
+/// sgd_nesterov [0.9142100214958191, -1.9787200689315796, 0.5133299827575684]
+/// adam [0.9793897271156311, -1.9850564002990723, 0.49409180879592896]
+/// adamw [0.9792709350585938, -1.9848175048828125, 0.49403247237205505]
+/// ```
+#[test]
+fn three_steps_match_keras_itself() {
+    let cases: Vec<(&str, Box<dyn Optimizer>, [f64; 3])> = vec![
+        ("rmsprop", Box::new(RMSprop::new(0.01)), [0.9568904042243958, -1.9940403699874878, 0.49016091227531433]),
+        (
+            "rmsprop centered momentum",
+            Box::new(RMSprop::new(0.01).with_centered(true).with_momentum(0.5)),
+            [0.9112014770507812, -1.9674357175827026, 0.4775145351886749],
+        ),
+        (
+            "sgd nesterov",
+            Box::new(Sgd::new(0.1).with_momentum(0.9).with_nesterov(true)),
+            [0.9142100214958191, -1.9787200689315796, 0.5133299827575684],
+        ),
+        ("adam", Box::new(Adam::new(0.01)), [0.9793897271156311, -1.9850564002990723, 0.49409180879592896]),
+        ("adamw", Box::new(AdamW::new(0.01)), [0.9792709350585938, -1.9848175048828125, 0.49403247237205505]),
+    ];
+    for (name, mut opt, keras) in cases {
+        let got = three_steps(&mut *opt);
+        for i in 0..3 {
+            // float32 on both sides, different operation order: a few ulps.
+            assert!((got[i] as f64 - keras[i]).abs() <= 1e-6, "{name}[{i}]: got {}, Keras {}", got[i], keras[i]);
+        }
+    }
+}
