@@ -69,7 +69,7 @@ use crate::simd::{self, SimdLevel};
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::thread::LocalKey;
-use transforms::{filter_coefficients, filter_element, input_tile_f2, input_tile_f4, output_tile_f2, output_tile_f4};
+use transforms::{filter_tile, input_tile_f2, input_tile_f4, output_tile_f2, output_tile_f4};
 use transforms::{Lanes, G_F2, G_F4};
 
 #[cfg(target_arch = "x86_64")]
@@ -335,53 +335,128 @@ fn rotate_and_swap(filter: &[f32], c_in: usize, c_out: usize, rotated: &mut [f32
     }
 }
 
-/// Filter transform of the whole HWIO filter into `packed` (`[e][panel][c_in][nr]`),
-/// one rayon task per tile element.
+/// Filter transform of the whole HWIO filter into `packed` (`[e][panel][c_in][nr]`).
+///
+/// Parallel over fixed groups of input channels; for each channel and each
+/// `L::WIDTH` output channels the 9 taps are loaded once and `G g G^T` is
+/// applied separably in registers (`G` along ky, then along kx), then the
+/// `t*t` results are stored to their panel rows.
 fn pack_filter(variant: Variant, level: SimdLevel, filter: &[f32], c_in: usize, c_out: usize, packed: &mut [f32]) {
-    let nr = gemm::panel_width(level, c_out);
-    let per_elem = c_in * padded_c_out(level, c_out);
-    packed.par_chunks_mut(per_elem).enumerate().for_each(|(e, dst)| {
+    const CHANNELS_PER_TASK: usize = 8;
+    let ldm = padded_c_out(level, c_out);
+    debug_assert_eq!(packed.len(), variant.elems() * c_in * ldm);
+    debug_assert_eq!(filter.len(), 9 * c_in * c_out);
+    let args = FilterArgs {
+        f4: variant == Variant::F4,
+        filter: filter.as_ptr(),
+        c_in,
+        c_out,
+        nr: gemm::panel_width(level, c_out),
+        ldm,
+        packed: OutPtr(packed.as_mut_ptr()),
+    };
+    (0..c_in.div_ceil(CHANNELS_PER_TASK)).into_par_iter().for_each(|task| {
         let _ftz = FtzGuard::new();
-        let (coef, used) = filter_coefficients(variant.g(), e);
-        let coef = &coef[..used];
+        let channels = task * CHANNELS_PER_TASK..c_in.min((task + 1) * CHANNELS_PER_TASK);
+        // SAFETY (all arms): this task alone writes the rows of `packed` that
+        // belong to its input channels (rows (e, panel, ci) for ci in
+        // `channels`), which lie inside `packed` (t*t * c_in * ldm floats,
+        // asserted above), and reads the filter (9 * c_in * c_out, asserted);
+        // SIMD arms run only when simd::level reported the instruction set.
         match level {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: simd::level only returns Avx512 when the CPU has AVX-512F, AVX2 and FMA.
-            SimdLevel::Avx512 => unsafe { filter_element_avx512(coef, filter, c_in, c_out, nr, dst) },
+            SimdLevel::Avx512 => unsafe { filter_rows_avx512(&args, channels) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: simd::level only returns Avx2 when the CPU has AVX2 and FMA.
-            SimdLevel::Avx2 => unsafe { filter_element_avx2(coef, filter, c_in, c_out, nr, dst) },
-            _ => filter_element(coef, filter, c_in, c_out, nr, dst),
+            SimdLevel::Avx2 => unsafe { filter_rows_avx2(&args, channels) },
+            _ => unsafe { filter_rows::<wide::f32x8>(&args, channels) },
         }
     });
 }
 
-/// [`filter_element`] compiled for AVX-512 (the loops auto-vectorise).
+#[derive(Clone, Copy)]
+struct FilterArgs {
+    f4: bool,
+    filter: *const f32,
+    c_in: usize,
+    c_out: usize,
+    nr: usize,
+    ldm: usize,
+    packed: OutPtr,
+}
+
+// SAFETY: `filter` is only read; `packed` is written at disjoint rows (see pack_filter).
+unsafe impl Send for FilterArgs {}
+// SAFETY: as above.
+unsafe impl Sync for FilterArgs {}
+
+/// Writes `U[e][panel][ci][..]` for every tile element and each `ci` in
+/// `channels`, zeroing the padding columns of the last panel.
 ///
 /// # Safety
-/// The CPU supports AVX-512F, AVX2 and FMA.
+/// As described in `pack_filter`; `L`'s instruction set is enabled, and
+/// `L::WIDTH` divides `nr` (or `nr == c_out`), so a vector never straddles panels.
+#[inline(always)]
+unsafe fn filter_rows<L: Lanes>(a: &FilterArgs, channels: core::ops::Range<usize>) {
+    let (c_in, c_out, nr) = (a.c_in, a.c_out, a.nr);
+    let t2 = if a.f4 { 36 } else { 16 };
+    let estride = c_in * a.ldm;
+    for ci in channels {
+        // Element 0's row for output channel `co` (panel co / nr, column co % nr).
+        // SAFETY: (p*c_in + ci)*nr + j < c_in * ldm for co < ldm.
+        let row0 = |co: usize| unsafe { a.packed.0.add(((co / nr) * c_in + ci) * nr + co % nr) };
+        let mut co = 0;
+        // SAFETY (both loops): co + WIDTH <= c_out, so the filter loads are in
+        // bounds and the stores stay within one panel row of every element.
+        unsafe {
+            while co + L::WIDTH <= c_out {
+                if a.f4 {
+                    filter_tile::<L, true>(a.filter, ci, c_in, c_out, co, row0(co), estride);
+                } else {
+                    filter_tile::<L, false>(a.filter, ci, c_in, c_out, co, row0(co), estride);
+                }
+                co += L::WIDTH;
+            }
+            for co in co..c_out {
+                if a.f4 {
+                    filter_tile::<f32, true>(a.filter, ci, c_in, c_out, co, row0(co), estride);
+                } else {
+                    filter_tile::<f32, false>(a.filter, ci, c_in, c_out, co, row0(co), estride);
+                }
+            }
+        }
+        for co in c_out..a.ldm {
+            for e in 0..t2 {
+                // SAFETY: padding column co < ldm of the last panel, row (e, ci), inside `packed`.
+                unsafe { *row0(co).add(e * estride) = 0.0 };
+            }
+        }
+    }
+}
+
+/// # Safety
+/// As [`filter_rows`], on a CPU with AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn filter_element_avx512(coef: &[(usize, f32)], f: &[f32], c_in: usize, c_out: usize, nr: usize, d: &mut [f32]) {
-    filter_element(coef, f, c_in, c_out, nr, d)
+unsafe fn filter_rows_avx512(a: &FilterArgs, channels: core::ops::Range<usize>) {
+    // SAFETY: forwarded contract; 16 divides the 32-wide panels.
+    unsafe { filter_rows::<__m512>(a, channels) }
 }
 
-/// [`filter_element`] compiled for AVX2.
-///
 /// # Safety
-/// The CPU supports AVX2 and FMA.
+/// As [`filter_rows`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn filter_element_avx2(coef: &[(usize, f32)], f: &[f32], c_in: usize, c_out: usize, nr: usize, d: &mut [f32]) {
-    filter_element(coef, f, c_in, c_out, nr, d)
+unsafe fn filter_rows_avx2(a: &FilterArgs, channels: core::ops::Range<usize>) {
+    // SAFETY: forwarded contract; 8 divides the 16-wide panels.
+    unsafe { filter_rows::<__m256>(a, channels) }
 }
 
-/// The output pointer shared by the block tasks.
+/// A buffer pointer shared by parallel tasks that write disjoint parts of it
+/// (output pixels of disjoint tiles, filter rows of disjoint channels).
 #[derive(Clone, Copy)]
 pub(super) struct OutPtr(pub(super) *mut f32);
-// SAFETY: tasks write disjoint output pixels (each pixel belongs to exactly
-// one tile, each tile to exactly one block), so sharing the base pointer
-// across threads creates no data race.
+// SAFETY: every user writes only elements no other task touches (each says
+// so where it writes), so sharing the base pointer creates no data race.
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}

@@ -507,29 +507,85 @@ pub(super) fn filter_coefficients(g: &[[f64; 3]], e: usize) -> ([(usize, f32); 9
     (out, used)
 }
 
-/// One tile element of the filter transform, `U[e] = (G g G^T)[e]` for every
-/// `(c_in, c_out)` pair, written in the packed panel layout the GEMM reads:
-/// `dst[(p * c_in + ci) * nr + j]` holds output channel `p * nr + j`
-/// (zero past `c_out`). `filter` is HWIO `[3][3][c_in][c_out]`.
+/// `G g` for F(2,3): 3 taps -> 4.
 #[inline(always)]
-pub(super) fn filter_element(
-    coef: &[(usize, f32)],
-    filter: &[f32],
+unsafe fn g_f2<L: Lanes>(g: [L; 3]) -> [L; 4] {
+    // SAFETY: lane arithmetic only.
+    unsafe {
+        let (half, zero) = (L::splat(0.5), L::splat(0.0));
+        let s02 = g[0].add(g[2]);
+        [g[0], s02.add(g[1]).mul_add(half, zero), s02.sub(g[1]).mul_add(half, zero), g[2]]
+    }
+}
+
+/// `G g` for F(4,3): 3 taps -> 6.
+#[inline(always)]
+unsafe fn g_f4<L: Lanes>(g: [L; 3]) -> [L; 6] {
+    // SAFETY: lane arithmetic only.
+    unsafe {
+        let zero = L::splat(0.0);
+        let (sixth, twenty_fourth) = (L::splat(-1.0 / 6.0), L::splat(1.0 / 24.0));
+        let s02 = g[0].add(g[2]);
+        let s04 = g[2].mul_add(L::splat(4.0), g[0]);
+        let g1x2 = g[1].add(g[1]);
+        [
+            g[0].mul_add(L::splat(0.25), zero),
+            s02.add(g[1]).mul_add(sixth, zero),
+            s02.sub(g[1]).mul_add(sixth, zero),
+            s04.add(g1x2).mul_add(twenty_fourth, zero),
+            s04.sub(g1x2).mul_add(twenty_fourth, zero),
+            g[2],
+        ]
+    }
+}
+
+/// Filter transform `U = G g G^T` of input channel `ci` for output channels
+/// `[co, co + L::WIDTH)`: `g[tap]` is read at `filter + (tap * c_in + ci) *
+/// c_out + co` (HWIO), and tile element `e` is stored at `dst(e) + co_offset`
+/// where `dst(e) = base + e * estride`.
+///
+/// # Safety
+/// `filter` holds the HWIO filter with `co + WIDTH <= c_out`; every
+/// `base + e * estride` is valid for `WIDTH` writes; `L`'s instruction set is enabled.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub(super) unsafe fn filter_tile<L: Lanes, const F4: bool>(
+    filter: *const f32,
+    ci: usize,
     c_in: usize,
     c_out: usize,
-    nr: usize,
-    dst: &mut [f32],
+    co: usize,
+    base: *mut f32,
+    estride: usize,
 ) {
-    for (p, panel) in dst.chunks_exact_mut(c_in * nr).enumerate() {
-        let co0 = p * nr;
-        let width = nr.min(c_out - co0);
-        for (ci, row) in panel.chunks_exact_mut(nr).enumerate() {
-            row.fill(0.0);
-            let row = &mut row[..width];
-            for &(tap, k) in coef {
-                let src = &filter[(tap * c_in + ci) * c_out + co0..][..width];
-                for (o, &s) in row.iter_mut().zip(src) {
-                    *o += k * s;
+    // SAFETY: the pointer contract is the caller's (see # Safety).
+    unsafe {
+        let tap = |t: usize| L::load(filter.add((t * c_in + ci) * c_out + co));
+        let g = [[tap(0), tap(1), tap(2)], [tap(3), tap(4), tap(5)], [tap(6), tap(7), tap(8)]];
+        if F4 {
+            let mut rows = [[L::splat(0.0); 3]; 6];
+            for kx in 0..3 {
+                let col = g_f4([g[0][kx], g[1][kx], g[2][kx]]);
+                for a in 0..6 {
+                    rows[a][kx] = col[a];
+                }
+            }
+            for (a, row) in rows.into_iter().enumerate() {
+                for (b, u) in g_f4(row).into_iter().enumerate() {
+                    u.store(base.add((a * 6 + b) * estride));
+                }
+            }
+        } else {
+            let mut rows = [[L::splat(0.0); 3]; 4];
+            for kx in 0..3 {
+                let col = g_f2([g[0][kx], g[1][kx], g[2][kx]]);
+                for a in 0..4 {
+                    rows[a][kx] = col[a];
+                }
+            }
+            for (a, row) in rows.into_iter().enumerate() {
+                for (b, u) in g_f2(row).into_iter().enumerate() {
+                    u.store(base.add((a * 4 + b) * estride));
                 }
             }
         }
