@@ -152,6 +152,13 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
             ctx.emit(x, |_, d| pool::avg_pool2d_backward(&shape, gs, d).map_err(kernel_err("avg_pool2d backward")))?;
             ctx.pool.give(g);
         }
+        Op::GlobalAvgPool { x, n, hw, c } => {
+            let gs = g.as_slice();
+            ctx.emit(x, |_, d| {
+                pool::global_avg_pool_backward(n, hw, c, gs, d).map_err(kernel_err("global_avg_pool2d backward"))
+            })?;
+            ctx.pool.give(g);
+        }
         Op::Relu { x } => {
             relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("relu backward"))?;
             ctx.pass(x, g)?;

@@ -15,6 +15,7 @@
 //!   read with [`Tape::grad`]). Ops return [`Var`] handles:
 //!   [`conv2d`](Tape::conv2d) (any `ConvAlgo`, fused relu),
 //!   [`max_pool2d`](Tape::max_pool2d), [`avg_pool2d`](Tape::avg_pool2d),
+//!   [`global_avg_pool2d`](Tape::global_avg_pool2d),
 //!   [`relu`](Tape::relu), [`sigmoid`](Tape::sigmoid), [`tanh`](Tape::tanh),
 //!   [`bias_add`](Tape::bias_add), [`dense`](Tape::dense) (fused relu),
 //!   [`reshape`](Tape::reshape), [`flatten`](Tape::flatten),

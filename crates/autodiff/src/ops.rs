@@ -177,6 +177,20 @@ impl Tape {
         self.push(Op::AvgPool { x: xi as u32, shape }, out_shape, Storage::Own(out), requires, Aux::None)
     }
 
+    /// Global average pooling: NHWC `[n, h, w, c] -> [n, c]`, the mean over
+    /// every position of each channel (Keras `GlobalAveragePooling2D`).
+    pub fn global_avg_pool2d(&mut self, x: Var) -> Result<Var> {
+        const OP: &str = "global_avg_pool2d";
+        let xi = self.idx(OP, x)?;
+        let (n, h, w, c) = rank4(OP, "input", self.nodes[xi].shape)?;
+        let out_shape = Shape::matrix(n, c);
+        let mut out = self.pool.take(out_shape.len());
+        pool::global_avg_pool_forward(n, h * w, c, self.val(xi), out.as_mut_slice()).map_err(kernel_err(OP))?;
+        let requires = self.needs_grad(&[xi]);
+        let op = Op::GlobalAvgPool { x: xi as u32, n, hw: h * w, c };
+        self.push(op, out_shape, Storage::Own(out), requires, Aux::None)
+    }
+
     fn unary(&mut self, op_name: &'static str, x: Var, op: fn(u32) -> Op, f: impl Fn(f32) -> f32) -> Result<Var> {
         let xi = self.idx(op_name, x)?;
         let shape = self.nodes[xi].shape;

@@ -39,6 +39,7 @@ pub(crate) enum Op {
     Conv2d { x: u32, w: u32, b: Option<u32>, shape: ConvShape, algo: convnet_kernels::conv::ConvAlgo, act: Activation },
     MaxPool { x: u32, shape: PoolShape },
     AvgPool { x: u32, shape: PoolShape },
+    GlobalAvgPool { x: u32, n: usize, hw: usize, c: usize },
     Relu { x: u32 },
     Sigmoid { x: u32 },
     Tanh { x: u32 },

@@ -199,7 +199,8 @@ proptest! {
         check(&format!("conv2d {algo} {shape}"), leaves, vec![], &build, LINEAR, seed);
     }
 
-    /// Max and average pooling: windows 1-3, strides 1-3, `valid`/`same`.
+    /// Max and average pooling: windows 1-3, strides 1-3, `valid`/`same`;
+    /// global average pooling in place of the 1x1 average.
     #[test]
     fn pooling(n in 1usize..3, h in 3usize..8, w in 3usize..8, c in 1usize..4, win in 1usize..4,
                stride in 1usize..4, same in any::<bool>(), max in any::<bool>(), seed in any::<u64>()) {
@@ -209,6 +210,9 @@ proptest! {
         if max {
             let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.max_pool2d(v[0], spec);
             check("max_pool2d", leaves, vec![], &build, LINEAR, seed);
+        } else if win == 1 {
+            let build = |t: &mut Tape, v: &[Var], _: &[Var]| t.global_avg_pool2d(v[0]);
+            check("global_avg_pool2d", leaves, vec![], &build, LINEAR, seed);
         } else {
             let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.avg_pool2d(v[0], spec);
             check("avg_pool2d", leaves, vec![], &build, LINEAR, seed);

@@ -325,7 +325,7 @@ mod robustness {
         fn arbitrary_shapes_never_panic(a in dims(5), b in dims(5), c in dims(4), k in 0usize..4,
                                         s in 0usize..3, same in any::<bool>(), labels in prop::collection::vec(0u32..6, 0..6)) {
             let pad = if same { Padding::Same } else { Padding::Valid };
-            for op in 0..16 {
+            for op in 0..17 {
                 let mut tape = Tape::new();
                 let mut params = Params::new();
                 let x = tape.variable(Tensor::full(Shape::new(&a).unwrap(), 0.5).view()).unwrap();
@@ -348,6 +348,7 @@ mod robustness {
                     12 => tape.sparse_softmax_cross_entropy(x, &labels),
                     13 => tape.binary_cross_entropy(x, cv),
                     14 => tape.binary_cross_entropy_with_logits(x, cv),
+                    15 => tape.global_avg_pool2d(x),
                     _ => tape.mean(x),
                 };
                 if let Ok(out) = out {
