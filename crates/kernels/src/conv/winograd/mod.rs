@@ -80,14 +80,17 @@ use core::arch::x86_64::{__m256, __m512};
 ///
 /// Within a block, the input transform writes `V`, the 16/36 GEMMs read it
 /// back tile element by tile element and write `M`, and the output transform
-/// reads `M`. Keeping `V + M` at 1 MiB keeps both resident in the core's
-/// private L2 (2 MiB per core on the Xeon these figures come from, 1 MiB on
-/// Zen 4) between those three stages, leaving room for the `c_in x 32` panel
-/// of `U[e]` the micro-kernel streams (256 KiB for `c_in = 256`, read from
-/// L3 once per block). Larger blocks amortise that `U` traffic over more
-/// tiles but spill `V`/`M` to L3; measured on 8x28x28x256->256 F4 (see
-/// `docs/BENCHMARKS.md`), 1 MiB was within noise of the best of 0.5-4 MiB.
-pub(crate) const BLOCK_BYTES: usize = 1 << 20;
+/// reads `M`; `V + M` at 2 MiB stays in the core's private L2 (2 MiB per core
+/// on the Xeon where `docs/BENCHMARKS.md` was measured) between those stages.
+/// The other side of the trade is the filter: every block streams all of
+/// `U` (36 x `c_in` x `c_out` floats, 9.4 MB for 256 -> 256, from L3), so
+/// the bigger the block, the more tiles share that traffic. At 2 MiB a
+/// 256 -> 256 F(4x4) block holds 24 tiles (two full 12-row micro-kernel
+/// tiles): about 12 flops per byte of `U` read, within what L3 delivers to a
+/// core. Block sizes from 0.5 to 16 MiB measured within noise of each other
+/// on the (shared, loaded) benchmark machine, so the value rests on that
+/// cache arithmetic; on a 1 MiB-L2 core (Zen 4) 1 MiB would be the choice.
+pub(crate) const BLOCK_BYTES: usize = 2 << 20;
 
 /// At least this many blocks when the problem has enough tiles, so two or
 /// more threads can balance small layers (a fixed number, not the thread
