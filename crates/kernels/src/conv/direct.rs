@@ -389,10 +389,15 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
     let mut xi = begin % xm.len();
     let mut idx = begin;
     let src = g.src.as_ptr();
+    // Pixel pointers of every tile of the task first, then the channel
+    // blocks outermost: one packed filter block (up to K * 64 floats) stays
+    // in L2 while all the task's tiles use it.
+    let mut sps = [[src; P]; TILES_PER_TASK];
+    let mut dps = [[g.dst.get(); P]; TILES_PER_TASK];
+    let mut tiles = 0;
     while idx < end {
         let cnt = P.min(end - idx);
-        let mut sp = [src; P];
-        let mut dp = [g.dst.get(); P];
+        let (sp, dp) = (&mut sps[tiles], &mut dps[tiles]);
         for p in 0..cnt {
             let (oy, ox) = (ym[yi] as usize, xm[xi] as usize);
             let (by, bx) = (g.y.base[oy], g.x.base[ox]);
@@ -419,20 +424,23 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
             dp[p] = dp[cnt - 1];
         }
         idx += cnt;
-        for blk in 0..blocks {
-            let c0 = blk * g.ws;
-            let nvalid = g.ws.min(g.dst_c - c0);
-            let w = g.wpack[blk * block_len..].as_ptr();
-            let bias = g.bias.map_or(std::ptr::null(), |b| b[c0..].as_ptr());
-            let nv = nvalid.div_ceil(V::LANES);
+        tiles += 1;
+    }
+    for blk in 0..blocks {
+        let c0 = blk * g.ws;
+        let nvalid = g.ws.min(g.dst_c - c0);
+        let w = g.wpack[blk * block_len..].as_ptr();
+        let bias = g.bias.map_or(std::ptr::null(), |b| b[c0..].as_ptr());
+        let nv = nvalid.div_ceil(V::LANES);
+        for (sp, dp) in sps.iter().zip(&dps).take(tiles) {
             // SAFETY: per the function contract; the packed block holds
             // `taps * src_c` rows of `ws >= nv * LANES` floats.
             unsafe {
                 match nv {
-                    1 => gather_tile::<V, P, 1>(&sp, &dp, c0, xo, wo, w, bias, nvalid, g.relu),
-                    2 => gather_tile::<V, P, 2>(&sp, &dp, c0, xo, wo, w, bias, nvalid, g.relu),
-                    3 => gather_tile::<V, P, 3>(&sp, &dp, c0, xo, wo, w, bias, nvalid, g.relu),
-                    _ => gather_tile::<V, P, 4>(&sp, &dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    1 => gather_tile::<V, P, 1>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    2 => gather_tile::<V, P, 2>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    3 => gather_tile::<V, P, 3>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    _ => gather_tile::<V, P, 4>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
                 }
             }
         }

@@ -1,11 +1,142 @@
 //! [`select`]: the algorithm [`ConvAlgo::Auto`] runs, as one pure function of
 //! the shape and pass.
+//!
+//! The ladder, per pass:
+//!
+//! 1. **Winograd F(4x4, 3x3)** for 3x3, stride-1, undilated layers with many
+//!    channels on both sides and an output big enough to fill 4x4 tiles
+//!    (forward: [`WINOGRAD_MIN_CHANNELS`], [`WINOGRAD_MIN_OUTPUT_PIXELS`];
+//!    backward-data: [`WINOGRAD_BWD_DATA_MIN_CHANNELS`]), if
+//!    [`winograd`](super::winograd) supports the shape. It does 2.25x fewer
+//!    multiplies than direct, which only pays once the transforms are
+//!    amortised over many channels.
+//! 2. **im2col** when the filter is too big for the direct kernel's
+//!    working set ([`DIRECT_MAX_FILTER_BYTES`]): the GEMM blocks the filter
+//!    for cache, direct streams one packed block per channel block; and for
+//!    backward-filter with at least [`FILTER_DIRECT_MAX_CIN`] input channels,
+//!    where the GEMM's K=rows reduction beats direct's per-tap loops.
+//! 3. **direct** otherwise: small channel counts (the first layer, where
+//!    im2col's K=9 GEMM is poor), small images, and any shape whose filter
+//!    fits comfortably in L2.
+//!
+//! Thresholds were measured with `cargo run --release -p convnet-kernels
+//! --example conv_timing` on the 2-core AVX-512 Xeon VM this project is
+//! benchmarked on (Nov 2026, 2 rayon threads, medians; figures in
+//! `docs/BENCHMARKS.md`). The machine was shared and noisy; every threshold
+//! sits between shapes whose winner differed by well over the noise.
 
-use super::{ConvAlgo, ConvPass, ConvShape};
+use super::{winograd, ConvAlgo, ConvPass, ConvShape};
+
+/// Forward Winograd needs at least this many input AND output channels.
+/// Measured: 64x13x13x32->64 forward, F4 1.17 ms vs direct 2.12 ms; the
+/// first layer (1 input channel) is 2x slower in F4 than direct.
+pub const WINOGRAD_MIN_CHANNELS: usize = 32;
+
+/// ... and at least this many output pixels per image. Measured:
+/// 64x5x5x64->64 (3x3 output, one partial 4x4 tile) F4 0.37 ms vs direct
+/// 0.31 ms, while 11x11 outputs already win.
+pub const WINOGRAD_MIN_OUTPUT_PIXELS: usize = 64;
+
+/// Backward-data Winograd needs at least this many channels on both sides.
+/// Measured: 8x56x56x64->64 F4 11.8 ms vs direct 28 ms vs im2col 34 ms,
+/// but 64x13x13x32->64 direct 2.02 ms vs F4 2.12 ms.
+pub const WINOGRAD_BWD_DATA_MIN_CHANNELS: usize = 64;
+
+/// Above this filter size (bytes) forward and backward-data use im2col,
+/// not direct. Measured: 8x28x28x256->256 (2.4 MB filter) im2col 97 ms vs
+/// direct 205 ms forward; 8x56x56x64->64 (147 KB) direct 24 ms vs im2col 45 ms.
+pub const DIRECT_MAX_FILTER_BYTES: usize = 1 << 20;
+
+/// Backward-filter uses direct below this many input channels, im2col at
+/// or above it. Measured: first layer (1 channel) direct 1.05 ms vs im2col
+/// 5.0 ms; 64x5x5x64->64 im2col 0.45 ms vs direct 0.52 ms; 8x28x28x256->256
+/// im2col 86 ms vs direct 430 ms.
+pub const FILTER_DIRECT_MAX_CIN: usize = 8;
+
+/// Whether the Winograd kernels can take this shape for this pass at all.
+fn winograd_can(shape: &ConvShape, pass: ConvPass) -> bool {
+    winograd::supports(ConvAlgo::WinogradF4, shape, pass).is_ok()
+}
 
 /// The algorithm [`ConvAlgo::Auto`] runs for `shape` and `pass`: a pure function.
 ///
-/// Currently im2col for every shape (fully general, GEMM-speed on large layers).
-pub fn select(_shape: &ConvShape, _pass: ConvPass) -> ConvAlgo {
-    ConvAlgo::Im2col
+/// ```
+/// use convnet_kernels::conv::{select, ConvAlgo, ConvPass, ConvShape};
+/// // The first layer of the chapter's model: one input channel -> direct.
+/// let first = ConvShape::new(64, 28, 28, 1, 32, 3, 3)?;
+/// assert_eq!(select(&first, ConvPass::Forward), ConvAlgo::Direct);
+/// # Ok::<(), convnet_kernels::Error>(())
+/// ```
+pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
+    let filter_bytes = shape.filter_len() * 4;
+    let out_pixels = shape.out_h() * shape.out_w();
+    let channels = shape.c_in.min(shape.c_out);
+    match pass {
+        ConvPass::Forward => {
+            if channels >= WINOGRAD_MIN_CHANNELS
+                && out_pixels >= WINOGRAD_MIN_OUTPUT_PIXELS
+                && winograd_can(shape, pass)
+            {
+                ConvAlgo::WinogradF4
+            } else if filter_bytes > DIRECT_MAX_FILTER_BYTES {
+                ConvAlgo::Im2col
+            } else {
+                ConvAlgo::Direct
+            }
+        }
+        ConvPass::BackwardData => {
+            if channels >= WINOGRAD_BWD_DATA_MIN_CHANNELS
+                && out_pixels >= WINOGRAD_MIN_OUTPUT_PIXELS
+                && winograd_can(shape, pass)
+            {
+                ConvAlgo::WinogradF4
+            } else if filter_bytes > DIRECT_MAX_FILTER_BYTES {
+                ConvAlgo::Im2col
+            } else {
+                ConvAlgo::Direct
+            }
+        }
+        ConvPass::BackwardFilter => {
+            if shape.c_in < FILTER_DIRECT_MAX_CIN {
+                ConvAlgo::Direct
+            } else {
+                ConvAlgo::Im2col
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::{supports, Padding};
+
+    #[test]
+    fn chapter_layers_route_as_measured() {
+        let l1 = ConvShape::new(64, 28, 28, 1, 32, 3, 3).unwrap();
+        let l3 = ConvShape::new(64, 5, 5, 64, 64, 3, 3).unwrap();
+        for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
+            assert_eq!(select(&l1, pass), ConvAlgo::Direct);
+        }
+        assert_eq!(select(&l3, ConvPass::Forward), ConvAlgo::Direct);
+        assert_eq!(select(&l3, ConvPass::BackwardFilter), ConvAlgo::Im2col);
+    }
+
+    #[test]
+    fn every_choice_is_supported() {
+        let shapes = [
+            ConvShape::new(2, 9, 9, 3, 5, 3, 3).unwrap(),
+            ConvShape::new(1, 30, 30, 64, 64, 3, 3).unwrap().with_padding(Padding::Same).unwrap(),
+            ConvShape::new(1, 30, 30, 64, 64, 3, 3).unwrap().with_stride(2, 2).unwrap(),
+            ConvShape::new(1, 9, 9, 300, 300, 3, 3).unwrap(),
+            ConvShape::new(1, 9, 9, 40, 40, 5, 5).unwrap(),
+        ];
+        for s in shapes {
+            for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
+                let a = select(&s, pass);
+                assert_ne!(a, ConvAlgo::Auto);
+                supports(a, &s, pass).unwrap();
+            }
+        }
+    }
 }
