@@ -375,6 +375,35 @@ fn results_are_bit_identical_for_any_thread_count() {
     }
 }
 
+/// Scratch buffers are reused across calls of different shapes: a large
+/// call, a small one and the large one again give bit-identical results, so
+/// no state leaks through the growth-only thread-local buffers.
+#[test]
+fn scratch_reuse_across_shapes_is_stateless() {
+    let big = ConvShape::new(2, 14, 11, 20, 36, 3, 3).unwrap().with_padding(Padding::Same).unwrap();
+    let small = ConvShape::new(1, 4, 5, 3, 2, 3, 3).unwrap();
+    let mut rng = Rng::new(23);
+    let (xb, wb, gb) =
+        (random(big.input_len(), &mut rng), random(big.filter_len(), &mut rng), random(big.output_len(), &mut rng));
+    let (xs, ws) = (random(small.input_len(), &mut rng), random(small.filter_len(), &mut rng));
+    for algo in [ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
+        let run_big = || {
+            let mut y = vec![f32::NAN; big.output_len()];
+            conv::conv2d_forward(algo, &big, &xb, &wb, None, Activation::Linear, &mut y).unwrap();
+            let mut dx = vec![f32::NAN; big.input_len()];
+            conv::conv2d_backward_data(algo, &big, &gb, &wb, &mut dx).unwrap();
+            let mut dw = vec![f32::NAN; big.filter_len()];
+            conv::conv2d_backward_filter(algo, &big, &xb, &gb, &mut dw).unwrap();
+            [y, dx, dw].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
+        };
+        let first = run_big();
+        let mut ys = vec![f32::NAN; small.output_len()];
+        conv::conv2d_forward(algo, &small, &xs, &ws, None, Activation::Linear, &mut ys).unwrap();
+        assert!(ys.iter().all(|v| v.is_finite()));
+        assert_eq!(first, run_big(), "{algo}: results changed after a call with another shape");
+    }
+}
+
 /// The block partition covers every tile once, respects the byte budget
 /// (unless one tile alone exceeds it) and gives small layers several blocks.
 #[test]
