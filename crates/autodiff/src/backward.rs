@@ -63,6 +63,7 @@ impl Ctx<'_> {
                 r
             }
             Some(mut acc) => {
+                self.before[t].grad_relu_masked = false;
                 let mut s = self.pool.take(len);
                 let r = f(self.before, s.as_mut_slice());
                 if r.is_ok() {
@@ -95,6 +96,7 @@ impl Ctx<'_> {
         match &mut node.grad {
             None => node.grad = Some(g),
             Some(acc) => {
+                node.grad_relu_masked = false;
                 add_into(acc.as_mut_slice(), g.as_slice());
                 self.pool.give(g);
             }
@@ -122,7 +124,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
     match node.op {
         Op::Input | Op::Variable | Op::Param(_) => ctx.pool.give(g),
         Op::Conv2d { x, w, b, shape, algo, act } => {
-            if act == Activation::Relu {
+            if act == Activation::Relu && !node.grad_relu_masked {
                 relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("conv2d backward"))?;
             }
             let gs = g.as_slice();
@@ -141,10 +143,29 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
         }
         Op::MaxPool { x, shape } => {
             let Aux::U32(argmax) = aux else { unreachable!("max_pool2d records its argmax") };
+            // When the input comes from a fused relu and this is its first
+            // gradient, apply the relu mask here, on the pooled gradient (a
+            // quarter of the size for 2x2 windows): the gradient reaches only
+            // argmax positions, where the relu output equals this pooled
+            // output, so `pooled > 0` is exactly the mask there.
+            let input = &ctx.before[x as usize];
+            let fused_relu =
+                matches!(input.op, Op::Conv2d { act: Activation::Relu, .. } | Op::Dense { act: Activation::Relu, .. });
+            let mask_here = fused_relu && input.requires_grad && input.grad.is_none();
+            if mask_here {
+                for (g, &y) in g.as_mut_slice().iter_mut().zip(y) {
+                    if y <= 0.0 {
+                        *g = 0.0;
+                    }
+                }
+            }
             let gs = g.as_slice();
             ctx.emit(x, |_, d| {
                 pool::max_pool2d_backward(&shape, gs, argmax, d).map_err(kernel_err("max_pool2d backward"))
             })?;
+            if mask_here {
+                ctx.before[x as usize].grad_relu_masked = true;
+            }
             ctx.pool.give(g);
         }
         Op::AvgPool { x, shape } => {
@@ -184,7 +205,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
             ctx.pass(x, g)?;
         }
         Op::Dense { x, w, b, shape, act } => {
-            if act == Activation::Relu {
+            if act == Activation::Relu && !node.grad_relu_masked {
                 relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("dense backward"))?;
             }
             let gs = g.as_slice();

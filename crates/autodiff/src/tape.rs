@@ -80,6 +80,10 @@ pub(crate) struct Node {
     pub shape: Shape,
     pub value: Storage,
     pub grad: Option<AlignedBuf>,
+    /// True when `grad` is already zero wherever this node's fused relu
+    /// output is zero (set by max pooling, which masks the small pooled
+    /// gradient instead), so the node's own rule may skip the full-size mask.
+    pub grad_relu_masked: bool,
     pub requires_grad: bool,
     pub aux: Aux,
 }
@@ -208,7 +212,7 @@ impl Tape {
         if self.nodes.len() >= u32::MAX as usize {
             return Err(Error::BadArgument { op: "record", detail: "more than u32::MAX nodes on one tape".into() });
         }
-        self.nodes.push(Node { op, shape, value, grad: None, requires_grad, aux });
+        self.nodes.push(Node { op, shape, value, grad: None, grad_relu_masked: false, requires_grad, aux });
         Ok(Var { index: (self.nodes.len() - 1) as u32, epoch: self.epoch })
     }
 

@@ -265,6 +265,45 @@ proptest! {
         check(name, leaves, vec![], &*build, tol, seed);
     }
 
+    /// Fused-relu conv or dense feeding max pooling (the pooling applies the
+    /// relu mask on the pooled gradient), alone or with a second consumer of
+    /// the relu output, processed before or after the pooling.
+    #[test]
+    fn relu_then_max_pool(n in 1usize..3, h in 4usize..8, ci in 1usize..3, co in 1usize..4, dense in any::<bool>(),
+                          second in 0usize..3, seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let leaves = vec![
+            leaf(rand(Shape::nhwc(n, h, h, ci), -1.0, 1.0, &mut rng), false),
+            leaf(rand(Shape::new(&[3, 3, ci, co]).unwrap(), -1.0, 1.0, &mut rng), true),
+            leaf(rand(Shape::matrix(h * h * ci, 4 * co), -1.0, 1.0, &mut rng), true),
+        ];
+        let build = move |t: &mut Tape, v: &[Var], _: &[Var]| {
+            let y = if dense {
+                let f = t.flatten(v[0])?;
+                let d = t.dense(f, v[2], None, Activation::Relu)?;
+                t.reshape(d, Shape::nhwc(n, 2, 2, co))?
+            } else {
+                t.conv2d(v[0], v[1], None, Conv2dSpec::new().relu())?
+            };
+            let early = if second == 1 { Some(t.tanh(y)?) } else { None };
+            let p = t.max_pool2d(y, PoolSpec::new(2, 2))?;
+            let pm = t.mean(p)?;
+            let other = match (second, early) {
+                (1, Some(e)) => Some(e),
+                (2, _) => Some(t.sigmoid(y)?),
+                _ => None,
+            };
+            match other {
+                Some(o) => {
+                    let om = t.mean(o)?;
+                    t.add(pm, om)
+                }
+                None => Ok(pm),
+            }
+        };
+        check("relu then max_pool2d", leaves, vec![], &build, LINEAR, seed);
+    }
+
     /// A value used twice (`x * x + x`): gradients from several consumers accumulate.
     #[test]
     fn shared_use(rows in 1usize..4, cols in 1usize..5, as_param in any::<bool>(), seed in any::<u64>()) {
