@@ -20,10 +20,12 @@ pub fn lock_levels() -> MutexGuard<'static, ()> {
 /// Algorithms whose authors have landed them (`git log`): for these,
 /// `supports()` must accept every shape it is specified to run. An algorithm
 /// not listed is still checked for agreement wherever `supports()` is `Ok`.
-pub const CLAIMED: &[ConvAlgo] = &[ConvAlgo::Reference, ConvAlgo::Im2col, ConvAlgo::Direct];
+pub const CLAIMED: &[ConvAlgo] =
+    &[ConvAlgo::Reference, ConvAlgo::Im2col, ConvAlgo::Direct, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4];
 
 /// Relative tolerance per algorithm: `|y - y_ref| <= tol * sum |a||b|` over
-/// the terms of each output element (see "Tolerances in the property suite"
+/// the terms of each output element, maximised over the [`radius`]
+/// neighbourhood for Winograd (see "Tolerances in the property suite"
 /// in `docs/ALGORITHMS.md`).
 pub fn tolerance(algo: ConvAlgo) -> f64 {
     match algo {
@@ -33,6 +35,43 @@ pub fn tolerance(algo: ConvAlgo) -> f64 {
         ConvAlgo::WinogradF4 => 1e-3,
         ConvAlgo::Auto => 1e-3,
     }
+}
+
+/// Spatial radius of the neighbourhood whose magnitudes bound an algorithm's
+/// error: 0 for algorithms that sum each element's own terms; for Winograd
+/// F(m x m, 3x3), whose transforms mix a whole (m+2)x(m+2) tile, a radius
+/// that covers every tile touching the element (`m + 1`).
+pub fn radius(algo: ConvAlgo) -> usize {
+    match algo {
+        ConvAlgo::WinogradF2 => 3,
+        ConvAlgo::WinogradF4 | ConvAlgo::Auto => 5,
+        _ => 0,
+    }
+}
+
+/// For an NHWC `[n, h, w, c]` tensor of magnitudes, the maximum over the
+/// `(2r+1)^2` neighbourhood of each element (same image, same channel).
+pub fn spread(mag: &[f32], (n, h, w, c): (usize, usize, usize, usize), r: usize) -> Vec<f32> {
+    if r == 0 {
+        return mag.to_vec();
+    }
+    let mut out = vec![0.0f32; mag.len()];
+    for b in 0..n {
+        for y in 0..h {
+            for x in 0..w {
+                for ch in 0..c {
+                    let mut m = 0.0f32;
+                    for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
+                        for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
+                            m = m.max(mag[((b * h + yy) * w + xx) * c + ch]);
+                        }
+                    }
+                    out[((b * h + y) * w + x) * c + ch] = m;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Whether `algo` is specified to run `pass` on `s` (so `supports()` must say Ok).
@@ -180,8 +219,10 @@ impl Worst {
 pub fn check_algo(algo: ConvAlgo, p: &Problem, o: &Oracle, ctx: &str, worst: &mut Worst) -> usize {
     let s = &p.s;
     let tol = tolerance(algo);
+    let r = radius(algo);
     let mut ran = 0;
     if runs(algo, s, ConvPass::Forward) {
+        let y_mag = spread(&o.y_mag, (s.n, s.out_h(), s.out_w(), s.c_out), r);
         let relu = |v: &[f32]| v.iter().map(|&x| x.max(0.0)).collect::<Vec<f32>>();
         type Case<'a> = (Option<&'a [f32]>, Activation, Vec<f32>, &'static str);
         let cases: [Case; 3] = [
@@ -194,25 +235,26 @@ pub fn check_algo(algo: ConvAlgo, p: &Problem, o: &Oracle, ctx: &str, worst: &mu
             conv::conv2d_forward(algo, s, &p.x, &p.w, bias, act, &mut y)
                 .unwrap_or_else(|e| panic!("{algo} {name} {ctx}: {e}"));
             // relu is 1-Lipschitz, so the linear bound holds after it too.
-            let r = compare(&format!("{algo} {name} {s} {ctx}"), &y, &want, &o.y_mag, tol);
-            worst.note(algo, "forward", r);
+            let ratio = compare(&format!("{algo} {name} {s} {ctx}"), &y, &want, &y_mag, tol);
+            worst.note(algo, "forward", ratio);
         }
         ran += 1;
     }
     if runs(algo, s, ConvPass::BackwardData) {
+        let gx_mag = spread(&o.gx_mag, (s.n, s.h, s.w, s.c_in), r);
         let mut gx = poisoned(s.input_len());
         conv::conv2d_backward_data(algo, s, &p.gy, &p.w, &mut gx)
             .unwrap_or_else(|e| panic!("{algo} backward_data {ctx}: {e}"));
-        let r = compare(&format!("{algo} backward_data {s} {ctx}"), &gx, &o.gx, &o.gx_mag, tol);
-        worst.note(algo, "backward_data", r);
+        let ratio = compare(&format!("{algo} backward_data {s} {ctx}"), &gx, &o.gx, &gx_mag, tol);
+        worst.note(algo, "backward_data", ratio);
         ran += 1;
     }
     if runs(algo, s, ConvPass::BackwardFilter) {
         let mut gw = poisoned(s.filter_len());
         conv::conv2d_backward_filter(algo, s, &p.x, &p.gy, &mut gw)
             .unwrap_or_else(|e| panic!("{algo} backward_filter {ctx}: {e}"));
-        let r = compare(&format!("{algo} backward_filter {s} {ctx}"), &gw, &o.gw, &o.gw_mag, tol);
-        worst.note(algo, "backward_filter", r);
+        let ratio = compare(&format!("{algo} backward_filter {s} {ctx}"), &gw, &o.gw, &o.gw_mag, tol);
+        worst.note(algo, "backward_filter", ratio);
         ran += 1;
     }
     ran
