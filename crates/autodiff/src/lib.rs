@@ -103,6 +103,7 @@
 //! assert!(tape.input(images.view()).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod backward;

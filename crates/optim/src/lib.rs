@@ -36,6 +36,7 @@
 //! slot buffer), serialisable as JSON or as exact little-endian bytes;
 //! [`Optimizer::load_state`] into an optimizer of the same configuration
 //! continues the run identically.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod adam;
