@@ -44,6 +44,10 @@ fn main() {
     ];
     let algos = [ConvAlgo::Direct, ConvAlgo::Im2col, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4, ConvAlgo::Auto];
     println!("simd level: {}", convnet_kernels::simd::level().name());
+    if filter == "gemm" {
+        gemm_compare();
+        return;
+    }
     for (label, s) in shapes {
         if !label.contains(&filter) {
             continue;
@@ -101,5 +105,51 @@ fn main() {
                 f + d + k + bb
             );
         }
+    }
+}
+
+/// Single-threaded GEMM on the im2col-equivalent shapes of the two VGG
+/// layers and a chapter layer: ours (`gemm::sgemm`) vs matrixmultiply.
+fn gemm_compare() {
+    use convnet_kernels::gemm::{sgemm, MatLayout};
+    for (label, m, k, n) in [
+        ("vgg56 im2col", 8 * 56 * 56, 576, 64),
+        ("vgg28 im2col", 8 * 28 * 28, 2304, 256),
+        ("mnist2 im2col", 64 * 11 * 11, 288, 64),
+        ("square 1024", 1024, 1024, 1024),
+    ] {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 / 1000.0).collect();
+        let mut c = vec![0f32; m * n];
+        let flops = 2.0 * (m * k * n) as f64;
+        let ours = median_ms(7, || {
+            sgemm(1.0, &a, MatLayout::dense(m, k), false, &b, MatLayout::dense(k, n), false, 0.0, &mut c).unwrap()
+        });
+        let mm = median_ms(7, || {
+            // SAFETY: a is m x k, b is k x n, c is m x n, all dense.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr(),
+                    k as isize,
+                    1,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    0.0,
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                )
+            }
+        });
+        println!(
+            "{label:14} {m}x{k}x{n}: ours {ours:8.3} ms ({:5.0} GF/s)  matrixmultiply {mm:8.3} ms ({:5.0} GF/s)",
+            flops / ours / 1e6,
+            flops / mm / 1e6
+        );
     }
 }

@@ -94,11 +94,18 @@ pub(crate) enum Slot {
     Table = 2,
     /// Backward-filter partial sums, per call.
     Partial = 3,
+    /// GEMM: packed panel of A, per GEMM call.
+    GemmA = 4,
+    /// GEMM: packed panel of B, per GEMM call.
+    GemmB = 5,
 }
 
+/// Number of [`Slot`]s.
+const SLOTS: usize = 6;
+
 thread_local! {
-    static F32_POOL: [Cell<Vec<f32>>; 4] = const { [const { Cell::new(Vec::new()) }; 4] };
-    static ISIZE_POOL: [Cell<Vec<isize>>; 4] = const { [const { Cell::new(Vec::new()) }; 4] };
+    static F32_POOL: [Cell<Vec<f32>>; SLOTS] = const { [const { Cell::new(Vec::new()) }; SLOTS] };
+    static ISIZE_POOL: [Cell<Vec<isize>>; SLOTS] = const { [const { Cell::new(Vec::new()) }; SLOTS] };
 }
 
 /// A growth-only thread-local buffer, lent out for one kernel call and given
@@ -108,11 +115,11 @@ pub(crate) struct Scratch<T: 'static + Copy + Default> {
     buf: Vec<T>,
     len: usize,
     slot: Slot,
-    pool: &'static std::thread::LocalKey<[Cell<Vec<T>>; 4]>,
+    pool: &'static std::thread::LocalKey<[Cell<Vec<T>>; SLOTS]>,
 }
 
 impl<T: 'static + Copy + Default> Scratch<T> {
-    fn take(pool: &'static std::thread::LocalKey<[Cell<Vec<T>>; 4]>, slot: Slot, len: usize) -> Self {
+    fn take(pool: &'static std::thread::LocalKey<[Cell<Vec<T>>; SLOTS]>, slot: Slot, len: usize) -> Self {
         // A nested user of the same slot (not expected) gets an empty vector
         // and allocates; correctness never depends on reuse.
         let mut buf = pool.with(|p| p[slot as usize].take());
