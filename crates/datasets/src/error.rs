@@ -97,13 +97,14 @@ pub enum Error {
         actual: u64,
     },
     /// Bytes follow the data the header describes.
-    #[error("{file}: {extra} unexpected bytes after the {expected} bytes of data the header describes")]
+    #[error("{file}: unexpected bytes after the {expected} bytes of data the header describes ({extra} or more)")]
     TrailingData {
         /// The file.
         file: String,
         /// Data bytes the header describes.
         expected: u64,
-        /// Bytes beyond them (at least this many).
+        /// Bytes beyond them (exact for raw files; for compressed streams, at
+        /// least this many: counting stops after 1 MiB).
         extra: u64,
     },
     /// The product of the dimensions does not fit in memory addresses.

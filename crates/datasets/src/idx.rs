@@ -49,6 +49,9 @@ pub const MAX_DEFLATE_RATIO: u64 = 1032;
 pub const MAX_DATA_BYTES: u64 = isize::MAX as u64;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// How many bytes past the expected end of a gzip stream are counted for the
+/// `TrailingData` message (the count is a lower bound beyond this).
+const TRAILING_COUNT_LIMIT: u64 = 1 << 20;
 
 /// True when `bytes` start like a gzip stream.
 pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
@@ -194,8 +197,9 @@ fn decompress(file: &str, gz: &[u8], kind: Kind) -> Result<(Header, Vec<u8>)> {
         return Err(Error::TruncatedData { file: file.to_string(), expected, actual });
     }
     if actual > expected {
-        // Count the rest without keeping it (bounded by the stream itself).
-        let rest = std::io::copy(&mut dec, &mut std::io::sink()).unwrap_or(0);
+        // Count a little of the rest for the message, without keeping it and
+        // without decompressing a possibly huge tail.
+        let rest = std::io::copy(&mut (&mut dec).take(TRAILING_COUNT_LIMIT), &mut std::io::sink()).unwrap_or(0);
         return Err(Error::TrailingData { file: file.to_string(), expected, extra: actual - expected + rest });
     }
     Ok((header, out))

@@ -287,7 +287,7 @@ pub(crate) fn read_array(file: &str, r: &mut impl Read, declared: u64, limit: u6
     }
     let mut data = Vec::with_capacity(header.data_len + 1);
     data.extend_from_slice(&head[header.len.min(head.len())..]);
-    r.take(expected + 1 - data.len() as u64)
+    r.take((expected + 1).saturating_sub(data.len() as u64))
         .read_to_end(&mut data)
         .map_err(|e| npy_err(file, format!("cannot read the data: {e}")))?;
     if (data.len() as u64) < expected {
