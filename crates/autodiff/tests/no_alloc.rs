@@ -4,14 +4,12 @@
 //! proves it.
 //!
 //! The count covers every thread (the kernels' rayon workers included).
-//! Today one dependency still allocates: `matrixmultiply` 0.3 allocates its
-//! packing buffer on every `sgemm` call (`gemm::make_packing_buffer`), and
-//! the dense layers and im2col convolutions call it. So the test measures
-//! two things on the same shapes: the allocations of a tape step, and those
-//! of the same kernel calls made directly on preallocated buffers; the tape,
-//! pool, parameters and optimizer must add exactly zero. The strict "zero in
-//! total" test is kept, ignored until the kernels' GEMM packs into reusable
-//! scratch (`cargo test -p convnet-autodiff --test no_alloc -- --ignored`).
+//! Two tests: the strict one (zero allocations in total, now that the
+//! kernels' GEMM packs into thread-local growth-only scratch instead of
+//! `matrixmultiply`'s per-call buffer), and one that compares a tape step with
+//! the same kernel calls made directly on preallocated buffers, so that if a
+//! kernel ever allocates again the tape, pool, parameters and optimizer are
+//! still shown to add exactly zero.
 
 use convnet_autodiff::{Activation, Conv2dSpec, ConvAlgo, Padding, ParamId, Params, PoolSpec, Tape};
 use convnet_kernels::activation::relu_backward_inplace;
@@ -227,10 +225,8 @@ fn training_step_allocates_nothing_beyond_the_kernels() {
     assert!(losses[8] < losses[0], "{losses:?}");
 }
 
-/// The goal: zero allocations in total. Blocked on `matrixmultiply`'s
-/// per-call packing buffer (see the module doc).
+/// Zero allocations in total after warm-up, kernels included.
 #[test]
-#[ignore = "matrixmultiply 0.3 allocates a packing buffer on every sgemm call"]
 fn steady_state_training_step_makes_no_allocation() {
     let mut rng = Rng::new(3);
     let mut m = model(&mut rng);
