@@ -23,6 +23,14 @@ use crate::simd::SimdLevel;
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::*;
 
+/// How many `k` steps ahead the micro-kernels prefetch their filter panel
+/// (8 steps = 1 KiB of a 32-wide AVX-512 panel). The panels stream from L3
+/// on each block's first row tile, faster than the hardware prefetcher
+/// ramps up; measured on 8x28x28x256->256 F(4x4) forward, single-threaded
+/// CPU time per call 23.6 ms with it vs 25.6 ms without (three alternated
+/// runs each, `perf stat -e task-clock`).
+const PREFETCH_K: usize = 8;
+
 /// The panel width (output channels per packed column panel) for `level`.
 pub(super) fn panel_width(level: SimdLevel, c_out: usize) -> usize {
     match level {
@@ -121,6 +129,11 @@ unsafe fn tile_avx512<const MR: usize>(k: usize, a: *const f32, b: *const f32, c
         let mut acc0 = [_mm512_setzero_ps(); MR];
         let mut acc1 = [_mm512_setzero_ps(); MR];
         for kk in 0..k {
+            // Prefetches never fault; wrapping_add keeps the address
+            // arithmetic defined past the end of the panel.
+            let ahead = b.wrapping_add((kk + PREFETCH_K) * 32) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(ahead);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64));
             let b0 = _mm512_loadu_ps(b.add(kk * 32));
             let b1 = _mm512_loadu_ps(b.add(kk * 32 + 16));
             for r in 0..MR {
@@ -174,6 +187,7 @@ unsafe fn tile_avx2<const MR: usize>(k: usize, a: *const f32, b: *const f32, c: 
         let mut acc0 = [_mm256_setzero_ps(); MR];
         let mut acc1 = [_mm256_setzero_ps(); MR];
         for kk in 0..k {
+            _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add((kk + PREFETCH_K) * 16) as *const i8);
             let b0 = _mm256_loadu_ps(b.add(kk * 16));
             let b1 = _mm256_loadu_ps(b.add(kk * 16 + 8));
             for r in 0..MR {
