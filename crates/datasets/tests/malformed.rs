@@ -338,6 +338,17 @@ fn npy_header_corner_cases() {
     assert!(parse("o.npy", &file).unwrap_err().to_string().contains("overflows"));
     let file = npy_bytes("|u1", false, "(99999999999999999999999,)", &[]);
     assert!(parse("o.npy", &file).unwrap_err().to_string().contains("too large"));
+    // Versions 2 and 3: a u32 header length (v3 allows UTF-8 in the dict).
+    for major in [2u8, 3] {
+        let dict = b"{'descr': '|u1', 'fortran_order': False, 'shape': (3,), }\n";
+        let mut file = vec![0x93, b'N', b'U', b'M', b'P', b'Y', major, 0];
+        file.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+        file.extend_from_slice(dict);
+        file.extend_from_slice(&[4, 5, 6]);
+        let header = parse_header("v.npy", &file).unwrap();
+        assert_eq!((header.version, header.len), ((major, 0), 12 + dict.len()));
+        assert_eq!(parse("v.npy", &file).unwrap(), (vec![3], vec![4, 5, 6]));
+    }
     // Scalars and 1-tuples, Python 2 longs.
     assert_eq!(parse("s.npy", &npy_bytes("|u1", false, "()", &[9])).unwrap(), (vec![], vec![9]));
     assert_eq!(parse("l.npy", &npy_bytes("|u1", false, "(2L,)", &[1, 2])).unwrap(), (vec![2], vec![1, 2]));
