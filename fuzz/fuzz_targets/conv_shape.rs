@@ -177,6 +177,7 @@ fuzz_target!(|data: &[u8]| {
         let tol = tolerance(algo);
         let y_mag = spread(&y_mag, (s.n, s.out_h(), s.out_w(), s.c_out), radius(algo));
         let gx_mag = spread(&gx_mag, (s.n, s.h, s.w, s.c_in), radius(algo));
+        let gw_mag = spread(&gw_mag, (1, s.kh, s.kw, s.c_in * s.c_out), radius(algo).min(s.kh.max(s.kw)));
         for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
             let result = match pass {
                 ConvPass::Forward => {
