@@ -115,12 +115,6 @@ fn one_by_one_conv_is_the_gemm() {
         let wt = uniform(s.filter_len(), &mut rng);
         let b = uniform(co, &mut rng);
         let rows = n * h * w;
-        let mut gemm = poisoned(rows * co);
-        sgemm(1.0, &x, MatLayout::dense(rows, ci), false, &wt, MatLayout::dense(ci, co), false, 0.0, &mut gemm)
-            .unwrap();
-        let mut gemm_bias_relu = gemm.clone();
-        activation::bias_add(&mut gemm_bias_relu, &b).unwrap();
-        activation::relu_inplace(&mut gemm_bias_relu);
         // Magnitudes for the tolerance of the algorithms that do not run this GEMM.
         let mut mag = poisoned(rows * co);
         let (ax, aw) = (common::abs(&x), common::abs(&wt));
@@ -128,6 +122,13 @@ fn one_by_one_conv_is_the_gemm() {
             .unwrap();
         for level in SimdLevel::available() {
             simd::force(level).unwrap();
+            // The GEMM under this level (its micro-kernel, FMA or not, is the level's).
+            let mut gemm = poisoned(rows * co);
+            sgemm(1.0, &x, MatLayout::dense(rows, ci), false, &wt, MatLayout::dense(ci, co), false, 0.0, &mut gemm)
+                .unwrap();
+            let mut gemm_bias_relu = gemm.clone();
+            activation::bias_add(&mut gemm_bias_relu, &b).unwrap();
+            activation::relu_inplace(&mut gemm_bias_relu);
             for algo in ConvAlgo::ALL {
                 if conv::supports(algo, &s, ConvPass::Forward).is_err() {
                     continue;
