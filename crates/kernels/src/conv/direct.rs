@@ -37,7 +37,7 @@
 //!
 //! | level | lanes | tile `P x NV` (by output channels) |
 //! |---|---|---|
-//! | AVX-512 | 16 | 24x1, 12x2, 8x3, 6x4 |
+//! | AVX-512 | 16 | 16x1, 8x2, 8x3, 6x4 |
 //! | AVX2+FMA | 8 | 12x1, 6x2 |
 //! | portable (`wide`) | 8 | 6x1, 3x2 |
 //!

@@ -11,10 +11,11 @@
 //!    multiplies than direct, which only pays once the transforms are
 //!    amortised over many channels.
 //! 2. **im2col** when the filter is too big for the direct kernel's
-//!    working set ([`DIRECT_MAX_FILTER_BYTES`]): the GEMM blocks the filter
-//!    for cache, direct streams one packed block per channel block; and for
-//!    backward-filter with at least [`FILTER_DIRECT_MAX_CIN`] input channels,
-//!    where the GEMM's K=rows reduction beats direct's per-tap loops.
+//!    working set ([`DIRECT_MAX_FILTER_BYTES`], every pass): the GEMM blocks
+//!    the filter for cache, direct streams one packed block per channel
+//!    block; and for backward-data into fewer than
+//!    [`DIRECT_BWD_DATA_MIN_CIN`] input channels, where direct's vectors
+//!    over input channels would be mostly empty.
 //! 3. **direct** otherwise: small channel counts (the first layer, where
 //!    im2col's K=9 GEMM is poor), small images, and any shape whose filter
 //!    fits comfortably in L2.
@@ -42,16 +43,19 @@ pub const WINOGRAD_MIN_OUTPUT_PIXELS: usize = 64;
 /// but 64x13x13x32->64 direct 2.02 ms vs F4 2.12 ms.
 pub const WINOGRAD_BWD_DATA_MIN_CHANNELS: usize = 64;
 
-/// Above this filter size (bytes) forward and backward-data use im2col,
-/// not direct. Measured: 8x28x28x256->256 (2.4 MB filter) im2col 97 ms vs
-/// direct 205 ms forward; 8x56x56x64->64 (147 KB) direct 24 ms vs im2col 45 ms.
+/// Above this filter size (bytes) every pass uses im2col, not direct.
+/// Measured: 8x28x28x256->256 (2.4 MB filter) im2col 97 ms vs direct 205 ms
+/// forward, 86 ms vs 430 ms backward-filter; at 147 KB (64->64) direct
+/// wins: 8x56x56x64->64 forward 24 ms vs 45 ms, 64x5x5x64->64
+/// backward-filter 0.42 ms vs 0.63 ms, 64x13x13x32->64 (74 KB)
+/// backward-filter 2.15 ms vs 4.34 ms.
 pub const DIRECT_MAX_FILTER_BYTES: usize = 1 << 20;
 
-/// Backward-filter uses direct below this many input channels, im2col at
-/// or above it. Measured: first layer (1 channel) direct 1.05 ms vs im2col
-/// 5.0 ms; 64x5x5x64->64 im2col 0.45 ms vs direct 0.52 ms; 8x28x28x256->256
-/// im2col 86 ms vs direct 430 ms.
-pub const FILTER_DIRECT_MAX_CIN: usize = 8;
+/// Backward-data into fewer input channels than this uses im2col: direct
+/// vectorises over the input channels. Measured: the first layer (1 input
+/// channel) im2col 2.4 ms vs direct 9.6 ms (it is never needed in training:
+/// nothing asks for the gradient of the images).
+pub const DIRECT_BWD_DATA_MIN_CIN: usize = 8;
 
 /// Whether the Winograd kernels can take this shape for this pass at all.
 fn winograd_can(shape: &ConvShape, pass: ConvPass) -> bool {
@@ -90,17 +94,17 @@ pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
                 && winograd_can(shape, pass)
             {
                 ConvAlgo::WinogradF4
-            } else if filter_bytes > DIRECT_MAX_FILTER_BYTES {
+            } else if filter_bytes > DIRECT_MAX_FILTER_BYTES || shape.c_in < DIRECT_BWD_DATA_MIN_CIN {
                 ConvAlgo::Im2col
             } else {
                 ConvAlgo::Direct
             }
         }
         ConvPass::BackwardFilter => {
-            if shape.c_in < FILTER_DIRECT_MAX_CIN {
-                ConvAlgo::Direct
-            } else {
+            if filter_bytes > DIRECT_MAX_FILTER_BYTES {
                 ConvAlgo::Im2col
+            } else {
+                ConvAlgo::Direct
             }
         }
     }
@@ -115,11 +119,14 @@ mod tests {
     fn chapter_layers_route_as_measured() {
         let l1 = ConvShape::new(64, 28, 28, 1, 32, 3, 3).unwrap();
         let l3 = ConvShape::new(64, 5, 5, 64, 64, 3, 3).unwrap();
+        assert_eq!(select(&l1, ConvPass::Forward), ConvAlgo::Direct);
+        assert_eq!(select(&l1, ConvPass::BackwardData), ConvAlgo::Im2col);
+        assert_eq!(select(&l1, ConvPass::BackwardFilter), ConvAlgo::Direct);
         for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
-            assert_eq!(select(&l1, pass), ConvAlgo::Direct);
+            assert_eq!(select(&l3, pass), ConvAlgo::Direct);
         }
-        assert_eq!(select(&l3, ConvPass::Forward), ConvAlgo::Direct);
-        assert_eq!(select(&l3, ConvPass::BackwardFilter), ConvAlgo::Im2col);
+        let vgg = ConvShape::new(8, 28, 28, 256, 256, 3, 3).unwrap().with_padding(Padding::Same).unwrap();
+        assert_eq!(select(&vgg, ConvPass::BackwardFilter), ConvAlgo::Im2col);
     }
 
     #[test]
