@@ -48,7 +48,8 @@
 //! a micro-kernel holds `R` input channels by `NV` output-channel vectors
 //! (times `G` interleaved pixel groups when `c_in` is small, to hide FMA
 //! latency) and reduces over the rectangle. The batch is split into FIXED
-//! chunks of about [`FILTER_CHUNK_PIXELS`] output pixels, independent of
+//! chunks of about [`FILTER_CHUNK_PIXELS`] output pixels (code in
+//! `direct_filter.rs`), independent of
 //! the thread count; each chunk writes its own partial `dw`, and the
 //! partials are summed in chunk order, so the result is bit-identical for
 //! any number of threads.
@@ -66,6 +67,9 @@ use crate::arch::{scratch_f32, scratch_isize, FtzGuard, SendPtr, Slot};
 use crate::simd::{level, SimdLevel};
 use rayon::prelude::*;
 
+pub use super::direct_filter::FILTER_CHUNK_PIXELS;
+pub(crate) use super::direct_filter::{backward_bias, backward_filter};
+
 /// `Ok` for every validated shape and pass: direct is fully general.
 pub(crate) fn supports(_algo: ConvAlgo, _shape: &ConvShape, _pass: ConvPass) -> std::result::Result<(), String> {
     Ok(())
@@ -76,16 +80,6 @@ pub(crate) fn supports(_algo: ConvAlgo, _shape: &ConvShape, _pass: ConvPass) -> 
 /// gather passes do not depend on it anyway (each output is computed by
 /// exactly one task, always in the same order).
 const TILES_PER_TASK: usize = 16;
-
-/// Target output pixels per backward-filter chunk. Each chunk holds whole
-/// images and produces one partial `dw`; fewer, larger chunks mean less
-/// partial memory and summing, more chunks mean more parallel work.
-/// Independent of the thread count, so the reduction order is fixed.
-pub const FILTER_CHUNK_PIXELS: usize = 4096;
-
-/// At most this many backward-filter partials (bounds their memory at
-/// `MAX_FILTER_PARTIALS * filter_len` floats).
-const MAX_FILTER_PARTIALS: usize = 16;
 
 // ---------------------------------------------------------------------------
 // Axis classes
@@ -224,7 +218,7 @@ fn tile_pixels(level: SimdLevel, nvm: usize) -> usize {
 }
 
 /// `(lanes, vectors per full channel block)` for `channels` outputs at `level`.
-fn channel_blocking(level: SimdLevel, channels: usize) -> (usize, usize) {
+pub(super) fn channel_blocking(level: SimdLevel, channels: usize) -> (usize, usize) {
     let (lanes, max_nv) = match level {
         SimdLevel::Avx512 => (16, 4),
         SimdLevel::Avx2 | SimdLevel::Portable => (8, 2),
@@ -648,344 +642,10 @@ fn backward_data_at(level: SimdLevel, s: &ConvShape, grad_output: &[f32], filter
     );
 }
 
-// ---------------------------------------------------------------------------
-// Backward-filter
-// ---------------------------------------------------------------------------
-
-/// One backward-filter problem and its fixed chunking.
-struct FilterJob<'a> {
-    s: &'a ConvShape,
-    input: &'a [f32],
-    grad_output: &'a [f32],
-    /// Partial `dw` of chunk 0 is `grad_filter` itself; chunk `c > 0`
-    /// writes `partials[(c - 1) * filter_len ..]`.
-    dw0: SendPtr<f32>,
-    partials: SendPtr<f32>,
-    images_per_chunk: usize,
-    /// Input channels per task (`R`) and output channels per task (`ws`).
-    rows: usize,
-    ws: usize,
-    level: SimdLevel,
-}
-
-/// Rows of input channels `R` and pixel interleave `G` for `c_in` channels.
-fn filter_rows(c_in: usize) -> (usize, usize) {
-    if c_in >= 4 {
-        (4, 1)
-    } else {
-        (1, 4)
-    }
-}
-
-/// Output coordinates `o` whose tap `k` lands inside the input: `lo..hi`.
-fn valid_range(out: usize, k: usize, stride: usize, dil: usize, pad: usize, size: usize) -> (usize, usize) {
-    let kd = k * dil;
-    let lo = if pad > kd { (pad - kd).div_ceil(stride) } else { 0 };
-    let hi = if size + pad > kd { (size + pad - kd).div_ceil(stride).min(out) } else { 0 };
-    (lo.min(hi), hi)
-}
-
-/// Backward-filter pass (overwrites `grad_filter`).
-pub(crate) fn backward_filter(
-    _algo: ConvAlgo,
-    s: &ConvShape,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_filter: &mut [f32],
-) {
-    backward_filter_at(level(), s, input, grad_output, grad_filter)
-}
-
-/// [`backward_filter`] at an explicit SIMD level (tests run every level this way).
-fn backward_filter_at(level: SimdLevel, s: &ConvShape, input: &[f32], grad_output: &[f32], grad_filter: &mut [f32]) {
-    let _ftz = FtzGuard::new();
-    let (lanes, nvm) = channel_blocking(level, s.c_out);
-    let ws = nvm * lanes;
-    let per_img = s.out_h() * s.out_w();
-    let mut images_per_chunk = (FILTER_CHUNK_PIXELS / per_img).max(1);
-    if s.n.div_ceil(images_per_chunk) > MAX_FILTER_PARTIALS {
-        images_per_chunk = s.n.div_ceil(MAX_FILTER_PARTIALS);
-    }
-    let chunks = s.n.div_ceil(images_per_chunk);
-    let flen = s.filter_len();
-    let mut partials = scratch_f32(Slot::Partial, (chunks - 1) * flen);
-    let (rows, _) = filter_rows(s.c_in);
-    let job = FilterJob {
-        s,
-        input,
-        grad_output,
-        dw0: SendPtr(grad_filter.as_mut_ptr()),
-        partials: SendPtr(partials.as_mut_ptr()),
-        images_per_chunk,
-        rows,
-        ws,
-        level,
-    };
-    let taps = s.kh * s.kw;
-    let rblocks = s.c_in.div_ceil(rows);
-    let cblocks = s.c_out.div_ceil(ws);
-    let tasks = chunks * taps * rblocks * cblocks;
-    (0..tasks).into_par_iter().for_each(|t| {
-        let _ftz = FtzGuard::new();
-        match job.level {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the level was checked available when it was chosen.
-            SimdLevel::Avx512 => unsafe { filter_task_avx512(&job, t) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            SimdLevel::Avx2 => unsafe { filter_task_avx2(&job, t) },
-            // SAFETY: `job` describes in-bounds buffers.
-            _ => unsafe { filter_task::<Portable>(&job, t) },
-        }
-    });
-    // Sum the partials in chunk order (fixed), in parallel over fixed
-    // slices of dw: the order per element never depends on the pool.
-    if chunks > 1 {
-        let partials = &*partials;
-        grad_filter.par_chunks_mut(1024).enumerate().for_each(|(i, d)| {
-            let _ftz = FtzGuard::new();
-            for c in 0..chunks - 1 {
-                let p = &partials[c * flen + i * 1024..][..d.len()];
-                d.iter_mut().zip(p).for_each(|(d, &p)| *d += p);
-            }
-        });
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn filter_task_avx512(job: &FilterJob, t: usize) {
-    // SAFETY: forwarded contract of filter_task.
-    unsafe { filter_task::<Avx512>(job, t) }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn filter_task_avx2(job: &FilterJob, t: usize) {
-    // SAFETY: forwarded contract of filter_task.
-    unsafe { filter_task::<Avx2>(job, t) }
-}
-
-/// Task `t`: one (chunk, tap, input-channel block, output-channel block).
-///
-/// # Safety
-///
-/// `job.dw0` holds `filter_len` and `job.partials` `(chunks-1)*filter_len`
-/// writable floats; tasks write disjoint `(chunk, tap, rows, cols)` blocks.
-#[inline(always)]
-unsafe fn filter_task<V: Vf32>(job: &FilterJob, t: usize) {
-    let s = job.s;
-    let taps = s.kh * s.kw;
-    let rblocks = s.c_in.div_ceil(job.rows);
-    let cblocks = s.c_out.div_ceil(job.ws);
-    let cb = t % cblocks;
-    let rb = t / cblocks % rblocks;
-    let tap = t / (cblocks * rblocks) % taps;
-    let chunk = t / (cblocks * rblocks * taps);
-    let (ky, kx) = (tap / s.kw, tap % s.kw);
-    let c0 = cb * job.ws;
-    let nvalid = job.ws.min(s.c_out - c0);
-    let nv = nvalid.div_ceil(V::LANES);
-    let r0 = rb * job.rows;
-    let rvalid = job.rows.min(s.c_in - r0);
-    let dw = if chunk == 0 { job.dw0.get() } else { job.partials.get().wrapping_add((chunk - 1) * s.filter_len()) };
-    // SAFETY: the block (tap, r0.., c0..) of this chunk's partial is in bounds.
-    let dst = unsafe { dw.add((tap * s.c_in + r0) * s.c_out + c0) };
-    let n0 = chunk * job.images_per_chunk;
-    let n1 = (n0 + job.images_per_chunk).min(s.n);
-    let a =
-        FilterArgs { s, input: job.input, grad_output: job.grad_output, ky, kx, r0, rvalid, c0, nvalid, n0, n1, dst };
-    // SAFETY: forwarded contract.
-    unsafe {
-        match (job.rows, nv) {
-            (4, 1) => filter_tile::<V, 4, 1, 1>(&a),
-            (4, 2) => filter_tile::<V, 4, 2, 1>(&a),
-            (4, 3) => filter_tile::<V, 4, 3, 1>(&a),
-            (4, _) => filter_tile::<V, 4, 4, 1>(&a),
-            (_, 1) => filter_tile::<V, 1, 1, 4>(&a),
-            (_, 2) => filter_tile::<V, 1, 2, 4>(&a),
-            (_, 3) => filter_tile::<V, 1, 3, 4>(&a),
-            (_, _) => filter_tile::<V, 1, 4, 4>(&a),
-        }
-    }
-}
-
-struct FilterArgs<'a> {
-    s: &'a ConvShape,
-    input: &'a [f32],
-    grad_output: &'a [f32],
-    ky: usize,
-    kx: usize,
-    /// First input channel and how many of the `R` rows are real.
-    r0: usize,
-    rvalid: usize,
-    /// First output channel and how many of the `NV*LANES` are real.
-    c0: usize,
-    nvalid: usize,
-    /// Images of this chunk.
-    n0: usize,
-    n1: usize,
-    dst: *mut f32,
-}
-
-/// Loads `LANES` floats from `p`, or only the first `valid` of them (the
-/// rest zero) when `valid < LANES`.
-///
-/// # Safety
-///
-/// `p` readable for `min(valid, LANES)` floats.
-#[inline(always)]
-unsafe fn load_part<V: Vf32>(p: *const f32, valid: usize) -> V {
-    if valid >= V::LANES {
-        // SAFETY: LANES readable floats.
-        unsafe { V::load(p) }
-    } else {
-        let mut tmp = [0f32; 16];
-        // SAFETY: `valid` readable floats.
-        unsafe { std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), valid) };
-        // SAFETY: tmp holds 16 >= LANES floats.
-        unsafe { V::load(tmp.as_ptr()) }
-    }
-}
-
-/// Reduces `x[pixel + tap, r0..r0+R] (x) dy[pixel, c0..c0+NV*LANES]` over the
-/// chunk's pixels whose tap is inside the input, into `R x NV` vector
-/// accumulators times `G` pixel groups (summed in a fixed order at the end),
-/// and stores the `rvalid x nvalid` block (row stride `c_out`).
-///
-/// # Safety
-///
-/// `a.dst` writable for that block; the other fields describe `a.s`.
-#[inline(always)]
-unsafe fn filter_tile<V: Vf32, const R: usize, const NV: usize, const G: usize>(a: &FilterArgs) {
-    let s = a.s;
-    let (oh, ow) = (s.out_h(), s.out_w());
-    let (ylo, yhi) = valid_range(oh, a.ky, s.stride_h, s.dilation_h, s.pad_top, s.h);
-    let (xlo, xhi) = valid_range(ow, a.kx, s.stride_w, s.dilation_w, s.pad_left, s.w);
-    // A tap with no valid column (tiny input, wide padding) sums nothing:
-    // skip the rows too, whose column offset `ix0` would underflow.
-    let (ylo, yhi) = if xlo < xhi { (ylo, yhi) } else { (0, 0) };
-    let mut acc = [[[V::zero(); NV]; R]; G];
-    // Rows past c_in repeat the last real channel (never stored).
-    let mut roff = [0usize; R];
-    for (r, o) in roff.iter_mut().enumerate() {
-        *o = r.min(a.rvalid - 1);
-    }
-    let full = a.nvalid == NV * V::LANES;
-    let xstep = s.stride_w * s.c_in;
-    for n in a.n0..a.n1 {
-        for oy in ylo..yhi {
-            let iy = oy * s.stride_h + a.ky * s.dilation_h - s.pad_top;
-            let ix0 = xlo * s.stride_w + a.kx * s.dilation_w - s.pad_left;
-            let xrow = &a.input[((n * s.h + iy) * s.w + ix0) * s.c_in + a.r0..];
-            let grow = &a.grad_output[((n * oh + oy) * ow + xlo) * s.c_out + a.c0..];
-            let xp = xrow.as_ptr();
-            let gp = grow.as_ptr();
-            let count = xhi - xlo;
-            let mut i = 0;
-            while i + G <= count {
-                for g in 0..G {
-                    // SAFETY: pixel xlo+i+g < xhi is valid for this tap, so
-                    // its input row and gradient row are in bounds.
-                    unsafe {
-                        let x = xp.add((i + g) * xstep);
-                        let d = gp.add((i + g) * s.c_out);
-                        let mut dv = [V::zero(); NV];
-                        for (j, v) in dv.iter_mut().enumerate() {
-                            *v = if full {
-                                V::load(d.add(j * V::LANES))
-                            } else {
-                                load_part(d.add(j * V::LANES), a.nvalid.saturating_sub(j * V::LANES))
-                            };
-                        }
-                        for r in 0..R {
-                            let b = V::splat(*x.add(roff[r]));
-                            for j in 0..NV {
-                                acc[g][r][j] = V::mul_add(b, dv[j], acc[g][r][j]);
-                            }
-                        }
-                    }
-                }
-                i += G;
-            }
-            while i < count {
-                // SAFETY: as above, for the remaining pixels (group 0).
-                unsafe {
-                    let x = xp.add(i * xstep);
-                    let d = gp.add(i * s.c_out);
-                    let mut dv = [V::zero(); NV];
-                    for (j, v) in dv.iter_mut().enumerate() {
-                        *v = if full {
-                            V::load(d.add(j * V::LANES))
-                        } else {
-                            load_part(d.add(j * V::LANES), a.nvalid.saturating_sub(j * V::LANES))
-                        };
-                    }
-                    for r in 0..R {
-                        let b = V::splat(*x.add(roff[r]));
-                        for j in 0..NV {
-                            acc[0][r][j] = V::mul_add(b, dv[j], acc[0][r][j]);
-                        }
-                    }
-                }
-                i += 1;
-            }
-        }
-    }
-    for r in 0..a.rvalid {
-        for j in 0..NV {
-            let mut v = acc[0][r][j];
-            for g in acc.iter().skip(1) {
-                v = V::add(v, g[r][j]);
-            }
-            let lo = j * V::LANES;
-            // SAFETY: row r < rvalid of the block, channels lo.. < nvalid.
-            unsafe {
-                let d = a.dst.add(r * s.c_out + lo);
-                if lo + V::LANES <= a.nvalid {
-                    v.store(d);
-                } else if lo < a.nvalid {
-                    let mut tmp = [0f32; 16];
-                    v.store(tmp.as_mut_ptr());
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), d, a.nvalid - lo);
-                }
-            }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Bias gradient
-// ---------------------------------------------------------------------------
-
-/// Rows of `grad_output` per bias-gradient chunk (fixed: the partial sums
-/// are added in chunk order, so the result never depends on the pool).
-const BIAS_CHUNK_ROWS: usize = 2048;
-
-/// Bias gradient: per-channel sums of `grad_output` (overwrites
-/// `grad_bias`). f32 partial sums over fixed chunks of rows, added in order.
-pub(crate) fn backward_bias(s: &ConvShape, grad_output: &[f32], grad_bias: &mut [f32]) {
-    let _ftz = FtzGuard::new();
-    let c = s.c_out;
-    let rows = grad_output.len() / c;
-    let chunks = rows.div_ceil(BIAS_CHUNK_ROWS);
-    let mut partials = scratch_f32(Slot::Partial, chunks * c);
-    partials.par_chunks_mut(c).enumerate().for_each(|(i, p)| {
-        p.fill(0.0);
-        let part = &grad_output[i * BIAS_CHUNK_ROWS * c..((i + 1) * BIAS_CHUNK_ROWS).min(rows) * c];
-        for row in part.chunks_exact(c) {
-            p.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
-        }
-    });
-    grad_bias.fill(0.0);
-    for p in partials.chunks_exact(c) {
-        grad_bias.iter_mut().zip(p).for_each(|(a, &g)| *a += g);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv::direct_filter::backward_filter_at;
     use crate::conv::{reference, Padding};
 
     fn shapes() -> Vec<ConvShape> {

@@ -11,6 +11,7 @@
 //! [`ConvAlgo::Auto`] resolves through [`select`].
 
 pub mod direct;
+mod direct_filter;
 pub mod im2col;
 pub mod reference;
 mod select;
