@@ -11,6 +11,7 @@
 pub mod callbacks;
 pub mod data;
 mod error;
+mod infer;
 pub mod layers;
 mod model;
 pub mod progress;

@@ -159,7 +159,7 @@ impl Sequential {
             params,
             algo: ConvAlgo::Auto,
             compiled: None,
-            infer_tape: Default::default(),
+            infer_scratch: Default::default(),
         })
     }
 }
@@ -190,9 +190,9 @@ pub struct Model {
     pub(crate) params: Params,
     pub(crate) algo: ConvAlgo,
     pub(crate) compiled: Option<crate::train::Compiled>,
-    /// An inference tape kept between `evaluate` / `predict` calls so its
-    /// buffer pool is reused (batch-1 latency without allocation).
-    pub(crate) infer_tape: std::sync::Mutex<convnet_autodiff::Tape>,
+    /// Activation buffers of the tape-free inference pass, kept between
+    /// `evaluate` / `predict` calls (batch-1 latency without allocation).
+    pub(crate) infer_scratch: std::sync::Mutex<crate::infer::Scratch>,
 }
 
 impl std::fmt::Debug for Model {

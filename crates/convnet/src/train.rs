@@ -10,14 +10,15 @@
 //! as Keras does with `from_logits`; a sigmoid last layer with binary
 //! cross-entropy likewise goes to the fused logits form.
 //!
-//! `evaluate` and `predict` run on an inference tape: no backward rules, no
-//! argmax or mask buffers, dropout is the identity.
+//! `evaluate` and `predict` record no tape: they call the same kernels
+//! directly on reused activation buffers (see `infer.rs`); dropout is the identity.
 //!
 //! The loss and accuracy shown per epoch are running means over the examples
 //! seen so far in the epoch, weighted by batch size, as Keras prints them.
 
 use crate::callbacks::{Callback, Control};
 use crate::data::{Examples, TargetForm, XY};
+use crate::infer::Scratch;
 use crate::layers::{Activation, Layer};
 use crate::model::Model;
 use crate::progress::Progbar;
@@ -200,6 +201,8 @@ struct BatchBuf {
     x: Vec<f32>,
     y: Vec<f32>,
     labels: Vec<u32>,
+    /// Outputs of an inference batch (evaluate).
+    out: Vec<f32>,
     item_shape: Vec<usize>,
     item_len: usize,
 }
@@ -212,6 +215,7 @@ impl BatchBuf {
             x: vec![0.0; batch * item_len],
             y: vec![0.0; form.map_or(0, |f| batch * f.width())],
             labels: Vec::with_capacity(batch),
+            out: Vec::new(),
             item_shape,
             item_len,
         }
@@ -478,7 +482,7 @@ impl Model {
         let mut rng = Rng::new(options.seed);
         let mut buf = BatchBuf::new(self, bs, Some(form));
         let mut tape = Tape::new();
-        let mut eval_tape = Tape::inference();
+        let mut scratch = Scratch::default();
         let accuracy = self.compiled.as_ref().is_some_and(|c| c.accuracy);
         let live = match options.verbose {
             Verbose::Silent => None,
@@ -548,8 +552,8 @@ impl Model {
             }
             let val = if has_val {
                 let (l, a) = match options.validation_data {
-                    Some(v) => self.evaluate_on(&mut eval_tape, v, None, bs.max(64))?,
-                    None => self.evaluate_on(&mut eval_tape, data, Some(&val_indices), bs.max(64))?,
+                    Some(v) => self.evaluate_on(&mut scratch, v, None, bs.max(64))?,
+                    None => self.evaluate_on(&mut scratch, data, Some(&val_indices), bs.max(64))?,
                 };
                 Some((l, a))
             } else {
@@ -581,15 +585,17 @@ impl Model {
         Ok(history)
     }
 
-    /// Loss and accuracy over `indices` of `data` (all when `None`) on an inference tape.
+    /// Loss and accuracy over `indices` of `data` (all when `None`), on the
+    /// tape-free inference path.
     fn evaluate_on(
         &self,
-        tape: &mut Tape,
+        scratch: &mut Scratch,
         data: &dyn Examples,
         indices: Option<&[usize]>,
         batch_size: usize,
     ) -> Result<(f64, f64)> {
         let form = self.target_form()?;
+        let c = self.compiled.as_ref().ok_or(Error::NotCompiled("evaluate"))?;
         let all: Vec<usize>;
         let idx = match indices {
             Some(i) => i,
@@ -600,31 +606,32 @@ impl Model {
         };
         let bs = batch_size.max(1).min(idx.len().max(1));
         let mut buf = BatchBuf::new(self, bs, Some(form));
-        let fused = self.compiled.as_ref().is_some_and(|c| c.fused);
+        let k = self.output_shape()[0];
+        let logits = c.fused || self.layers[self.layers.len() - 1].layer.activation() == Activation::Linear;
         let mut run = Running::default();
         for chunk in idx.chunks(bs) {
             let b = chunk.len();
             buf.fill(data, chunk, Some(form))?;
-            tape.reset();
-            let x = tape.input(TensorView::new(buf.shape(b)?, &buf.x[..b * buf.item_len])?)?;
-            let out = self.forward(tape, x, fused, 0)?;
-            let loss_var = self.loss_node(tape, out, &buf, b, form)?;
-            run.loss += tape.scalar(loss_var)? as f64 * b as f64;
-            run.correct += self.correct(tape.value(out)?.data(), &buf, b, form)?;
+            let y = self.infer(scratch, &buf.x[..b * buf.item_len], b, c.fused)?;
+            buf.out.clear();
+            buf.out.extend_from_slice(y);
+            let out = &buf.out;
+            let loss = match c.loss {
+                Loss::CategoricalCrossentropy => Model::infer_ce(scratch, k, out, &buf.y[..b * k])?,
+                Loss::SparseCategoricalCrossentropy => Model::infer_sparse_ce(scratch, k, out, &buf.labels[..b])?,
+                Loss::BinaryCrossentropy => crate::infer::binary_ce(out, &buf.y[..b * k], logits),
+            };
+            run.loss += loss as f64 * b as f64;
+            run.correct += self.correct(out, &buf, b, form)?;
             run.seen += b;
         }
-        tape.reset();
         Ok((run.loss(), run.accuracy()))
     }
 
-    /// The cached inference tape (a poisoned lock only means an earlier call
-    /// panicked mid-record: the tape is reset before every use anyway).
-    fn inference_tape(&self) -> std::sync::MutexGuard<'_, Tape> {
-        let mut guard = self.infer_tape.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.is_training() {
-            guard.set_training(false);
-        }
-        guard
+    /// The cached inference buffers (a poisoned lock only means an earlier
+    /// call panicked mid-pass: the buffers are overwritten before use anyway).
+    fn scratch(&self) -> std::sync::MutexGuard<'_, Scratch> {
+        self.infer_scratch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Test loss and accuracy of `x`, `y` in inference mode (Keras's
@@ -636,8 +643,7 @@ impl Model {
     /// [`Model::evaluate`] over any [`Examples`].
     pub fn evaluate_examples(&self, data: &dyn Examples, batch_size: usize) -> Result<(f64, f64)> {
         check_data(self, data, "evaluate")?;
-        let mut tape = self.inference_tape();
-        self.evaluate_on(&mut tape, data, None, batch_size)
+        self.evaluate_on(&mut self.scratch(), data, None, batch_size)
     }
 
     /// The model's outputs for `x` (class probabilities after a softmax last
@@ -654,17 +660,14 @@ impl Model {
         let bs = batch_size.max(1).min(n);
         let mut buf = BatchBuf::new(self, bs, None);
         let mut out = Tensor::zeros(Shape::matrix(n, k));
-        let mut tape = self.inference_tape();
+        let mut scratch = self.scratch();
         let idx: Vec<usize> = (0..n).collect();
         for (ci, chunk) in idx.chunks(bs).enumerate() {
             let b = chunk.len();
             buf.fill(data, chunk, None)?;
-            tape.reset();
-            let x = tape.input(TensorView::new(buf.shape(b)?, &buf.x[..b * buf.item_len])?)?;
-            let y = self.forward(&mut tape, x, false, 0)?;
-            out.data_mut()[ci * bs * k..(ci * bs + b) * k].copy_from_slice(tape.value(y)?.data());
+            let y = self.infer(&mut scratch, &buf.x[..b * buf.item_len], b, false)?;
+            out.data_mut()[ci * bs * k..(ci * bs + b) * k].copy_from_slice(y);
         }
-        tape.reset();
         Ok(out)
     }
 }
@@ -681,4 +684,59 @@ fn epoch_metrics(run: &Running, accuracy: bool, val: Option<(f64, f64)>) -> Vec<
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::layers::Activation::{Relu, Sigmoid, Softmax, Tanh};
+    use crate::{AveragePooling2D, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Padding, Sequential};
+    use convnet_autodiff::Tape;
+    use convnet_tensor::{Rng, Shape, Tensor};
+
+    /// The tape-free inference pass gives the tape's forward pass bit for bit.
+    #[test]
+    fn inference_path_matches_the_tape() {
+        let models = [
+            crate::mnist_convnet().build().unwrap(),
+            Sequential::new()
+                .add(Conv2D::new(3, 3).activation(Tanh).padding(Padding::Same).input_shape((7, 7, 2)))
+                .add(AveragePooling2D::new(2).padding(Padding::Same))
+                .add(Conv2D::new(4, (2, 2)).strides(2).use_bias(false))
+                .add(Flatten::new())
+                .add(Dropout::new(0.5))
+                .add(Dense::new(5).activation(Sigmoid))
+                .add(Dense::new(3).activation(Softmax))
+                .build()
+                .unwrap(),
+            Sequential::new()
+                .add(Flatten::new().input_shape((2, 3, 1)))
+                .add(Dense::new(4).activation(Relu))
+                .add(Dropout::new(0.1))
+                .add(Dense::new(2))
+                .build()
+                .unwrap(),
+            Sequential::new()
+                .add(MaxPooling2D::new(2).strides(1).input_shape((3, 3, 2)))
+                .add(Flatten::new())
+                .add(Dense::new(2).activation(Softmax))
+                .build()
+                .unwrap(),
+        ];
+        for model in &models {
+            let mut rng = Rng::new(5);
+            let mut dims = vec![3];
+            dims.extend_from_slice(model.input_shape());
+            let x = Tensor::uniform(Shape::new(&dims).unwrap(), -1.0, 1.0, &mut rng).unwrap();
+            for logits in [false, true] {
+                let mut tape = Tape::inference();
+                let v = tape.input(x.view()).unwrap();
+                let y = model.forward(&mut tape, v, logits, 0).unwrap();
+                let taped: Vec<u32> = tape.value(y).unwrap().data().iter().map(|v| v.to_bits()).collect();
+                let mut s = crate::infer::Scratch::default();
+                let direct: Vec<u32> =
+                    model.infer(&mut s, x.data(), 3, logits).unwrap().iter().map(|v| v.to_bits()).collect();
+                assert_eq!(taped, direct, "{} logits={logits}", model.summary());
+            }
+        }
+    }
 }
