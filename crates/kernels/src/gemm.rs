@@ -3,7 +3,7 @@
 //! `matrixmultiply` kept as the test reference.
 //!
 //! [`sgemm`] is the safe public entry point; the conv kernels call the
-//! crate-internal [`sgemm_strided`], which takes raw strided pointers so a
+//! crate-internal `sgemm_strided`, which takes raw strided pointers so a
 //! task can multiply into a sub-block of a larger matrix.
 //!
 //! Why our own: `matrixmultiply` 0.3 allocates its packing buffers on every
@@ -114,6 +114,7 @@ pub fn sgemm(
     // bounds: op(a) is m x k with strides (rsa, csa) inside `a` (its last
     // element is at (rows-1)*ld + cols-1 < a.len()), likewise op(b) inside `b`,
     // and c is dense m x n with strides (n, 1) and exactly m*n elements.
+    let _ftz = crate::arch::FtzGuard::new();
     unsafe { sgemm_strided(m, k, n, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), n, 1) };
     Ok(())
 }

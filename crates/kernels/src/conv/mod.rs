@@ -3,7 +3,10 @@
 //!
 //! | algorithm | module | runs |
 //! |---|---|---|
-//! | [`ConvAlgo::Reference`] | [`reference`] | every shape; f64 accumulation; the oracle |
+//! | [`ConvAlgo::Reference`] | [`reference`](mod@reference) | every shape; f64 accumulation; the oracle |
+//! | [`ConvAlgo::Direct`] | [`direct`] | every shape; register-tiled SIMD, no column buffer |
+//! | [`ConvAlgo::Im2col`] | [`im2col`] | every shape; bounded column tiles times our GEMM |
+//! | [`ConvAlgo::WinogradF2`], [`ConvAlgo::WinogradF4`] | [`winograd`] | 3x3, stride 1, undilated |
 //!
 //! Entry points are safe: they validate the shape and check every slice
 //! length once, then dispatch. An explicitly requested algorithm that cannot
