@@ -6,6 +6,42 @@
 //! `evaluate` and `predict`, save and load its weights (safetensors, Keras
 //! names and layouts). Activations are NHWC, conv kernels HWIO, dense kernels
 //! `[in, out]`, exactly as Keras stores them, so weights move between the two.
+//!
+//! ```no_run
+//! use convnet::Activation::{Relu, Softmax};
+//! use convnet::{Conv2D, Dense, FitOptions, Flatten, Loss, MaxPooling2D, Metric, Sequential};
+//! use convnet_datasets::Mnist;
+//! use convnet_optim::RMSprop;
+//!
+//! // model = models.Sequential([layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)), ...])
+//! let mut model = Sequential::new()
+//!     .add(Conv2D::new(32, (3, 3)).activation(Relu).input_shape((28, 28, 1)))
+//!     .add(MaxPooling2D::new((2, 2)))
+//!     .add(Conv2D::new(64, (3, 3)).activation(Relu))
+//!     .add(MaxPooling2D::new((2, 2)))
+//!     .add(Conv2D::new(64, (3, 3)).activation(Relu))
+//!     .add(Flatten::new())
+//!     .add(Dense::new(64).activation(Relu))
+//!     .add(Dense::new(10).activation(Softmax))
+//!     .build()?;
+//! print!("{}", model.summary()); // model.summary()
+//! let mnist = Mnist::load_default()?; // mnist.load_data(), scaled by 1/255 per batch
+//! // model.compile(optimizer="rmsprop", loss="categorical_crossentropy", metrics=["accuracy"])
+//! model.compile(RMSprop::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
+//! // model.fit(train_images, train_labels, epochs=5, batch_size=64)
+//! model.fit_examples(&mnist.train, FitOptions { epochs: 5, batch_size: 64, ..Default::default() })?;
+//! // test_loss, test_acc = model.evaluate(test_images, test_labels)
+//! let (_test_loss, test_acc) = model.evaluate_examples(&mnist.test, 64)?;
+//! println!("test accuracy: {test_acc:.4}");
+//! model.save_weights("convnet.safetensors")?; // conv2d/kernel (HWIO), conv2d/bias, ...
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Modules: [`layers`] (configuration and shape inference), [`Model`]
+//! (built weights, [`summary`](Model::summary), training in `train.rs`,
+//! tape-free inference in `infer.rs`), [`data`] (where batches come from),
+//! [`callbacks`], [`progress`] (Keras's bar), [`weights`] (safetensors files,
+//! atomic writes).
 #![warn(missing_docs)]
 
 pub mod callbacks;
@@ -28,3 +64,10 @@ pub use layers::{
 };
 pub use model::{mnist_convnet, BuiltLayer, Model, Sequential, DEFAULT_SEED};
 pub use train::{BatchLogs, EpochLogs, FitOptions, History, Loss, Metric, Verbose};
+
+/// The optimizers (`convnet-optim`), as Keras's `keras.optimizers`.
+pub mod optimizers {
+    pub use convnet_optim::{Adam, AdamW, LearningRate, Optimizer, RMSprop, Sgd};
+}
+/// The datasets crate (`convnet-datasets`): MNIST, batches.
+pub use convnet_datasets as datasets;
