@@ -242,8 +242,23 @@ pub(crate) fn forward(
     activation: Activation,
     output: &mut [f32],
 ) {
+    forward_at(simd::level(), algo, s, input, filter, bias, activation, output)
+}
+
+/// [`forward`] on an explicit instruction-set level (read once per call, so
+/// the filter packing and the micro-kernels always agree).
+#[allow(clippy::too_many_arguments)]
+fn forward_at(
+    level: SimdLevel,
+    algo: ConvAlgo,
+    s: &ConvShape,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    output: &mut [f32],
+) {
     let _ftz = FtzGuard::new();
-    let level = simd::level();
     let problem = Problem {
         variant: Variant::of(algo),
         n: s.n,
@@ -273,8 +288,19 @@ pub(crate) fn backward_data(
     filter: &[f32],
     grad_input: &mut [f32],
 ) {
+    backward_data_at(simd::level(), algo, s, grad_output, filter, grad_input)
+}
+
+/// [`backward_data`] on an explicit instruction-set level.
+fn backward_data_at(
+    level: SimdLevel,
+    algo: ConvAlgo,
+    s: &ConvShape,
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+) {
     let _ftz = FtzGuard::new();
-    let level = simd::level();
     // grad_input[iy] = sum_ky grad_output[iy + pad_top - ky] * w[ky]
     //               = sum_k' grad_output[iy + k' - (2 - pad_top)] * w[2 - k'].
     let problem = Problem {
@@ -308,7 +334,18 @@ pub(crate) fn backward_filter(
     grad_output: &[f32],
     grad_filter: &mut [f32],
 ) {
-    let level = simd::level();
+    backward_filter_at(simd::level(), algo, s, input, grad_output, grad_filter)
+}
+
+/// [`backward_filter`] on an explicit instruction-set level.
+fn backward_filter_at(
+    level: SimdLevel,
+    algo: ConvAlgo,
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
+) {
     let problem = Problem {
         variant: Variant::of(algo),
         n: s.n,
