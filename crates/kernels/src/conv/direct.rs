@@ -426,6 +426,17 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
         let w = g.wpack[blk * block_len..].as_ptr();
         let bias = g.bias.map_or(std::ptr::null(), |b| b[c0..].as_ptr());
         let nv = nvalid.div_ceil(V::LANES);
+        if P % 4 == 0 && nv == 2 && xo.len() == 9 && V::LANES == 16 {
+            // Nine reduction steps and two vectors of outputs (the first
+            // layer: one input channel, 3x3, 17-32 filters): the whole
+            // filter block fits in 18 zmm registers, loaded once per task.
+            // SAFETY: as below.
+            unsafe {
+                let (sps, dps) = (&sps[..tiles], &dps[..tiles]);
+                gather_tiles_stationary::<V, P>(sps, dps, c0, xo, wo, w, bias, nvalid, g.relu)
+            };
+            continue;
+        }
         for (sp, dp) in sps.iter().zip(&dps).take(tiles) {
             // SAFETY: per the function contract; the packed block holds
             // `taps * src_c` rows of `ws >= nv * LANES` floats.
@@ -435,6 +446,80 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
                     2 => gather_tile::<V, P, 2>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
                     3 => gather_tile::<V, P, 3>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
                     _ => gather_tile::<V, P, 4>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                }
+            }
+        }
+    }
+}
+
+/// Weights-stationary micro-kernel for exactly nine reduction steps and two
+/// output vectors: the 18 filter vectors stay in registers for all tiles,
+/// pixels go four at a time (8 accumulators), so each pixel costs nine
+/// broadcasts and 18 FMAs and no filter loads.
+///
+/// # Safety
+///
+/// As [`gather_tile`] with `NV = 2` and `xo.len() == wo.len() == 9`, for
+/// every tile of `sps`/`dps`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn gather_tiles_stationary<V: Vf32, const P: usize>(
+    sps: &[[*const f32; P]],
+    dps: &[[*mut f32; P]],
+    c0: usize,
+    xo: &[isize],
+    wo: &[isize],
+    w: *const f32,
+    bias: *const f32,
+    nvalid: usize,
+    relu: bool,
+) {
+    debug_assert!(xo.len() == 9 && wo.len() == 9 && P % 4 == 0 && nvalid <= 2 * V::LANES);
+    let mut wr = [[V::zero(); 2]; 9];
+    let mut off = [0isize; 9];
+    for r in 0..9 {
+        off[r] = xo[r];
+        for j in 0..2 {
+            // SAFETY: packed row r holds 2 * LANES readable floats.
+            wr[r][j] = unsafe { V::load(w.offset(wo[r]).add(j * V::LANES)) };
+        }
+    }
+    let mut init = [V::zero(); 2];
+    if !bias.is_null() {
+        for j in 0..2 {
+            // SAFETY: bias readable for 2 * LANES floats (padded).
+            init[j] = unsafe { V::load(bias.add(j * V::LANES)) };
+        }
+    }
+    let zero = V::zero();
+    for (sp, dp) in sps.iter().zip(dps) {
+        for q in (0..P).step_by(4) {
+            let mut acc = [init; 4];
+            for r in 0..9 {
+                for p in 0..4 {
+                    // SAFETY: sp[q+p] + off[r] is inside the source (contract).
+                    let b = V::splat(unsafe { *sp[q + p].wrapping_offset(off[r]) });
+                    acc[p][0] = V::mul_add(b, wr[r][0], acc[p][0]);
+                    acc[p][1] = V::mul_add(b, wr[r][1], acc[p][1]);
+                }
+            }
+            for p in 0..4 {
+                // SAFETY: dp[q+p] + c0 + j writable for j < nvalid (contract).
+                let d = unsafe { dp[q + p].add(c0) };
+                for j in 0..2 {
+                    let v = if relu { V::max(acc[p][j], zero) } else { acc[p][j] };
+                    let lo = j * V::LANES;
+                    if lo + V::LANES <= nvalid {
+                        // SAFETY: a whole vector inside the valid channels.
+                        unsafe { v.store(d.add(lo)) };
+                    } else if lo < nvalid {
+                        let mut tmp = [0f32; 16];
+                        // SAFETY: tmp holds 16 >= LANES floats; lo + i < nvalid.
+                        unsafe {
+                            v.store(tmp.as_mut_ptr());
+                            std::ptr::copy_nonoverlapping(tmp.as_ptr(), d.add(lo), nvalid - lo);
+                        }
+                    }
                 }
             }
         }
@@ -653,6 +738,9 @@ mod tests {
         vec![
             // The chapter's layers at a small batch.
             b(2, 28, 28, 1, 32, 3),
+            // One channel, 3x3, 17-32 filters: the weights-stationary kernel,
+            // with a partial second vector; `same` adds the border classes.
+            b(2, 9, 8, 1, 20, 3).with_padding(Padding::Same).unwrap(),
             b(2, 13, 13, 32, 64, 3),
             b(3, 5, 5, 64, 64, 3),
             // Odd channel counts, windows, strides, dilation, padding.
