@@ -13,7 +13,7 @@
 //!
 //! 1. filter transform `U = G g G^T`, once, into a thread-local buffer laid
 //!    out `[tile element][c_in][c_out]` in the column panels the GEMM streams;
-//! 2. tiles in fixed blocks (see [`BLOCK_BYTES`]), one rayon task per block:
+//! 2. tiles in fixed blocks (`BLOCK_BYTES` bounds one), one rayon task per block:
 //!    input transform `V = B^T d B` (SIMD over channels) into
 //!    `[tile element][tile][c_in]`;
 //! 3. the element-wise stage as `t*t` GEMMs (16 for F2, 36 for F4)
@@ -45,7 +45,7 @@
 //! are bit-identical for any number of threads.
 //!
 //! **Denormals.** Entry points and every rayon task hold a
-//! [`crate::arch::FtzGuard`] (flush-to-zero / denormals-are-zero while the
+//! `FtzGuard` (flush-to-zero / denormals-are-zero while the
 //! kernel runs, MXCSR restored after).
 //!
 //! **SIMD.** [`crate::simd::level`] is read once per call; the transforms run
