@@ -389,18 +389,24 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
     let mut sps = [[src; P]; TILES_PER_TASK];
     let mut dps = [[g.dst.get(); P]; TILES_PER_TASK];
     let mut tiles = 0;
+    // Row offsets (source and destination, in floats) change only when
+    // the row does; a pixel then adds its column offsets.
+    let row_offsets = |n: usize, yi: usize| {
+        let oy = ym[yi] as usize;
+        let sy = ((n * g.src_h) as isize + g.y.base[oy]) * (g.src_w * g.src_c) as isize;
+        let dy = ((n * g.dst_h + oy) * g.dst_w * g.dst_c) as isize;
+        (sy, dy)
+    };
+    let (mut sy, mut dy) = row_offsets(n, yi);
     while idx < end {
         let cnt = P.min(end - idx);
         let (sp, dp) = (&mut sps[tiles], &mut dps[tiles]);
         for p in 0..cnt {
-            let (oy, ox) = (ym[yi] as usize, xm[xi] as usize);
-            let (by, bx) = (g.y.base[oy], g.x.base[ox]);
+            let ox = xm[xi] as usize;
             // Base source pixel (may lie outside the image when the class has
             // no taps; then it is never dereferenced), and the destination pixel.
-            let soff = ((n * g.src_h) as isize + by) * g.src_w as isize + bx;
-            sp[p] = src.wrapping_offset(soff * g.src_c as isize);
-            // SAFETY: (n, oy, ox) is a valid destination pixel.
-            dp[p] = unsafe { g.dst.get().add(((n * g.dst_h + oy) * g.dst_w + ox) * g.dst_c) };
+            sp[p] = src.wrapping_offset(sy + g.x.base[ox] * g.src_c as isize);
+            dp[p] = g.dst.get().wrapping_offset(dy + (ox * g.dst_c) as isize);
             xi += 1;
             if xi == xm.len() {
                 xi = 0;
@@ -408,6 +414,9 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
                 if yi == ym.len() {
                     yi = 0;
                     n += 1;
+                }
+                if n < g.n {
+                    (sy, dy) = row_offsets(n, yi);
                 }
             }
         }
