@@ -12,7 +12,7 @@
 //! loop on every rayon thread.
 //!
 //! ```text
-//! cargo bench -p convnet-benches --bench conv              # everything, a few minutes
+//! cargo bench -p convnet-benches --bench conv              # everything (9 min at load 6)
 //! cargo bench -p convnet-benches --bench conv -- mnist     # a filter
 //! ```
 
@@ -57,8 +57,8 @@ fn conv_layers(c: &mut Criterion) {
         group.throughput(Throughput::Elements(s.flops() as u64));
         let big = s.flops() > 1_000_000_000;
         group.sample_size(10);
-        group.warm_up_time(Duration::from_millis(if big { 300 } else { 500 }));
-        group.measurement_time(Duration::from_secs(if big { 3 } else { 2 }));
+        group.warm_up_time(Duration::from_millis(if big { 200 } else { 300 }));
+        group.measurement_time(Duration::from_millis(if big { 2000 } else { 1500 }));
         for algo in ConvAlgo::ALL.into_iter().chain([ConvAlgo::Auto]) {
             if algo == ConvAlgo::Reference && s.flops() > REFERENCE_MAX_FLOPS {
                 continue;
