@@ -3,13 +3,12 @@
 //!
 //! The ladder, per pass:
 //!
-//! 1. **Winograd F(4x4, 3x3)** for 3x3, stride-1, undilated layers with many
-//!    channels on both sides and an output big enough to fill 4x4 tiles
-//!    (forward: [`WINOGRAD_MIN_CHANNELS`], [`WINOGRAD_MIN_OUTPUT_PIXELS`];
-//!    backward-data: [`WINOGRAD_BWD_DATA_MIN_CHANNELS`]), if
-//!    [`winograd`](super::winograd) supports the shape. It does 2.25x fewer
-//!    multiplies than direct, which only pays once the transforms are
-//!    amortised over many channels.
+//! 1. **Winograd F(4x4, 3x3)** for 3x3, stride-1, undilated layers with at
+//!    least [`WINOGRAD_MIN_CHANNELS`] channels on both sides (and, for the
+//!    backward passes, at least [`WINOGRAD_MIN_OUTPUT_PIXELS`] output pixels
+//!    per image), if [`winograd`](super::winograd) supports the shape. It
+//!    does 4x fewer multiplies than direct, which pays once the transforms
+//!    are amortised over many channels.
 //! 2. **im2col** when the filter is too big for the direct kernel's
 //!    working set ([`DIRECT_MAX_FILTER_BYTES`], every pass): the GEMM blocks
 //!    the filter for cache, direct streams one packed block per channel
@@ -28,20 +27,17 @@
 
 use super::{winograd, ConvAlgo, ConvPass, ConvShape};
 
-/// Forward Winograd needs at least this many input AND output channels.
-/// Measured: 64x13x13x32->64 forward, F4 1.17 ms vs direct 2.12 ms; the
-/// first layer (1 input channel) is 2x slower in F4 than direct.
+/// Winograd needs at least this many input AND output channels. Measured
+/// (02:47 UTC run, min of 5): 64x13x13x32->64 F4 vs direct: forward 0.69 vs
+/// 1.07 ms, backward-data 1.30 vs 2.70 ms, backward-filter 1.41 vs 1.73 ms;
+/// the first layer (1 input channel): F4 forward 0.80 ms vs direct 0.21 ms.
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
-/// ... and at least this many output pixels per image. Measured:
-/// 64x5x5x64->64 (3x3 output, one partial 4x4 tile) F4 0.37 ms vs direct
-/// 0.31 ms, while 11x11 outputs already win.
+/// The backward passes use Winograd only with at least this many output
+/// pixels per image. Measured: 64x5x5x64->64 (a 3x3 output, one partial
+/// 4x4 tile) backward-data F4 0.62 ms vs direct 0.23 ms, backward-filter
+/// 0.40 vs 0.32 ms, while its forward is still F4's (0.17 vs 0.22 ms).
 pub const WINOGRAD_MIN_OUTPUT_PIXELS: usize = 64;
-
-/// Backward-data Winograd needs at least this many channels on both sides.
-/// Measured: 8x56x56x64->64 F4 11.8 ms vs direct 28 ms vs im2col 34 ms,
-/// but 64x13x13x32->64 direct 2.02 ms vs F4 2.12 ms.
-pub const WINOGRAD_BWD_DATA_MIN_CHANNELS: usize = 64;
 
 /// Above this filter size (bytes) every pass uses im2col, not direct.
 /// Measured: 8x28x28x256->256 (2.4 MB filter) im2col 97 ms vs direct 205 ms
@@ -75,12 +71,10 @@ pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
     let filter_bytes = shape.filter_len() * 4;
     let out_pixels = shape.out_h() * shape.out_w();
     let channels = shape.c_in.min(shape.c_out);
+    let winograd = channels >= WINOGRAD_MIN_CHANNELS && winograd_can(shape, pass);
     match pass {
         ConvPass::Forward => {
-            if channels >= WINOGRAD_MIN_CHANNELS
-                && out_pixels >= WINOGRAD_MIN_OUTPUT_PIXELS
-                && winograd_can(shape, pass)
-            {
+            if winograd {
                 ConvAlgo::WinogradF4
             } else if filter_bytes > DIRECT_MAX_FILTER_BYTES {
                 ConvAlgo::Im2col
@@ -89,10 +83,7 @@ pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
             }
         }
         ConvPass::BackwardData => {
-            if channels >= WINOGRAD_BWD_DATA_MIN_CHANNELS
-                && out_pixels >= WINOGRAD_MIN_OUTPUT_PIXELS
-                && winograd_can(shape, pass)
-            {
+            if winograd && out_pixels >= WINOGRAD_MIN_OUTPUT_PIXELS {
                 ConvAlgo::WinogradF4
             } else if filter_bytes > DIRECT_MAX_FILTER_BYTES || shape.c_in < DIRECT_BWD_DATA_MIN_CIN {
                 ConvAlgo::Im2col
@@ -101,7 +92,9 @@ pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
             }
         }
         ConvPass::BackwardFilter => {
-            if filter_bytes > DIRECT_MAX_FILTER_BYTES {
+            if winograd && out_pixels >= WINOGRAD_MIN_OUTPUT_PIXELS {
+                ConvAlgo::WinogradF4
+            } else if filter_bytes > DIRECT_MAX_FILTER_BYTES {
                 ConvAlgo::Im2col
             } else {
                 ConvAlgo::Direct
@@ -122,11 +115,13 @@ mod tests {
         assert_eq!(select(&l1, ConvPass::Forward), ConvAlgo::Direct);
         assert_eq!(select(&l1, ConvPass::BackwardData), ConvAlgo::Im2col);
         assert_eq!(select(&l1, ConvPass::BackwardFilter), ConvAlgo::Direct);
-        for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
+        for pass in [ConvPass::BackwardData, ConvPass::BackwardFilter] {
             assert_eq!(select(&l3, pass), ConvAlgo::Direct);
         }
-        let vgg = ConvShape::new(8, 28, 28, 256, 256, 3, 3).unwrap().with_padding(Padding::Same).unwrap();
-        assert_eq!(select(&vgg, ConvPass::BackwardFilter), ConvAlgo::Im2col);
+        // Strided big layers cannot use Winograd: big filters go to im2col.
+        let big = ConvShape::new(8, 28, 28, 256, 256, 3, 3).unwrap().with_stride(2, 2).unwrap();
+        assert_eq!(select(&big, ConvPass::BackwardFilter), ConvAlgo::Im2col);
+        assert_eq!(select(&big, ConvPass::Forward), ConvAlgo::Im2col);
     }
 
     #[test]
