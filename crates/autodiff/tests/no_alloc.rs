@@ -26,6 +26,18 @@ struct Counting;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// The counter sees every thread, so the tests of this file must not overlap:
+/// each holds this lock for its whole run.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `f` on a worker of a 2-thread rayon pool, as a training loop should:
+/// a parallel call made from a thread outside the pool is injected through
+/// rayon's global queue, which allocates a 1520-byte block every 63
+/// injections (crossbeam's `Injector`), so a step driven from outside the
+/// pool allocates now and then however allocation-free its kernels are.
+fn on_pool_worker<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a 2-thread pool").install(f)
+}
 
 // SAFETY: forwards every call to the system allocator unchanged; the counter
 // is a relaxed atomic and never allocates.
@@ -199,6 +211,11 @@ impl Raw {
 /// kernels themselves make.
 #[test]
 fn training_step_allocates_nothing_beyond_the_kernels() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    on_pool_worker(training_step_allocates_nothing_beyond_the_kernels_body)
+}
+
+fn training_step_allocates_nothing_beyond_the_kernels_body() {
     let mut rng = Rng::new(3);
     let mut m = model(&mut rng);
     let (x, onehot) = data(&mut rng);
@@ -228,6 +245,11 @@ fn training_step_allocates_nothing_beyond_the_kernels() {
 /// Zero allocations in total after warm-up, kernels included.
 #[test]
 fn steady_state_training_step_makes_no_allocation() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    on_pool_worker(steady_state_training_step_makes_no_allocation_body)
+}
+
+fn steady_state_training_step_makes_no_allocation_body() {
     let mut rng = Rng::new(3);
     let mut m = model(&mut rng);
     let (x, onehot) = data(&mut rng);
