@@ -122,13 +122,21 @@ pub(crate) fn parse_algo(s: &str) -> Result<ConvAlgo, String> {
     })
 }
 
+/// Builds the global rayon pool with `--threads` workers (default: one per
+/// core), the main thread being one of them (`use_current_thread`): the
+/// training loop then drives the kernels from inside the pool, so a parallel
+/// kernel call is pushed onto the main thread's own deque instead of being
+/// injected from outside and waited for on a latch (measured 5-6% of a
+/// training step on the chapter's model, see docs/BENCHMARKS.md).
 fn set_threads(threads: Option<u64>) -> CliResult<()> {
+    let mut builder = rayon::ThreadPoolBuilder::new().use_current_thread();
     if let Some(n) = threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n as usize)
-            .build_global()
-            .map_err(|e| format!("--threads {n}: {e}"))?;
+        builder = builder.num_threads(n as usize);
     }
+    builder.build_global().map_err(|e| match threads {
+        Some(n) => format!("--threads {n}: {e}"),
+        None => format!("thread pool: {e}"),
+    })?;
     Ok(())
 }
 
@@ -171,8 +179,14 @@ pub fn run(cli: Cli, started: Instant) -> CliResult<()> {
             println!("test accuracy: {acc:.4}");
             Ok(())
         }
-        Command::Predict(a) => predict::run(&a.weights, &a.images, a.invert),
-        Command::Bench { what: BenchCommand::Conv(a) } => bench::run(a),
+        Command::Predict(a) => {
+            set_threads(None)?;
+            predict::run(&a.weights, &a.images, a.invert)
+        }
+        Command::Bench { what: BenchCommand::Conv(a) } => {
+            set_threads(None)?;
+            bench::run(a)
+        }
     }
 }
 
