@@ -90,7 +90,7 @@ impl Dataset {
     /// A dataset from owned pixels (`len * rows * cols`, image after image) and labels.
     pub fn from_vecs(rows: usize, cols: usize, pixels: Vec<u8>, labels: Vec<u8>) -> Result<Self> {
         let per = rows.checked_mul(cols).ok_or_else(|| Error::InvalidArgument(format!("{rows}x{cols} overflows")))?;
-        if per == 0 || pixels.len() % per != 0 || pixels.len() / per != labels.len() {
+        if per == 0 || !pixels.len().is_multiple_of(per) || pixels.len() / per != labels.len() {
             return Err(Error::InvalidArgument(format!(
                 "{} pixels are not {} images of {rows}x{cols}",
                 pixels.len(),

@@ -14,8 +14,7 @@
 //! results only below 1.2e-38 in magnitude. The reference oracle is not
 //! guarded, and the tests compare with tolerances far above that range.
 
-// AVX-512 intrinsics are stable since Rust 1.89, above the workspace MSRV (1.85).
-#[allow(clippy::incompatible_msrv)]
+// AVX-512 intrinsics are stable since Rust 1.89, the workspace's rust-version.
 pub(crate) mod simd;
 
 use std::cell::Cell;

@@ -435,7 +435,7 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
         let w = g.wpack[blk * block_len..].as_ptr();
         let bias = g.bias.map_or(std::ptr::null(), |b| b[c0..].as_ptr());
         let nv = nvalid.div_ceil(V::LANES);
-        if P % 4 == 0 && nv == 2 && xo.len() == 9 && V::LANES == 16 {
+        if P.is_multiple_of(4) && nv == 2 && xo.len() == 9 && V::LANES == 16 {
             // Nine reduction steps and two vectors of outputs (the first
             // layer: one input channel, 3x3, 17-32 filters): the whole
             // filter block fits in 18 zmm registers, loaded once per task.
@@ -483,7 +483,7 @@ unsafe fn gather_tiles_stationary<V: Vf32, const P: usize>(
     nvalid: usize,
     relu: bool,
 ) {
-    debug_assert!(xo.len() == 9 && wo.len() == 9 && P % 4 == 0 && nvalid <= 2 * V::LANES);
+    debug_assert!(xo.len() == 9 && wo.len() == 9 && P.is_multiple_of(4) && nvalid <= 2 * V::LANES);
     let mut wr = [[V::zero(); 2]; 9];
     let mut off = [0isize; 9];
     for r in 0..9 {

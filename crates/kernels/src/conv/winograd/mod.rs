@@ -53,13 +53,11 @@
 //! scalar lanes for channel remainders.
 
 mod backward_filter;
-// The AVX-512 intrinsics these modules use are stable since Rust 1.89, above
-// the workspace's declared rust-version (as in `crate::arch`).
-#[allow(clippy::incompatible_msrv)]
+// The AVX-512 intrinsics these modules use are stable since Rust 1.89, the
+// workspace's rust-version.
 mod gemm;
 #[cfg(test)]
 mod tests;
-#[allow(clippy::incompatible_msrv)]
 mod transforms;
 
 use super::{ConvAlgo, ConvPass, ConvShape};
