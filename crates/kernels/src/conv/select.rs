@@ -6,7 +6,10 @@
 //! 1. **Winograd F(4x4, 3x3)** for 3x3, stride-1, undilated layers with at
 //!    least [`WINOGRAD_MIN_CHANNELS`] channels on both sides (and, for the
 //!    backward passes, at least [`WINOGRAD_MIN_OUTPUT_PIXELS`] output pixels
-//!    per image), if [`winograd`](super::winograd) supports the shape. It
+//!    per image; for the forward pass, at least [`WINOGRAD_MIN_FORWARD_TILES`]
+//!    output tiles in the call, so batch-1 inference does not pay the filter
+//!    transform for a handful of tiles), if [`winograd`](super::winograd)
+//!    supports the shape. It
 //!    does 4x fewer multiplies than direct, which pays once the transforms
 //!    are amortised over many channels.
 //! 2. **im2col** when the filter is too big for the direct kernel's
@@ -38,6 +41,16 @@ pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 /// 4x4 tile) backward-data F4 0.62 ms vs direct 0.23 ms, backward-filter
 /// 0.40 vs 0.32 ms, while its forward is still F4's (0.17 vs 0.22 ms).
 pub const WINOGRAD_MIN_OUTPUT_PIXELS: usize = 64;
+
+/// The forward pass uses Winograd F(4x4) only with at least this many 4x4
+/// output tiles in the whole call (`n * ceil(out_h/4) * ceil(out_w/4)`): below
+/// it the per-call filter transform is not amortised. Measured on the idle
+/// machine (Nov 25 03:08 UTC, `convnet bench conv --shape N,H,W,CIN,COUT
+/// --algo all`, 2 threads, medians), F4 vs direct forward:
+/// 1x13x13x32->64 (9 tiles) 65 vs 49 us, 16x5x5x64->64 (16 tiles) 150 vs
+/// 101 us, 4x13x13x32->64 (36 tiles) 101 vs 140 us, 64x5x5x64->64 (64 tiles)
+/// 264 vs 314 us, 1x28x28x256->256 (49 tiles) 3.0 vs 5.4 ms.
+pub const WINOGRAD_MIN_FORWARD_TILES: usize = 32;
 
 /// Above this filter size (bytes) every pass uses im2col, not direct.
 /// Measured: 8x28x28x256->256 (2.4 MB filter) im2col 97 ms vs direct 205 ms
@@ -74,7 +87,8 @@ pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
     let winograd = channels >= WINOGRAD_MIN_CHANNELS && winograd_can(shape, pass);
     match pass {
         ConvPass::Forward => {
-            if winograd {
+            let tiles = shape.n * shape.out_h().div_ceil(4) * shape.out_w().div_ceil(4);
+            if winograd && tiles >= WINOGRAD_MIN_FORWARD_TILES {
                 ConvAlgo::WinogradF4
             } else if filter_bytes > DIRECT_MAX_FILTER_BYTES {
                 ConvAlgo::Im2col
@@ -118,6 +132,11 @@ mod tests {
         for pass in [ConvPass::BackwardData, ConvPass::BackwardFilter] {
             assert_eq!(select(&l3, pass), ConvAlgo::Direct);
         }
+        // Batch-1 inference: too few tiles to amortise the filter transform.
+        let l2_single = ConvShape::new(1, 13, 13, 32, 64, 3, 3).unwrap();
+        assert_eq!(select(&l2_single, ConvPass::Forward), ConvAlgo::Direct);
+        assert_eq!(select(&l2_single.with_batch(4).unwrap(), ConvPass::Forward), ConvAlgo::WinogradF4);
+        assert_eq!(select(&l3.with_batch(1).unwrap(), ConvPass::Forward), ConvAlgo::Direct);
         // Strided big layers cannot use Winograd: big filters go to im2col.
         let big = ConvShape::new(8, 28, 28, 256, 256, 3, 3).unwrap().with_stride(2, 2).unwrap();
         assert_eq!(select(&big, ConvPass::BackwardFilter), ConvAlgo::Im2col);
