@@ -73,6 +73,12 @@ fn winograd_can(shape: &ConvShape, pass: ConvPass) -> bool {
 
 /// The algorithm [`ConvAlgo::Auto`] runs for `shape` and `pass`: a pure function.
 ///
+/// The batch size is part of the shape, so the same layer may run another
+/// algorithm at another batch size (Winograd's forward needs
+/// [`WINOGRAD_MIN_FORWARD_TILES`] tiles): results then agree within the
+/// algorithms' tolerances, not bit for bit. For a given shape the choice,
+/// and so the result, is always the same.
+///
 /// ```
 /// use convnet_kernels::conv::{select, ConvAlgo, ConvPass, ConvShape};
 /// // The first layer of the chapter's model: one input channel -> direct.
