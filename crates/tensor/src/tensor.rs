@@ -42,6 +42,14 @@ fn check_len(shape: Shape, actual: usize) -> Result<()> {
     Ok(())
 }
 
+/// A reshape keeps the element count.
+fn check_reshape(from: Shape, to: Shape) -> Result<()> {
+    if from.len() != to.len() {
+        return Err(Error::BadReshape { from, from_len: from.len(), to, to_len: to.len() });
+    }
+    Ok(())
+}
+
 fn batch_range(shape: Shape, range: &Range<usize>) -> Result<(Shape, Range<usize>)> {
     if range.start > range.end || range.end > shape.batch() {
         return Err(Error::BadRange { start: range.start, end: range.end, len: shape.batch() });
@@ -182,14 +190,7 @@ impl Tensor {
 
     /// The same data under another shape with as many elements; no copy.
     pub fn reshape(self, shape: Shape) -> Result<Self> {
-        if shape.len() != self.shape.len() {
-            return Err(Error::BadReshape {
-                from: self.shape,
-                from_len: self.shape.len(),
-                to: shape,
-                to_len: shape.len(),
-            });
-        }
+        check_reshape(self.shape, shape)?;
         Ok(Tensor { buf: self.buf, shape })
     }
 
@@ -338,14 +339,7 @@ impl<'a> TensorView<'a> {
 
     /// The same data under another shape with as many elements.
     pub fn reshape(self, shape: Shape) -> Result<Self> {
-        if shape.len() != self.shape.len() {
-            return Err(Error::BadReshape {
-                from: self.shape,
-                from_len: self.shape.len(),
-                to: shape,
-                to_len: shape.len(),
-            });
-        }
+        check_reshape(self.shape, shape)?;
         Ok(TensorView { data: self.data, shape })
     }
 
