@@ -8,12 +8,13 @@
 //! (relu, reshape, dropout, bias add), the buffer `g` itself is handed to the
 //! input: no copy.
 
+use crate::buffers::Buffers;
 use crate::error::kernel_err;
+use crate::node::{value_of, Aux, Node, Op, Storage};
 use crate::params::Params;
-use crate::pool::Pool;
-use crate::tape::{value_of, Aux, Node, Op, Storage};
 use crate::Result;
 use convnet_kernels::activation::{relu_backward_inplace, Activation};
+use convnet_kernels::loss::{sigmoid, BCE_EPSILON};
 use convnet_kernels::{conv, dense, pool};
 use convnet_tensor::AlignedBuf;
 
@@ -21,7 +22,7 @@ use convnet_tensor::AlignedBuf;
 /// inputs), the buffer pool and the parameter gradients.
 pub(crate) struct Ctx<'a> {
     pub before: &'a mut [Node],
-    pub pool: &'a mut Pool,
+    pub buffers: &'a mut Buffers,
     pub params: &'a mut Params,
 }
 
@@ -47,29 +48,29 @@ impl Ctx<'_> {
                 *fresh = false;
                 return f(self.before, grad.data_mut());
             }
-            let mut s = self.pool.take(len);
+            let mut s = self.buffers.take(len);
             let r = f(self.before, s.as_mut_slice());
             if r.is_ok() {
                 add_into(grad.data_mut(), s.as_slice());
             }
-            self.pool.give(s);
+            self.buffers.give(s);
             return r;
         }
         match self.before[t].grad.take() {
             None => {
-                let mut b = self.pool.take(len);
+                let mut b = self.buffers.take(len);
                 let r = f(self.before, b.as_mut_slice());
                 self.before[t].grad = Some(b);
                 r
             }
             Some(mut acc) => {
                 self.before[t].grad_relu_masked = false;
-                let mut s = self.pool.take(len);
+                let mut s = self.buffers.take(len);
                 let r = f(self.before, s.as_mut_slice());
                 if r.is_ok() {
                     add_into(acc.as_mut_slice(), s.as_slice());
                 }
-                self.pool.give(s);
+                self.buffers.give(s);
                 self.before[t].grad = Some(acc);
                 r
             }
@@ -82,7 +83,7 @@ impl Ctx<'_> {
         let ti = t as usize;
         let node = &mut self.before[ti];
         if !node.requires_grad {
-            self.pool.give(g);
+            self.buffers.give(g);
             return Ok(());
         }
         if matches!(node.op, Op::Param(_)) {
@@ -90,7 +91,7 @@ impl Ctx<'_> {
                 d.copy_from_slice(g.as_slice());
                 Ok(())
             });
-            self.pool.give(g);
+            self.buffers.give(g);
             return r;
         }
         match &mut node.grad {
@@ -98,7 +99,7 @@ impl Ctx<'_> {
             Some(acc) => {
                 node.grad_relu_masked = false;
                 add_into(acc.as_mut_slice(), g.as_slice());
-                self.pool.give(g);
+                self.buffers.give(g);
             }
         }
         Ok(())
@@ -122,7 +123,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
         Storage::Alias(_) => &[],
     };
     match node.op {
-        Op::Input | Op::Variable | Op::Param(_) => ctx.pool.give(g),
+        Op::Input | Op::Variable | Op::Param(_) => ctx.buffers.give(g),
         Op::Conv2d { x, w, b, shape, algo, act } => {
             if act == Activation::Relu && !node.grad_relu_masked {
                 relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("conv2d backward"))?;
@@ -139,7 +140,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 conv::conv2d_backward_data(algo, &shape, gs, value_of(n, w as usize), d)
                     .map_err(kernel_err("conv2d backward"))
             })?;
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
         Op::MaxPool { x, shape } => {
             let Aux::U32(argmax) = aux else { unreachable!("max_pool2d records its argmax") };
@@ -166,19 +167,19 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
             if mask_here {
                 ctx.before[x as usize].grad_relu_masked = true;
             }
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
         Op::AvgPool { x, shape } => {
             let gs = g.as_slice();
             ctx.emit(x, |_, d| pool::avg_pool2d_backward(&shape, gs, d).map_err(kernel_err("avg_pool2d backward")))?;
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
         Op::GlobalAvgPool { x, n, hw, c } => {
             let gs = g.as_slice();
             ctx.emit(x, |_, d| {
                 pool::global_avg_pool_backward(n, hw, c, gs, d).map_err(kernel_err("global_avg_pool2d backward"))
             })?;
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
         Op::Relu { x } => {
             relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("relu backward"))?;
@@ -222,7 +223,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
             ctx.emit(x, |n, d| {
                 dense::dense_backward_data(&shape, gs, value_of(n, w as usize), d).map_err(kernel_err("dense backward"))
             })?;
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
         Op::Reshape { x } => ctx.pass(x, g)?,
         Op::Dropout { x } => {
@@ -251,7 +252,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 }
                 Ok(())
             })?;
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
         Op::Bce { probs, targets } => {
             let scale = g.as_slice()[0];
@@ -260,7 +261,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 let inv = scale / p.len() as f32;
                 for ((d, &p), &t) in d.iter_mut().zip(p).zip(t) {
                     // Keras clips p to [eps, 1 - eps]; the clip has zero gradient outside.
-                    *d = if p > crate::ops::BCE_EPSILON && p < 1.0 - crate::ops::BCE_EPSILON {
+                    *d = if p > BCE_EPSILON && p < 1.0 - BCE_EPSILON {
                         inv * ((1.0 - t) / (1.0 - p) - t / p)
                     } else {
                         0.0
@@ -268,7 +269,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 }
                 Ok(())
             })?;
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
         Op::BceLogits { logits, targets } => {
             let scale = g.as_slice()[0];
@@ -276,11 +277,11 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 let (x, t) = (value_of(n, logits as usize), value_of(n, targets as usize));
                 let inv = scale / x.len() as f32;
                 for ((d, &x), &t) in d.iter_mut().zip(x).zip(t) {
-                    *d = inv * (crate::ops::sigmoid(x) - t);
+                    *d = inv * (sigmoid(x) - t);
                 }
                 Ok(())
             })?;
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
         Op::Add { a, b } => {
             let gs = g.as_slice();
@@ -304,7 +305,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 }
                 Ok(())
             })?;
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
         Op::Mean { x } => {
             let gv = g.as_slice()[0];
@@ -312,7 +313,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 d.fill(gv / d.len() as f32);
                 Ok(())
             })?;
-            ctx.pool.give(g);
+            ctx.buffers.give(g);
         }
     }
     Ok(())

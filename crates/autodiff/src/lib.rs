@@ -107,15 +107,16 @@
 #![warn(missing_docs)]
 
 mod backward;
+mod buffers;
 mod error;
+mod node;
 mod ops;
 mod params;
-mod pool;
 mod spec;
 mod tape;
 
+pub use convnet_kernels::loss::BCE_EPSILON;
 pub use error::{Error, Result};
-pub use ops::BCE_EPSILON;
 pub use params::{ParamId, Params};
 pub use spec::{Conv2dSpec, PoolSpec};
 pub use tape::{Tape, Var};

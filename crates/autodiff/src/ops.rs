@@ -2,29 +2,16 @@
 //! op and the shapes), run the kernel into a pooled buffer, record the node.
 
 use crate::error::{kernel_err, shape_err};
+use crate::node::{Aux, Op, Storage};
 use crate::spec::{Conv2dSpec, PoolSpec};
-use crate::tape::{Aux, Op, Storage, Tape, Var};
+use crate::tape::{Tape, Var};
 use crate::{Error, Result};
 use convnet_kernels::activation::{self, Activation};
 use convnet_kernels::conv::{self, ConvPass, ConvShape};
 use convnet_kernels::dense::{self, DenseShape};
-use convnet_kernels::loss;
+use convnet_kernels::loss::{self, sigmoid};
 use convnet_kernels::pool::{self, PoolShape};
 use convnet_tensor::{Rng, Shape};
-
-/// Keras's `epsilon()` (1e-7): probabilities are clipped to
-/// `[BCE_EPSILON, 1 - BCE_EPSILON]` in [`Tape::binary_cross_entropy`].
-pub const BCE_EPSILON: f32 = 1e-7;
-
-/// The logistic function, stable for large `|x|`.
-pub(crate) fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
 
 fn rank4(op: &'static str, what: &str, s: Shape) -> Result<(usize, usize, usize, usize)> {
     s.as_nhwc().map_err(|_| shape_err(op, format!("{what} must be NHWC (rank 4), got shape {s}")))
@@ -118,7 +105,7 @@ impl Tape {
             }
         }
         let out_shape = Shape::nhwc(n, shape.out_h(), shape.out_w(), co);
-        let mut out = self.pool.take(out_shape.len());
+        let mut out = self.buffers.take(out_shape.len());
         conv::conv2d_forward(
             spec.algo,
             &shape,
@@ -152,14 +139,14 @@ impl Tape {
         let xi = self.idx(OP, x)?;
         let shape = self.pool_shape(OP, xi, spec)?;
         let out_shape = Shape::nhwc(shape.n, shape.out_h(), shape.out_w(), shape.c);
-        let mut out = self.pool.take(out_shape.len());
-        let mut argmax = self.pool.take_u32(out_shape.len());
+        let mut out = self.buffers.take(out_shape.len());
+        let mut argmax = self.buffers.take_u32(out_shape.len());
         pool::max_pool2d_forward(&shape, self.val(xi), out.as_mut_slice(), &mut argmax).map_err(kernel_err(OP))?;
         let requires = self.needs_grad(&[xi]);
         let aux = if requires {
             Aux::U32(argmax)
         } else {
-            self.pool.give_u32(argmax);
+            self.buffers.give_u32(argmax);
             Aux::None
         };
         self.push(Op::MaxPool { x: xi as u32, shape }, out_shape, Storage::Own(out), requires, aux)
@@ -171,7 +158,7 @@ impl Tape {
         let xi = self.idx(OP, x)?;
         let shape = self.pool_shape(OP, xi, spec)?;
         let out_shape = Shape::nhwc(shape.n, shape.out_h(), shape.out_w(), shape.c);
-        let mut out = self.pool.take(out_shape.len());
+        let mut out = self.buffers.take(out_shape.len());
         pool::avg_pool2d_forward(&shape, self.val(xi), out.as_mut_slice()).map_err(kernel_err(OP))?;
         let requires = self.needs_grad(&[xi]);
         self.push(Op::AvgPool { x: xi as u32, shape }, out_shape, Storage::Own(out), requires, Aux::None)
@@ -184,7 +171,7 @@ impl Tape {
         let xi = self.idx(OP, x)?;
         let (n, h, w, c) = rank4(OP, "input", self.nodes[xi].shape)?;
         let out_shape = Shape::matrix(n, c);
-        let mut out = self.pool.take(out_shape.len());
+        let mut out = self.buffers.take(out_shape.len());
         pool::global_avg_pool_forward(n, h * w, c, self.val(xi), out.as_mut_slice()).map_err(kernel_err(OP))?;
         let requires = self.needs_grad(&[xi]);
         let op = Op::GlobalAvgPool { x: xi as u32, n, hw: h * w, c };
@@ -194,7 +181,7 @@ impl Tape {
     fn unary(&mut self, op_name: &'static str, x: Var, op: fn(u32) -> Op, f: impl Fn(f32) -> f32) -> Result<Var> {
         let xi = self.idx(op_name, x)?;
         let shape = self.nodes[xi].shape;
-        let mut out = self.pool.take(shape.len());
+        let mut out = self.buffers.take(shape.len());
         for (o, &x) in out.as_mut_slice().iter_mut().zip(self.val(xi)) {
             *o = f(x);
         }
@@ -226,7 +213,7 @@ impl Tape {
         if bs.rank() != 1 || bs.len() != xs.last() {
             return Err(shape_err(OP, format!("bias {bs} must be ({},) for input {xs}", xs.last())));
         }
-        let mut out = self.pool.take(xs.len());
+        let mut out = self.buffers.take(xs.len());
         out.as_mut_slice().copy_from_slice(self.val(xi));
         activation::bias_add(out.as_mut_slice(), self.val(bi)).map_err(kernel_err(OP))?;
         let requires = self.needs_grad(&[xi, bi]);
@@ -255,7 +242,7 @@ impl Tape {
             }
         }
         let out_shape = Shape::matrix(shape.batch, shape.outputs);
-        let mut out = self.pool.take(out_shape.len());
+        let mut out = self.buffers.take(out_shape.len());
         dense::dense_forward(
             &shape,
             self.val(xi),
@@ -310,18 +297,18 @@ impl Tape {
         }
         let scale = 1.0 / (1.0 - rate);
         let mut rng = Rng::new(seed);
-        let mut mask = self.pool.take(shape.len());
+        let mut mask = self.buffers.take(shape.len());
         for m in mask.as_mut_slice() {
             *m = if rng.next_f64() < rate as f64 { 0.0 } else { scale };
         }
-        let mut out = self.pool.take(shape.len());
+        let mut out = self.buffers.take(shape.len());
         for ((o, &x), &m) in out.as_mut_slice().iter_mut().zip(self.val(xi)).zip(mask.as_slice()) {
             *o = x * m;
         }
         let aux = if requires {
             Aux::F32(mask)
         } else {
-            self.pool.give(mask);
+            self.buffers.give(mask);
             Aux::None
         };
         self.push(Op::Dropout { x: xi as u32 }, shape, Storage::Own(out), requires, aux)
@@ -332,14 +319,14 @@ impl Tape {
         const OP: &str = "softmax";
         let xi = self.idx(OP, x)?;
         let shape = self.nodes[xi].shape;
-        let mut out = self.pool.take(shape.len());
+        let mut out = self.buffers.take(shape.len());
         loss::softmax(shape.last(), self.val(xi), out.as_mut_slice()).map_err(kernel_err(OP))?;
         let requires = self.needs_grad(&[xi]);
         self.push(Op::Softmax { x: xi as u32 }, shape, Storage::Own(out), requires, Aux::None)
     }
 
     fn scalar_node(&mut self, op: Op, value: f32, requires: bool, aux: Aux) -> Result<Var> {
-        let mut out = self.pool.take(1);
+        let mut out = self.buffers.take(1);
         out.as_mut_slice()[0] = value;
         self.push(op, Shape::vector(1), Storage::Own(out), requires, aux)
     }
@@ -354,7 +341,7 @@ impl Tape {
         let (li, ti) = (self.idx(OP, logits)?, self.idx(OP, targets)?);
         let shape = self.same_shape(OP, li, ti)?;
         self.no_grad_target(OP, ti)?;
-        let mut dlogits = self.pool.take(shape.len());
+        let mut dlogits = self.buffers.take(shape.len());
         let value = loss::softmax_cross_entropy(shape.last(), self.val(li), self.val(ti), dlogits.as_mut_slice())
             .map_err(kernel_err(OP))?;
         self.finish_loss(Op::SoftmaxCe { logits: li as u32 }, li, value, dlogits)
@@ -365,7 +352,7 @@ impl Tape {
         let aux = if requires {
             Aux::F32(dlogits)
         } else {
-            self.pool.give(dlogits);
+            self.buffers.give(dlogits);
             Aux::None
         };
         self.scalar_node(op, value, requires, aux)
@@ -381,7 +368,7 @@ impl Tape {
         if labels.len() != rows {
             return Err(shape_err(OP, format!("{} labels for logits {shape} ({rows} rows)", labels.len())));
         }
-        let mut dlogits = self.pool.take(shape.len());
+        let mut dlogits = self.buffers.take(shape.len());
         let value = loss::sparse_softmax_cross_entropy(shape.last(), self.val(li), labels, dlogits.as_mut_slice())
             .map_err(kernel_err(OP))?;
         self.finish_loss(Op::SparseSoftmaxCe { logits: li as u32 }, li, value, dlogits)
@@ -390,20 +377,14 @@ impl Tape {
     /// Binary cross-entropy from **probabilities** `probs` (for example a
     /// sigmoid output) against `targets` in `[0, 1]`, averaged over all
     /// elements, with Keras's clipping of `probs` to `[1e-7, 1 - 1e-7]`
-    /// ([`BCE_EPSILON`]; the clipped region has zero gradient). For logits use
+    /// ([`BCE_EPSILON`](crate::BCE_EPSILON); the clipped region has zero gradient). For logits use
     /// [`Tape::binary_cross_entropy_with_logits`], which is more accurate.
     pub fn binary_cross_entropy(&mut self, probs: Var, targets: Var) -> Result<Var> {
         const OP: &str = "binary_cross_entropy";
         let (pi, ti) = (self.idx(OP, probs)?, self.idx(OP, targets)?);
         self.same_shape(OP, pi, ti)?;
         self.no_grad_target(OP, ti)?;
-        let (p, t) = (self.val(pi), self.val(ti));
-        let mut total = 0.0f64;
-        for (&p, &t) in p.iter().zip(t) {
-            let p = p.clamp(BCE_EPSILON, 1.0 - BCE_EPSILON) as f64;
-            total -= t as f64 * p.ln() + (1.0 - t as f64) * (1.0 - p).ln();
-        }
-        let value = (total / p.len() as f64) as f32;
+        let value = loss::binary_cross_entropy(self.val(pi), self.val(ti)).map_err(kernel_err(OP))?;
         let requires = self.needs_grad(&[pi]);
         self.scalar_node(Op::Bce { probs: pi as u32, targets: ti as u32 }, value, requires, Aux::None)
     }
@@ -415,16 +396,7 @@ impl Tape {
         let (li, ti) = (self.idx(OP, logits)?, self.idx(OP, targets)?);
         self.same_shape(OP, li, ti)?;
         self.no_grad_target(OP, ti)?;
-        let (x, t) = (self.val(li), self.val(ti));
-        let total: f64 = x
-            .iter()
-            .zip(t)
-            .map(|(&x, &t)| {
-                let (x, t) = (x as f64, t as f64);
-                x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()
-            })
-            .sum();
-        let value = (total / x.len() as f64) as f32;
+        let value = loss::binary_cross_entropy_with_logits(self.val(li), self.val(ti)).map_err(kernel_err(OP))?;
         let requires = self.needs_grad(&[li]);
         self.scalar_node(Op::BceLogits { logits: li as u32, targets: ti as u32 }, value, requires, Aux::None)
     }
@@ -432,7 +404,7 @@ impl Tape {
     fn binary(&mut self, op_name: &'static str, a: Var, b: Var, op: Op, f: impl Fn(f32, f32) -> f32) -> Result<Var> {
         let (ai, bi) = (self.idx(op_name, a)?, self.idx(op_name, b)?);
         let shape = self.same_shape(op_name, ai, bi)?;
-        let mut out = self.pool.take(shape.len());
+        let mut out = self.buffers.take(shape.len());
         for ((o, &a), &b) in out.as_mut_slice().iter_mut().zip(self.val(ai)).zip(self.val(bi)) {
             *o = f(a, b);
         }

@@ -6,18 +6,15 @@
 //! seeds the loss with 1 and walks the nodes in reverse recording order (a
 //! valid reverse topological order, since inputs are always recorded before
 //! their consumers), letting each node's rule in `backward.rs` add its
-//! contribution to its inputs' gradients. The op constructors live in
-//! `ops.rs`, the rules in `backward.rs`.
+//! contribution to its inputs' gradients. The node types live in `node.rs`,
+//! the op constructors in `ops.rs`, the rules in `backward.rs`.
 
 use crate::backward::{self, Ctx};
+use crate::buffers::Buffers;
+use crate::node::{value_of, Aux, Node, Op, Storage};
 use crate::params::{ParamId, Params};
-use crate::pool::Pool;
 use crate::{Error, Result};
-use convnet_kernels::activation::Activation;
-use convnet_kernels::conv::ConvShape;
-use convnet_kernels::dense::DenseShape;
-use convnet_kernels::pool::PoolShape;
-use convnet_tensor::{AlignedBuf, Shape, TensorView};
+use convnet_tensor::{Shape, TensorView};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
@@ -28,74 +25,6 @@ static NEXT_EPOCH: AtomicU64 = AtomicU64::new(1);
 pub struct Var {
     pub(crate) index: u32,
     pub(crate) epoch: u64,
-}
-
-/// What produced a node, with the indices of its inputs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Op {
-    Input,
-    Variable,
-    Param(ParamId),
-    Conv2d { x: u32, w: u32, b: Option<u32>, shape: ConvShape, algo: convnet_kernels::conv::ConvAlgo, act: Activation },
-    MaxPool { x: u32, shape: PoolShape },
-    AvgPool { x: u32, shape: PoolShape },
-    GlobalAvgPool { x: u32, n: usize, hw: usize, c: usize },
-    Relu { x: u32 },
-    Sigmoid { x: u32 },
-    Tanh { x: u32 },
-    BiasAdd { x: u32, b: u32 },
-    Dense { x: u32, w: u32, b: Option<u32>, shape: DenseShape, act: Activation },
-    Reshape { x: u32 },
-    Dropout { x: u32 },
-    Softmax { x: u32 },
-    SoftmaxCe { logits: u32 },
-    SparseSoftmaxCe { logits: u32 },
-    Bce { probs: u32, targets: u32 },
-    BceLogits { logits: u32, targets: u32 },
-    Add { a: u32, b: u32 },
-    Mul { a: u32, b: u32 },
-    Mean { x: u32 },
-}
-
-/// Where a node's value lives.
-#[derive(Debug)]
-pub(crate) enum Storage {
-    /// Its own pooled buffer.
-    Own(AlignedBuf),
-    /// The same elements as an earlier node (reshape, inference dropout): no copy.
-    Alias(u32),
-}
-
-/// Saved by the forward pass for the backward rule.
-#[derive(Debug)]
-pub(crate) enum Aux {
-    None,
-    F32(AlignedBuf),
-    U32(Vec<u32>),
-}
-
-#[derive(Debug)]
-pub(crate) struct Node {
-    pub op: Op,
-    pub shape: Shape,
-    pub value: Storage,
-    pub grad: Option<AlignedBuf>,
-    /// True when `grad` is already zero wherever this node's fused relu
-    /// output is zero (set by max pooling, which masks the small pooled
-    /// gradient instead), so the node's own rule may skip the full-size mask.
-    pub grad_relu_masked: bool,
-    pub requires_grad: bool,
-    pub aux: Aux,
-}
-
-/// The value of node `i`, following aliases (which always point backwards).
-pub(crate) fn value_of(nodes: &[Node], mut i: usize) -> &[f32] {
-    loop {
-        match &nodes[i].value {
-            Storage::Own(b) => return b.as_slice(),
-            Storage::Alias(j) => i = *j as usize,
-        }
-    }
 }
 
 /// A define-by-run recording of one forward pass, and its reverse walk.
@@ -112,7 +41,7 @@ pub(crate) fn value_of(nodes: &[Node], mut i: usize) -> &[f32] {
 #[derive(Debug)]
 pub struct Tape {
     pub(crate) nodes: Vec<Node>,
-    pub(crate) pool: Pool,
+    pub(crate) buffers: Buffers,
     epoch: u64,
     training: bool,
     spent: bool,
@@ -129,7 +58,7 @@ impl Tape {
     pub fn new() -> Self {
         Tape {
             nodes: Vec::new(),
-            pool: Pool::default(),
+            buffers: Buffers::default(),
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
             training: true,
             spent: false,
@@ -157,15 +86,15 @@ impl Tape {
     pub fn reset(&mut self) {
         for node in self.nodes.drain(..) {
             if let Storage::Own(b) = node.value {
-                self.pool.give(b);
+                self.buffers.give(b);
             }
             if let Some(g) = node.grad {
-                self.pool.give(g);
+                self.buffers.give(g);
             }
             match node.aux {
                 Aux::None => {}
-                Aux::F32(b) => self.pool.give(b),
-                Aux::U32(v) => self.pool.give_u32(v),
+                Aux::F32(b) => self.buffers.give(b),
+                Aux::U32(v) => self.buffers.give_u32(v),
             }
         }
         self.epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
@@ -184,7 +113,7 @@ impl Tape {
 
     /// Bytes of buffers currently idle in the pool (diagnostics).
     pub fn pooled_bytes(&self) -> usize {
-        self.pool.bytes()
+        self.buffers.bytes()
     }
 
     /// The node index of `v`, or [`Error::StaleVar`].
@@ -316,7 +245,7 @@ impl Tape {
         if !self.nodes[li].requires_grad {
             return Ok(());
         }
-        let mut seed = self.pool.take(1);
+        let mut seed = self.buffers.take(1);
         seed.as_mut_slice()[0] = 1.0;
         self.nodes[li].grad = Some(seed);
         for i in (0..=li).rev() {
@@ -327,12 +256,12 @@ impl Tape {
             }
             let Some(g) = node.grad.take() else { continue };
             let aux = std::mem::replace(&mut node.aux, Aux::None);
-            let mut ctx = Ctx { before, pool: &mut self.pool, params };
+            let mut ctx = Ctx { before, buffers: &mut self.buffers, params };
             let result = backward::run(&mut ctx, node, g, &aux);
             match aux {
                 Aux::None => {}
-                Aux::F32(b) => self.pool.give(b),
-                Aux::U32(v) => self.pool.give_u32(v),
+                Aux::F32(b) => self.buffers.give(b),
+                Aux::U32(v) => self.buffers.give_u32(v),
             }
             result?;
         }
@@ -342,7 +271,7 @@ impl Tape {
     /// A copy of `x` as a leaf that needs no gradient (a batch of data, targets).
     pub fn input(&mut self, x: TensorView<'_>) -> Result<Var> {
         self.recording("input")?;
-        let mut b = self.pool.take(x.shape().len());
+        let mut b = self.buffers.take(x.shape().len());
         b.as_mut_slice().copy_from_slice(x.data());
         self.push(Op::Input, x.shape(), Storage::Own(b), false, Aux::None)
     }
@@ -351,7 +280,7 @@ impl Tape {
     /// backward (in training mode).
     pub fn variable(&mut self, x: TensorView<'_>) -> Result<Var> {
         self.recording("variable")?;
-        let mut b = self.pool.take(x.shape().len());
+        let mut b = self.buffers.take(x.shape().len());
         b.as_mut_slice().copy_from_slice(x.data());
         let training = self.training;
         self.push(Op::Variable, x.shape(), Storage::Own(b), training, Aux::None)
@@ -363,7 +292,7 @@ impl Tape {
     pub fn param(&mut self, params: &Params, id: ParamId) -> Result<Var> {
         self.recording("param")?;
         let v = params.value(id)?;
-        let mut b = self.pool.take(v.len());
+        let mut b = self.buffers.take(v.len());
         b.as_mut_slice().copy_from_slice(v.data());
         let training = self.training;
         self.push(Op::Param(id), v.shape(), Storage::Own(b), training, Aux::None)

@@ -1,4 +1,6 @@
-//! Softmax and cross-entropy, fused and numerically stable.
+//! Softmax and cross-entropy, fused and numerically stable; the logistic
+//! function and binary cross-entropy (from probabilities or from logits),
+//! the one copy the tape and the tape-free inference pass both call.
 //!
 //! Each row is handled in one sweep: the row maximum, `exp(x - max)` (so no
 //! exponent overflows), their sum, the probabilities, and the log-sum-exp
@@ -110,6 +112,81 @@ pub fn sparse_softmax_cross_entropy(
     Ok((total / rows as f64) as f32)
 }
 
+/// Keras's `epsilon()` (1e-7): [`binary_cross_entropy`] clips probabilities
+/// to `[BCE_EPSILON, 1 - BCE_EPSILON]`.
+pub const BCE_EPSILON: f32 = 1e-7;
+
+/// The logistic function `1 / (1 + e^-x)`, stable for large `|x|` (never
+/// computes `e^x` for a positive `x`).
+///
+/// ```
+/// use convnet_kernels::loss::sigmoid;
+/// assert_eq!(sigmoid(0.0), 0.5);
+/// assert_eq!(sigmoid(-1000.0), 0.0);
+/// assert_eq!(sigmoid(1000.0), 1.0);
+/// ```
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Checks that `targets` matches `values` and that there is something to average.
+fn check_binary(op: &'static str, values: &[f32], targets: &[f32]) -> Result<()> {
+    check_len("targets", targets.len(), values.len(), &op)?;
+    if values.is_empty() {
+        return Err(crate::Error::InvalidShape { shape: op.to_string(), reason: "no elements to average".into() });
+    }
+    Ok(())
+}
+
+/// Mean binary cross-entropy of probabilities `probs` (a sigmoid output)
+/// against `targets` in `[0, 1]`, element-wise over equal-length slices,
+/// accumulated in f64: `-(t ln p + (1 - t) ln(1 - p))` with `p` clipped to
+/// `[BCE_EPSILON, 1 - BCE_EPSILON]` as Keras clips it.
+///
+/// ```
+/// use convnet_kernels::loss::binary_cross_entropy;
+/// let loss = binary_cross_entropy(&[0.5, 0.5], &[1.0, 0.0])?;
+/// assert!((loss - std::f32::consts::LN_2).abs() < 1e-6);
+/// # Ok::<(), convnet_kernels::Error>(())
+/// ```
+pub fn binary_cross_entropy(probs: &[f32], targets: &[f32]) -> Result<f32> {
+    check_binary("binary_cross_entropy", probs, targets)?;
+    let mut total = 0.0f64;
+    for (&p, &t) in probs.iter().zip(targets) {
+        let p = p.clamp(BCE_EPSILON, 1.0 - BCE_EPSILON) as f64;
+        total -= t as f64 * p.ln() + (1.0 - t as f64) * (1.0 - p).ln();
+    }
+    Ok((total / probs.len() as f64) as f32)
+}
+
+/// Mean binary cross-entropy from logits (Keras's `from_logits=True`), in the
+/// stable form `max(x, 0) - x t + ln(1 + e^-|x|)`, accumulated in f64.
+///
+/// ```
+/// use convnet_kernels::loss::binary_cross_entropy_with_logits;
+/// let loss = binary_cross_entropy_with_logits(&[0.0, 0.0], &[1.0, 0.0])?;
+/// assert!((loss - std::f32::consts::LN_2).abs() < 1e-6);
+/// # Ok::<(), convnet_kernels::Error>(())
+/// ```
+pub fn binary_cross_entropy_with_logits(logits: &[f32], targets: &[f32]) -> Result<f32> {
+    check_binary("binary_cross_entropy_with_logits", logits, targets)?;
+    let total: f64 = logits
+        .iter()
+        .zip(targets)
+        .map(|(&x, &t)| {
+            let (x, t) = (x as f64, t as f64);
+            x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()
+        })
+        .sum();
+    Ok((total / logits.len() as f64) as f32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +232,29 @@ mod tests {
         assert!(softmax_cross_entropy(2, &[1.0; 4], &[1.0; 2], &mut g).is_err());
         assert!(sparse_softmax_cross_entropy(2, &[1.0; 4], &[0, 2], &mut g).is_err());
         assert!(sparse_softmax_cross_entropy(2, &[1.0; 4], &[0], &mut g).is_err());
+        assert!(binary_cross_entropy(&[0.5; 2], &[1.0]).is_err());
+        assert!(binary_cross_entropy_with_logits(&[], &[]).is_err());
+    }
+
+    /// Both binary forms agree with an f64 evaluation of the definition, and
+    /// the logits form stays finite where `sigmoid` saturates.
+    #[test]
+    fn binary_cross_entropy_matches_f64_definition() {
+        let logits = [-30.0f32, -2.0, -0.1, 0.0, 0.7, 3.0, 30.0];
+        let targets = [0.0f32, 1.0, 0.3, 1.0, 0.0, 1.0, 1.0];
+        let (mut from_logits, mut from_probs) = (0.0f64, 0.0f64);
+        for (&x, &t) in logits.iter().zip(&targets) {
+            let (x, t) = (x as f64, t as f64);
+            let p = 1.0 / (1.0 + (-x).exp());
+            from_logits -= t * p.ln() + (1.0 - t) * (1.0 - p).ln();
+            let pc = sigmoid(x as f32).clamp(BCE_EPSILON, 1.0 - BCE_EPSILON) as f64;
+            from_probs -= t * pc.ln() + (1.0 - t) * (1.0 - pc).ln();
+        }
+        let n = logits.len() as f64;
+        let got = binary_cross_entropy_with_logits(&logits, &targets).unwrap() as f64;
+        assert!((got - from_logits / n).abs() < 1e-6 * (from_logits / n), "{got} vs {}", from_logits / n);
+        let probs: Vec<f32> = logits.iter().map(|&x| sigmoid(x)).collect();
+        let got = binary_cross_entropy(&probs, &targets).unwrap() as f64;
+        assert!((got - from_probs / n).abs() < 1e-6 * (from_probs / n), "{got} vs {}", from_probs / n);
     }
 }

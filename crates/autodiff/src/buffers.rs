@@ -1,4 +1,4 @@
-//! A pool of buffers keyed by exact length: the tape takes its values,
+//! The tape's buffer pool (buffers keyed by exact length; not pooling layers): the tape takes its values,
 //! gradients and masks from here and gives them back on reset, so a step that
 //! repeats the sizes of the previous one allocates nothing.
 
@@ -9,12 +9,12 @@ use convnet_tensor::AlignedBuf;
 const MAX_IDLE: usize = 1024;
 
 #[derive(Debug, Default)]
-pub(crate) struct Pool {
+pub(crate) struct Buffers {
     f32s: Vec<AlignedBuf>,
     u32s: Vec<Vec<u32>>,
 }
 
-impl Pool {
+impl Buffers {
     /// A buffer of exactly `len` elements; its contents are unspecified.
     pub fn take(&mut self, len: usize) -> AlignedBuf {
         match self.f32s.iter().rposition(|b| b.len() == len) {

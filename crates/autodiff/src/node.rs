@@ -1,0 +1,82 @@
+//! The nodes a [`Tape`](crate::Tape) records: what produced each value
+//! ([`Op`], with the indices of its inputs), where the value lives
+//! ([`Storage`]), what the forward pass saved for the backward rule ([`Aux`]).
+//!
+//! These types sit below both halves of reverse mode: `tape.rs` (and the op
+//! constructors in `ops.rs`) append nodes, `backward.rs` reads them, so the
+//! tape depends on the backward rules and never the other way round.
+
+use crate::params::ParamId;
+use convnet_kernels::activation::Activation;
+use convnet_kernels::conv::{ConvAlgo, ConvShape};
+use convnet_kernels::dense::DenseShape;
+use convnet_kernels::pool::PoolShape;
+use convnet_tensor::{AlignedBuf, Shape};
+
+/// What produced a node, with the indices of its inputs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Op {
+    Input,
+    Variable,
+    Param(ParamId),
+    Conv2d { x: u32, w: u32, b: Option<u32>, shape: ConvShape, algo: ConvAlgo, act: Activation },
+    MaxPool { x: u32, shape: PoolShape },
+    AvgPool { x: u32, shape: PoolShape },
+    GlobalAvgPool { x: u32, n: usize, hw: usize, c: usize },
+    Relu { x: u32 },
+    Sigmoid { x: u32 },
+    Tanh { x: u32 },
+    BiasAdd { x: u32, b: u32 },
+    Dense { x: u32, w: u32, b: Option<u32>, shape: DenseShape, act: Activation },
+    Reshape { x: u32 },
+    Dropout { x: u32 },
+    Softmax { x: u32 },
+    SoftmaxCe { logits: u32 },
+    SparseSoftmaxCe { logits: u32 },
+    Bce { probs: u32, targets: u32 },
+    BceLogits { logits: u32, targets: u32 },
+    Add { a: u32, b: u32 },
+    Mul { a: u32, b: u32 },
+    Mean { x: u32 },
+}
+
+/// Where a node's value lives.
+#[derive(Debug)]
+pub(crate) enum Storage {
+    /// Its own pooled buffer.
+    Own(AlignedBuf),
+    /// The same elements as an earlier node (reshape, inference dropout): no copy.
+    Alias(u32),
+}
+
+/// Saved by the forward pass for the backward rule.
+#[derive(Debug)]
+pub(crate) enum Aux {
+    None,
+    F32(AlignedBuf),
+    U32(Vec<u32>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub op: Op,
+    pub shape: Shape,
+    pub value: Storage,
+    pub grad: Option<AlignedBuf>,
+    /// True when `grad` is already zero wherever this node's fused relu
+    /// output is zero (set by max pooling, which masks the small pooled
+    /// gradient instead), so the node's own rule may skip the full-size mask.
+    pub grad_relu_masked: bool,
+    pub requires_grad: bool,
+    pub aux: Aux,
+}
+
+/// The value of node `i`, following aliases (which always point backwards).
+pub(crate) fn value_of(nodes: &[Node], mut i: usize) -> &[f32] {
+    loop {
+        match &nodes[i].value {
+            Storage::Own(b) => return b.as_slice(),
+            Storage::Alias(j) => i = *j as usize,
+        }
+    }
+}
