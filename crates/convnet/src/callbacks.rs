@@ -1,8 +1,8 @@
 //! Callbacks run by [`Model::fit`](crate::Model::fit): early stopping, model
 //! checkpoints, and user closures per batch or per epoch.
 
+use crate::logs::{BatchLogs, EpochLogs};
 use crate::model::Model;
-use crate::train::{BatchLogs, EpochLogs};
 use crate::Result;
 use std::path::PathBuf;
 

@@ -50,32 +50,52 @@
 //! ```
 //!
 //! Modules: [`layers`] (configuration and shape inference), [`Model`]
-//! (built weights, [`summary`](Model::summary), training in `train.rs`,
-//! tape-free inference in `infer.rs`), [`data`] (where batches come from),
+//! (built weights, [`summary`](Model::summary); `compile` in `compile.rs`,
+//! `fit` in `train.rs`, `evaluate`/`predict` in `evaluate.rs` on the
+//! tape-free engine in `infer.rs`), [`data`] (where batches come from),
 //! [`callbacks`], [`progress`] (Keras's bar), [`weights`] (safetensors files,
-//! atomic writes).
+//! atomic writes). The modules form a one-way graph, drawn in
+//! `docs/ARCHITECTURE.md`.
 #![warn(missing_docs)]
 
+// The module graph is one way (docs/ARCHITECTURE.md draws it). Layer by
+// layer, each module uses only modules of the layers above its own:
+//   error, progress, logs, data, layers      (leaves; data and layers use error)
+//   built -> layers
+//   summary, infer, compile -> built, layers (compile also data)
+//   batch -> compile, data
+//   model -> built, compile, infer, layers, summary
+//   evaluate, weights -> model (evaluate also batch, compile, infer)
+//   callbacks -> logs, model
+//   train -> batch, callbacks, compile, infer, layers, logs, model, progress
+mod batch;
+mod built;
 pub mod callbacks;
+mod compile;
 pub mod data;
 mod error;
+mod evaluate;
 mod infer;
 pub mod layers;
+mod logs;
 mod model;
 pub mod progress;
 mod summary;
 mod train;
 pub mod weights;
 
+pub use built::BuiltLayer;
 pub use callbacks::{Callback, Control, EarlyStopping, ModelCheckpoint, Monitor, OnBatchEnd, OnEpochEnd};
+pub use compile::{Loss, Metric};
 pub use data::{Examples, TargetForm, XY};
 pub use error::{Error, Result};
 pub use layers::{
     Activation, AveragePooling2D, Conv2D, Dense, Dropout, Flatten, Initializer, InputShape, Layer, MaxPooling2D,
     Padding,
 };
-pub use model::{mnist_convnet, BuiltLayer, Model, Sequential, DEFAULT_SEED};
-pub use train::{BatchLogs, EpochLogs, FitOptions, History, Loss, Metric, Verbose};
+pub use logs::{BatchLogs, EpochLogs, History};
+pub use model::{mnist_convnet, Model, Sequential, DEFAULT_SEED};
+pub use train::{FitOptions, Verbose};
 
 /// The optimizers (`convnet-optim`), as Keras's `keras.optimizers`.
 pub mod optimizers {

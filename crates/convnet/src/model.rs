@@ -1,10 +1,21 @@
 //! [`Sequential`] (the model definition) and [`Model`] (built: shapes inferred,
-//! weights initialised).
+//! weights initialised), with what every other part reads: its layers,
+//! weights, summary, and the training configuration `compile` fixes.
+//!
+//! This file depends only on modules below it (`layers`, `built`, `compile`,
+//! `summary`, and the `infer` engine, whose scratch buffers a model keeps).
+//! The rest of `impl Model` lives in files above it, one concern each, that
+//! depend on this one and never the reverse: `evaluate.rs` (evaluate,
+//! predict), `train.rs` (fit), `weights.rs` (save, load).
 
+use crate::built::BuiltLayer;
+use crate::compile::{Compiled, Loss, Metric};
+use crate::infer::Scratch;
 use crate::layers::{fmt_dims, Initializer, InputShape, Layer};
 use crate::{Error, Result};
-use convnet_autodiff::{ParamId, Params};
+use convnet_autodiff::Params;
 use convnet_kernels::conv::ConvAlgo;
+use convnet_optim::Optimizer;
 use convnet_tensor::{Rng, Shape, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -164,24 +175,6 @@ impl Sequential {
     }
 }
 
-/// A layer of a built model: its resolved name, shapes (without the batch axis)
-/// and where its parameters sit in [`Model::params`].
-#[derive(Clone, Debug, PartialEq)]
-pub struct BuiltLayer {
-    /// Keras-style name (`conv2d_1`).
-    pub name: String,
-    /// The layer's configuration (with the name filled in).
-    pub layer: Layer,
-    /// Input shape without the batch axis.
-    pub input: Vec<usize>,
-    /// Output shape without the batch axis.
-    pub output: Vec<usize>,
-    /// Its parameters in [`Model::params`] (kernel, then bias).
-    pub params: Vec<ParamId>,
-    /// Number of scalar parameters.
-    pub param_count: usize,
-}
-
 /// A built model: layers with inferred shapes and initialised weights.
 pub struct Model {
     pub(crate) name: String,
@@ -189,10 +182,10 @@ pub struct Model {
     pub(crate) layers: Vec<BuiltLayer>,
     pub(crate) params: Params,
     pub(crate) algo: ConvAlgo,
-    pub(crate) compiled: Option<crate::train::Compiled>,
+    pub(crate) compiled: Option<Compiled>,
     /// Activation buffers of the tape-free inference pass, kept between
     /// `evaluate` / `predict` calls (batch-1 latency without allocation).
-    pub(crate) infer_scratch: std::sync::Mutex<crate::infer::Scratch>,
+    pub(crate) infer_scratch: std::sync::Mutex<Scratch>,
 }
 
 impl std::fmt::Debug for Model {
@@ -246,7 +239,7 @@ impl Model {
     /// The Keras 2 summary table (the text `model.summary()` prints), each
     /// row padded to 65 columns, ending in a newline.
     pub fn summary(&self) -> String {
-        crate::summary::summary(self)
+        crate::summary::summary(&self.name, &self.layers, self.param_count())
     }
 
     /// The architecture as the [`Sequential`] definition that builds this model
@@ -303,6 +296,36 @@ impl Model {
     /// The model-wide convolution algorithm.
     pub fn conv_algo(&self) -> ConvAlgo {
         self.algo
+    }
+
+    /// Configures training: the optimizer, the loss and the metrics (Keras's
+    /// `compile`). Checks that the loss fits the last layer.
+    pub fn compile(
+        &mut self,
+        optimizer: impl Optimizer + Send + 'static,
+        loss: Loss,
+        metrics: &[Metric],
+    ) -> Result<()> {
+        let last = &self.layers[self.layers.len() - 1];
+        self.compiled = Some(Compiled::new(Box::new(optimizer), loss, metrics, last)?);
+        Ok(())
+    }
+
+    /// The training configuration, or [`Error::NotCompiled`] naming `what` needed it.
+    pub(crate) fn compiled(&self, what: &'static str) -> Result<&Compiled> {
+        self.compiled.as_ref().ok_or(Error::NotCompiled(what))
+    }
+
+    /// Runs the tape-free inference engine on `n` inputs `x` (NHWC); see
+    /// [`crate::infer::run`]. With `logits`, the last activation is left out.
+    pub(crate) fn infer<'s>(&self, s: &'s mut Scratch, x: &[f32], n: usize, logits: bool) -> Result<&'s [f32]> {
+        crate::infer::run(&self.layers, &self.params, self.algo, s, x, n, logits)
+    }
+
+    /// The cached inference buffers (a poisoned lock only means an earlier
+    /// call panicked mid-pass: the buffers are overwritten before use anyway).
+    pub(crate) fn scratch(&self) -> std::sync::MutexGuard<'_, Scratch> {
+        self.infer_scratch.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -1,4 +1,5 @@
-//! `Model::summary`: the Keras 2 table, byte for byte.
+//! `Model::summary`: the Keras 2 table, byte for byte (from the built
+//! layers alone, so this file needs nothing of `Model`).
 //!
 //! Keras 2's `print_summary` for sequential models uses a 65-column line with
 //! columns starting at 0, 29 and 55 (`positions = [.45, .85, 1.]`). Each field
@@ -7,8 +8,8 @@
 //! `name (Type)` is truncated to 28 characters plus a space
 //! (`max_pooling2d_1 (MaxPooling2 `) and every row is exactly 65 columns wide.
 
+use crate::built::BuiltLayer;
 use crate::layers::fmt_dims;
-use crate::model::Model;
 
 const LINE: usize = 65;
 const POSITIONS: [usize; 3] = [29, 55, 65];
@@ -41,17 +42,17 @@ pub(crate) fn thousands(n: usize) -> String {
     out
 }
 
-pub(crate) fn summary(model: &Model) -> String {
+/// The table of a model named `name` with these layers and `total` parameters.
+pub(crate) fn summary(name: &str, layers: &[BuiltLayer], total: usize) -> String {
     let mut out = String::new();
     let mut push = |s: &str| {
         out.push_str(s);
         out.push('\n');
     };
-    push(&format!("Model: \"{}\"", model.name()));
+    push(&format!("Model: \"{name}\""));
     push(&"_".repeat(LINE));
     push(&row(["Layer (type)", "Output Shape", "Param #"]));
     push(&"=".repeat(LINE));
-    let layers = model.layers();
     for (i, l) in layers.iter().enumerate() {
         let name = format!("{} ({})", l.name, l.layer.class_name());
         let shape = format!("(None, {}", fmt_dims(&l.output).trim_start_matches('('));
@@ -59,7 +60,6 @@ pub(crate) fn summary(model: &Model) -> String {
         push(&row([&name, &shape, &l.param_count.to_string()]));
         push(&if i + 1 == layers.len() { "=" } else { "_" }.repeat(LINE));
     }
-    let total = model.param_count();
     push(&format!("Total params: {}", thousands(total)));
     push(&format!("Trainable params: {}", thousands(total)));
     push("Non-trainable params: 0");

@@ -1,5 +1,4 @@
-//! `compile`, `fit`, `evaluate`, `predict`: the Keras training loop on the
-//! autodiff tape.
+//! `fit`: the Keras training loop on the autodiff tape.
 //!
 //! One training step: gather the batch into a reused buffer, record the
 //! forward pass on a [`Tape`] (reset, not reallocated, between steps), the
@@ -10,58 +9,28 @@
 //! as Keras does with `from_logits`; a sigmoid last layer with binary
 //! cross-entropy likewise goes to the fused logits form.
 //!
-//! `evaluate` and `predict` record no tape: they call the same kernels
-//! directly on reused activation buffers (see `infer.rs`); dropout is the identity.
+//! The validation pass records no tape: it is `evaluate`'s (`evaluate.rs`),
+//! on the tape-free engine in `infer.rs`; dropout is the identity there.
 //!
 //! The loss and accuracy shown per epoch are running means over the examples
 //! seen so far in the epoch, weighted by batch size, as Keras prints them.
 
+use crate::batch::{check_data, correct, BatchBuf, Running};
 use crate::callbacks::{Callback, Control};
+use crate::compile::Loss;
 use crate::data::{Examples, TargetForm, XY};
 use crate::infer::Scratch;
-use crate::layers::{Activation, Layer};
+use crate::layers::{conv_shape, Activation, Conv2D, Layer};
+use crate::logs::{BatchLogs, EpochLogs, History};
 use crate::model::Model;
 use crate::progress::Progbar;
 use crate::{Error, Result};
 use convnet_autodiff::{Conv2dSpec, PoolSpec, Tape, Var};
 use convnet_kernels::activation::Activation as KernelActivation;
 use convnet_kernels::conv::{self, ConvAlgo, ConvPass};
-use convnet_optim::Optimizer;
 use convnet_tensor::{Rng, Shape, Tensor, TensorView};
 use std::io::IsTerminal;
 use std::time::Instant;
-
-/// Loss functions (Keras names). A softmax (or, for binary, sigmoid) last
-/// layer is fused into the loss; a linear last layer is taken as logits
-/// (Keras's `from_logits=True`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Loss {
-    /// `categorical_crossentropy`: one-hot targets `[n, classes]`.
-    CategoricalCrossentropy,
-    /// `sparse_categorical_crossentropy`: class-index targets `[n]`.
-    SparseCategoricalCrossentropy,
-    /// `binary_crossentropy`: targets in `[0, 1]`, same shape as the output.
-    BinaryCrossentropy,
-}
-
-impl Loss {
-    /// Keras's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Loss::CategoricalCrossentropy => "categorical_crossentropy",
-            Loss::SparseCategoricalCrossentropy => "sparse_categorical_crossentropy",
-            Loss::BinaryCrossentropy => "binary_crossentropy",
-        }
-    }
-}
-
-/// Metrics reported besides the loss.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Metric {
-    /// Fraction of examples whose arg-max matches the target's (binary: of
-    /// outputs on the right side of 0.5), Keras's `"accuracy"`.
-    Accuracy,
-}
 
 /// How `fit` reports progress.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,14 +44,6 @@ pub enum Verbose {
     Live,
     /// Always one line per epoch.
     Lines,
-}
-
-pub(crate) struct Compiled {
-    pub(crate) optimizer: Box<dyn Optimizer + Send>,
-    pub(crate) loss: Loss,
-    pub(crate) accuracy: bool,
-    /// Whether the last layer's activation is folded into the loss.
-    pub(crate) fused: bool,
 }
 
 /// Options of [`Model::fit`] (Keras's keyword arguments).
@@ -121,207 +82,7 @@ impl Default for FitOptions<'_> {
     }
 }
 
-/// Metrics of one epoch.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct EpochLogs {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Mean training loss over the epoch (weighted by batch size).
-    pub loss: f64,
-    /// Mean training accuracy, if compiled with [`Metric::Accuracy`].
-    pub accuracy: Option<f64>,
-    /// Validation loss, when there is validation data.
-    pub val_loss: Option<f64>,
-    /// Validation accuracy, when there is validation data and the metric.
-    pub val_accuracy: Option<f64>,
-    /// Wall time of the epoch (training and validation).
-    pub seconds: f64,
-}
-
-/// Running metrics after one batch, given to [`Callback::on_batch_end`].
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct BatchLogs {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// 1-based batch within the epoch.
-    pub batch: usize,
-    /// Loss of this batch.
-    pub batch_loss: f64,
-    /// Running mean loss of the epoch so far.
-    pub loss: f64,
-    /// Running mean accuracy of the epoch so far.
-    pub accuracy: Option<f64>,
-}
-
-/// What `fit` returns: the metrics of every epoch run (Keras's `History`).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct History {
-    /// One entry per epoch, in order.
-    pub epochs: Vec<EpochLogs>,
-}
-
-impl History {
-    /// Training loss per epoch.
-    pub fn loss(&self) -> Vec<f64> {
-        self.epochs.iter().map(|e| e.loss).collect()
-    }
-    /// Training accuracy per epoch (empty without the metric).
-    pub fn accuracy(&self) -> Vec<f64> {
-        self.epochs.iter().filter_map(|e| e.accuracy).collect()
-    }
-    /// Validation loss per epoch (empty without validation data).
-    pub fn val_loss(&self) -> Vec<f64> {
-        self.epochs.iter().filter_map(|e| e.val_loss).collect()
-    }
-    /// Validation accuracy per epoch.
-    pub fn val_accuracy(&self) -> Vec<f64> {
-        self.epochs.iter().filter_map(|e| e.val_accuracy).collect()
-    }
-}
-
-/// Sums of a pass over examples: loss and correct predictions, weighted by count.
-#[derive(Clone, Copy, Debug, Default)]
-struct Running {
-    loss: f64,
-    correct: f64,
-    seen: usize,
-}
-
-impl Running {
-    fn loss(&self) -> f64 {
-        self.loss / self.seen.max(1) as f64
-    }
-    fn accuracy(&self) -> f64 {
-        self.correct / self.seen.max(1) as f64
-    }
-}
-
-/// Reused batch buffers: inputs, targets, sparse labels.
-struct BatchBuf {
-    x: Vec<f32>,
-    y: Vec<f32>,
-    labels: Vec<u32>,
-    /// Outputs of an inference batch (evaluate).
-    out: Vec<f32>,
-    item_shape: Vec<usize>,
-    item_len: usize,
-}
-
-impl BatchBuf {
-    fn new(model: &Model, batch: usize, form: Option<TargetForm>) -> Self {
-        let item_shape = model.input_shape().to_vec();
-        let item_len = item_shape.iter().product();
-        BatchBuf {
-            x: vec![0.0; batch * item_len],
-            y: vec![0.0; form.map_or(0, |f| batch * f.width())],
-            labels: Vec::with_capacity(batch),
-            out: Vec::new(),
-            item_shape,
-            item_len,
-        }
-    }
-
-    fn shape(&self, b: usize) -> Result<Shape> {
-        let mut d = Vec::with_capacity(4);
-        d.push(b);
-        d.extend_from_slice(&self.item_shape);
-        Ok(Shape::new(&d)?)
-    }
-
-    fn fill(&mut self, data: &dyn Examples, idx: &[usize], form: Option<TargetForm>) -> Result<()> {
-        let b = idx.len();
-        match form {
-            Some(f) => {
-                let w = f.width();
-                data.gather(idx, &mut self.x[..b * self.item_len], Some((&mut self.y[..b * w], f)))?;
-                if let TargetForm::Index(_) = f {
-                    self.labels.clear();
-                    self.labels.extend(self.y[..b].iter().map(|&v| v as u32));
-                }
-            }
-            None => data.gather(idx, &mut self.x[..b * self.item_len], None)?,
-        }
-        Ok(())
-    }
-}
-
-fn check_data(model: &Model, data: &dyn Examples, what: &str) -> Result<()> {
-    if data.input_shape() != model.input_shape() {
-        return Err(Error::Data(format!(
-            "{what}: examples have shape {:?} but the model takes {:?}",
-            data.input_shape(),
-            model.input_shape()
-        )));
-    }
-    if data.is_empty() {
-        return Err(Error::Data(format!("{what}: no examples")));
-    }
-    Ok(())
-}
-
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
-}
-
 impl Model {
-    /// Configures training: the optimizer, the loss and the metrics (Keras's
-    /// `compile`). Checks that the loss fits the last layer.
-    pub fn compile(
-        &mut self,
-        optimizer: impl Optimizer + Send + 'static,
-        loss: Loss,
-        metrics: &[Metric],
-    ) -> Result<()> {
-        let last = &self.layers[self.layers.len() - 1];
-        if last.output.len() != 1 {
-            return Err(Error::invalid(
-                "loss",
-                format!("{} needs a flat output (units,), the model outputs {:?}", loss.name(), last.output),
-            ));
-        }
-        let act = last.layer.activation();
-        let fused = match (loss, act) {
-            (Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy, Activation::Softmax) => true,
-            (Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy, Activation::Linear) => false,
-            (Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy, other) => {
-                return Err(Error::invalid(
-                    "loss",
-                    format!(
-                        "{} needs a softmax (or linear, read as logits) last layer, {} ends in {}",
-                        loss.name(),
-                        last.name,
-                        other.name()
-                    ),
-                ))
-            }
-            (Loss::BinaryCrossentropy, Activation::Sigmoid) => true,
-            (Loss::BinaryCrossentropy, _) => false,
-        };
-        self.compiled = Some(Compiled {
-            optimizer: Box::new(optimizer),
-            loss,
-            accuracy: metrics.contains(&Metric::Accuracy),
-            fused,
-        });
-        Ok(())
-    }
-
-    fn target_form(&self) -> Result<TargetForm> {
-        let c = self.compiled.as_ref().ok_or(Error::NotCompiled("fit or evaluate"))?;
-        let k = self.output_shape()[0];
-        Ok(match c.loss {
-            Loss::CategoricalCrossentropy => TargetForm::OneHot(k),
-            Loss::SparseCategoricalCrossentropy => TargetForm::Index(k),
-            Loss::BinaryCrossentropy => TargetForm::Values(k),
-        })
-    }
-
     /// Records the forward pass of every layer on `tape`. With `logits`, the
     /// last layer's activation is left out (it is fused into the loss).
     fn forward(&self, tape: &mut Tape, mut h: Var, logits: bool, dropout_seed: u64) -> Result<Var> {
@@ -389,19 +150,19 @@ impl Model {
     /// The algorithm of a conv layer's backward passes: the chosen one when
     /// it runs both backward passes of this shape, else `Auto`. (The forward
     /// pass always runs exactly the chosen algorithm, or fails.)
-    fn backward_algo(&self, c: &crate::layers::Conv2D, algo: ConvAlgo, input: Shape) -> Result<ConvAlgo> {
+    fn backward_algo(&self, c: &Conv2D, algo: ConvAlgo, input: Shape) -> Result<ConvAlgo> {
         if algo == ConvAlgo::Auto {
             return Ok(algo);
         }
         let (n, h, w, ch) = input.as_nhwc()?;
-        let shape = crate::layers::conv_shape(c, n, h, w, ch)?;
+        let shape = conv_shape(c, n, h, w, ch)?;
         let runs = |pass| conv::supports(algo, &shape, pass).is_ok();
         Ok(if runs(ConvPass::BackwardData) && runs(ConvPass::BackwardFilter) { algo } else { ConvAlgo::Auto })
     }
 
     /// The loss node for `out` (logits when fused) against the batch's targets.
     fn loss_node(&self, tape: &mut Tape, out: Var, buf: &BatchBuf, b: usize, form: TargetForm) -> Result<Var> {
-        let c = self.compiled.as_ref().ok_or(Error::NotCompiled("fit or evaluate"))?;
+        let c = self.compiled("fit or evaluate")?;
         let w = form.width();
         Ok(match c.loss {
             Loss::SparseCategoricalCrossentropy => tape.sparse_softmax_cross_entropy(out, &buf.labels[..b])?,
@@ -411,33 +172,11 @@ impl Model {
             }
             Loss::BinaryCrossentropy => {
                 let t = tape.input(TensorView::new(Shape::matrix(b, w), &buf.y[..b * w])?)?;
-                if c.fused || self.layers[self.layers.len() - 1].layer.activation() == Activation::Linear {
+                if c.logits {
                     tape.binary_cross_entropy_with_logits(out, t)?
                 } else {
                     tape.binary_cross_entropy(out, t)?
                 }
-            }
-        })
-    }
-
-    /// Number of correct predictions in a batch (`out` holds logits or outputs).
-    fn correct(&self, out: &[f32], buf: &BatchBuf, b: usize, form: TargetForm) -> Result<f64> {
-        let c = self.compiled.as_ref().ok_or(Error::NotCompiled("fit or evaluate"))?;
-        let k = self.output_shape()[0];
-        Ok(match form {
-            TargetForm::OneHot(_) => {
-                out.chunks_exact(k).zip(buf.y.chunks_exact(k)).take(b).filter(|(o, t)| argmax(o) == argmax(t)).count()
-                    as f64
-            }
-            TargetForm::Index(_) => {
-                out.chunks_exact(k).zip(&buf.labels[..b]).filter(|(o, &l)| argmax(o) == l as usize).count() as f64
-            }
-            TargetForm::Values(_) => {
-                // Outputs are logits when fused or linear: threshold 0; probabilities: 0.5.
-                let logit = c.fused || self.layers[self.layers.len() - 1].layer.activation() == Activation::Linear;
-                let thr = if logit { 0.0 } else { 0.5 };
-                let hits = out[..b * k].iter().zip(&buf.y[..b * k]).filter(|(&o, &t)| (o > thr) == (t > 0.5)).count();
-                hits as f64 / k as f64
             }
         })
     }
@@ -450,8 +189,8 @@ impl Model {
     /// Trains on any [`Examples`] (such as an MNIST `Dataset`, converted per
     /// batch) for `options.epochs` epochs, printing Keras's progress bar.
     pub fn fit_examples(&mut self, data: &dyn Examples, mut options: FitOptions<'_>) -> Result<History> {
-        let form = self.target_form()?;
-        check_data(self, data, "fit")?;
+        let form = self.compiled("fit or evaluate")?.target_form();
+        check_data(self.input_shape(), data, "fit")?;
         if options.batch_size == 0 {
             return Err(Error::invalid("batch_size", "must be at least 1"));
         }
@@ -473,14 +212,14 @@ impl Model {
         }
         let val_indices: Vec<usize> = (n_train..n).collect();
         if let Some(v) = options.validation_data {
-            check_data(self, v, "validation_data")?;
+            check_data(self.input_shape(), v, "validation_data")?;
         }
         let has_val = options.validation_data.is_some() || n_val > 0;
         let bs = options.batch_size.min(n_train);
         let steps = n_train.div_ceil(bs);
         let mut order: Vec<usize> = (0..n_train).collect();
         let mut rng = Rng::new(options.seed);
-        let mut buf = BatchBuf::new(self, bs, Some(form));
+        let mut buf = BatchBuf::new(self.input_shape(), bs, Some(form));
         let mut tape = Tape::new();
         let mut scratch = Scratch::default();
         let accuracy = self.compiled.as_ref().is_some_and(|c| c.accuracy);
@@ -524,7 +263,8 @@ impl Model {
                 run.loss += loss as f64 * b as f64;
                 run.seen += b;
                 if accuracy {
-                    run.correct += self.correct(tape.value(out)?.data(), &buf, b, form)?;
+                    let c = self.compiled("fit")?;
+                    run.correct += correct(c, tape.value(out)?.data(), &buf, b, form);
                 }
                 let metrics = epoch_metrics(&run, accuracy, None);
                 if let Some(bar) = bar.as_mut() {
@@ -583,92 +323,6 @@ impl Model {
             cb.on_train_end(self)?;
         }
         Ok(history)
-    }
-
-    /// Loss and accuracy over `indices` of `data` (all when `None`), on the
-    /// tape-free inference path.
-    fn evaluate_on(
-        &self,
-        scratch: &mut Scratch,
-        data: &dyn Examples,
-        indices: Option<&[usize]>,
-        batch_size: usize,
-    ) -> Result<(f64, f64)> {
-        let form = self.target_form()?;
-        let c = self.compiled.as_ref().ok_or(Error::NotCompiled("evaluate"))?;
-        let all: Vec<usize>;
-        let idx = match indices {
-            Some(i) => i,
-            None => {
-                all = (0..data.len()).collect();
-                &all
-            }
-        };
-        let bs = batch_size.max(1).min(idx.len().max(1));
-        let mut buf = BatchBuf::new(self, bs, Some(form));
-        let k = self.output_shape()[0];
-        let logits = c.fused || self.layers[self.layers.len() - 1].layer.activation() == Activation::Linear;
-        let mut run = Running::default();
-        for chunk in idx.chunks(bs) {
-            let b = chunk.len();
-            buf.fill(data, chunk, Some(form))?;
-            let y = self.infer(scratch, &buf.x[..b * buf.item_len], b, c.fused)?;
-            buf.out.clear();
-            buf.out.extend_from_slice(y);
-            let out = &buf.out;
-            let loss = match c.loss {
-                Loss::CategoricalCrossentropy => Model::infer_ce(scratch, k, out, &buf.y[..b * k])?,
-                Loss::SparseCategoricalCrossentropy => Model::infer_sparse_ce(scratch, k, out, &buf.labels[..b])?,
-                Loss::BinaryCrossentropy => crate::infer::binary_ce(out, &buf.y[..b * k], logits),
-            };
-            run.loss += loss as f64 * b as f64;
-            run.correct += self.correct(out, &buf, b, form)?;
-            run.seen += b;
-        }
-        Ok((run.loss(), run.accuracy()))
-    }
-
-    /// The cached inference buffers (a poisoned lock only means an earlier
-    /// call panicked mid-pass: the buffers are overwritten before use anyway).
-    fn scratch(&self) -> std::sync::MutexGuard<'_, Scratch> {
-        self.infer_scratch.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Test loss and accuracy of `x`, `y` in inference mode (Keras's
-    /// `evaluate`), in batches of `batch_size`.
-    pub fn evaluate(&self, x: &Tensor, y: &Tensor, batch_size: usize) -> Result<(f64, f64)> {
-        self.evaluate_examples(&XY::new(x, y)?, batch_size)
-    }
-
-    /// [`Model::evaluate`] over any [`Examples`].
-    pub fn evaluate_examples(&self, data: &dyn Examples, batch_size: usize) -> Result<(f64, f64)> {
-        check_data(self, data, "evaluate")?;
-        self.evaluate_on(&mut self.scratch(), data, None, batch_size)
-    }
-
-    /// The model's outputs for `x` (class probabilities after a softmax last
-    /// layer), `[n, outputs]`, in inference mode, in batches of `batch_size`.
-    pub fn predict(&self, x: &Tensor, batch_size: usize) -> Result<Tensor> {
-        self.predict_examples(&XY::inputs(x), batch_size)
-    }
-
-    /// [`Model::predict`] over any [`Examples`] (targets, if any, are ignored).
-    pub fn predict_examples(&self, data: &dyn Examples, batch_size: usize) -> Result<Tensor> {
-        check_data(self, data, "predict")?;
-        let n = data.len();
-        let k: usize = self.output_shape().iter().product();
-        let bs = batch_size.max(1).min(n);
-        let mut buf = BatchBuf::new(self, bs, None);
-        let mut out = Tensor::zeros(Shape::matrix(n, k));
-        let mut scratch = self.scratch();
-        let idx: Vec<usize> = (0..n).collect();
-        for (ci, chunk) in idx.chunks(bs).enumerate() {
-            let b = chunk.len();
-            buf.fill(data, chunk, None)?;
-            let y = self.infer(&mut scratch, &buf.x[..b * buf.item_len], b, false)?;
-            out.data_mut()[ci * bs * k..(ci * bs + b) * k].copy_from_slice(y);
-        }
-        Ok(out)
     }
 }
 
