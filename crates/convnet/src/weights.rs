@@ -6,6 +6,10 @@
 //! - `save` writes the same file plus the architecture JSON in the safetensors
 //!   metadata (`convnet.model`), so [`Model::load`] rebuilds the model alone.
 //!
+//! The same model always gives the same file bytes: the header is written in
+//! a fixed order (metadata keys sorted, tensors by name), so checkpoints can
+//! be compared by hash.
+//!
 //! Writes are atomic: a temporary file in the same directory is written,
 //! fsynced and renamed over the target, then the directory is fsynced, so a
 //! crash never leaves half a checkpoint where the old one was.
@@ -16,8 +20,9 @@
 
 use crate::model::Model;
 use crate::{Error, Result};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
-use std::collections::HashMap;
+use convnet_tensor::Tensor;
+use safetensors::tensor::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -57,29 +62,78 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn f32_bytes(data: &[f32]) -> Vec<u8> {
-    data.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// A JSON string literal (quotes and escapes as serde_json writes them).
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serialises")
 }
 
 impl Model {
-    fn to_safetensors(&self, metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
-            .params
-            .iter()
-            .map(|(_, name, value, _)| (name.to_string(), f32_bytes(value.data()), value.shape().dims().to_vec()))
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(name, data, dims)| TensorView::new(Dtype::F32, dims.clone(), data).map(|v| (name.as_str(), v)))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::invalid("weights", format!("{e:?}")))?;
-        safetensors::serialize(views, &metadata).map_err(|e| Error::invalid("weights", format!("{e:?}")))
+    /// The parameters as safetensors bytes, byte for byte the same for the
+    /// same weights and metadata, in any process.
+    ///
+    /// `safetensors::serialize` takes the metadata as a `HashMap` and writes
+    /// it in hash order, which differs between maps, so two saves of one model
+    /// could differ in the header. This writes the same format itself, in a
+    /// fixed order: the 8-byte little-endian header length; the JSON header
+    /// with `__metadata__` first (keys sorted), then every tensor in the order
+    /// `safetensors::serialize` uses (by name; all are F32) as
+    /// `{"dtype":"F32","shape":[..],"data_offsets":[begin,end]}`; spaces up to
+    /// a multiple of 8 bytes; then the f32 little-endian data, back to back.
+    /// With one metadata key the output equals `safetensors::serialize`'s
+    /// (a test checks it), so any safetensors reader loads it.
+    fn to_safetensors(&self, metadata: &BTreeMap<&str, String>) -> Result<Vec<u8>> {
+        let mut tensors: Vec<(&str, &Tensor)> = self.params.iter().map(|(_, name, value, _)| (name, value)).collect();
+        tensors.sort_by(|a, b| a.0.cmp(b.0));
+        let mut header = String::from("{\"__metadata__\":{");
+        for (i, (key, value)) in metadata.iter().enumerate() {
+            if i > 0 {
+                header.push(',');
+            }
+            header.push_str(&json_string(key));
+            header.push(':');
+            header.push_str(&json_string(value));
+        }
+        header.push('}');
+        let too_big = || Error::invalid("weights", "the parameters do not fit in one file's offsets");
+        let mut offset = 0usize;
+        for (name, value) in &tensors {
+            let dims: Vec<String> = value.shape().dims().iter().map(|d| d.to_string()).collect();
+            let end = value.len().checked_mul(4).and_then(|n| n.checked_add(offset)).ok_or_else(too_big)?;
+            header.push_str(&format!(
+                ",{}:{{\"dtype\":\"F32\",\"shape\":[{}],\"data_offsets\":[{offset},{end}]}}",
+                json_string(name),
+                dims.join(",")
+            ));
+            offset = end;
+        }
+        header.push('}');
+        let padded = header.len().div_ceil(8).checked_mul(8).ok_or_else(too_big)?;
+        let total = padded.checked_add(8).and_then(|n| n.checked_add(offset)).ok_or_else(too_big)?;
+        let mut bytes = Vec::with_capacity(total);
+        bytes.extend_from_slice(&(padded as u64).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(8 + padded, b' ');
+        for (_, value) in &tensors {
+            bytes.extend(value.data().iter().flat_map(|x| x.to_le_bytes()));
+        }
+        debug_assert_eq!(bytes.len(), total);
+        Ok(bytes)
     }
 
-    /// The weights as safetensors bytes (what [`Model::save_weights`] writes).
+    /// The weights as safetensors bytes (what [`Model::save_weights`] writes):
+    /// the same weights always give the same bytes.
     pub fn weights_to_bytes(&self) -> Result<Vec<u8>> {
-        let meta = HashMap::from([(FORMAT_METADATA_KEY.to_string(), FORMAT.to_string())]);
-        self.to_safetensors(Some(meta))
+        self.to_safetensors(&BTreeMap::from([(FORMAT_METADATA_KEY, FORMAT.to_string())]))
+    }
+
+    /// The whole model (architecture JSON in the metadata, and the weights) as
+    /// safetensors bytes (what [`Model::save`] writes): the same model always
+    /// gives the same bytes, so checkpoints can be compared by hash.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.to_safetensors(&BTreeMap::from([
+            (FORMAT_METADATA_KEY, FORMAT.to_string()),
+            (MODEL_METADATA_KEY, self.to_json()),
+        ]))
     }
 
     /// Saves every parameter to a safetensors file under Keras names, atomically.
@@ -88,13 +142,10 @@ impl Model {
     }
 
     /// Saves the architecture (JSON in the safetensors metadata) and the
-    /// weights in one file, atomically; [`Model::load`] reads it back.
+    /// weights in one file, atomically; [`Model::load`] reads it back. The
+    /// same model always writes the same bytes ([`Model::to_bytes`]).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let meta = HashMap::from([
-            (FORMAT_METADATA_KEY.to_string(), FORMAT.to_string()),
-            (MODEL_METADATA_KEY.to_string(), self.to_json()),
-        ]);
-        write_atomic(path.as_ref(), &self.to_safetensors(Some(meta))?)
+        write_atomic(path.as_ref(), &self.to_bytes()?)
     }
 
     /// Loads a whole model written by [`Model::save`].

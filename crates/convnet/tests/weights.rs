@@ -90,3 +90,85 @@ fn missing_file_is_an_io_error_with_the_path() {
     let err = model.save_weights("/nonexistent/dir/w.safetensors").unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
 }
+
+/// The model whose saves are compared: the chapter's, built with seed 7.
+fn reference_model() -> Model {
+    mnist_convnet().seed(7).build().unwrap()
+}
+
+/// Two saves of one model, and saves of two models built the same way, give
+/// the same bytes; the weights-only file is exactly what the safetensors
+/// crate itself writes (one metadata key has only one order), so the fixed
+/// order costs no compatibility.
+#[test]
+fn saves_are_byte_identical() {
+    let dir = tmp_dir("identical");
+    let (a, b) = (reference_model(), reference_model());
+    let paths: Vec<PathBuf> = (0..4).map(|i| dir.join(format!("m{i}.safetensors"))).collect();
+    a.save(&paths[0]).unwrap();
+    a.save(&paths[1]).unwrap();
+    b.save(&paths[2]).unwrap();
+    let first = std::fs::read(&paths[0]).unwrap();
+    for p in &paths[1..3] {
+        assert!(std::fs::read(p).unwrap() == first, "{} differs from {}", p.display(), paths[0].display());
+    }
+    assert!(a.to_bytes().unwrap() == first);
+    // And the file is a valid safetensors file that loads back.
+    let c = Model::load(&paths[0]).unwrap();
+    assert_eq!(params_bits(&a), params_bits(&c));
+
+    a.save_weights(&paths[3]).unwrap();
+    let ours = std::fs::read(&paths[3]).unwrap();
+    assert!(ours == b.weights_to_bytes().unwrap());
+    let owned: Vec<(String, Vec<u8>, Vec<usize>)> = a
+        .weights()
+        .iter()
+        .map(|(n, t)| {
+            (n.to_string(), t.data().iter().flat_map(|x| x.to_le_bytes()).collect(), t.shape().dims().to_vec())
+        })
+        .collect();
+    let views: Vec<(&str, safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s)| {
+            (n.as_str(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
+        })
+        .collect();
+    let meta = std::collections::HashMap::from([("format".to_string(), "convnet-1".to_string())]);
+    let theirs = safetensors::serialize(views, &Some(meta)).unwrap();
+    assert!(ours == theirs, "save_weights differs from safetensors::serialize");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Saves made by two processes agree byte for byte (a `HashMap`'s order
+/// differs between processes, so this catches any header written in hash
+/// order). The test runs this test binary again as a child that saves
+/// [`reference_model`] to the path in `CONVNET_TEST_SAVE_TO`.
+#[test]
+fn saves_are_byte_identical_across_processes() {
+    let dir = tmp_dir("processes");
+    let here = dir.join("parent.safetensors");
+    reference_model().save(&here).unwrap();
+    let mut files = vec![std::fs::read(&here).unwrap()];
+    for i in 0..2 {
+        let path = dir.join(format!("child{i}.safetensors"));
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "save_reference_model_in_child", "--ignored", "--test-threads", "1"])
+            .env("CONVNET_TEST_SAVE_TO", &path)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "child process failed: {status}");
+        files.push(std::fs::read(&path).expect("the child wrote its file"));
+    }
+    assert!(files.iter().all(|f| *f == files[0]), "saves from different processes differ");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The child half of [`saves_are_byte_identical_across_processes`] (ignored:
+/// it only runs when that test starts it, with `CONVNET_TEST_SAVE_TO` set).
+#[test]
+#[ignore = "run by saves_are_byte_identical_across_processes in a child process"]
+fn save_reference_model_in_child() {
+    let path = std::env::var_os("CONVNET_TEST_SAVE_TO").expect("CONVNET_TEST_SAVE_TO names the file to write");
+    reference_model().save(PathBuf::from(path)).unwrap();
+}
