@@ -110,6 +110,7 @@ fn decode(b: &mut Bytes) -> Result<ConvShape, Error> {
         pad_bottom: 0,
         pad_left: 0,
         pad_right: 0,
+        groups: 1,
     };
     match b.upto(3) {
         0 => Ok(s),

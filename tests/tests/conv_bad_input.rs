@@ -152,7 +152,7 @@ proptest! {
         let s = ConvShape {
             n: dims[0], h: dims[1], w: dims[2], c_in: dims[3], c_out: dims[4], kh: dims[5], kw: dims[6],
             stride_h: dims[7], stride_w: dims[8], dilation_h: dims[9], dilation_w: dims[10],
-            pad_top: dims[11], pad_bottom: dims[12], pad_left: dims[13], pad_right: dims[14],
+            pad_top: dims[11], pad_bottom: dims[12], pad_left: dims[13], pad_right: dims[14], groups: 1,
         };
         let valid = s.validate().is_ok();
         for r in call_all(algo, &s, lens) {

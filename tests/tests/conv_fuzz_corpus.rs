@@ -34,6 +34,7 @@ fn decode(data: &[u8]) -> (Result<ConvShape, Error>, u64) {
         pad_bottom: 0,
         pad_left: 0,
         pad_right: 0,
+        groups: 1,
     };
     let shape = match upto(3) {
         0 => Ok(s),

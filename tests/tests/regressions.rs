@@ -43,5 +43,6 @@ fn one_pixel_input_dilated_5x5_same() {
         pad_bottom: 4,
         pad_left: 4,
         pad_right: 4,
+        groups: 1,
     });
 }

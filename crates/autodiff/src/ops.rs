@@ -89,6 +89,7 @@ impl Tape {
             pad_bottom: 0,
             pad_left: 0,
             pad_right: 0,
+            groups: 1,
         }
         .with_padding(spec.padding)
         .map_err(kernel_err(OP))?;

@@ -171,7 +171,7 @@ proptest! {
         let k = if !same && k > h.min(w) { 1 } else { k };
         let shape = ConvShape {
             n, h, w, c_in: ci, c_out: co, kh: k, kw: k, stride_h: stride, stride_w: stride,
-            dilation_h: 1, dilation_w: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0,
+            dilation_h: 1, dilation_w: 1, pad_top: 0, pad_bottom: 0, pad_left: 0, pad_right: 0, groups: 1,
         }
         .with_padding(padding(same))
         .unwrap();

@@ -660,6 +660,7 @@ pub(crate) fn conv_shape(c: &Conv2D, n: usize, h: usize, w: usize, ch: usize) ->
         pad_bottom,
         pad_left,
         pad_right,
+        groups: 1,
     };
     s.validate()?;
     Ok(s)

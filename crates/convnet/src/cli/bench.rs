@@ -154,6 +154,7 @@ fn conv_shape(
         pad_bottom,
         pad_left,
         pad_right,
+        groups: 1,
     };
     s.validate()?;
     Ok(s)

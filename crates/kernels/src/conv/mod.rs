@@ -15,6 +15,7 @@
 
 pub mod direct;
 mod direct_filter;
+mod grouped;
 pub mod im2col;
 pub mod reference;
 mod select;
@@ -117,6 +118,9 @@ impl ConvPass {
 /// Whether `algo` (not `Auto`) can run `pass` on `shape`; the error says why not.
 pub fn supports(algo: ConvAlgo, shape: &ConvShape, pass: ConvPass) -> Result<()> {
     let verdict = match algo {
+        ConvAlgo::Direct | ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 if shape.groups > 1 => {
+            Err(format!("{} groups: grouped convolution runs on im2col, depthwise or reference", shape.groups))
+        }
         ConvAlgo::Auto => Ok(()),
         ConvAlgo::Reference => Ok(()),
         ConvAlgo::Direct => direct::supports(algo, shape, pass),
@@ -139,7 +143,7 @@ fn resolve(algo: ConvAlgo, shape: &ConvShape, pass: ConvPass) -> Result<ConvAlgo
 
 /// Forward convolution: `output = activation(conv(input, filter) + bias)`.
 ///
-/// `input` is NHWC `[n, h, w, c_in]`, `filter` HWIO `[kh, kw, c_in, c_out]`,
+/// `input` is NHWC `[n, h, w, c_in]`, `filter` HWIO `[kh, kw, c_in / groups, c_out]`,
 /// `bias` `[c_out]`, `output` NHWC `[n, out_h, out_w, c_out]` (overwritten).
 ///
 /// ```
@@ -175,6 +179,7 @@ pub fn conv2d_forward(
             activation.apply_inplace(output);
         }
         a @ ConvAlgo::Direct => direct::forward(a, shape, input, filter, bias, activation, output),
+        ConvAlgo::Im2col if shape.groups > 1 => grouped::forward(shape, input, filter, bias, activation, output),
         a @ ConvAlgo::Im2col => im2col::forward(a, shape, input, filter, bias, activation, output),
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
             winograd::forward(a, shape, input, filter, bias, activation, output)
@@ -200,6 +205,7 @@ pub fn conv2d_backward_data(
     match resolve(algo, shape, ConvPass::BackwardData)? {
         ConvAlgo::Reference => reference::backward_data(shape, grad_output, filter, grad_input),
         a @ ConvAlgo::Direct => direct::backward_data(a, shape, grad_output, filter, grad_input),
+        ConvAlgo::Im2col if shape.groups > 1 => grouped::backward_data(shape, grad_output, filter, grad_input),
         a @ ConvAlgo::Im2col => im2col::backward_data(a, shape, grad_output, filter, grad_input),
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
             winograd::backward_data(a, shape, grad_output, filter, grad_input)
@@ -225,6 +231,7 @@ pub fn conv2d_backward_filter(
     match resolve(algo, shape, ConvPass::BackwardFilter)? {
         ConvAlgo::Reference => reference::backward_filter(shape, input, grad_output, grad_filter),
         a @ ConvAlgo::Direct => direct::backward_filter(a, shape, input, grad_output, grad_filter),
+        ConvAlgo::Im2col if shape.groups > 1 => grouped::backward_filter(shape, input, grad_output, grad_filter),
         a @ ConvAlgo::Im2col => im2col::backward_filter(a, shape, input, grad_output, grad_filter),
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
             winograd::backward_filter(a, shape, input, grad_output, grad_filter)

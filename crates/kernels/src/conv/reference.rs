@@ -1,8 +1,10 @@
 //! The oracle: plain loops over the definition of convolution, accumulating
 //! in f64. Slow and obviously right; every fast algorithm is tested against it.
 //!
-//! `y[n, oy, ox, co] = sum_{ky, kx, ci} x[n, oy*sh + ky*dh - pt, ox*sw + kx*dw - pl, ci] * w[ky, kx, ci, co]`
-//! with zeros outside the input.
+//! `y[n, oy, ox, co] = sum_{ky, kx, ci} x[n, oy*sh + ky*dh - pt, ox*sw + kx*dw - pl, g*cig + ci] * w[ky, kx, ci, co]`
+//! with zeros outside the input, where `cig = c_in / groups` and
+//! `g = co / (c_out / groups)` is the group of output channel `co` (`ci`
+//! runs over the `cig` channels of that group; with one group, all of them).
 
 use super::ConvShape;
 
@@ -10,6 +12,22 @@ use super::ConvShape;
 #[inline]
 fn tap(o: usize, k: usize, stride: usize, dilation: usize, pad: usize, size: usize) -> Option<usize> {
     (o * stride + k * dilation).checked_sub(pad).filter(|&i| i < size)
+}
+
+/// The filter row of input channel `ci` at tap `(ky, kx)` (the weights to
+/// the `c_out / groups` outputs of `ci`'s group) and the matching slice of
+/// the per-pixel accumulator `acc` (`[c_out]`).
+fn group_row<'a>(
+    s: &ConvShape,
+    ky: usize,
+    kx: usize,
+    ci: usize,
+    filter: &'a [f32],
+    acc: &'a mut [f64],
+) -> (&'a [f32], &'a mut [f64]) {
+    let (cig, cog) = (s.c_in_per_group(), s.c_out_per_group());
+    let (grp, cil) = (ci / cig, ci % cig);
+    (&filter[((ky * s.kw + kx) * cig + cil) * s.c_out + grp * cog..][..cog], &mut acc[grp * cog..][..cog])
 }
 
 /// Forward: `output = conv(input, filter) + bias`. Lengths are checked by the caller.
@@ -28,8 +46,8 @@ pub fn forward(s: &ConvShape, input: &[f32], filter: &[f32], bias: Option<&[f32]
                         let Some(ix) = tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w) else { continue };
                         for ci in 0..s.c_in {
                             let x = input[((n * s.h + iy) * s.w + ix) * s.c_in + ci] as f64;
-                            let wrow = &filter[((ky * s.kw + kx) * s.c_in + ci) * s.c_out..][..s.c_out];
-                            for (a, &w) in acc.iter_mut().zip(wrow) {
+                            let (wrow, arow) = group_row(s, ky, kx, ci, filter, &mut acc);
+                            for (a, &w) in arow.iter_mut().zip(wrow) {
                                 *a += x * w as f64;
                             }
                         }
@@ -57,7 +75,10 @@ pub fn backward_data(s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_in
                     for kx in 0..s.kw {
                         let Some(ix) = tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w) else { continue };
                         for ci in 0..s.c_in {
-                            let wrow = &filter[((ky * s.kw + kx) * s.c_in + ci) * s.c_out..][..s.c_out];
+                            let (cig, cog) = (s.c_in_per_group(), s.c_out_per_group());
+                            let (grp, cil) = (ci / cig, ci % cig);
+                            let wrow = &filter[((ky * s.kw + kx) * cig + cil) * s.c_out + grp * cog..][..cog];
+                            let g = &g[grp * cog..][..cog];
                             let dot: f64 = g.iter().zip(wrow).map(|(&g, &w)| g as f64 * w as f64).sum();
                             acc[((n * s.h + iy) * s.w + ix) * s.c_in + ci] += dot;
                         }
@@ -85,7 +106,10 @@ pub fn backward_filter(s: &ConvShape, input: &[f32], grad_output: &[f32], grad_f
                         let Some(ix) = tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w) else { continue };
                         for ci in 0..s.c_in {
                             let x = input[((n * s.h + iy) * s.w + ix) * s.c_in + ci] as f64;
-                            let arow = &mut acc[((ky * s.kw + kx) * s.c_in + ci) * s.c_out..][..s.c_out];
+                            let (cig, cog) = (s.c_in_per_group(), s.c_out_per_group());
+                            let (grp, cil) = (ci / cig, ci % cig);
+                            let arow = &mut acc[((ky * s.kw + kx) * cig + cil) * s.c_out + grp * cog..][..cog];
+                            let g = &g[grp * cog..][..cog];
                             for (a, &g) in arow.iter_mut().zip(g) {
                                 *a += x * g as f64;
                             }

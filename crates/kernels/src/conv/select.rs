@@ -87,6 +87,9 @@ fn winograd_can(shape: &ConvShape, pass: ConvPass) -> bool {
 /// # Ok::<(), convnet_kernels::Error>(())
 /// ```
 pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
+    if shape.groups > 1 {
+        return ConvAlgo::Im2col;
+    }
     let filter_bytes = shape.filter_len() * 4;
     let out_pixels = shape.out_h() * shape.out_w();
     let channels = shape.c_in.min(shape.c_out);

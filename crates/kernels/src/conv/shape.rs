@@ -39,10 +39,19 @@ pub fn pad_amounts(padding: Padding, input: usize, window: usize, stride: usize,
 }
 
 /// A 2-D convolution problem: NHWC input `[n, h, w, c_in]`, HWIO filter
-/// `[kh, kw, c_in, c_out]`, NHWC output `[n, out_h, out_w, c_out]`.
+/// `[kh, kw, c_in / groups, c_out]`, NHWC output `[n, out_h, out_w, c_out]`.
 ///
 /// Padding is stored per side, so Keras `same` with stride 2 (extra row at the
 /// bottom) is exact.
+///
+/// With `groups > 1` (grouped convolution, PyTorch's `groups=`, Keras's
+/// `Conv2D(groups=)`), input channel `ci` and output channel `co` are
+/// connected only when `ci / (c_in / groups) == co / (c_out / groups)`, and
+/// the filter holds, for each output channel, the weights of its group's
+/// `c_in / groups` inputs: `[kh, kw, c_in / groups, c_out]`, as Keras stores
+/// grouped kernels. `groups == c_in` is a depthwise convolution with channel
+/// multiplier `c_out / c_in`; its filter `[kh, kw, 1, c_in * multiplier]`
+/// is Keras's `depthwise_kernel` `[kh, kw, c_in, multiplier]` read flat.
 ///
 /// ```
 /// use convnet_kernels::conv::{ConvShape, Padding};
@@ -87,6 +96,9 @@ pub struct ConvShape {
     pub pad_left: usize,
     /// Zero columns right of the input.
     pub pad_right: usize,
+    /// Channel groups (1 = an ordinary dense convolution); divides `c_in`
+    /// and `c_out`.
+    pub groups: usize,
 }
 
 impl ConvShape {
@@ -108,9 +120,44 @@ impl ConvShape {
             pad_bottom: 0,
             pad_left: 0,
             pad_right: 0,
+            groups: 1,
         };
         s.validate()?;
         Ok(s)
+    }
+
+    /// Sets the number of channel groups; validated (`groups` must divide
+    /// both channel counts).
+    ///
+    /// ```
+    /// use convnet_kernels::conv::ConvShape;
+    /// let g = ConvShape::new(8, 56, 56, 128, 128, 3, 3)?.with_groups(4)?;
+    /// assert_eq!(g.filter_len(), 3 * 3 * 32 * 128);
+    /// assert!(g.with_groups(3).is_err()); // 3 does not divide 128
+    /// let dw = ConvShape::new(8, 112, 112, 32, 64, 3, 3)?.with_groups(32)?;
+    /// assert_eq!(dw.depthwise_multiplier(), Some(2));
+    /// # Ok::<(), convnet_kernels::Error>(())
+    /// ```
+    pub fn with_groups(mut self, groups: usize) -> Result<Self> {
+        self.groups = groups;
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// Input channels per group, `c_in / groups`.
+    pub fn c_in_per_group(&self) -> usize {
+        self.c_in / self.groups
+    }
+
+    /// Output channels per group, `c_out / groups`.
+    pub fn c_out_per_group(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    /// `Some(c_out / c_in)` when the shape is depthwise (one input channel
+    /// per group, `groups == c_in`), else `None`.
+    pub fn depthwise_multiplier(&self) -> Option<usize> {
+        (self.groups == self.c_in).then(|| self.c_out / self.c_in)
     }
 
     /// Sets the strides, then recomputes nothing else (call [`with_padding`]
@@ -177,11 +224,18 @@ impl ConvShape {
             ("stride_w", self.stride_w),
             ("dilation_h", self.dilation_h),
             ("dilation_w", self.dilation_w),
+            ("groups", self.groups),
         ];
         for (name, v) in dims {
             if v == 0 {
                 return Err(self.invalid(format!("{name} is zero")));
             }
+        }
+        if self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+            return Err(self.invalid(format!(
+                "groups {} must divide both c_in {} and c_out {}",
+                self.groups, self.c_in, self.c_out
+            )));
         }
         let eff_h = self.effective_kh().ok_or_else(|| self.invalid("dilated window overflows"))?;
         let eff_w = self.effective_kw().ok_or_else(|| self.invalid("dilated window overflows"))?;
@@ -197,7 +251,7 @@ impl ConvShape {
         let sizes = [
             [self.n, self.h, self.w, self.c_in],
             [self.n, self.out_h(), self.out_w(), self.c_out],
-            [self.kh, self.kw, self.c_in, self.c_out],
+            [self.kh, self.kw, self.c_in / self.groups, self.c_out],
         ];
         for s in sizes {
             s.iter()
@@ -205,7 +259,7 @@ impl ConvShape {
                 .and_then(|x| x.checked_mul(4)) // bytes
                 .ok_or_else(|| self.invalid("buffer size overflows"))?;
         }
-        [2, self.n, self.out_h(), self.out_w(), self.c_out, self.c_in, self.kh, self.kw]
+        [2, self.n, self.out_h(), self.out_w(), self.c_out, self.c_in / self.groups, self.kh, self.kw]
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
             .ok_or_else(|| self.invalid("FLOP count overflows"))?;
@@ -235,9 +289,9 @@ impl ConvShape {
         self.n * self.h * self.w * self.c_in
     }
 
-    /// Elements of the HWIO filter.
+    /// Elements of the HWIO filter, `kh * kw * (c_in / groups) * c_out`.
     pub fn filter_len(&self) -> usize {
-        self.kh * self.kw * self.c_in * self.c_out
+        self.kh * self.kw * self.c_in_per_group() * self.c_out
     }
 
     /// Elements of the NHWC output.
@@ -245,11 +299,12 @@ impl ConvShape {
         self.n * self.out_h() * self.out_w() * self.c_out
     }
 
-    /// Direct-convolution FLOPs of the forward pass, `2*N*Ho*Wo*Cout*Cin*Kh*Kw`
-    /// (also the FLOPs of each backward pass). Used for GFLOP/s of every
-    /// algorithm, so faster algorithms show as higher throughput.
+    /// Direct-convolution FLOPs of the forward pass,
+    /// `2*N*Ho*Wo*Cout*(Cin/groups)*Kh*Kw` (also the FLOPs of each backward
+    /// pass). Used for GFLOP/s of every algorithm, so faster algorithms show
+    /// as higher throughput.
     pub fn flops(&self) -> usize {
-        2 * self.n * self.out_h() * self.out_w() * self.c_out * self.c_in * self.kh * self.kw
+        2 * self.n * self.out_h() * self.out_w() * self.c_out * self.c_in_per_group() * self.kh * self.kw
     }
 
     /// True when the shape has no padding, stride or dilation.
@@ -282,6 +337,10 @@ impl fmt::Display for ConvShape {
             self.pad_bottom,
             self.pad_left,
             self.pad_right
-        )
+        )?;
+        if self.groups > 1 {
+            write!(f, " groups {}", self.groups)?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,339 @@
+//! Grouped convolution (`groups > 1`) as one im2col + GEMM per group, over
+//! strided views: nothing is gathered into per-group tensors.
+//!
+//! Group `g` connects input channels `g*cig .. (g+1)*cig` to output channels
+//! `g*cog .. (g+1)*cog` (`cig = c_in / groups`, `cog = c_out / groups`). Its
+//! column matrix holds, for each output pixel, the `kh * kw * cig` inputs of
+//! that group in `(ky, kx, ci)` order, which is exactly the row order of the
+//! grouped HWIO filter `[kh, kw, cig, c_out]`; the group's `Kg x cog` block
+//! of that filter starts at column `g * cog` with row stride `c_out`. So
+//! every pass is the dense im2col pass (see [`super::im2col`]) with a
+//! channel offset in the packing and strided GEMM operands:
+//!
+//! - forward: `y[rows, g*cog..] = col_g[rows, Kg] * w[Kg, g*cog..]` for
+//!   every group of a row tile, then bias and activation on the whole tile;
+//! - backward-data: `dcol_g = dy[rows, g*cog..] * w_g^T`, added back into
+//!   the group's input channels (col2im), one task per image;
+//! - backward-filter: `dw[Kg, g*cog..] += col_g^T * dy[rows, g*cog..]`, the
+//!   row tiles in order, the GEMMs of one tile in parallel over fixed
+//!   (group, block of `Kg`) pairs, so every element of `dw` sums its tiles
+//!   in the same order for any thread count.
+//!
+//! Column tiles are bounded by [`super::im2col::MAX_COL_BUFFER_BYTES`] for
+//! all groups together. Depthwise shapes (one input channel per group) have
+//! their own kernel in [`super::depthwise`]; this path runs them too (with
+//! `Kg = kh * kw`, GEMMs too thin to be fast), so `Im2col` stays fully
+//! general.
+
+use super::im2col::{epilogue, MAX_COL_BUFFER_BYTES};
+use super::ConvShape;
+use crate::activation::Activation;
+use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
+use crate::gemm::sgemm_strided;
+use rayon::prelude::*;
+
+/// Forward splits the rows into at least this many tiles when there are
+/// enough rows (a fixed number, never the thread count).
+const MIN_FORWARD_TILES: usize = 16;
+
+/// Backward-filter GEMMs cover this many rows of `Kg` each.
+const DW_BLOCK_K: usize = 64;
+
+/// Columns of one group's column matrix: `kh * kw * (c_in / groups)`.
+fn group_patch_len(s: &ConvShape) -> usize {
+    s.kh * s.kw * s.c_in_per_group()
+}
+
+/// Rows whose columns for every group fit in [`MAX_COL_BUFFER_BYTES`].
+fn budget_rows(s: &ConvShape) -> usize {
+    (MAX_COL_BUFFER_BYTES / (4 * s.kh * s.kw * s.c_in)).max(1)
+}
+
+/// Input coordinate of output `o`, tap `k` along one axis, if inside.
+#[inline(always)]
+fn tap(o: usize, k: usize, stride: usize, dilation: usize, pad: usize, size: usize) -> Option<usize> {
+    (o * stride + k * dilation).checked_sub(pad).filter(|&i| i < size)
+}
+
+/// Packs rows `first_row .. first_row + rows` of group `g`'s column matrix
+/// into `out` (`rows * Kg` values, overwritten; zeros for padding taps).
+fn pack_group_rows(s: &ConvShape, input: &[f32], g: usize, first_row: usize, rows: usize, out: &mut [f32]) {
+    let (oh, ow, c, cig) = (s.out_h(), s.out_w(), s.c_in, s.c_in_per_group());
+    let k = group_patch_len(s);
+    debug_assert_eq!(out.len(), rows * k);
+    let (mut n, mut oy, mut ox) = (first_row / (oh * ow), first_row / ow % oh, first_row % ow);
+    for dst in out.chunks_exact_mut(k) {
+        let img = &input[n * s.h * s.w * c..][..s.h * s.w * c];
+        for ky in 0..s.kh {
+            let drow = &mut dst[ky * s.kw * cig..][..s.kw * cig];
+            let Some(iy) = tap(oy, ky, s.stride_h, s.dilation_h, s.pad_top, s.h) else {
+                drow.fill(0.0);
+                continue;
+            };
+            for (kx, d) in drow.chunks_exact_mut(cig).enumerate() {
+                match tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w) {
+                    Some(ix) => d.copy_from_slice(&img[(iy * s.w + ix) * c + g * cig..][..cig]),
+                    None => d.fill(0.0),
+                }
+            }
+        }
+        ox += 1;
+        if ox == ow {
+            ox = 0;
+            oy += 1;
+            if oy == oh {
+                oy = 0;
+                n += 1;
+            }
+        }
+    }
+}
+
+/// col2im of group `g` for rows `first .. first + rows` of ONE image,
+/// adding into that image's gradient `img` (`[h, w, c_in]`).
+fn unpack_add_group(s: &ConvShape, col: &[f32], g: usize, first: usize, rows: usize, img: &mut [f32]) {
+    let (ow, c, cig) = (s.out_w(), s.c_in, s.c_in_per_group());
+    let k = group_patch_len(s);
+    debug_assert_eq!(col.len(), rows * k);
+    let (mut oy, mut ox) = (first / ow, first % ow);
+    for src in col.chunks_exact(k) {
+        for ky in 0..s.kh {
+            let Some(iy) = tap(oy, ky, s.stride_h, s.dilation_h, s.pad_top, s.h) else { continue };
+            for (kx, v) in src[ky * s.kw * cig..][..s.kw * cig].chunks_exact(cig).enumerate() {
+                if let Some(ix) = tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w) {
+                    let d = &mut img[(iy * s.w + ix) * c + g * cig..][..cig];
+                    d.iter_mut().zip(v).for_each(|(d, &v)| *d += v);
+                }
+            }
+        }
+        ox += 1;
+        if ox == ow {
+            ox = 0;
+            oy += 1;
+        }
+    }
+}
+
+/// Forward pass with the activation fused into the epilogue (lengths checked by the caller).
+pub(crate) fn forward(
+    s: &ConvShape,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    output: &mut [f32],
+) {
+    let _ftz = FtzGuard::new();
+    let k = group_patch_len(s);
+    let (co, cog) = (s.c_out, s.c_out_per_group());
+    let total = s.n * s.out_h() * s.out_w();
+    let tile = budget_rows(s).min(total.div_ceil(MIN_FORWARD_TILES).max(8));
+    let out = SendPtr(output.as_mut_ptr());
+    (0..total.div_ceil(tile)).into_par_iter().for_each(|t| {
+        let _ftz = FtzGuard::new();
+        let r0 = t * tile;
+        let rows = tile.min(total - r0);
+        let mut col = scratch_f32(Slot::Column, rows * k);
+        // SAFETY: tile `t` owns output rows r0 .. r0+rows (disjoint across
+        // tasks, inside `output` because r0 + rows <= total).
+        let y = unsafe { std::slice::from_raw_parts_mut(out.get().add(r0 * co), rows * co) };
+        for g in 0..s.groups {
+            pack_group_rows(s, input, g, r0, rows, &mut col);
+            // SAFETY: col is rows x Kg dense; the group's filter block is
+            // Kg x cog at column g*cog with row stride c_out (inside the
+            // Kg x c_out filter); y's block is rows x cog at column g*cog
+            // with row stride c_out, inside y.
+            unsafe {
+                sgemm_strided(
+                    rows,
+                    k,
+                    cog,
+                    1.0,
+                    col.as_ptr(),
+                    k,
+                    1,
+                    filter.as_ptr().add(g * cog),
+                    co,
+                    1,
+                    0.0,
+                    y.as_mut_ptr().add(g * cog),
+                    co,
+                    1,
+                )
+            };
+        }
+        epilogue(y, co, bias, activation);
+    });
+}
+
+/// Backward-data pass (overwrites `grad_input`).
+pub(crate) fn backward_data(s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
+    let _ftz = FtzGuard::new();
+    let k = group_patch_len(s);
+    let (co, cog) = (s.c_out, s.c_out_per_group());
+    let per_img = s.out_h() * s.out_w();
+    let tile = budget_rows(s).min(per_img);
+    grad_input.par_chunks_mut(s.h * s.w * s.c_in).enumerate().for_each(|(n, gimg)| {
+        let _ftz = FtzGuard::new();
+        gimg.fill(0.0);
+        let mut dcol = scratch_f32(Slot::Column, tile * k);
+        let mut first = 0;
+        while first < per_img {
+            let rows = tile.min(per_img - first);
+            let dy = &grad_output[(n * per_img + first) * co..][..rows * co];
+            let d = &mut dcol[..rows * k];
+            for g in 0..s.groups {
+                // SAFETY: dy's group block is rows x cog at column g*cog
+                // (row stride c_out); the group's filter block read
+                // transposed is cog x Kg with strides (1, c_out) from
+                // column g*cog; d is rows x Kg dense.
+                unsafe {
+                    sgemm_strided(
+                        rows,
+                        cog,
+                        k,
+                        1.0,
+                        dy.as_ptr().add(g * cog),
+                        co,
+                        1,
+                        filter.as_ptr().add(g * cog),
+                        1,
+                        co,
+                        0.0,
+                        d.as_mut_ptr(),
+                        k,
+                        1,
+                    )
+                };
+                unpack_add_group(s, d, g, first, rows, gimg);
+            }
+            first += rows;
+        }
+    });
+}
+
+/// Backward-filter pass (overwrites `grad_filter`).
+pub(crate) fn backward_filter(s: &ConvShape, input: &[f32], grad_output: &[f32], grad_filter: &mut [f32]) {
+    let _ftz = FtzGuard::new();
+    let k = group_patch_len(s);
+    let (co, cog, groups) = (s.c_out, s.c_out_per_group(), s.groups);
+    let total = s.n * s.out_h() * s.out_w();
+    let tile = budget_rows(s).min(total);
+    // One column matrix per group, [groups][tile][Kg].
+    let mut col = scratch_f32(Slot::Column, groups * tile * k);
+    let kblocks = k.div_ceil(DW_BLOCK_K);
+    let dw = SendPtr(grad_filter.as_mut_ptr());
+    let mut r0 = 0;
+    while r0 < total {
+        let rows = tile.min(total - r0);
+        col[..groups * tile * k].par_chunks_mut(tile * k).enumerate().for_each(|(g, part)| {
+            let _ftz = FtzGuard::new();
+            pack_group_rows(s, input, g, r0, rows, &mut part[..rows * k]);
+        });
+        let col = &col[..];
+        let dy = &grad_output[r0 * co..][..rows * co];
+        let beta = if r0 == 0 { 0.0 } else { 1.0 };
+        (0..groups * kblocks).into_par_iter().for_each(|job| {
+            let _ftz = FtzGuard::new();
+            let (g, b) = (job / kblocks, job % kblocks);
+            let k0 = b * DW_BLOCK_K;
+            let m = DW_BLOCK_K.min(k - k0);
+            let c = &col[g * tile * k..][..rows * k];
+            // SAFETY: a = col_g^T restricted to columns k0..k0+m (m x rows,
+            // strides (1, Kg)); b = dy's group block (rows x cog, row stride
+            // c_out, from column g*cog); c = rows k0..k0+m, columns
+            // g*cog..(g+1)*cog of dw (strides (c_out, 1)): disjoint across
+            // jobs, inside dw.
+            unsafe {
+                sgemm_strided(
+                    m,
+                    rows,
+                    cog,
+                    1.0,
+                    c.as_ptr().add(k0),
+                    1,
+                    k,
+                    dy.as_ptr().add(g * cog),
+                    co,
+                    1,
+                    beta,
+                    dw.get().add(k0 * co + g * cog),
+                    co,
+                    1,
+                )
+            };
+        });
+        r0 += rows;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::{reference, Padding};
+
+    fn data(len: usize, seed: u32) -> Vec<f32> {
+        (0..len).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+    }
+
+    fn close(what: &str, s: &ConvShape, a: &[f32], b: &[f32], terms: usize) {
+        let tol = 2e-6 * terms as f32 + 1e-5;
+        for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol, "{what} {s} element {i}: {x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn every_pass_matches_reference() {
+        let b = |n, h, w, ci, co, k, g| ConvShape::new(n, h, w, ci, co, k, k).unwrap().with_groups(g).unwrap();
+        let shapes = [
+            b(2, 7, 6, 8, 12, 3, 4),
+            b(1, 9, 9, 6, 6, 3, 6).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+            b(2, 8, 8, 4, 8, 3, 2).with_dilation(2, 1).unwrap().with_padding(Padding::Same).unwrap(),
+            b(3, 5, 5, 9, 3, 1, 3),
+            b(1, 4, 5, 4, 8, 2, 4).with_padding(Padding::Explicit { top: 2, bottom: 0, left: 1, right: 1 }).unwrap(),
+        ];
+        for s in shapes {
+            let (x, w, bias, dy) =
+                (data(s.input_len(), 1), data(s.filter_len(), 2), data(s.c_out, 3), data(s.output_len(), 4));
+            let mut want = vec![0.0; s.output_len()];
+            reference::forward(&s, &x, &w, Some(&bias), &mut want);
+            want.iter_mut().for_each(|v| *v = v.max(0.0));
+            let mut got = vec![f32::NAN; s.output_len()];
+            forward(&s, &x, &w, Some(&bias), Activation::Relu, &mut got);
+            close("forward", &s, &got, &want, s.kh * s.kw * s.c_in_per_group());
+
+            let mut want = vec![0.0; s.input_len()];
+            reference::backward_data(&s, &dy, &w, &mut want);
+            let mut got = vec![f32::NAN; s.input_len()];
+            backward_data(&s, &dy, &w, &mut got);
+            close("backward_data", &s, &got, &want, s.kh * s.kw * s.c_out_per_group());
+
+            let mut want = vec![0.0; s.filter_len()];
+            reference::backward_filter(&s, &x, &dy, &mut want);
+            let mut got = vec![f32::NAN; s.filter_len()];
+            backward_filter(&s, &x, &dy, &mut got);
+            close("backward_filter", &s, &got, &want, s.n * s.out_h() * s.out_w());
+        }
+    }
+
+    /// Grouped convolution is the dense convolution of each group's channels:
+    /// checks the reference itself against per-group dense calls.
+    #[test]
+    fn reference_groups_are_independent_dense_convolutions() {
+        let s = ConvShape::new(2, 5, 6, 6, 4, 3, 3).unwrap().with_groups(2).unwrap();
+        let x = data(s.input_len(), 5);
+        let w = data(s.filter_len(), 6);
+        let mut y = vec![f32::NAN; s.output_len()];
+        reference::forward(&s, &x, &w, None, &mut y);
+        let dense = ConvShape::new(2, 5, 6, 3, 2, 3, 3).unwrap();
+        for g in 0..2 {
+            let xg: Vec<f32> = x.chunks_exact(6).flat_map(|p| p[g * 3..][..3].to_vec()).collect();
+            let wg: Vec<f32> = w.chunks_exact(4).flat_map(|r| r[g * 2..][..2].to_vec()).collect();
+            let mut yg = vec![f32::NAN; dense.output_len()];
+            reference::forward(&dense, &xg, &wg, None, &mut yg);
+            let got: Vec<f32> = y.chunks_exact(4).flat_map(|p| p[g * 2..][..2].to_vec()).collect();
+            assert_eq!(got, yg);
+        }
+    }
+}
