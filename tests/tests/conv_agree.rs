@@ -76,6 +76,33 @@ fn winograd_shape() -> impl Strategy<Value = ConvShape> {
         })
 }
 
+/// Grouped shapes: 1-6 groups of 1-6 input and 1-4 output channels each,
+/// batch 1-3, h/w 1-14, windows 1/2/3/5, stride 1-2, dilation 2 one time in
+/// five, valid or same. One input channel per group makes them depthwise.
+fn grouped_shape() -> impl Strategy<Value = ConvShape> {
+    let window = prop::sample::select(vec![1usize, 2, 3, 5]);
+    (
+        (1usize..=3, 1usize..=14, 1usize..=14),
+        (1usize..=6, 1usize..=6, 1usize..=4),
+        (window, 1usize..=2, 0u8..5, any::<bool>()),
+    )
+        .prop_filter_map("shape must validate", |((n, h, w), (g, cig, cog), (k, st, dil, same))| {
+            let d = if dil == 0 { 2 } else { 1 };
+            build(n, h, w, g * cig, g * cog, (k, k), (st, st), (d, d), same)?.with_groups(g).ok()
+        })
+}
+
+/// Depthwise shapes (`groups == c_in`) with multiplier 1-3, channels 1-40
+/// (below, at and above every vector width), windows 1/3/5, stride 1-2.
+fn depthwise_shape() -> impl Strategy<Value = ConvShape> {
+    let window = prop::sample::select(vec![1usize, 3, 5]);
+    ((1usize..=3, 1usize..=16, 1usize..=16), (1usize..=40, 1usize..=3), (window, 1usize..=2, 0u8..5, any::<bool>()))
+        .prop_filter_map("shape must validate", |((n, h, w), (c, m), (k, st, dil, same))| {
+            let d = if dil == 0 { 2 } else { 1 };
+            build(n, h, w, c, c * m, (k, k), (st, st), (d, d), same)?.with_groups(c).ok()
+        })
+}
+
 /// Checks every algorithm (and `Auto`) on one problem under every level.
 fn check_everything(s: ConvShape, seed: u64, worst: &mut Worst) {
     let p = Problem::new(s, seed);
@@ -101,6 +128,20 @@ proptest! {
 
     #[test]
     fn winograd_tiles_at_every_residue_agree(s in winograd_shape(), seed in any::<u64>()) {
+        check_everything(s, seed, &mut Worst::default());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn grouped_shapes_agree_with_reference(s in grouped_shape(), seed in any::<u64>()) {
+        check_everything(s, seed, &mut Worst::default());
+    }
+
+    #[test]
+    fn depthwise_shapes_with_multiplier_agree_with_reference(s in depthwise_shape(), seed in any::<u64>()) {
         check_everything(s, seed, &mut Worst::default());
     }
 }
@@ -143,6 +184,10 @@ fn layer_like_shapes_and_measured_error() {
         build(2, 5, 5, 64, 64, (3, 3), (1, 1), (1, 1), false).unwrap(),
         build(1, 14, 14, 64, 64, (3, 3), (1, 1), (1, 1), true).unwrap(),
         build(1, 7, 7, 128, 128, (3, 3), (1, 1), (1, 1), true).unwrap(),
+        // MobileNet / ResNeXt-like grouped and depthwise layers, cut down.
+        build(1, 14, 14, 32, 32, (3, 3), (1, 1), (1, 1), true).unwrap().with_groups(32).unwrap(),
+        build(1, 15, 15, 64, 64, (3, 3), (2, 2), (1, 1), true).unwrap().with_groups(64).unwrap(),
+        build(1, 10, 10, 16, 32, (3, 3), (1, 1), (1, 1), true).unwrap().with_groups(4).unwrap(),
     ];
     for (i, s) in shapes.into_iter().enumerate() {
         check_everything(s, 1000 + i as u64, &mut worst);

@@ -20,8 +20,14 @@ pub fn lock_levels() -> MutexGuard<'static, ()> {
 /// Algorithms whose authors have landed them (`git log`): for these,
 /// `supports()` must accept every shape it is specified to run. An algorithm
 /// not listed is still checked for agreement wherever `supports()` is `Ok`.
-pub const CLAIMED: &[ConvAlgo] =
-    &[ConvAlgo::Reference, ConvAlgo::Im2col, ConvAlgo::Direct, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4];
+pub const CLAIMED: &[ConvAlgo] = &[
+    ConvAlgo::Reference,
+    ConvAlgo::Im2col,
+    ConvAlgo::Direct,
+    ConvAlgo::WinogradF2,
+    ConvAlgo::WinogradF4,
+    ConvAlgo::Depthwise,
+];
 
 /// Relative tolerance per algorithm: `|y - y_ref| <= tol * sum |a||b|` over
 /// the terms of each output element, maximised over the [`radius`]
@@ -30,7 +36,7 @@ pub const CLAIMED: &[ConvAlgo] =
 pub fn tolerance(algo: ConvAlgo) -> f64 {
     match algo {
         ConvAlgo::Reference => 1e-7,
-        ConvAlgo::Direct | ConvAlgo::Im2col => 2e-6,
+        ConvAlgo::Direct | ConvAlgo::Im2col | ConvAlgo::Depthwise => 2e-6,
         ConvAlgo::WinogradF2 => 4e-6,
         ConvAlgo::WinogradF4 | ConvAlgo::Auto => 4e-5,
     }
@@ -76,9 +82,12 @@ pub fn spread(mag: &[f32], (n, h, w, c): (usize, usize, usize, usize), r: usize)
 /// Whether `algo` is specified to run `pass` on `s` (so `supports()` must say Ok).
 pub fn must_support(algo: ConvAlgo, s: &ConvShape, pass: ConvPass) -> bool {
     match algo {
-        ConvAlgo::Reference | ConvAlgo::Direct | ConvAlgo::Im2col | ConvAlgo::Auto => true,
+        ConvAlgo::Reference | ConvAlgo::Im2col | ConvAlgo::Auto => true,
+        ConvAlgo::Direct => s.groups == 1,
+        ConvAlgo::Depthwise => s.groups == s.c_in,
         ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 => {
-            pass != ConvPass::BackwardFilter
+            s.groups == 1
+                && pass != ConvPass::BackwardFilter
                 && (s.kh, s.kw, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w) == (3, 3, 1, 1, 1, 1)
         }
     }
@@ -254,8 +263,8 @@ pub fn check_algo(algo: ConvAlgo, p: &Problem, o: &Oracle, ctx: &str, worst: &mu
             .unwrap_or_else(|e| panic!("{algo} backward_filter {ctx}: {e}"));
         // Winograd's filter-side transform mixes the 3x3 taps of each
         // (c_in, c_out) pair: maximise the magnitude over them (HWIO viewed as
-        // a 1 x kh x kw x (c_in*c_out) image).
-        let gw_mag = spread(&o.gw_mag, (1, s.kh, s.kw, s.c_in * s.c_out), r.min(s.kh.max(s.kw)));
+        // a 1 x kh x kw x (c_in/groups*c_out) image).
+        let gw_mag = spread(&o.gw_mag, (1, s.kh, s.kw, s.c_in_per_group() * s.c_out), r.min(s.kh.max(s.kw)));
         let ratio = compare(&format!("{algo} backward_filter {s} {ctx}"), &gw, &o.gw, &gw_mag, tol);
         worst.note(algo, "backward_filter", ratio);
         ran += 1;

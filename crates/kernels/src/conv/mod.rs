@@ -7,12 +7,17 @@
 //! | [`ConvAlgo::Direct`] | [`direct`] | every shape; register-tiled SIMD, no column buffer |
 //! | [`ConvAlgo::Im2col`] | [`im2col`] | every shape; bounded column tiles times our GEMM |
 //! | [`ConvAlgo::WinogradF2`], [`ConvAlgo::WinogradF4`] | [`winograd`] | 3x3, stride 1, undilated |
+//! | [`ConvAlgo::Depthwise`] | [`depthwise`] | depthwise shapes (`groups == c_in`), any multiplier, stride, padding |
+//!
+//! Grouped shapes (`groups > 1`) run on `Reference`, `Im2col` (one GEMM per
+//! group) and, when depthwise, `Depthwise`; `Direct` and Winograd refuse them.
 //!
 //! Entry points are safe: they validate the shape and check every slice
 //! length once, then dispatch. An explicitly requested algorithm that cannot
 //! run a shape is an [`Error::Unsupported`], never a silent fallback;
 //! [`ConvAlgo::Auto`] resolves through [`select`].
 
+pub mod depthwise;
 pub mod direct;
 mod direct_filter;
 mod grouped;
@@ -45,12 +50,20 @@ pub enum ConvAlgo {
     WinogradF2,
     /// Winograd F(4x4, 3x3).
     WinogradF4,
+    /// The depthwise kernel (`groups == c_in`): channels on the vector lanes.
+    Depthwise,
 }
 
 impl ConvAlgo {
     /// Every concrete (non-`Auto`) algorithm.
-    pub const ALL: [ConvAlgo; 5] =
-        [ConvAlgo::Reference, ConvAlgo::Direct, ConvAlgo::Im2col, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4];
+    pub const ALL: [ConvAlgo; 6] = [
+        ConvAlgo::Reference,
+        ConvAlgo::Direct,
+        ConvAlgo::Im2col,
+        ConvAlgo::WinogradF2,
+        ConvAlgo::WinogradF4,
+        ConvAlgo::Depthwise,
+    ];
 
     /// The snake_case name used by the CLI and JSON output.
     pub fn name(self) -> &'static str {
@@ -61,6 +74,7 @@ impl ConvAlgo {
             ConvAlgo::Im2col => "im2col",
             ConvAlgo::WinogradF2 => "winograd_f2",
             ConvAlgo::WinogradF4 => "winograd_f4",
+            ConvAlgo::Depthwise => "depthwise",
         }
     }
 }
@@ -81,6 +95,7 @@ impl std::str::FromStr for ConvAlgo {
             "im2col" => ConvAlgo::Im2col,
             "winograd_f2" | "winograd-f2" => ConvAlgo::WinogradF2,
             "winograd" | "winograd_f4" | "winograd-f4" => ConvAlgo::WinogradF4,
+            "depthwise" => ConvAlgo::Depthwise,
             other => {
                 return Err(Error::Unsupported {
                     algo: "unknown",
@@ -126,6 +141,7 @@ pub fn supports(algo: ConvAlgo, shape: &ConvShape, pass: ConvPass) -> Result<()>
         ConvAlgo::Direct => direct::supports(algo, shape, pass),
         ConvAlgo::Im2col => im2col::supports(algo, shape, pass),
         ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 => winograd::supports(algo, shape, pass),
+        ConvAlgo::Depthwise => depthwise::supports(algo, shape, pass),
     };
     verdict.map_err(|reason| Error::Unsupported {
         algo: algo.name(),
@@ -184,6 +200,9 @@ pub fn conv2d_forward(
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
             winograd::forward(a, shape, input, filter, bias, activation, output)
         }
+        ConvAlgo::Depthwise => {
+            depthwise::forward(crate::simd::try_level()?, shape, input, filter, bias, activation, output)
+        }
         ConvAlgo::Auto => unreachable!("resolve never returns Auto"),
     }
     Ok(())
@@ -210,6 +229,9 @@ pub fn conv2d_backward_data(
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
             winograd::backward_data(a, shape, grad_output, filter, grad_input)
         }
+        ConvAlgo::Depthwise => {
+            depthwise::backward_data(crate::simd::try_level()?, shape, grad_output, filter, grad_input)
+        }
         ConvAlgo::Auto => unreachable!("resolve never returns Auto"),
     }
     Ok(())
@@ -235,6 +257,9 @@ pub fn conv2d_backward_filter(
         a @ ConvAlgo::Im2col => im2col::backward_filter(a, shape, input, grad_output, grad_filter),
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
             winograd::backward_filter(a, shape, input, grad_output, grad_filter)
+        }
+        ConvAlgo::Depthwise => {
+            depthwise::backward_filter(crate::simd::try_level()?, shape, input, grad_output, grad_filter)
         }
         ConvAlgo::Auto => unreachable!("resolve never returns Auto"),
     }

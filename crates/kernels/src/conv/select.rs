@@ -1,7 +1,10 @@
 //! [`select`]: the algorithm [`ConvAlgo::Auto`] runs, as one pure function of
 //! the shape and pass.
 //!
-//! The ladder, per pass:
+//! Grouped shapes (`groups > 1`) go to [`ConvAlgo::Depthwise`] when they
+//! are depthwise (`groups == c_in`: memory-bound, channels on the lanes)
+//! and to [`ConvAlgo::Im2col`] (one GEMM per group) otherwise. For dense
+//! shapes, the ladder, per pass:
 //!
 //! 1. **Winograd F(4x4, 3x3)** for 3x3, stride-1, undilated layers with at
 //!    least [`WINOGRAD_MIN_CHANNELS`] channels on both sides (and, for the
@@ -87,8 +90,11 @@ fn winograd_can(shape: &ConvShape, pass: ConvPass) -> bool {
 /// # Ok::<(), convnet_kernels::Error>(())
 /// ```
 pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
+    // Grouped shapes: the depthwise kernel when each group has one input
+    // channel, else one GEMM per group. (A one-channel input is depthwise
+    // too, but dense: it keeps the dense ladder below.)
     if shape.groups > 1 {
-        return ConvAlgo::Im2col;
+        return if shape.depthwise_multiplier().is_some() { ConvAlgo::Depthwise } else { ConvAlgo::Im2col };
     }
     let filter_bytes = shape.filter_len() * 4;
     let out_pixels = shape.out_h() * shape.out_w();

@@ -231,7 +231,7 @@ impl ConvShape {
                 return Err(self.invalid(format!("{name} is zero")));
             }
         }
-        if self.c_in % self.groups != 0 || self.c_out % self.groups != 0 {
+        if !self.c_in.is_multiple_of(self.groups) || !self.c_out.is_multiple_of(self.groups) {
             return Err(self.invalid(format!(
                 "groups {} must divide both c_in {} and c_out {}",
                 self.groups, self.c_in, self.c_out

@@ -1,0 +1,232 @@
+//! Depthwise backward-filter: `dw[ky, kx, co] = sum_{n, oy, ox}
+//! x[n, iy, ix, co / multiplier] * dy[n, oy, ox, co]`, channels on the
+//! vector lanes.
+//!
+//! The output rows of the whole batch are cut into a fixed number of
+//! chunks that depends on the shape only; each chunk sums into its own
+//! partial filter (`kh * kw * c_out` floats), and the partials are added in
+//! chunk order afterwards. No atomics, and the same additions in the same
+//! order for any number of threads, so the result is bit-identical.
+//!
+//! Within a chunk, for each output row and each tap `(ky, kx)`, the output
+//! columns whose input column lies inside the image form one contiguous
+//! range, so the innermost loop is a dot product over that range with the
+//! accumulators in registers (no boundary test per pixel).
+
+#[cfg(target_arch = "x86_64")]
+use crate::arch::simd::{Avx2, Avx512};
+use crate::arch::simd::{Portable, Vf32};
+use crate::arch::{scratch_f32, FtzGuard, Slot};
+use crate::simd::SimdLevel;
+use rayon::prelude::*;
+
+use super::TapTable;
+
+/// Upper bound on the number of chunks (partial filters) of one call.
+/// 32: more than enough tasks for any pool on the machines we target, and
+/// the partials of a 512-channel 3x3 layer (32 x 18 KiB) stay in L2.
+pub(super) const MAX_CHUNKS: usize = 32;
+
+/// One backward-filter call.
+pub(super) struct FilterJob<'a> {
+    /// Input `[n, h, w, c]`.
+    pub x: &'a [f32],
+    /// Output gradient `[n, oh, ow, ce]`.
+    pub gy: &'a [f32],
+    /// `(n, h, w, c)` of the input.
+    pub in_dims: (usize, usize, usize, usize),
+    /// `(oh, ow)`.
+    pub out_hw: (usize, usize),
+    /// Lanes: `c_out = c * multiplier`.
+    pub ce: usize,
+    /// `(kh, kw)`.
+    pub k: (usize, usize),
+    /// Per output row: `(ky, input row)` pairs.
+    pub rows: TapTable<'a>,
+    /// Per `kx`: `[ox_lo, ox_hi, ix(ox_lo)]`, the output columns whose input
+    /// column is inside, and the first one's input column.
+    pub col_ranges: &'a [isize],
+    /// Horizontal stride.
+    pub stride_w: usize,
+}
+
+impl FilterJob<'_> {
+    /// Chunks of the batch's `n * oh` output rows: a function of the shape only.
+    pub fn chunks(&self) -> usize {
+        (self.in_dims.0 * self.out_hw.0).min(MAX_CHUNKS)
+    }
+}
+
+/// Runs `job` at `level` into `grad_filter` (`kh * kw * ce`, overwritten).
+///
+/// The caller guarantees `job` is consistent: buffer lengths match the
+/// dimensions and every table entry is inside its axis.
+pub(super) fn run(level: SimdLevel, job: &FilterJob, grad_filter: &mut [f32]) {
+    let len = job.k.0 * job.k.1 * job.ce;
+    let chunks = job.chunks();
+    let mut partials = scratch_f32(Slot::Partial, chunks * len);
+    partials.par_chunks_mut(len).enumerate().for_each(|(j, part)| {
+        let _ftz = FtzGuard::new();
+        part.fill(0.0);
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the level was checked available when it was chosen;
+            // `job` is consistent (the caller's contract above).
+            SimdLevel::Avx512 => unsafe { chunk_avx512(job, j, part) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            SimdLevel::Avx2 => unsafe { chunk_avx2(job, j, part) },
+            // SAFETY: `job` is consistent.
+            _ => unsafe { chunk::<Portable>(job, j, part) },
+        }
+    });
+    // Chunk order, whatever the pool: bit-identical for any thread count.
+    grad_filter.par_chunks_mut(1024).enumerate().for_each(|(b, out)| {
+        out.copy_from_slice(&partials[b * 1024..][..out.len()]);
+        for j in 1..chunks {
+            let p = &partials[j * len + b * 1024..][..out.len()];
+            out.iter_mut().zip(p).for_each(|(o, &v)| *o += v);
+        }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn chunk_avx512(job: &FilterJob, j: usize, part: &mut [f32]) {
+    // SAFETY: forwarded from `run`.
+    unsafe { chunk::<Avx512>(job, j, part) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn chunk_avx2(job: &FilterJob, j: usize, part: &mut [f32]) {
+    // SAFETY: forwarded from `run`.
+    unsafe { chunk::<Avx2>(job, j, part) }
+}
+
+/// Chunk `j`: adds its output rows' contributions into `part` (`[kh, kw, ce]`).
+///
+/// # Safety
+///
+/// `job` is consistent (see [`run`]).
+#[inline(always)]
+unsafe fn chunk<V: Vf32>(job: &FilterJob, j: usize, part: &mut [f32]) {
+    let (n, h, w, c) = job.in_dims;
+    let (oh, ow) = job.out_hw;
+    let (ce, kw) = (job.ce, job.k.1);
+    let mult = ce / c;
+    let total = n * oh;
+    let chunks = job.chunks();
+    let (g0, g1) = (j * total / chunks, (j + 1) * total / chunks);
+    let mut expanded = scratch_f32(Slot::Column, if mult > 1 { w * ce } else { 0 });
+    for g in g0..g1 {
+        let (b, oy) = (g / oh, g % oh);
+        let gy_row = &job.gy[(b * oh + oy) * ow * ce..][..ow * ce];
+        for rt in job.rows.taps(oy).chunks_exact(2) {
+            let (ky, iy) = (rt[0] as usize, rt[1] as usize);
+            let x_row = &job.x[(b * h + iy) * w * c..][..w * c];
+            let x_row: &[f32] = if mult > 1 {
+                for (d, s) in expanded.chunks_exact_mut(mult).zip(x_row) {
+                    d.fill(*s);
+                }
+                &expanded
+            } else {
+                x_row
+            };
+            for kx in 0..kw {
+                let r = &job.col_ranges[kx * 3..][..3];
+                let (lo, hi, ix0) = (r[0] as usize, r[1] as usize, r[2] as usize);
+                if lo >= hi {
+                    continue;
+                }
+                let acc = &mut part[(ky * kw + kx) * ce..][..ce];
+                // SAFETY: output columns lo..hi read input columns
+                // ix0 + (ox - lo) * stride_w, all inside the row (the
+                // range was built that way); gy_row holds ow * ce and
+                // x_row w * ce floats; acc holds ce floats.
+                unsafe {
+                    tap_dot::<V>(x_row.as_ptr(), gy_row.as_ptr(), lo, hi, ix0, job.stride_w, ce, acc.as_mut_ptr())
+                };
+            }
+        }
+    }
+}
+
+/// `acc[c] += sum_{ox in lo..hi} x[ix0 + (ox - lo) * stride, c] * gy[ox, c]`.
+///
+/// # Safety
+///
+/// Every addressed pixel is inside `x` and `gy` (rows of `ce` floats per
+/// pixel); `acc` valid for `ce` reads and writes.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tap_dot<V: Vf32>(
+    x: *const f32,
+    gy: *const f32,
+    lo: usize,
+    hi: usize,
+    ix0: usize,
+    stride: usize,
+    ce: usize,
+    acc: *mut f32,
+) {
+    let l = V::LANES;
+    let xstep = stride * ce;
+    // SAFETY (whole body): the contract above.
+    unsafe {
+        let mut c = 0;
+        while c + 4 * l <= ce {
+            tap_dot_block::<V, 4>(x, gy, lo, hi, ix0, xstep, ce, c, acc);
+            c += 4 * l;
+        }
+        while c + l <= ce {
+            tap_dot_block::<V, 1>(x, gy, lo, hi, ix0, xstep, ce, c, acc);
+            c += l;
+        }
+        for c in c..ce {
+            let mut a = *acc.add(c);
+            for (i, ox) in (lo..hi).enumerate() {
+                a += *x.add(ix0 * ce + i * xstep + c) * *gy.add(ox * ce + c);
+            }
+            *acc.add(c) = a;
+        }
+    }
+}
+
+/// Lanes `c .. c + U * LANES` of [`tap_dot`].
+///
+/// # Safety
+///
+/// As [`tap_dot`]; `c + U * LANES <= ce`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tap_dot_block<V: Vf32, const U: usize>(
+    x: *const f32,
+    gy: *const f32,
+    lo: usize,
+    hi: usize,
+    ix0: usize,
+    xstep: usize,
+    ce: usize,
+    c: usize,
+    acc: *mut f32,
+) {
+    let l = V::LANES;
+    // SAFETY (whole body): the contract of `tap_dot`.
+    unsafe {
+        let mut a = [V::zero(); U];
+        for (u, a) in a.iter_mut().enumerate() {
+            *a = V::load(acc.add(c + u * l));
+        }
+        for (i, ox) in (lo..hi).enumerate() {
+            let xp = x.add(ix0 * ce + i * xstep + c);
+            let gp = gy.add(ox * ce + c);
+            for (u, a) in a.iter_mut().enumerate() {
+                *a = V::mul_add(V::load(xp.add(u * l)), V::load(gp.add(u * l)), *a);
+            }
+        }
+        for (u, a) in a.iter().enumerate() {
+            a.store(acc.add(c + u * l));
+        }
+    }
+}

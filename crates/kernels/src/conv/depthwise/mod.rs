@@ -1,0 +1,307 @@
+//! Depthwise convolution (`groups == c_in`, channel multiplier
+//! `m = c_out / c_in`): output channel `co` sees input channel `co / m`
+//! only, through its own `kh x kw` filter `w[ky, kx, 0, co]` (Keras's
+//! `depthwise_kernel` `[kh, kw, c_in, m]` read flat).
+//!
+//! Depthwise convolution does `kh * kw` multiply-adds per output element
+//! and touches every input element only `kh * kw / stride^2` times, so it
+//! is bound by memory, not arithmetic: the kernels here stream each image's
+//! rows once, keep the channels of one pixel on the vector lanes (NHWC
+//! makes them contiguous) and never pack or transpose anything.
+//!
+//! - **forward** and **backward-data** are one gather
+//!   ([`gather`](self::gather)): each destination pixel is
+//!   `sum over (row tap) x (column tap)` of a source pixel times a filter
+//!   vector, up to four vectors of channels at a time in registers. The
+//!   per-axis tap tables make padding, stride and dilation free in the
+//!   inner loop: forward lists, per output row (column), the `(ky, iy)`
+//!   pairs inside the image; backward-data lists, per INPUT row (column),
+//!   the `(ky, oy)` pairs with `oy * stride + ky * dilation - pad = iy`,
+//!   so every input gradient element is written exactly once (no scatter,
+//!   no atomics) for any stride. A multiplier `m > 1` repeats each input
+//!   channel `m` times in a per-task row buffer (forward) or sums `m`
+//!   lanes per input channel (backward-data).
+//! - **backward-filter** ([`filter`](self::filter)) sums fixed chunks of
+//!   output rows into per-chunk partial filters, added in chunk order:
+//!   no atomics, bit-identical for any thread count.
+//!
+//! Threads: forward and backward-data split `n x rows` into fixed blocks.
+//! Each body is generic over the vector type and instantiated for
+//! AVX-512, AVX2+FMA and the portable baseline; the `*_at` entry points
+//! take the level explicitly, so tests run every path without touching
+//! the process-wide choice. Everything is checked against
+//! [`reference`](super::reference) (f64) in the tests below and in the
+//! property suite.
+
+mod filter;
+mod gather;
+
+use super::{ConvAlgo, ConvPass, ConvShape};
+use crate::activation::Activation;
+use crate::arch::{scratch_isize, FtzGuard, SendPtr, Slot};
+use crate::error::check_len;
+use crate::simd::SimdLevel;
+use crate::{Error, Result};
+
+/// Whether [`ConvAlgo::Depthwise`] runs `shape`: any depthwise shape
+/// (`groups == c_in`), every pass.
+pub(crate) fn supports(_algo: ConvAlgo, s: &ConvShape, _pass: ConvPass) -> std::result::Result<(), String> {
+    if s.depthwise_multiplier().is_none() {
+        return Err(format!("not depthwise: {} groups for {} input channels (needs groups == c_in)", s.groups, s.c_in));
+    }
+    Ok(())
+}
+
+/// Per destination coordinate along one axis, up to `k` `(tap, source)`
+/// pairs: entry `o` is `[count, tap0, src0, tap1, src1, ...]` with a fixed
+/// stride of `2k + 1`.
+#[derive(Clone, Copy)]
+pub(super) struct TapTable<'a> {
+    data: &'a [isize],
+    stride: usize,
+}
+
+impl<'a> TapTable<'a> {
+    /// Builds the table for `len` destinations and `k` taps into `buf`
+    /// (`len * (2k + 1)` entries); `src(o, t)` is the source of tap `t` of
+    /// destination `o`, if inside.
+    fn build(buf: &'a mut [isize], len: usize, k: usize, src: impl Fn(usize, usize) -> Option<usize>) -> Self {
+        let stride = 2 * k + 1;
+        for (o, e) in buf[..len * stride].chunks_exact_mut(stride).enumerate() {
+            let mut count = 0;
+            for t in 0..k {
+                if let Some(i) = src(o, t) {
+                    e[1 + 2 * count] = t as isize;
+                    e[2 + 2 * count] = i as isize;
+                    count += 1;
+                }
+            }
+            e[0] = count as isize;
+        }
+        TapTable { data: &buf[..len * stride], stride }
+    }
+
+    /// The `(tap, source)` pairs of destination `o`, flat.
+    #[inline(always)]
+    pub(super) fn taps(&self, o: usize) -> &'a [isize] {
+        let e = &self.data[o * self.stride..][..self.stride];
+        &e[1..1 + 2 * e[0] as usize]
+    }
+}
+
+/// Forward tap: input coordinate of output `o`, tap `k`, if inside.
+fn forward_tap(o: usize, k: usize, stride: usize, dilation: usize, pad: usize, size: usize) -> Option<usize> {
+    (o * stride + k * dilation).checked_sub(pad).filter(|&i| i < size)
+}
+
+/// Backward tap: the output coordinate whose tap `k` reads input `i`, if any.
+fn backward_tap(i: usize, k: usize, stride: usize, dilation: usize, pad: usize, out: usize) -> Option<usize> {
+    let t = (i + pad).checked_sub(k * dilation)?;
+    (t.is_multiple_of(stride) && t / stride < out).then_some(t / stride)
+}
+
+/// Destination rows per task: about 32 tasks per call, whole rows.
+fn block_rows(n: usize, rows: usize) -> usize {
+    (n * rows).div_ceil(32).clamp(1, rows)
+}
+
+fn check(s: &ConvShape, algo: ConvAlgo, pass: ConvPass) -> Result<()> {
+    s.validate()?;
+    supports(algo, s, pass).map_err(|reason| Error::Unsupported {
+        algo: algo.name(),
+        pass: pass.name(),
+        shape: s.to_string(),
+        reason,
+    })
+}
+
+/// Depthwise forward at an explicit SIMD level: `output = activation(conv(input, filter) + bias)`,
+/// NHWC `input` `[n, h, w, c_in]`, `filter` `[kh, kw, 1, c_out]`, `bias`
+/// `[c_out]`, `output` `[n, out_h, out_w, c_out]` (overwritten).
+///
+/// ```
+/// use convnet_kernels::activation::Activation;
+/// use convnet_kernels::conv::{depthwise, ConvShape};
+/// use convnet_kernels::simd::SimdLevel;
+/// // Two channels, multiplier 1: each channel convolved with its own 2x2 filter.
+/// let s = ConvShape::new(1, 2, 2, 2, 2, 2, 2)?.with_groups(2)?;
+/// let x = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0];
+/// let w = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0]; // ch0: all ones; ch1: bottom-right only
+/// let mut y = [0.0; 2];
+/// depthwise::forward_at(SimdLevel::Portable, &s, &x, &w, None, Activation::Linear, &mut y)?;
+/// assert_eq!(y, [10.0, 40.0]);
+/// # Ok::<(), convnet_kernels::Error>(())
+/// ```
+pub fn forward_at(
+    level: SimdLevel,
+    s: &ConvShape,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    output: &mut [f32],
+) -> Result<()> {
+    check(s, ConvAlgo::Depthwise, ConvPass::Forward)?;
+    level_available(level)?;
+    check_len("input", input.len(), s.input_len(), s)?;
+    check_len("filter", filter.len(), s.filter_len(), s)?;
+    if let Some(b) = bias {
+        check_len("bias", b.len(), s.c_out, s)?;
+    }
+    check_len("output", output.len(), s.output_len(), s)?;
+    forward(level, s, input, filter, bias, activation, output);
+    Ok(())
+}
+
+/// Depthwise backward-data at an explicit SIMD level (overwrites `grad_input`).
+pub fn backward_data_at(
+    level: SimdLevel,
+    s: &ConvShape,
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+) -> Result<()> {
+    check(s, ConvAlgo::Depthwise, ConvPass::BackwardData)?;
+    level_available(level)?;
+    check_len("grad_output", grad_output.len(), s.output_len(), s)?;
+    check_len("filter", filter.len(), s.filter_len(), s)?;
+    check_len("grad_input", grad_input.len(), s.input_len(), s)?;
+    backward_data(level, s, grad_output, filter, grad_input);
+    Ok(())
+}
+
+/// Depthwise backward-filter at an explicit SIMD level (overwrites
+/// `grad_filter`); bit-identical for any thread count.
+pub fn backward_filter_at(
+    level: SimdLevel,
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
+) -> Result<()> {
+    check(s, ConvAlgo::Depthwise, ConvPass::BackwardFilter)?;
+    level_available(level)?;
+    check_len("input", input.len(), s.input_len(), s)?;
+    check_len("grad_output", grad_output.len(), s.output_len(), s)?;
+    check_len("grad_filter", grad_filter.len(), s.filter_len(), s)?;
+    backward_filter(level, s, input, grad_output, grad_filter);
+    Ok(())
+}
+
+fn level_available(level: SimdLevel) -> Result<()> {
+    if !level.is_available() {
+        return Err(Error::Simd(format!("this CPU cannot run {}", level.name())));
+    }
+    Ok(())
+}
+
+/// Forward body (shape validated, lengths checked, level available).
+pub(crate) fn forward(
+    level: SimdLevel,
+    s: &ConvShape,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    output: &mut [f32],
+) {
+    let _ftz = FtzGuard::new();
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut buf = scratch_isize(Slot::Table, oh * (2 * s.kh + 1) + ow * (2 * s.kw + 1));
+    let (rbuf, cbuf) = buf.split_at_mut(oh * (2 * s.kh + 1));
+    let rows = TapTable::build(rbuf, oh, s.kh, |o, k| forward_tap(o, k, s.stride_h, s.dilation_h, s.pad_top, s.h));
+    let cols = TapTable::build(cbuf, ow, s.kw, |o, k| forward_tap(o, k, s.stride_w, s.dilation_w, s.pad_left, s.w));
+    let g = gather::Gather {
+        n: s.n,
+        src: input,
+        src_dims: (s.h, s.w, s.c_in),
+        expand: s.c_out / s.c_in,
+        dst: SendPtr(output.as_mut_ptr()),
+        dst_dims: (oh, ow, s.c_out),
+        reduce: 1,
+        ce: s.c_out,
+        kw: s.kw,
+        filt: filter,
+        bias,
+        relu: activation == Activation::Relu,
+        rows,
+        cols,
+        block: block_rows(s.n, oh),
+    };
+    gather::run(level, &g);
+}
+
+/// Backward-data body (shape validated, lengths checked, level available).
+pub(crate) fn backward_data(
+    level: SimdLevel,
+    s: &ConvShape,
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+) {
+    let _ftz = FtzGuard::new();
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut buf = scratch_isize(Slot::Table, s.h * (2 * s.kh + 1) + s.w * (2 * s.kw + 1));
+    let (rbuf, cbuf) = buf.split_at_mut(s.h * (2 * s.kh + 1));
+    let rows = TapTable::build(rbuf, s.h, s.kh, |i, k| backward_tap(i, k, s.stride_h, s.dilation_h, s.pad_top, oh));
+    let cols = TapTable::build(cbuf, s.w, s.kw, |i, k| backward_tap(i, k, s.stride_w, s.dilation_w, s.pad_left, ow));
+    let g = gather::Gather {
+        n: s.n,
+        src: grad_output,
+        src_dims: (oh, ow, s.c_out),
+        expand: 1,
+        dst: SendPtr(grad_input.as_mut_ptr()),
+        dst_dims: (s.h, s.w, s.c_in),
+        reduce: s.c_out / s.c_in,
+        ce: s.c_out,
+        kw: s.kw,
+        filt: filter,
+        bias: None,
+        relu: false,
+        rows,
+        cols,
+        block: block_rows(s.n, s.h),
+    };
+    gather::run(level, &g);
+}
+
+/// Backward-filter body (shape validated, lengths checked, level available).
+pub(crate) fn backward_filter(
+    level: SimdLevel,
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
+) {
+    let _ftz = FtzGuard::new();
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut buf = scratch_isize(Slot::Table, oh * (2 * s.kh + 1) + 3 * s.kw);
+    let (rbuf, cbuf) = buf.split_at_mut(oh * (2 * s.kh + 1));
+    let rows = TapTable::build(rbuf, oh, s.kh, |o, k| forward_tap(o, k, s.stride_h, s.dilation_h, s.pad_top, s.h));
+    for (kx, r) in cbuf.chunks_exact_mut(3).enumerate() {
+        let tap = |ox| forward_tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w);
+        let lo = (0..ow).find(|&ox| tap(ox).is_some());
+        match lo {
+            Some(lo) => {
+                let hi = (lo..ow).find(|&ox| tap(ox).is_none()).unwrap_or(ow);
+                r.copy_from_slice(&[lo as isize, hi as isize, tap(lo).unwrap_or(0) as isize]);
+            }
+            None => r.copy_from_slice(&[0, 0, 0]),
+        }
+    }
+    let job = filter::FilterJob {
+        x: input,
+        gy: grad_output,
+        in_dims: (s.n, s.h, s.w, s.c_in),
+        out_hw: (oh, ow),
+        ce: s.c_out,
+        k: (s.kh, s.kw),
+        rows,
+        col_ranges: cbuf,
+        stride_w: s.stride_w,
+    };
+    filter::run(level, &job, grad_filter);
+}
+
+#[cfg(test)]
+mod tests;

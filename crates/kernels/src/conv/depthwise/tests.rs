@@ -1,0 +1,133 @@
+use super::*;
+use crate::conv::{reference, Padding};
+
+fn data(len: usize, seed: u32) -> Vec<f32> {
+    (0..len).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
+}
+
+fn close(what: &str, s: &ConvShape, a: &[f32], b: &[f32], terms: usize) {
+    let tol = 2e-6 * terms as f32 + 1e-5;
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= tol, "{what} {s} element {i}: {x} vs {y}");
+    }
+}
+
+fn dw(n: usize, h: usize, w: usize, c: usize, mult: usize, k: usize) -> ConvShape {
+    ConvShape::new(n, h, w, c, c * mult, k, k).unwrap().with_groups(c).unwrap()
+}
+
+/// Channel counts below, at and above one vector of every level (tails),
+/// multipliers 1-3, strides 1 and 2, dilation, every padding kind.
+fn shapes() -> Vec<ConvShape> {
+    vec![
+        dw(2, 7, 6, 32, 1, 3).with_padding(Padding::Same).unwrap(),
+        dw(1, 9, 8, 19, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        dw(2, 6, 7, 5, 3, 3),
+        dw(1, 10, 8, 17, 2, 3).with_dilation(2, 1).unwrap().with_padding(Padding::Same).unwrap(),
+        dw(2, 5, 6, 70, 1, 2).with_padding(Padding::Explicit { top: 1, bottom: 0, left: 0, right: 1 }).unwrap(),
+        dw(1, 10, 9, 16, 1, 3).with_stride(2, 3).unwrap().with_padding(Padding::Valid).unwrap(),
+        dw(3, 4, 4, 1, 4, 1),
+        dw(1, 7, 7, 6, 1, 5).with_padding(Padding::Same).unwrap(),
+        dw(1, 3, 3, 8, 1, 3).with_padding(Padding::Explicit { top: 2, bottom: 2, left: 2, right: 2 }).unwrap(),
+    ]
+}
+
+#[test]
+fn every_pass_matches_reference_at_every_level() {
+    for level in SimdLevel::available() {
+        for s in shapes() {
+            let what = level.name();
+            let (x, w, b, dy) =
+                (data(s.input_len(), 1), data(s.filter_len(), 2), data(s.c_out, 3), data(s.output_len(), 4));
+            let terms = s.kh * s.kw;
+            for (bias, act) in [(None, Activation::Linear), (Some(&b[..]), Activation::Relu)] {
+                let mut want = vec![0.0; s.output_len()];
+                reference::forward(&s, &x, &w, bias, &mut want);
+                act.apply_inplace(&mut want);
+                let mut got = vec![f32::NAN; s.output_len()];
+                forward_at(level, &s, &x, &w, bias, act, &mut got).unwrap();
+                close(what, &s, &got, &want, terms);
+            }
+            let mut want = vec![0.0; s.input_len()];
+            reference::backward_data(&s, &dy, &w, &mut want);
+            let mut got = vec![f32::NAN; s.input_len()];
+            backward_data_at(level, &s, &dy, &w, &mut got).unwrap();
+            close(what, &s, &got, &want, terms * (s.c_out / s.c_in));
+
+            let mut want = vec![0.0; s.filter_len()];
+            reference::backward_filter(&s, &x, &dy, &mut want);
+            let mut got = vec![f32::NAN; s.filter_len()];
+            backward_filter_at(level, &s, &x, &dy, &mut got).unwrap();
+            close(what, &s, &got, &want, s.n * s.out_h() * s.out_w());
+        }
+    }
+}
+
+#[test]
+fn results_are_bit_identical_for_1_2_3_threads() {
+    let s = dw(5, 13, 11, 24, 2, 3).with_padding(Padding::Same).unwrap();
+    let (x, w, dy) = (data(s.input_len(), 6), data(s.filter_len(), 7), data(s.output_len(), 8));
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let level = SimdLevel::detect();
+            let mut y = vec![f32::NAN; s.output_len()];
+            forward_at(level, &s, &x, &w, None, Activation::Linear, &mut y).unwrap();
+            let mut dx = vec![f32::NAN; s.input_len()];
+            backward_data_at(level, &s, &dy, &w, &mut dx).unwrap();
+            let mut dw = vec![f32::NAN; s.filter_len()];
+            backward_filter_at(level, &s, &x, &dy, &mut dw).unwrap();
+            (y, dx, dw)
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+}
+
+#[test]
+fn refuses_non_depthwise_shapes_and_bad_lengths() {
+    let dense = ConvShape::new(1, 5, 5, 4, 4, 3, 3).unwrap();
+    let grouped = dense.with_groups(2).unwrap();
+    for s in [dense, grouped] {
+        let mut y = vec![0.0; s.output_len()];
+        let err = forward_at(
+            SimdLevel::Portable,
+            &s,
+            &vec![0.0; s.input_len()],
+            &vec![0.0; s.filter_len()],
+            None,
+            Activation::Linear,
+            &mut y,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not depthwise"), "{err}");
+    }
+    let s = dw(1, 5, 5, 4, 1, 3);
+    let mut y = vec![0.0; s.output_len()];
+    assert!(forward_at(
+        SimdLevel::Portable,
+        &s,
+        &[0.0; 3],
+        &vec![0.0; s.filter_len()],
+        None,
+        Activation::Linear,
+        &mut y
+    )
+    .is_err());
+}
+
+#[test]
+fn tap_tables_list_inside_taps_only() {
+    let mut buf = vec![0isize; 5 * 7];
+    // 5 outputs, 3 taps, stride 1, pad 1, size 5 (`same`).
+    let t = TapTable::build(&mut buf, 5, 3, |o, k| forward_tap(o, k, 1, 1, 1, 5));
+    assert_eq!(t.taps(0), &[1, 0, 2, 1]);
+    assert_eq!(t.taps(2), &[0, 1, 1, 2, 2, 3]);
+    assert_eq!(t.taps(4), &[0, 3, 1, 4]);
+    // Backward, stride 2, pad 0, 2 outputs: input 2 is read by output 1 tap 0 and output 0 tap 2.
+    let mut buf = vec![0isize; 5 * 7];
+    let t = TapTable::build(&mut buf, 5, 3, |i, k| backward_tap(i, k, 2, 1, 0, 2));
+    assert_eq!(t.taps(2), &[0, 1, 2, 0]);
+    assert_eq!(t.taps(1), &[1, 0]);
+}
