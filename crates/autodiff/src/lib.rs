@@ -125,3 +125,9 @@ pub use tape::{Tape, Var};
 // the types in their signatures.
 pub use convnet_kernels::activation::Activation;
 pub use convnet_kernels::conv::{ConvAlgo, Padding};
+
+// The README's example runs as a doc test, so the front page a user reads on
+// crates.io cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

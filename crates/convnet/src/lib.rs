@@ -103,3 +103,9 @@ pub mod optimizers {
 }
 /// The datasets crate (`convnet-datasets`): MNIST, batches.
 pub use convnet_datasets as datasets;
+
+// The README's example runs as a doc test, so the front page a user reads on
+// crates.io cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -48,3 +48,9 @@ pub use batch::{Batch, BatchIter};
 pub use dataset::{Dataset, CLASSES};
 pub use error::{Error, Result};
 pub use mnist::{Mnist, DATA_ENV, FILES, NPZ_NAME, SHA256_GZ, SHA256_RAW, SIDE, TEST_LEN, TRAIN_LEN};
+
+// The README's example runs as a doc test, so the front page a user reads on
+// crates.io cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

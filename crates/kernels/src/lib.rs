@@ -23,3 +23,9 @@ pub mod pool;
 pub mod simd;
 
 pub use error::{Error, Result};
+
+// The README's example runs as a doc test, so the front page a user reads on
+// crates.io cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -124,3 +124,9 @@ pub trait Optimizer {
     /// layout; the next step continues exactly where that one stopped.
     fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
 }
+
+// The README's example runs as a doc test, so the front page a user reads on
+// crates.io cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -36,3 +36,9 @@ pub use rng::Rng;
 pub use shape::Shape;
 pub use storage::AlignedBuf;
 pub use tensor::{fans, Tensor, TensorView, TensorViewMut};
+
+// The README's example runs as a doc test, so the front page a user reads on
+// crates.io cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
