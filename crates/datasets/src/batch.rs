@@ -73,7 +73,7 @@ pub struct BatchIter<'d> {
 
 /// The shuffle seed of `epoch` under `seed`: distinct epochs get unrelated
 /// streams (the generator's SplitMix64 seeding decorrelates nearby seeds).
-fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+pub(crate) fn epoch_seed(seed: u64, epoch: u64) -> u64 {
     seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 

@@ -199,6 +199,72 @@ pub enum Error {
         /// The digest of the file.
         found: String,
     },
+    /// An image file cannot be read as an image: unreadable, truncated,
+    /// corrupt, of an unknown format, or not a regular file.
+    #[error("{file}: {problem}")]
+    Image {
+        /// The image file.
+        file: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An image whose decoded pixels would exceed the per-image memory limit
+    /// (a decompression bomb); refused from its header, before decoding.
+    #[error(
+        "{file}: a {width}x{height} image needs {bytes} bytes decoded, more than the limit of {limit} \
+         (FolderLimits::max_image_bytes)"
+    )]
+    ImageTooLarge {
+        /// The image file.
+        file: String,
+        /// Width its header states.
+        width: u64,
+        /// Height its header states.
+        height: u64,
+        /// Bytes the decoded image would take.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A folder of class folders holds no class folder.
+    #[error("{dir}: no class folders (expected one subfolder per class, each holding .jpg, .jpeg, .png, .bmp or .gif files)")]
+    NoClasses {
+        /// The folder.
+        dir: String,
+    },
+    /// A class folder holds no image file.
+    #[error("{dir}: empty class folder (no .jpg, .jpeg, .png, .bmp or .gif file in it or below it)")]
+    EmptyClass {
+        /// The class folder.
+        dir: String,
+    },
+    /// A folder read without labels holds no image file.
+    #[error("{dir}: no .jpg, .jpeg, .png, .bmp or .gif file in it or below it")]
+    NoImages {
+        /// The folder.
+        dir: String,
+    },
+    /// The decoded dataset would exceed the dataset memory limit.
+    #[error(
+        "{dir}: {images} images of {height}x{width}x{channels} need {bytes} bytes, more than the limit of {limit} \
+         (FolderLimits::max_dataset_bytes; smaller images or a larger limit)"
+    )]
+    DatasetTooLarge {
+        /// The folder.
+        dir: String,
+        /// Number of images.
+        images: usize,
+        /// Image height.
+        height: usize,
+        /// Image width.
+        width: usize,
+        /// Channels.
+        channels: usize,
+        /// Bytes needed (saturated at `u64::MAX` when the product overflows).
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// An argument a caller passed is out of range (batch size 0, a fraction outside `[0, 1]`, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -14,6 +14,10 @@
 //!   tensors in `[0, 1]`, one-hot or sparse labels (Keras's preprocessing).
 //! - [`BatchIter`]: seeded per-epoch shuffles, batches gathered into reused
 //!   buffers and handed out as tensor views.
+//! - [`folder`]: image-folder datasets as Keras's `image_dataset_from_directory`
+//!   reads them (JPEG, PNG, BMP, GIF; Keras's file order, seeded split and
+//!   bilinear resize), decoded in parallel once, held as `u8`, with an optional
+//!   on-disk cache, and batched as f32 NHWC.
 //!
 //! Every malformed input is an [`Error`] naming the file and the problem; no
 //! input makes the parsers panic or allocate more than the input can hold
@@ -40,6 +44,7 @@ mod batch;
 mod bytes;
 mod dataset;
 mod error;
+pub mod folder;
 pub mod idx;
 mod mnist;
 pub mod npy;
