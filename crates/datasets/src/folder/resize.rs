@@ -42,37 +42,79 @@ impl Axis {
     }
 }
 
+/// One input row interpolated along x: `out[x * C + c] = l + (u - l) * x_lerp`
+/// (TensorFlow's `top = top_left + (top_right - top_left) * x_lerp`).
+fn interpolate_row<const C: usize>(row: &[u8], xs: &Axis, out: &mut [f32]) {
+    for (((px, &l), &u), &lerp) in out.chunks_exact_mut(C).zip(&xs.lower).zip(&xs.upper).zip(&xs.lerp) {
+        let a: &[u8; C] = row[l * C..l * C + C].try_into().expect("C samples");
+        let b: &[u8; C] = row[u * C..u * C + C].try_into().expect("C samples");
+        let px: &mut [f32; C] = px.try_into().expect("C samples");
+        for c in 0..C {
+            let (a, b) = (f32::from(a[c]), f32::from(b[c]));
+            px[c] = a + (b - a) * lerp;
+        }
+    }
+}
+
 /// Resizes an interleaved `in_h x in_w x channels` image to `out_h x out_w`,
-/// calling `store(index, value)` for each output sample in order.
-fn resize_with(
+/// handing each finished output row (`out_w * channels` values) to `store`.
+///
+/// Each output row blends two input rows already interpolated along x; a row
+/// interpolated for the previous output row is reused, so upsampling
+/// interpolates each input row once. The arithmetic and its order are
+/// TensorFlow's, so the values are the same as the per-pixel formula.
+fn resize_rows(
     src: &[u8],
     (in_h, in_w): (usize, usize),
     channels: usize,
     (out_h, out_w): (usize, usize),
-    mut store: impl FnMut(usize, f32),
+    mut store: impl FnMut(usize, &[f32], &[f32], f32),
 ) {
     debug_assert_eq!(src.len(), in_h * in_w * channels);
     let xs = Axis::new(in_w, out_w);
     let ys = Axis::new(in_h, out_h);
     let row_len = in_w * channels;
-    let mut index = 0;
-    for y in 0..out_h {
-        let top_row = &src[ys.lower[y] * row_len..][..row_len];
-        let bottom_row = &src[ys.upper[y] * row_len..][..row_len];
-        let y_lerp = ys.lerp[y];
-        for x in 0..out_w {
-            let (l, u, x_lerp) = (xs.lower[x] * channels, xs.upper[x] * channels, xs.lerp[x]);
-            for c in 0..channels {
-                let tl = f32::from(top_row[l + c]);
-                let tr = f32::from(top_row[u + c]);
-                let bl = f32::from(bottom_row[l + c]);
-                let br = f32::from(bottom_row[u + c]);
-                let top = tl + (tr - tl) * x_lerp;
-                let bottom = bl + (br - bl) * x_lerp;
-                store(index, top + (bottom - top) * y_lerp);
-                index += 1;
+    let interpolate = |row: usize, out: &mut [f32]| {
+        let row = &src[row * row_len..][..row_len];
+        match channels {
+            1 => interpolate_row::<1>(row, &xs, out),
+            3 => interpolate_row::<3>(row, &xs, out),
+            4 => interpolate_row::<4>(row, &xs, out),
+            2 => interpolate_row::<2>(row, &xs, out),
+            _ => {
+                for (x, px) in out.chunks_exact_mut(channels).enumerate() {
+                    for (c, v) in px.iter_mut().enumerate() {
+                        let a = f32::from(row[xs.lower[x] * channels + c]);
+                        let b = f32::from(row[xs.upper[x] * channels + c]);
+                        *v = a + (b - a) * xs.lerp[x];
+                    }
+                }
             }
         }
+    };
+    let n = out_w * channels;
+    let (mut top, mut bottom) = (vec![0f32; n], vec![0f32; n]);
+    let (mut top_row, mut bottom_row) = (usize::MAX, usize::MAX);
+    for y in 0..out_h {
+        let (want_top, want_bottom) = (ys.lower[y], ys.upper[y]);
+        if want_top != top_row {
+            if want_top == bottom_row {
+                std::mem::swap(&mut top, &mut bottom);
+                std::mem::swap(&mut top_row, &mut bottom_row);
+            } else {
+                interpolate(want_top, &mut top);
+                top_row = want_top;
+            }
+        }
+        if want_bottom != bottom_row {
+            if want_bottom == top_row {
+                bottom.copy_from_slice(&top);
+            } else {
+                interpolate(want_bottom, &mut bottom);
+            }
+            bottom_row = want_bottom;
+        }
+        store(y, &top, &bottom, ys.lerp[y]);
     }
 }
 
@@ -85,15 +127,26 @@ fn resize_with(
 /// assert_eq!(out, [0.0, 25.0, 75.0, 100.0]);
 /// ```
 pub fn resize_bilinear_f32(src: &[u8], input: (usize, usize), channels: usize, output: (usize, usize)) -> Vec<f32> {
-    let mut out = vec![0.0; output.0 * output.1 * channels];
-    resize_with(src, input, channels, output, |i, v| out[i] = v);
+    let n = output.1 * channels;
+    let mut out = vec![0.0; output.0 * n];
+    resize_rows(src, input, channels, output, |y, top, bottom, lerp| {
+        for ((o, &t), &b) in out[y * n..(y + 1) * n].iter_mut().zip(top).zip(bottom) {
+            *o = t + (b - t) * lerp;
+        }
+    });
     out
 }
 
 /// The bilinear resize rounded to `u8` (how this crate holds images), into `out`.
 pub fn resize_bilinear_u8(src: &[u8], input: (usize, usize), channels: usize, output: (usize, usize), out: &mut [u8]) {
     debug_assert_eq!(out.len(), output.0 * output.1 * channels);
-    resize_with(src, input, channels, output, |i, v| out[i] = (v + 0.5) as u8);
+    let n = output.1 * channels;
+    resize_rows(src, input, channels, output, |y, top, bottom, lerp| {
+        for ((o, &t), &b) in out[y * n..(y + 1) * n].iter_mut().zip(top).zip(bottom) {
+            // Values are in [0, 255]: adding 0.5 and truncating rounds to nearest.
+            *o = (t + (b - t) * lerp + 0.5) as u8;
+        }
+    });
 }
 
 /// Keras's `smart_resize` crop (as its TensorFlow graph computes it, in f32):
