@@ -63,10 +63,32 @@ impl Tape {
         check_activation(OP, spec.activation)?;
         let (xs, ws) = (self.nodes[xi].shape, self.nodes[wi].shape);
         let (n, h, wd, c) = rank4(OP, "input", xs)?;
-        let (kh, kw, _, co) =
-            ws.as_nhwc().ok().filter(|d| d.2 == c).ok_or_else(|| {
-                shape_err(OP, format!("filter {ws} must be HWIO [kh, kw, {c}, c_out] for input {xs}"))
-            })?;
+        let groups = spec.groups;
+        if groups == 0 || !c.is_multiple_of(groups) {
+            return Err(Error::BadArgument {
+                op: OP,
+                detail: format!("groups {groups} must be at least 1 and divide the {c} input channels"),
+            });
+        }
+        // Grouped HWIO `[kh, kw, c / groups, c_out]`, or for a depthwise
+        // convolution Keras's `depthwise_kernel` `[kh, kw, c, multiplier]`
+        // (the same floats: output channel `ci * multiplier + m`).
+        let (kh, kw, co) = match ws.as_nhwc() {
+            Ok((kh, kw, fi, fo)) if fi == c / groups => (kh, kw, fo),
+            Ok((kh, kw, fi, m)) if groups == c && fi == c => {
+                (kh, kw, c.checked_mul(m).ok_or_else(|| shape_err(OP, format!("filter {ws} overflows")))?)
+            }
+            _ => {
+                let depthwise = if groups == c { format!(" (or [kh, kw, {c}, multiplier])") } else { String::new() };
+                return Err(shape_err(
+                    OP,
+                    format!(
+                        "filter {ws} must be HWIO [kh, kw, {}, c_out]{depthwise} for input {xs} with {groups} groups",
+                        c / groups
+                    ),
+                ));
+            }
+        };
         if let Some(bi) = bi {
             let bs = self.nodes[bi].shape;
             if bs.rank() != 1 || bs.len() != co {
@@ -89,7 +111,7 @@ impl Tape {
             pad_bottom: 0,
             pad_left: 0,
             pad_right: 0,
-            groups: 1,
+            groups,
         }
         .with_padding(spec.padding)
         .map_err(kernel_err(OP))?;

@@ -29,6 +29,9 @@ pub struct Conv2dSpec {
     pub backward_algo: ConvAlgo,
     /// Activation fused into the forward pass; default `Linear`.
     pub activation: Activation,
+    /// Channel groups; default 1 (dense). With `groups == c_in` the
+    /// convolution is depthwise.
+    pub groups: usize,
 }
 
 impl Default for Conv2dSpec {
@@ -40,6 +43,7 @@ impl Default for Conv2dSpec {
             algo: ConvAlgo::Auto,
             backward_algo: ConvAlgo::Auto,
             activation: Activation::Linear,
+            groups: 1,
         }
     }
 }
@@ -84,6 +88,13 @@ impl Conv2dSpec {
     /// Sets the fused activation.
     pub fn activation(mut self, activation: Activation) -> Self {
         self.activation = activation;
+        self
+    }
+
+    /// Sets the number of channel groups (grouped or, with `c_in` groups,
+    /// depthwise convolution).
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
         self
     }
 

@@ -199,6 +199,52 @@ proptest! {
         check(&format!("conv2d {algo} {shape}"), leaves, vec![], &build, LINEAR, seed);
     }
 
+    /// Grouped conv2d (1-3 groups of 1-3 input and 1-2 output channels) on
+    /// every algorithm that runs it, and depthwise conv2d with Keras's
+    /// `[kh, kw, c, multiplier]` filter followed by a 1x1 pointwise conv
+    /// (a separable convolution); gradients of input, filters and bias.
+    #[test]
+    fn grouped_and_depthwise_conv2d(n in 1usize..3, h in 3usize..7, w in 3usize..7, g in 1usize..4,
+              cig in 1usize..4, cog in 1usize..3, k in prop::sample::select(vec![1usize, 3]),
+              stride in 1usize..3, same in any::<bool>(), bias in any::<bool>(), algo_pick in 0usize..8,
+              seed in any::<u64>()) {
+        let (ci, co) = (g * cig, g * cog);
+        let shape = ConvShape::new(n, h, w, ci, co, 1, 1).unwrap().with_groups(g).unwrap();
+        let shape = ConvShape { kh: k, kw: k, stride_h: stride, stride_w: stride, ..shape }.with_padding(padding(same)).unwrap();
+        let runnable: Vec<ConvAlgo> = ConvAlgo::ALL
+            .into_iter()
+            .filter(|&a| [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter]
+                .iter().all(|&p| supports(a, &shape, p).is_ok()))
+            .chain([ConvAlgo::Auto])
+            .collect();
+        let algo = runnable[algo_pick % runnable.len()];
+        let mut rng = Rng::new(seed);
+        let spec = Conv2dSpec::new().stride(stride, stride).padding(padding(same)).algo(algo).groups(g);
+        let mut leaves = vec![
+            leaf(rand(Shape::nhwc(n, h, w, ci), -1.0, 1.0, &mut rng), false),
+            leaf(rand(Shape::new(&[k, k, cig, co]).unwrap(), -1.0, 1.0, &mut rng), true),
+        ];
+        if bias {
+            leaves.push(leaf(rand(Shape::vector(co), -0.5, 0.5, &mut rng), true));
+        }
+        let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.conv2d(v[0], v[1], v.get(2).copied(), spec);
+        check(&format!("grouped conv2d {algo} {shape}"), leaves, vec![], &build, LINEAR, seed);
+
+        // Separable: depthwise (Keras layout, multiplier cog) then pointwise 1x1 to g outputs.
+        let dw = Conv2dSpec::new().stride(stride, stride).padding(padding(same)).groups(ci);
+        let leaves = vec![
+            leaf(rand(Shape::nhwc(n, h, w, ci), -1.0, 1.0, &mut rng), false),
+            leaf(rand(Shape::new(&[k, k, ci, cog]).unwrap(), -1.0, 1.0, &mut rng), true),
+            leaf(rand(Shape::new(&[1, 1, ci * cog, g]).unwrap(), -1.0, 1.0, &mut rng), true),
+            leaf(rand(Shape::vector(g), -0.5, 0.5, &mut rng), true),
+        ];
+        let build = move |t: &mut Tape, v: &[Var], _: &[Var]| {
+            let d = t.conv2d(v[0], v[1], None, dw)?;
+            t.conv2d(d, v[2], Some(v[3]), Conv2dSpec::new().relu())
+        };
+        check(&format!("separable conv2d {shape}"), leaves, vec![], &build, LINEAR, seed);
+    }
+
     /// Max and average pooling: windows 1-3, strides 1-3, `valid`/`same`;
     /// global average pooling in place of the 1x1 average.
     #[test]

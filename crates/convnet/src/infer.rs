@@ -10,7 +10,7 @@
 //! model can own its [`Scratch`] without the two files importing each other.
 
 use crate::built::BuiltLayer;
-use crate::layers::{conv_shape, pool_shape, Activation, Layer};
+use crate::layers::{conv_shape, depthwise_shape, pool_shape, separable_shapes, Activation, Layer};
 use crate::Result;
 use convnet_autodiff::Params;
 use convnet_kernels::activation::Activation as KernelActivation;
@@ -25,6 +25,8 @@ pub(crate) struct Scratch {
     next: Vec<f32>,
     argmax: Vec<u32>,
     grad: Vec<f32>,
+    /// A separable layer's depthwise output.
+    mid: Vec<f32>,
 }
 
 /// Runs `layers` (with their weights in `params`, convolutions by `algo`
@@ -64,7 +66,24 @@ pub(crate) fn run<'s>(
                 let shape = conv_shape(c, n, h, w, ch)?;
                 s.next.resize(out_len, 0.0);
                 let (k, b) = (weight(0)?.expect("conv kernel"), weight(1)?);
-                conv::conv2d_forward(c.algo.unwrap_or(algo), &shape, input, k, b, fused, &mut s.next[..out_len])?;
+                let algo = c.algo.unwrap_or(if c.groups > 1 { ConvAlgo::Auto } else { algo });
+                conv::conv2d_forward(algo, &shape, input, k, b, fused, &mut s.next[..out_len])?;
+            }
+            Layer::DepthwiseConv2D(d) => {
+                let shape = depthwise_shape(d, n, l.input[0], l.input[1], l.input[2])?;
+                s.next.resize(out_len, 0.0);
+                let (k, b) = (weight(0)?.expect("depthwise kernel"), weight(1)?);
+                let algo = d.algo.unwrap_or(ConvAlgo::Auto);
+                conv::conv2d_forward(algo, &shape, input, k, b, fused, &mut s.next[..out_len])?;
+            }
+            Layer::SeparableConv2D(c) => {
+                let (ds, ps) = separable_shapes(c, n, l.input[0], l.input[1], l.input[2])?;
+                s.mid.resize(ds.output_len(), 0.0);
+                s.next.resize(out_len, 0.0);
+                let (dk, pk, b) =
+                    (weight(0)?.expect("depthwise kernel"), weight(1)?.expect("pointwise kernel"), weight(2)?);
+                conv::conv2d_forward(ConvAlgo::Auto, &ds, input, dk, None, KernelActivation::Linear, &mut s.mid)?;
+                conv::conv2d_forward(algo, &ps, &s.mid, pk, b, fused, &mut s.next[..out_len])?;
             }
             Layer::Dense(_) => {
                 let shape = DenseShape { batch: n, inputs: l.input[0], outputs: l.output[0] };

@@ -13,6 +13,8 @@ use convnet_kernels::conv::{ConvAlgo, ConvShape};
 use convnet_kernels::pool::PoolShape;
 use serde::{Deserialize, Serialize};
 
+pub use crate::separable::{DepthwiseConv2D, SeparableConv2D};
+
 /// An element-wise activation applied to a layer's output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,7 +133,7 @@ impl From<(usize, usize)> for Size2 {
     }
 }
 
-mod algo_name {
+pub(crate) mod algo_name {
     //! `Option<ConvAlgo>` as its CLI name in JSON.
     use convnet_kernels::conv::ConvAlgo;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -178,8 +180,21 @@ pub struct Conv2D {
     /// The convolution algorithm; `None` means [`ConvAlgo::Auto`] (or the model-wide choice).
     #[serde(with = "algo_name", default)]
     pub algo: Option<ConvAlgo>,
+    /// Channel groups (Keras `groups`, default 1): input and output channels
+    /// split into `groups` blocks, block `g` of the output seeing only block
+    /// `g` of the input; the kernel is `[kh, kw, c_in / groups, filters]`.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub groups: usize,
     /// The input shape `(h, w, c)`, needed on the first layer.
     pub input_shape: Option<InputShape>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
 }
 
 impl Conv2D {
@@ -197,8 +212,21 @@ impl Conv2D {
             kernel_initializer: Initializer::GlorotUniform,
             bias_initializer: Initializer::Zeros,
             algo: None,
+            groups: 1,
             input_shape: None,
         }
+    }
+    /// Sets the number of channel groups (must divide the input channels and `filters`).
+    ///
+    /// ```
+    /// use convnet::{Conv2D, Sequential};
+    /// let model = Sequential::new().add(Conv2D::new(8, (3, 3)).groups(4).input_shape((6, 6, 8))).build()?;
+    /// assert_eq!(model.layers()[0].param_count, 3 * 3 * 2 * 8 + 8);
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
     }
     /// Sets the activation.
     pub fn activation(mut self, a: Activation) -> Self {
@@ -428,6 +456,10 @@ impl Dropout {
 pub enum Layer {
     /// See [`Conv2D`].
     Conv2D(Conv2D),
+    /// See [`DepthwiseConv2D`].
+    DepthwiseConv2D(DepthwiseConv2D),
+    /// See [`SeparableConv2D`].
+    SeparableConv2D(SeparableConv2D),
     /// See [`MaxPooling2D`].
     MaxPooling2D(Pool2D),
     /// See [`AveragePooling2D`].
@@ -443,6 +475,16 @@ pub enum Layer {
 impl From<Conv2D> for Layer {
     fn from(l: Conv2D) -> Self {
         Layer::Conv2D(l)
+    }
+}
+impl From<DepthwiseConv2D> for Layer {
+    fn from(l: DepthwiseConv2D) -> Self {
+        Layer::DepthwiseConv2D(l)
+    }
+}
+impl From<SeparableConv2D> for Layer {
+    fn from(l: SeparableConv2D) -> Self {
+        Layer::SeparableConv2D(l)
     }
 }
 impl From<MaxPooling2D> for Layer {
@@ -474,7 +516,8 @@ impl From<Dropout> for Layer {
 /// The parameters a layer owns, with their shapes (Keras order: kernel, then bias).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamSpec {
-    /// `kernel` or `bias`.
+    /// `kernel` or `bias`; `depthwise_kernel` and `pointwise_kernel` for the
+    /// separable layers (Keras's weight names).
     pub kind: &'static str,
     /// HWIO for conv kernels, `[in, out]` for dense kernels, `[out]` for biases.
     pub dims: Vec<usize>,
@@ -487,6 +530,8 @@ impl Layer {
     pub fn class_name(&self) -> &'static str {
         match self {
             Layer::Conv2D(_) => "Conv2D",
+            Layer::DepthwiseConv2D(_) => "DepthwiseConv2D",
+            Layer::SeparableConv2D(_) => "SeparableConv2D",
             Layer::MaxPooling2D(_) => "MaxPooling2D",
             Layer::AveragePooling2D(_) => "AveragePooling2D",
             Layer::Flatten(_) => "Flatten",
@@ -499,6 +544,8 @@ impl Layer {
     pub fn auto_name_prefix(&self) -> &'static str {
         match self {
             Layer::Conv2D(_) => "conv2d",
+            Layer::DepthwiseConv2D(_) => "depthwise_conv2d",
+            Layer::SeparableConv2D(_) => "separable_conv2d",
             Layer::MaxPooling2D(_) => "max_pooling2d",
             Layer::AveragePooling2D(_) => "average_pooling2d",
             Layer::Flatten(_) => "flatten",
@@ -511,6 +558,8 @@ impl Layer {
     pub fn user_name(&self) -> Option<&str> {
         match self {
             Layer::Conv2D(l) => l.name.as_deref(),
+            Layer::DepthwiseConv2D(l) => l.name.as_deref(),
+            Layer::SeparableConv2D(l) => l.name.as_deref(),
             Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => l.name.as_deref(),
             Layer::Flatten(l) => l.name.as_deref(),
             Layer::Dense(l) => l.name.as_deref(),
@@ -521,6 +570,8 @@ impl Layer {
     pub(crate) fn set_name(&mut self, name: String) {
         let slot = match self {
             Layer::Conv2D(l) => &mut l.name,
+            Layer::DepthwiseConv2D(l) => &mut l.name,
+            Layer::SeparableConv2D(l) => &mut l.name,
             Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => &mut l.name,
             Layer::Flatten(l) => &mut l.name,
             Layer::Dense(l) => &mut l.name,
@@ -533,6 +584,8 @@ impl Layer {
     pub fn declared_input_shape(&self) -> Option<&InputShape> {
         match self {
             Layer::Conv2D(l) => l.input_shape.as_ref(),
+            Layer::DepthwiseConv2D(l) => l.input_shape.as_ref(),
+            Layer::SeparableConv2D(l) => l.input_shape.as_ref(),
             Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => l.input_shape.as_ref(),
             Layer::Flatten(l) => l.input_shape.as_ref(),
             Layer::Dense(l) => l.input_shape.as_ref(),
@@ -544,6 +597,8 @@ impl Layer {
     pub fn activation(&self) -> Activation {
         match self {
             Layer::Conv2D(l) => l.activation,
+            Layer::DepthwiseConv2D(l) => l.activation,
+            Layer::SeparableConv2D(l) => l.activation,
             Layer::Dense(l) => l.activation,
             _ => Activation::Linear,
         }
@@ -563,6 +618,23 @@ impl Layer {
                 }
                 let s = conv_shape(c, 1, h, w, ch).map_err(|e| Error::build(name, cannot_fit(&shown, &e)))?;
                 Ok(vec![s.out_h(), s.out_w(), c.filters])
+            }
+            Layer::DepthwiseConv2D(d) => {
+                let [h, w, ch] = rank3(name, "DepthwiseConv2D", input)?;
+                if d.depth_multiplier == 0 {
+                    return Err(Error::build(name, "depth_multiplier must be at least 1"));
+                }
+                let s = depthwise_shape(d, 1, h, w, ch).map_err(|e| Error::build(name, cannot_fit(&shown, &e)))?;
+                Ok(vec![s.out_h(), s.out_w(), s.c_out])
+            }
+            Layer::SeparableConv2D(c) => {
+                let [h, w, ch] = rank3(name, "SeparableConv2D", input)?;
+                if c.filters == 0 || c.depth_multiplier == 0 {
+                    return Err(Error::build(name, "filters and depth_multiplier must be at least 1"));
+                }
+                let (d, _) =
+                    separable_shapes(c, 1, h, w, ch).map_err(|e| Error::build(name, cannot_fit(&shown, &e)))?;
+                Ok(vec![d.out_h(), d.out_w(), c.filters])
             }
             Layer::MaxPooling2D(p) | Layer::AveragePooling2D(p) => {
                 let [h, w, ch] = rank3(name, self.class_name(), input)?;
@@ -604,7 +676,35 @@ impl Layer {
         match self {
             Layer::Conv2D(c) => {
                 let (kh, kw, cin) = (c.kernel_size.0, c.kernel_size.1, input[input.len() - 1]);
-                v.push(ParamSpec { kind: "kernel", dims: vec![kh, kw, cin, c.filters], init: c.kernel_initializer });
+                let dims = vec![kh, kw, cin / c.groups.max(1), c.filters];
+                v.push(ParamSpec { kind: "kernel", dims, init: c.kernel_initializer });
+                if c.use_bias {
+                    v.push(ParamSpec { kind: "bias", dims: vec![c.filters], init: c.bias_initializer });
+                }
+            }
+            Layer::DepthwiseConv2D(d) => {
+                let (kh, kw, cin, m) = (d.kernel_size.0, d.kernel_size.1, input[input.len() - 1], d.depth_multiplier);
+                v.push(ParamSpec {
+                    kind: "depthwise_kernel",
+                    dims: vec![kh, kw, cin, m],
+                    init: d.depthwise_initializer,
+                });
+                if d.use_bias {
+                    v.push(ParamSpec { kind: "bias", dims: vec![cin * m], init: d.bias_initializer });
+                }
+            }
+            Layer::SeparableConv2D(c) => {
+                let (kh, kw, cin, m) = (c.kernel_size.0, c.kernel_size.1, input[input.len() - 1], c.depth_multiplier);
+                v.push(ParamSpec {
+                    kind: "depthwise_kernel",
+                    dims: vec![kh, kw, cin, m],
+                    init: c.depthwise_initializer,
+                });
+                v.push(ParamSpec {
+                    kind: "pointwise_kernel",
+                    dims: vec![1, 1, cin * m, c.filters],
+                    init: c.pointwise_initializer,
+                });
                 if c.use_bias {
                     v.push(ParamSpec { kind: "bias", dims: vec![c.filters], init: c.bias_initializer });
                 }
@@ -638,10 +738,50 @@ fn rank3(name: &str, class: &str, input: &[usize]) -> Result<[usize; 3]> {
 
 /// The kernels' shape of a conv layer on a batch of `n` `(h, w, c)` images.
 pub(crate) fn conv_shape(c: &Conv2D, n: usize, h: usize, w: usize, ch: usize) -> convnet_kernels::Result<ConvShape> {
+    window_shape(c.kernel_size, c.strides, c.padding, c.groups, c.filters, (n, h, w, ch))
+}
+
+/// The kernels' shape of a depthwise layer on a batch of `n` `(h, w, c)` images.
+pub(crate) fn depthwise_shape(
+    d: &DepthwiseConv2D,
+    n: usize,
+    h: usize,
+    w: usize,
+    ch: usize,
+) -> convnet_kernels::Result<ConvShape> {
+    let c_out = ch.checked_mul(d.depth_multiplier).unwrap_or(0);
+    window_shape(d.kernel_size, d.strides, d.padding, ch, c_out, (n, h, w, ch))
+}
+
+/// The kernels' shapes of a separable layer's two steps: the depthwise
+/// convolution and the 1x1 pointwise convolution on its output.
+pub(crate) fn separable_shapes(
+    c: &SeparableConv2D,
+    n: usize,
+    h: usize,
+    w: usize,
+    ch: usize,
+) -> convnet_kernels::Result<(ConvShape, ConvShape)> {
+    let mid = ch.checked_mul(c.depth_multiplier).unwrap_or(0);
+    let d = window_shape(c.kernel_size, c.strides, c.padding, ch, mid, (n, h, w, ch))?;
+    let p = ConvShape::new(n, d.out_h(), d.out_w(), mid, c.filters, 1, 1)?;
+    Ok((d, p))
+}
+
+/// A validated shape from a layer's window, strides, padding, groups and
+/// output channels.
+fn window_shape(
+    kernel: Size2,
+    strides: Size2,
+    padding: Padding,
+    groups: usize,
+    c_out: usize,
+    (n, h, w, ch): (usize, usize, usize, usize),
+) -> convnet_kernels::Result<ConvShape> {
     // Built field by field (not `ConvShape::new`, which validates the unpadded
     // window first) so that `same` on a map smaller than the kernel works as in Keras.
-    let (kh, kw, sh, sw) = (c.kernel_size.0, c.kernel_size.1, c.strides.0, c.strides.1);
-    let padding = c.padding.into();
+    let (kh, kw, sh, sw) = (kernel.0, kernel.1, strides.0, strides.1);
+    let padding = padding.into();
     let (pad_top, pad_bottom) = convnet_kernels::conv::pad_amounts(padding, h, kh, sh.max(1), 1);
     let (pad_left, pad_right) = convnet_kernels::conv::pad_amounts(padding, w, kw, sw.max(1), 1);
     let s = ConvShape {
@@ -649,7 +789,7 @@ pub(crate) fn conv_shape(c: &Conv2D, n: usize, h: usize, w: usize, ch: usize) ->
         h,
         w,
         c_in: ch,
-        c_out: c.filters,
+        c_out,
         kh,
         kw,
         stride_h: sh,
@@ -660,7 +800,7 @@ pub(crate) fn conv_shape(c: &Conv2D, n: usize, h: usize, w: usize, ch: usize) ->
         pad_bottom,
         pad_left,
         pad_right,
-        groups: 1,
+        groups,
     };
     s.validate()?;
     Ok(s)

@@ -80,6 +80,7 @@ pub mod layers;
 mod logs;
 mod model;
 pub mod progress;
+mod separable;
 mod summary;
 mod train;
 pub mod weights;
@@ -90,8 +91,8 @@ pub use compile::{Loss, Metric};
 pub use data::{Examples, TargetForm, XY};
 pub use error::{Error, Result};
 pub use layers::{
-    Activation, AveragePooling2D, Conv2D, Dense, Dropout, Flatten, Initializer, InputShape, Layer, MaxPooling2D,
-    Padding,
+    Activation, AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, Initializer, InputShape, Layer,
+    MaxPooling2D, Padding, SeparableConv2D,
 };
 pub use logs::{BatchLogs, EpochLogs, History};
 pub use model::{mnist_convnet, Model, Sequential, DEFAULT_SEED};

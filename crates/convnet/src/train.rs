@@ -97,10 +97,12 @@ impl Model {
             };
             h = match &l.layer {
                 Layer::Conv2D(c) => {
-                    let algo = c.algo.unwrap_or(self.algo);
+                    // The model-wide algorithm is for dense convolutions.
+                    let algo = c.algo.unwrap_or(if c.groups > 1 { ConvAlgo::Auto } else { self.algo });
                     let mut spec = Conv2dSpec::new()
                         .stride(c.strides.0, c.strides.1)
                         .padding(c.padding.into())
+                        .groups(c.groups)
                         .algo(algo)
                         .backward_algo(self.backward_algo(c, algo, tape.shape(h)?)?);
                     if act == Activation::Relu {
@@ -110,6 +112,36 @@ impl Model {
                     let w = param(tape, 0)?.expect("conv kernel");
                     let b = param(tape, 1)?;
                     tape.conv2d(h, w, b, spec)?
+                }
+                Layer::DepthwiseConv2D(d) => {
+                    let (_, _, _, ch) = tape.shape(h)?.as_nhwc()?;
+                    let mut spec = Conv2dSpec::new()
+                        .stride(d.strides.0, d.strides.1)
+                        .padding(d.padding.into())
+                        .groups(ch)
+                        .algo(d.algo.unwrap_or(ConvAlgo::Auto));
+                    if act == Activation::Relu {
+                        spec = spec.relu();
+                        act = Activation::Linear;
+                    }
+                    let w = param(tape, 0)?.expect("depthwise kernel");
+                    let b = param(tape, 1)?;
+                    tape.conv2d(h, w, b, spec)?
+                }
+                Layer::SeparableConv2D(c) => {
+                    let (_, _, _, ch) = tape.shape(h)?.as_nhwc()?;
+                    let depthwise =
+                        Conv2dSpec::new().stride(c.strides.0, c.strides.1).padding(c.padding.into()).groups(ch);
+                    let mut pointwise = Conv2dSpec::new().algo(self.algo);
+                    if act == Activation::Relu {
+                        pointwise = pointwise.relu();
+                        act = Activation::Linear;
+                    }
+                    let dw = param(tape, 0)?.expect("depthwise kernel");
+                    let pw = param(tape, 1)?.expect("pointwise kernel");
+                    let b = param(tape, 2)?;
+                    let mid = tape.conv2d(h, dw, None, depthwise)?;
+                    tape.conv2d(mid, pw, b, pointwise)?
                 }
                 Layer::MaxPooling2D(p) | Layer::AveragePooling2D(p) => {
                     let s = p.strides.unwrap_or(p.pool_size);

@@ -1,7 +1,9 @@
 //! `convnet bench conv`: times the kernels crate's convolution algorithms on
 //! one shape, forward and (with `--backward`) backward-data and
 //! backward-filter, and reports the median time and GFLOP/s of each
-//! (`2 * n * out_h * out_w * c_out * kh * kw * c_in` flops per pass).
+//! (`2 * n * out_h * out_w * c_out * kh * kw * c_in / groups` flops per pass).
+//! `--groups G` times a grouped convolution; `--groups` equal to `CIN` is a
+//! depthwise one, with channel multiplier `COUT / CIN`.
 
 use super::{parse_algo, CliResult};
 use clap::Args;
@@ -21,6 +23,10 @@ pub struct ConvArgs {
     /// Stride (both axes).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     stride: u64,
+    /// Channel groups (dividing CIN and COUT); CIN groups is depthwise with
+    /// multiplier COUT / CIN.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    groups: u64,
     /// Padding: valid or same.
     #[arg(long, default_value = "valid", value_parser = ["valid", "same"])]
     padding: String,
@@ -56,7 +62,7 @@ pub fn run(a: ConvArgs) -> CliResult<()> {
     let [n, h, w, ci, co] = a.shape;
     let k = a.kernel as usize;
     let padding = if a.padding == "same" { Padding::Same } else { Padding::Valid };
-    let shape = conv_shape(n, h, w, ci, co, k, a.stride as usize, padding)?;
+    let shape = conv_shape(n, h, w, ci, co, k, a.stride as usize, padding)?.with_groups(a.groups as usize)?;
     let algos: Vec<ConvAlgo> = if a.algo == "all" {
         ConvAlgo::ALL.into_iter().filter(|&x| x != ConvAlgo::Reference).collect()
     } else {
@@ -100,7 +106,7 @@ pub fn run(a: ConvArgs) -> CliResult<()> {
         let json = serde_json::json!({
             "shape": {
                 "n": n, "h": h, "w": w, "c_in": ci, "c_out": co, "kh": k, "kw": k,
-                "stride": a.stride, "padding": a.padding, "out_h": shape.out_h(), "out_w": shape.out_w(),
+                "stride": a.stride, "padding": a.padding, "groups": a.groups, "out_h": shape.out_h(), "out_w": shape.out_w(),
                 "flops": shape.flops(),
             },
             "threads": rayon::current_num_threads(),
@@ -118,6 +124,15 @@ pub fn run(a: ConvArgs) -> CliResult<()> {
         println!("{:<12} {:<16} {:>12} {:>10}", "algo", "pass", "median ms", "GFLOP/s");
         for (algo, pass, m, g) in &results {
             println!("{:<12} {:<16} {:>12.3} {:>10.1}", algo.name(), pass.name(), m * 1e3, g);
+        }
+        if a.backward {
+            for &algo in &algos {
+                let mine: Vec<f64> = results.iter().filter(|r| r.0 == algo).map(|r| r.2).collect();
+                if mine.len() == 3 {
+                    let sum: f64 = mine.iter().sum();
+                    println!("{:<12} {:<16} {:>12.3}   (sum of the three medians)", algo.name(), "fwd+bwd", sum * 1e3);
+                }
+            }
         }
     }
     Ok(())
