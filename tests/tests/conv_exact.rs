@@ -128,7 +128,7 @@ fn one_by_one_conv_is_the_gemm() {
                 .unwrap();
             let mut gemm_bias_relu = gemm.clone();
             activation::bias_add(&mut gemm_bias_relu, &b).unwrap();
-            activation::relu_inplace(&mut gemm_bias_relu);
+            activation::relu_inplace(&mut gemm_bias_relu).unwrap();
             for algo in ConvAlgo::ALL {
                 if conv::supports(algo, &s, ConvPass::Forward).is_err() {
                     continue;

@@ -43,7 +43,10 @@ fn main() {
         ("vgg28 8x28x28x256->256", same(ConvShape::new(8, 28, 28, 256, 256, 3, 3).unwrap())),
     ];
     let algos = [ConvAlgo::Direct, ConvAlgo::Im2col, ConvAlgo::WinogradF2, ConvAlgo::WinogradF4, ConvAlgo::Auto];
-    println!("simd level: {}", convnet_kernels::simd::level().name());
+    println!(
+        "simd level: {}",
+        convnet_kernels::simd::try_level().map_or_else(|e| e.to_string(), |l| l.name().to_string())
+    );
     if filter == "gemm" {
         gemm_compare();
         return;

@@ -60,7 +60,11 @@ fn median_ms(mut f: impl FnMut()) -> f64 {
 
 fn timings(filter: &[String]) {
     let mut rng = Rng::new(42);
-    println!("threads: {}, simd: {}", rayon::current_num_threads(), convnet_kernels::simd::level().name());
+    println!(
+        "threads: {}, simd: {}",
+        rayon::current_num_threads(),
+        convnet_kernels::simd::try_level().map_or_else(|e| e.to_string(), |l| l.name().to_string())
+    );
     println!("{:<32} {:<12} {:<14} {:>9} {:>9}", "layer", "algo", "pass", "ms", "GFLOP/s");
     for (name, s) in layers() {
         let (x, w, g) = data(&s, &mut rng);

@@ -32,7 +32,7 @@ fn column_sums(m: &[f32], out: &mut [f32]) {
     }
 }
 
-crate::activation::multiversion!(fn column_sums_at(m: &[f32], out: &mut [f32]) => column_sums);
+crate::arch::multiversion!(fn column_sums_at(m: &[f32], out: &mut [f32]) => column_sums);
 
 /// `y = activation(x w + b)` (overwrites `y`).
 ///
@@ -61,7 +61,7 @@ pub fn dense_forward(
         check_len("bias", b.len(), s.outputs, s)?;
         crate::activation::bias_add(y, b)?;
     }
-    activation.apply_inplace(y);
+    activation.apply_inplace(y)?;
     Ok(())
 }
 
@@ -107,7 +107,7 @@ pub fn dense_backward_weights(
     )?;
     if let Some(gb) = grad_b {
         check_len("grad_b", gb.len(), s.outputs, s)?;
-        column_sums_at(crate::simd::try_level()?, grad_y, gb);
+        column_sums_at(crate::arch::Token::current()?, grad_y, gb);
     }
     Ok(())
 }

@@ -16,11 +16,9 @@
 //! register tile and updates C. Single-threaded: callers (im2col, dense)
 //! split their work over rayon tasks themselves.
 
+use crate::arch::{scratch_f32, Isa, Slot, Token, Vf32};
 #[cfg(target_arch = "x86_64")]
-use crate::arch::simd::{Avx2, Avx512};
-use crate::arch::simd::{Portable, Vf32};
-use crate::arch::{scratch_f32, Slot};
-use crate::simd::{level, SimdLevel};
+use crate::arch::{Avx2, Avx512};
 use crate::{Error, Result};
 
 /// A row-major matrix operand: `rows x cols` with a row stride (`ld`, in
@@ -53,7 +51,9 @@ impl MatLayout {
 ///
 /// `a` is stored as `a_layout`, `b` as `b_layout`, `c` is dense row-major
 /// `m x n` with `m = rows of op(a)`, `n = cols of op(b)`. With `beta == 0`,
-/// `c` is not read (it may hold NaN).
+/// `c` is not read (it may hold NaN). Runs on the process-wide SIMD level
+/// ([`crate::simd::try_level`]); a `CONVNET_SIMD` level this CPU lacks is an
+/// [`Error::Simd`].
 ///
 /// ```
 /// use convnet_kernels::gemm::{sgemm, MatLayout};
@@ -97,6 +97,7 @@ pub fn sgemm(
     if m.checked_mul(n).is_none_or(|need| c.len() != need) {
         return Err(bad("c does not hold m*n elements"));
     }
+    let token = Token::current()?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -110,12 +111,28 @@ pub fn sgemm(
     }
     let (rsa, csa) = if transpose_a { (1, a_layout.ld) } else { (a_layout.ld, 1) };
     let (rsb, csb) = if transpose_b { (1, b_layout.ld) } else { (b_layout.ld, 1) };
+    let _ftz = crate::arch::FtzGuard::new();
+    let g = Gemm {
+        m,
+        k,
+        n,
+        alpha,
+        a: a.as_ptr(),
+        rsa,
+        csa,
+        b: b.as_ptr(),
+        rsb,
+        csb,
+        beta,
+        c: c.as_mut_ptr(),
+        rsc: n,
+        csc: 1,
+    };
     // SAFETY: the checks above prove every index the GEMM forms lies in
     // bounds: op(a) is m x k with strides (rsa, csa) inside `a` (its last
     // element is at (rows-1)*ld + cols-1 < a.len()), likewise op(b) inside `b`,
     // and c is dense m x n with strides (n, 1) and exactly m*n elements.
-    let _ftz = crate::arch::FtzGuard::new();
-    unsafe { sgemm_strided(m, k, n, alpha, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), n, 1) };
+    unsafe { gemm_at(token, &g) };
     Ok(())
 }
 
@@ -140,6 +157,7 @@ const NC: usize = 512;
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) unsafe fn sgemm_strided(
+    token: Token,
     m: usize,
     k: usize,
     n: usize,
@@ -157,7 +175,7 @@ pub(crate) unsafe fn sgemm_strided(
 ) {
     let g = Gemm { m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc };
     // SAFETY: forwarded from the caller's contract.
-    unsafe { gemm_at(level(), &g) }
+    unsafe { gemm_at(token, &g) }
 }
 
 /// One GEMM problem (raw operands, see [`sgemm_strided`]).
@@ -178,12 +196,12 @@ struct Gemm {
     csc: usize,
 }
 
-/// Runs `g` with the micro-kernel of `level`.
+/// Runs `g` with the micro-kernel of `token`'s instruction set.
 ///
 /// # Safety
 ///
-/// As [`sgemm_strided`]; `level` must be available on this CPU.
-unsafe fn gemm_at(level: SimdLevel, g: &Gemm) {
+/// As [`sgemm_strided`].
+unsafe fn gemm_at(token: Token, g: &Gemm) {
     if g.m == 0 || g.n == 0 {
         return;
     }
@@ -199,30 +217,34 @@ unsafe fn gemm_at(level: SimdLevel, g: &Gemm) {
         }
         return;
     }
-    // SAFETY: forwarded; the level is available (checked when chosen).
-    unsafe {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => gemm_avx512(g),
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => gemm_avx2(g),
-            _ => gemm_blocked::<Portable, 4, 1>(g),
-        }
+    match token {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves AVX-512F/AVX2/FMA; the operands are the caller's contract.
+        Token::Avx512(isa) => unsafe { gemm_avx512(isa, g) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves AVX2/FMA; the operands are the caller's contract.
+        Token::Avx2(isa) => unsafe { gemm_avx2(isa, g) },
+        // SAFETY: the operands are the caller's contract.
+        Token::Portable(isa) => unsafe { gemm_blocked::<_, 4, 1>(isa, g) },
     }
 }
 
+/// # Safety
+/// As [`sgemm_strided`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gemm_avx512(g: &Gemm) {
+unsafe fn gemm_avx512(isa: Avx512, g: &Gemm) {
     // SAFETY: forwarded contract.
-    unsafe { gemm_blocked::<Avx512, 12, 2>(g) }
+    unsafe { gemm_blocked::<_, 12, 2>(isa, g) }
 }
 
+/// # Safety
+/// As [`sgemm_strided`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_avx2(g: &Gemm) {
+unsafe fn gemm_avx2(isa: Avx2, g: &Gemm) {
     // SAFETY: forwarded contract.
-    unsafe { gemm_blocked::<Avx2, 6, 2>(g) }
+    unsafe { gemm_blocked::<_, 6, 2>(isa, g) }
 }
 
 /// The blocked loop nest around the `MR x (NV * LANES)` micro-kernel.
@@ -231,8 +253,8 @@ unsafe fn gemm_avx2(g: &Gemm) {
 ///
 /// As [`sgemm_strided`].
 #[inline(always)]
-unsafe fn gemm_blocked<V: Vf32, const MR: usize, const NV: usize>(g: &Gemm) {
-    let nr = NV * V::LANES;
+unsafe fn gemm_blocked<S: Isa, const MR: usize, const NV: usize>(isa: S, g: &Gemm) {
+    let nr = NV * S::LANES;
     let mut bp = scratch_f32(Slot::GemmB, KC * NC.next_multiple_of(nr));
     let mut ap = scratch_f32(Slot::GemmA, MC * KC);
     // LOOP 5: split n into NC-wide blocks.
@@ -299,7 +321,8 @@ unsafe fn gemm_blocked<V: Vf32, const MR: usize, const NV: usize>(g: &Gemm) {
                         // floats; the C tile (rows x cols at (i0, j0)) is
                         // inside c.
                         unsafe {
-                            micro::<V, MR, NV>(
+                            micro::<S, MR, NV>(
+                                isa,
                                 kc,
                                 ap[ip * kc * MR..].as_ptr(),
                                 bp[jp * kc * nr..].as_ptr(),
@@ -329,7 +352,8 @@ unsafe fn gemm_blocked<V: Vf32, const MR: usize, const NV: usize>(g: &Gemm) {
 #[allow(clippy::too_many_arguments)]
 #[allow(clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(
+unsafe fn micro<S: Isa, const MR: usize, const NV: usize>(
+    isa: S,
     kc: usize,
     a: *const f32,
     b: *const f32,
@@ -341,34 +365,34 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(
     alpha: f32,
     beta: f32,
 ) {
-    let nr = NV * V::LANES;
-    let mut acc = [[V::zero(); NV]; MR];
+    let nr = NV * S::LANES;
+    let mut acc = [[isa.zero(); NV]; MR];
     for kk in 0..kc {
-        let mut bv = [V::zero(); NV];
+        let mut bv = [isa.zero(); NV];
         for j in 0..NV {
             // SAFETY: row kk of the B panel holds nr floats.
-            bv[j] = unsafe { V::load(b.add(kk * nr + j * V::LANES)) };
+            bv[j] = unsafe { isa.load(b.add(kk * nr + j * S::LANES)) };
         }
         for i in 0..MR {
             // SAFETY: row kk of the A panel holds MR floats.
-            let av = V::splat(unsafe { *a.add(kk * MR + i) });
+            let av = isa.splat(unsafe { *a.add(kk * MR + i) });
             for j in 0..NV {
-                acc[i][j] = V::mul_add(av, bv[j], acc[i][j]);
+                acc[i][j] = av.mul_add(bv[j], acc[i][j]);
             }
         }
     }
-    let va = V::splat(alpha);
-    let vb = V::splat(beta);
+    let va = isa.splat(alpha);
+    let vb = isa.splat(beta);
     if csc == 1 && cols == nr {
         for i in 0..rows {
             for j in 0..NV {
                 // SAFETY: row i < rows, columns j*LANES.. < cols are in the tile.
                 unsafe {
-                    let p = c.add(i * rsc + j * V::LANES);
+                    let p = c.add(i * rsc + j * S::LANES);
                     let v = if beta == 0.0 {
-                        V::mul_add(acc[i][j], va, V::zero())
+                        acc[i][j].mul_add(va, isa.zero())
                     } else {
-                        V::mul_add(acc[i][j], va, V::mul_add(V::load(p), vb, V::zero()))
+                        acc[i][j].mul_add(va, isa.load(p).mul_add(vb, isa.zero()))
                     };
                     v.store(p);
                 }
@@ -379,7 +403,7 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(
         for i in 0..rows {
             for j in 0..NV {
                 // SAFETY: tmp holds 64 >= NV*LANES floats.
-                unsafe { acc[i][j].store(tmp.as_mut_ptr().add(j * V::LANES)) };
+                unsafe { acc[i][j].store(tmp.as_mut_ptr().add(j * S::LANES)) };
             }
             for (j, &t) in tmp[..cols].iter().enumerate() {
                 // SAFETY: (i, j) is inside the tile.
@@ -406,7 +430,8 @@ mod tests {
     #[test]
     fn matches_matrixmultiply_at_every_level() {
         let sizes = [(1, 1, 1), (3, 5, 7), (13, 300, 33), (100, 257, 520), (97, 9, 32), (12, 520, 1)];
-        for level in SimdLevel::available() {
+        for level in crate::simd::SimdLevel::available() {
+            let token = Token::new(level).unwrap();
             for &(m, k, n) in &sizes {
                 for (ta, tb, beta) in [(false, false, 0.0), (true, false, 0.5), (false, true, 1.0), (true, true, 0.0)] {
                     let (ar, ac) = if ta { (k, m) } else { (m, k) };
@@ -455,7 +480,7 @@ mod tests {
                         csc: 1,
                     };
                     // SAFETY: as above.
-                    unsafe { gemm_at(level, &g) };
+                    unsafe { gemm_at(token, &g) };
                     for (i, (x, y)) in got.iter().zip(&want).enumerate() {
                         assert!(
                             (x - y).abs() <= 1e-5 * k as f32,

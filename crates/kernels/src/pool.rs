@@ -360,12 +360,12 @@ fn global_backward_item(c: usize, gy: &[f32], gx: &mut [f32]) {
     }
 }
 
-crate::activation::multiversion!(fn max_forward_item_at(s: &PoolShape, x: &[f32], y: &mut [f32], am: &mut [u32]) => max_forward_item);
-crate::activation::multiversion!(fn max_backward_item_at(s: &PoolShape, gy: &[f32], am: &[u32], gx: &mut [f32]) -> usize => max_backward_item);
-crate::activation::multiversion!(fn avg_forward_item_at(s: &PoolShape, x: &[f32], y: &mut [f32]) => avg_forward_item);
-crate::activation::multiversion!(fn avg_backward_item_at(s: &PoolShape, gy: &[f32], gx: &mut [f32]) => avg_backward_item);
-crate::activation::multiversion!(fn global_forward_item_at(c: usize, x: &[f32], y: &mut [f32]) => global_forward_item);
-crate::activation::multiversion!(fn global_backward_item_at(c: usize, gy: &[f32], gx: &mut [f32]) => global_backward_item);
+crate::arch::multiversion!(fn max_forward_item_at(s: &PoolShape, x: &[f32], y: &mut [f32], am: &mut [u32]) => max_forward_item);
+crate::arch::multiversion!(fn max_backward_item_at(s: &PoolShape, gy: &[f32], am: &[u32], gx: &mut [f32]) -> usize => max_backward_item);
+crate::arch::multiversion!(fn avg_forward_item_at(s: &PoolShape, x: &[f32], y: &mut [f32]) => avg_forward_item);
+crate::arch::multiversion!(fn avg_backward_item_at(s: &PoolShape, gy: &[f32], gx: &mut [f32]) => avg_backward_item);
+crate::arch::multiversion!(fn global_forward_item_at(c: usize, x: &[f32], y: &mut [f32]) => global_forward_item);
+crate::arch::multiversion!(fn global_backward_item_at(c: usize, gy: &[f32], gx: &mut [f32]) => global_backward_item);
 
 // ---------------------------------------------------------------------------
 // Public entry points.
@@ -385,7 +385,7 @@ crate::activation::multiversion!(fn global_backward_item_at(c: usize, gy: &[f32]
 /// ```
 pub fn max_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32], argmax: &mut [u32]) -> Result<()> {
     check_max_forward(s, input, output, argmax)?;
-    let level = crate::simd::try_level()?;
+    let level = crate::arch::Token::current()?;
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     output.par_chunks_mut(out_item).zip(argmax.par_chunks_mut(out_item)).enumerate().for_each(|(n, (y, am))| {
         max_forward_item_at(level, s, &input[n * item..][..item], y, am);
@@ -399,7 +399,7 @@ pub fn max_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32], argm
 /// included), as [`max_pool2d_forward`] never writes, is an error.
 pub fn max_pool2d_backward(s: &PoolShape, grad_output: &[f32], argmax: &[u32], grad_input: &mut [f32]) -> Result<()> {
     check_max_backward(s, grad_output, argmax, grad_input)?;
-    let level = crate::simd::try_level()?;
+    let level = crate::arch::Token::current()?;
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     let all_matched = grad_input.par_chunks_mut(item).enumerate().all(|(n, gx)| {
         let range = n * out_item..(n + 1) * out_item;
@@ -415,7 +415,7 @@ pub fn max_pool2d_backward(s: &PoolShape, grad_output: &[f32], argmax: &[u32], g
 /// Average pooling; padded positions are not counted (Keras semantics).
 pub fn avg_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32]) -> Result<()> {
     check_avg(s, input, output, ("input", "output"))?;
-    let level = crate::simd::try_level()?;
+    let level = crate::arch::Token::current()?;
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     output.par_chunks_mut(out_item).enumerate().for_each(|(n, y)| {
         avg_forward_item_at(level, s, &input[n * item..][..item], y);
@@ -426,7 +426,7 @@ pub fn avg_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32]) -> R
 /// Average pooling backward (overwrites `grad_input`).
 pub fn avg_pool2d_backward(s: &PoolShape, grad_output: &[f32], grad_input: &mut [f32]) -> Result<()> {
     check_avg(s, grad_input, grad_output, ("grad_input", "grad_output"))?;
-    let level = crate::simd::try_level()?;
+    let level = crate::arch::Token::current()?;
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     grad_input.par_chunks_mut(item).enumerate().for_each(|(n, gx)| {
         avg_backward_item_at(level, s, &grad_output[n * out_item..][..out_item], gx);
@@ -437,7 +437,7 @@ pub fn avg_pool2d_backward(s: &PoolShape, grad_output: &[f32], grad_input: &mut 
 /// Global average pooling: `[n, h, w, c] -> [n, c]`.
 pub fn global_avg_pool_forward(n: usize, hw: usize, c: usize, input: &[f32], output: &mut [f32]) -> Result<()> {
     check_global(n, hw, c, ("input", input.len()), ("output", output.len()))?;
-    let level = crate::simd::try_level()?;
+    let level = crate::arch::Token::current()?;
     output.par_chunks_mut(c).zip(input.par_chunks(hw * c)).for_each(|(y, x)| global_forward_item_at(level, c, x, y));
     Ok(())
 }
@@ -451,7 +451,7 @@ pub fn global_avg_pool_backward(
     grad_input: &mut [f32],
 ) -> Result<()> {
     check_global(n, hw, c, ("grad_input", grad_input.len()), ("grad_output", grad_output.len()))?;
-    let level = crate::simd::try_level()?;
+    let level = crate::arch::Token::current()?;
     grad_input
         .par_chunks_mut(hw * c)
         .zip(grad_output.par_chunks(c))
@@ -608,12 +608,10 @@ mod tests {
         // channel 0: all equal -> index 0; channel 1: max 5 at (0,1) and (1,0) -> (0,1).
         let x = [1.0, 0.0, 1.0, 5.0, 1.0, 5.0, 1.0, 4.0];
         for level in SimdLevel::available() {
-            crate::simd::force(level).unwrap();
             let (mut y, mut am) = ([f32::NAN; 2], [u32::MAX; 2]);
-            max_pool2d_forward(&s, &x, &mut y, &mut am).unwrap();
+            max_forward_item_at(crate::arch::Token::new(level).unwrap(), &s, &x, &mut y, &mut am);
             assert_eq!((y, am), ([1.0, 5.0], [0, 3]), "{level:?}");
         }
-        crate::simd::force(SimdLevel::detect()).unwrap();
     }
 
     #[test]

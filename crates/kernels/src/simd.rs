@@ -25,17 +25,10 @@ impl SimdLevel {
         }
     }
 
-    /// Whether this CPU can run the level.
+    /// Whether this CPU can run the level (the same detection that makes the
+    /// kernels' instruction-set tokens).
     pub fn is_available(self) -> bool {
-        match self {
-            SimdLevel::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => is_x86_feature_detected!("avx512f") && SimdLevel::Avx2.is_available(),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
+        crate::arch::Token::new(self).is_ok()
     }
 
     /// Every level this CPU can run, best last.
@@ -104,13 +97,6 @@ pub fn try_level() -> Result<SimdLevel> {
     let level = from_env()?.unwrap_or_else(SimdLevel::detect);
     LEVEL.store(level.to_u8(), Ordering::Relaxed);
     Ok(level)
-}
-
-/// The cached level. If `CONVNET_SIMD` names a level this CPU lacks, this
-/// panics with the reason: call [`try_level`] first (the CLI does) to turn
-/// that into an error message.
-pub fn level() -> SimdLevel {
-    try_level().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Forces a level for the whole process (tests use this to run every path);

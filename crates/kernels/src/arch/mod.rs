@@ -1,5 +1,7 @@
-//! Infrastructure shared by the fast conv kernels: the vector abstraction
-//! the micro-kernels are generic over ([`simd`]), the flush-to-zero guard,
+//! Infrastructure shared by the fast kernels: the one vector layer every
+//! SIMD kernel is written against ([`vector`]: instruction-set tokens and
+//! vectors), the dispatch from a level to a proven instruction set
+//! ([`dispatch`]: [`Token`] and `multiversion!`), the flush-to-zero guard,
 //! growth-only thread-local scratch buffers, and a `Send` raw pointer for
 //! writing disjoint parts of one output from several rayon tasks.
 //!
@@ -15,7 +17,13 @@
 //! guarded, and the tests compare with tolerances far above that range.
 
 // AVX-512 intrinsics are stable since Rust 1.89, the workspace's rust-version.
-pub(crate) mod simd;
+pub(crate) mod dispatch;
+pub(crate) mod vector;
+
+pub(crate) use dispatch::{multiversion, Token};
+pub(crate) use vector::{prefetch, Isa, Portable, Scalar, Vf32};
+#[cfg(target_arch = "x86_64")]
+pub(crate) use vector::{Avx2, Avx512};
 
 use std::cell::Cell;
 

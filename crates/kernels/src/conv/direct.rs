@@ -60,11 +60,11 @@
 
 use super::{ConvAlgo, ConvPass, ConvShape};
 use crate::activation::Activation;
-#[cfg(target_arch = "x86_64")]
-use crate::arch::simd::{Avx2, Avx512};
-use crate::arch::simd::{Portable, Vf32};
 use crate::arch::{scratch_f32, scratch_isize, FtzGuard, SendPtr, Slot};
-use crate::simd::{level, SimdLevel};
+#[cfg(target_arch = "x86_64")]
+use crate::arch::{Avx2, Avx512};
+use crate::arch::{Isa, Portable, Token, Vf32};
+use crate::simd::SimdLevel;
 use rayon::prelude::*;
 
 pub use super::direct_filter::FILTER_CHUNK_PIXELS;
@@ -193,7 +193,7 @@ struct Gather<'a> {
     ws: usize,
     /// Vectors per full channel block.
     nvm: usize,
-    level: SimdLevel,
+    token: Token,
     /// Output pixels per task.
     task_pixels: usize,
     /// `pair_tasks[p] .. pair_tasks[p+1]` are the tasks of class pair `p`.
@@ -229,7 +229,7 @@ pub(super) fn channel_blocking(level: SimdLevel, channels: usize) -> (usize, usi
 /// Runs a gather convolution over every output pixel.
 #[allow(clippy::too_many_arguments)]
 fn run_gather(
-    level: SimdLevel,
+    token: Token,
     n: usize,
     src: (&[f32], usize, usize, usize),
     dst: (&mut [f32], usize, usize, usize),
@@ -249,7 +249,7 @@ fn run_gather(
     let (ybuf, xbuf) = table.split_at_mut(axis_len(dst_h, kh));
     let y = build_axis(ybuf, dst_h, kh, ytap);
     let x = build_axis(xbuf, dst_w, kw, xtap);
-    let p = tile_pixels(level, nvm);
+    let p = tile_pixels(token.level(), nvm);
     let task_pixels = p * TILES_PER_TASK;
     let pairs = y.classes * x.classes;
     let mut pair_tasks = scratch_isize(Slot::Partial, pairs + 1);
@@ -279,56 +279,56 @@ fn run_gather(
         relu,
         ws,
         nvm,
-        level,
+        token,
         task_pixels,
         pair_tasks: &pair_tasks,
     };
     (0..tasks).into_par_iter().for_each(|t| {
         let _ftz = FtzGuard::new();
-        match g.level {
+        match g.token {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the level was checked available when it was chosen.
-            SimdLevel::Avx512 => unsafe { gather_task_avx512(&g, t) },
+            // SAFETY: the token proves AVX-512F/AVX2/FMA; `g` describes in-bounds buffers.
+            Token::Avx512(isa) => unsafe { gather_task_avx512(isa, &g, t) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            SimdLevel::Avx2 => unsafe { gather_task_avx2(&g, t) },
-            _ => gather_task_portable(&g, t),
+            // SAFETY: the token proves AVX2/FMA; `g` describes in-bounds buffers.
+            Token::Avx2(isa) => unsafe { gather_task_avx2(isa, &g, t) },
+            Token::Portable(isa) => gather_task_portable(isa, &g, t),
         }
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gather_task_avx512(g: &Gather, t: usize) {
+unsafe fn gather_task_avx512(isa: Avx512, g: &Gather, t: usize) {
     // SAFETY (for all four): `g` describes in-bounds buffers (see gather_task).
     unsafe {
         match g.nvm {
-            1 => gather_task::<Avx512, 16>(g, t),
-            2 => gather_task::<Avx512, 8>(g, t),
-            3 => gather_task::<Avx512, 8>(g, t),
-            _ => gather_task::<Avx512, 6>(g, t),
+            1 => gather_task::<_, 16>(isa, g, t),
+            2 => gather_task::<_, 8>(isa, g, t),
+            3 => gather_task::<_, 8>(isa, g, t),
+            _ => gather_task::<_, 6>(isa, g, t),
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gather_task_avx2(g: &Gather, t: usize) {
+unsafe fn gather_task_avx2(isa: Avx2, g: &Gather, t: usize) {
     // SAFETY: `g` describes in-bounds buffers (see gather_task).
     unsafe {
         match g.nvm {
-            1 => gather_task::<Avx2, 12>(g, t),
-            _ => gather_task::<Avx2, 6>(g, t),
+            1 => gather_task::<_, 12>(isa, g, t),
+            _ => gather_task::<_, 6>(isa, g, t),
         }
     }
 }
 
-fn gather_task_portable(g: &Gather, t: usize) {
+fn gather_task_portable(isa: Portable, g: &Gather, t: usize) {
     // SAFETY: `g` describes in-bounds buffers (see gather_task).
     unsafe {
         match g.nvm {
-            1 => gather_task::<Portable, 6>(g, t),
-            _ => gather_task::<Portable, 3>(g, t),
+            1 => gather_task::<_, 6>(isa, g, t),
+            _ => gather_task::<_, 3>(isa, g, t),
         }
     }
 }
@@ -342,7 +342,7 @@ fn gather_task_portable(g: &Gather, t: usize) {
 /// every source offset of a class is inside `src` for the pixels of that
 /// class (the axis classes only hold taps whose source is inside).
 #[inline(always)]
-unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
+unsafe fn gather_task<S: Isa, const P: usize>(isa: S, g: &Gather, t: usize) {
     let pair = g.pair_tasks.partition_point(|&s| s as usize <= t) - 1;
     let (cy, cx) = (pair / g.x.classes, pair % g.x.classes);
     let chunk = t - g.pair_tasks[pair] as usize;
@@ -434,15 +434,15 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
         let nvalid = g.ws.min(g.dst_c - c0);
         let w = g.wpack[blk * block_len..].as_ptr();
         let bias = g.bias.map_or(std::ptr::null(), |b| b[c0..].as_ptr());
-        let nv = nvalid.div_ceil(V::LANES);
-        if P.is_multiple_of(4) && nv == 2 && xo.len() == 9 && V::LANES == 16 {
+        let nv = nvalid.div_ceil(S::LANES);
+        if P.is_multiple_of(4) && nv == 2 && xo.len() == 9 && S::LANES == 16 {
             // Nine reduction steps and two vectors of outputs (the first
             // layer: one input channel, 3x3, 17-32 filters): the whole
             // filter block fits in 18 zmm registers, loaded once per task.
             // SAFETY: as below.
             unsafe {
                 let (sps, dps) = (&sps[..tiles], &dps[..tiles]);
-                gather_tiles_stationary::<V, P>(sps, dps, c0, xo, wo, w, bias, nvalid, g.relu)
+                gather_tiles_stationary::<S, P>(isa, sps, dps, c0, xo, wo, w, bias, nvalid, g.relu)
             };
             continue;
         }
@@ -451,10 +451,10 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
             // `taps * src_c` rows of `ws >= nv * LANES` floats.
             unsafe {
                 match nv {
-                    1 => gather_tile::<V, P, 1>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
-                    2 => gather_tile::<V, P, 2>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
-                    3 => gather_tile::<V, P, 3>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
-                    _ => gather_tile::<V, P, 4>(sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    1 => gather_tile::<S, P, 1>(isa, sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    2 => gather_tile::<S, P, 2>(isa, sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    3 => gather_tile::<S, P, 3>(isa, sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
+                    _ => gather_tile::<S, P, 4>(isa, sp, dp, c0, xo, wo, w, bias, nvalid, g.relu),
                 }
             }
         }
@@ -472,7 +472,8 @@ unsafe fn gather_task<V: Vf32, const P: usize>(g: &Gather, t: usize) {
 /// every tile of `sps`/`dps`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn gather_tiles_stationary<V: Vf32, const P: usize>(
+unsafe fn gather_tiles_stationary<S: Isa, const P: usize>(
+    isa: S,
     sps: &[[*const f32; P]],
     dps: &[[*mut f32; P]],
     c0: usize,
@@ -483,42 +484,42 @@ unsafe fn gather_tiles_stationary<V: Vf32, const P: usize>(
     nvalid: usize,
     relu: bool,
 ) {
-    debug_assert!(xo.len() == 9 && wo.len() == 9 && P.is_multiple_of(4) && nvalid <= 2 * V::LANES);
-    let mut wr = [[V::zero(); 2]; 9];
+    debug_assert!(xo.len() == 9 && wo.len() == 9 && P.is_multiple_of(4) && nvalid <= 2 * S::LANES);
+    let mut wr = [[isa.zero(); 2]; 9];
     let mut off = [0isize; 9];
     for r in 0..9 {
         off[r] = xo[r];
         for j in 0..2 {
             // SAFETY: packed row r holds 2 * LANES readable floats.
-            wr[r][j] = unsafe { V::load(w.offset(wo[r]).add(j * V::LANES)) };
+            wr[r][j] = unsafe { isa.load(w.offset(wo[r]).add(j * S::LANES)) };
         }
     }
-    let mut init = [V::zero(); 2];
+    let mut init = [isa.zero(); 2];
     if !bias.is_null() {
         for j in 0..2 {
             // SAFETY: bias readable for 2 * LANES floats (padded).
-            init[j] = unsafe { V::load(bias.add(j * V::LANES)) };
+            init[j] = unsafe { isa.load(bias.add(j * S::LANES)) };
         }
     }
-    let zero = V::zero();
+    let zero = isa.zero();
     for (sp, dp) in sps.iter().zip(dps) {
         for q in (0..P).step_by(4) {
             let mut acc = [init; 4];
             for r in 0..9 {
                 for p in 0..4 {
                     // SAFETY: sp[q+p] + off[r] is inside the source (contract).
-                    let b = V::splat(unsafe { *sp[q + p].wrapping_offset(off[r]) });
-                    acc[p][0] = V::mul_add(b, wr[r][0], acc[p][0]);
-                    acc[p][1] = V::mul_add(b, wr[r][1], acc[p][1]);
+                    let b = isa.splat(unsafe { *sp[q + p].wrapping_offset(off[r]) });
+                    acc[p][0] = b.mul_add(wr[r][0], acc[p][0]);
+                    acc[p][1] = b.mul_add(wr[r][1], acc[p][1]);
                 }
             }
             for p in 0..4 {
                 // SAFETY: dp[q+p] + c0 + j writable for j < nvalid (contract).
                 let d = unsafe { dp[q + p].add(c0) };
                 for j in 0..2 {
-                    let v = if relu { V::max(acc[p][j], zero) } else { acc[p][j] };
-                    let lo = j * V::LANES;
-                    if lo + V::LANES <= nvalid {
+                    let v = if relu { acc[p][j].max(zero) } else { acc[p][j] };
+                    let lo = j * S::LANES;
+                    if lo + S::LANES <= nvalid {
                         // SAFETY: a whole vector inside the valid channels.
                         unsafe { v.store(d.add(lo)) };
                     } else if lo < nvalid {
@@ -544,7 +545,8 @@ unsafe fn gather_tiles_stationary<V: Vf32, const P: usize>(
 /// `dst[p] + c0 + j` is writable for `j < nvalid <= NV * LANES`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn gather_tile<V: Vf32, const P: usize, const NV: usize>(
+unsafe fn gather_tile<S: Isa, const P: usize, const NV: usize>(
+    isa: S,
     src: &[*const f32; P],
     dst: &[*mut f32; P],
     c0: usize,
@@ -555,12 +557,12 @@ unsafe fn gather_tile<V: Vf32, const P: usize, const NV: usize>(
     nvalid: usize,
     relu: bool,
 ) {
-    debug_assert!(nvalid <= NV * V::LANES && xo.len() == wo.len());
-    let mut acc = [[V::zero(); NV]; P];
+    debug_assert!(nvalid <= NV * S::LANES && xo.len() == wo.len());
+    let mut acc = [[isa.zero(); NV]; P];
     if !bias.is_null() {
         for j in 0..NV {
             // SAFETY: bias readable for NV * LANES floats (padded).
-            let b = unsafe { V::load(bias.add(j * V::LANES)) };
+            let b = unsafe { isa.load(bias.add(j * S::LANES)) };
             for a in acc.iter_mut() {
                 a[j] = b;
             }
@@ -568,27 +570,27 @@ unsafe fn gather_tile<V: Vf32, const P: usize, const NV: usize>(
     }
     for r in 0..xo.len() {
         let x_off = xo[r];
-        let mut wv = [V::zero(); NV];
+        let mut wv = [isa.zero(); NV];
         for j in 0..NV {
             // SAFETY: packed row r holds NV*LANES readable floats.
-            wv[j] = unsafe { V::load(w.offset(wo[r]).add(j * V::LANES)) };
+            wv[j] = unsafe { isa.load(w.offset(wo[r]).add(j * S::LANES)) };
         }
         for p in 0..P {
             // SAFETY: src[p] + x_off is inside the source (contract).
-            let b = V::splat(unsafe { *src[p].wrapping_offset(x_off) });
+            let b = isa.splat(unsafe { *src[p].wrapping_offset(x_off) });
             for j in 0..NV {
-                acc[p][j] = V::mul_add(b, wv[j], acc[p][j]);
+                acc[p][j] = b.mul_add(wv[j], acc[p][j]);
             }
         }
     }
-    let zero = V::zero();
+    let zero = isa.zero();
     for p in 0..P {
         // SAFETY: dst[p] + c0 + j writable for j < nvalid (contract).
         let d = unsafe { dst[p].add(c0) };
         for j in 0..NV {
-            let v = if relu { V::max(acc[p][j], zero) } else { acc[p][j] };
-            let lo = j * V::LANES;
-            if lo + V::LANES <= nvalid {
+            let v = if relu { acc[p][j].max(zero) } else { acc[p][j] };
+            let lo = j * S::LANES;
+            if lo + S::LANES <= nvalid {
                 // SAFETY: a whole vector inside the valid channels.
                 unsafe { v.store(d.add(lo)) };
             } else if lo < nvalid {
@@ -628,22 +630,10 @@ fn pack_blocks(
     }
 }
 
-/// Forward pass with the activation fused into the epilogue.
+/// Forward pass with the activation fused into the epilogue, on `token`'s
+/// instruction set.
 pub(crate) fn forward(
-    _algo: ConvAlgo,
-    s: &ConvShape,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
-    output: &mut [f32],
-) {
-    forward_at(level(), s, input, filter, bias, activation, output)
-}
-
-/// [`forward`] at an explicit SIMD level (tests run every level this way).
-fn forward_at(
-    level: SimdLevel,
+    token: Token,
     s: &ConvShape,
     input: &[f32],
     filter: &[f32],
@@ -652,7 +642,7 @@ fn forward_at(
     output: &mut [f32],
 ) {
     let _ftz = FtzGuard::new();
-    let (lanes, nvm) = channel_blocking(level, s.c_out);
+    let (lanes, nvm) = channel_blocking(token.level(), s.c_out);
     let ws = nvm * lanes;
     let blocks = s.c_out.div_ceil(ws);
     let taps = s.kh * s.kw;
@@ -672,7 +662,7 @@ fn forward_at(
         }
     };
     run_gather(
-        level,
+        token,
         s.n,
         (input, s.h, s.w, s.c_in),
         (output, s.out_h(), s.out_w(), s.c_out),
@@ -690,20 +680,9 @@ fn forward_at(
 
 /// Backward-data pass (overwrites `grad_input`): a gather over
 /// `grad_output` with the filter transposed to `[ky, kx, co, ci]`.
-pub(crate) fn backward_data(
-    _algo: ConvAlgo,
-    s: &ConvShape,
-    grad_output: &[f32],
-    filter: &[f32],
-    grad_input: &mut [f32],
-) {
-    backward_data_at(level(), s, grad_output, filter, grad_input)
-}
-
-/// [`backward_data`] at an explicit SIMD level (tests run every level this way).
-fn backward_data_at(level: SimdLevel, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
+pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
     let _ftz = FtzGuard::new();
-    let (lanes, nvm) = channel_blocking(level, s.c_in);
+    let (lanes, nvm) = channel_blocking(token.level(), s.c_in);
     let ws = nvm * lanes;
     let blocks = s.c_in.div_ceil(ws);
     let taps = s.kh * s.kw;
@@ -720,7 +699,7 @@ fn backward_data_at(level: SimdLevel, s: &ConvShape, grad_output: &[f32], filter
         }
     };
     run_gather(
-        level,
+        token,
         s.n,
         (grad_output, s.out_h(), s.out_w(), s.c_out),
         (grad_input, s.h, s.w, s.c_in),
@@ -739,7 +718,7 @@ fn backward_data_at(level: SimdLevel, s: &ConvShape, grad_output: &[f32], filter
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv::direct_filter::backward_filter_at;
+    use crate::conv::direct_filter::backward_filter;
     use crate::conv::{reference, Padding};
 
     fn shapes() -> Vec<ConvShape> {
@@ -779,6 +758,7 @@ mod tests {
     #[test]
     fn every_pass_matches_reference_at_every_level() {
         for level in SimdLevel::available() {
+            let token = Token::new(level).unwrap();
             for s in shapes() {
                 let x = data(s.input_len(), 1);
                 let w = data(s.filter_len(), 2);
@@ -793,25 +773,25 @@ mod tests {
                     }
                     let act = if relu { Activation::Relu } else { Activation::Linear };
                     let mut got = vec![f32::NAN; s.output_len()];
-                    forward_at(level, &s, &x, &w, Some(&b), act, &mut got);
+                    forward(token, &s, &x, &w, Some(&b), act, &mut got);
                     close(what, &s, &got, &want, s.kh * s.kw * s.c_in);
                 }
                 let mut want = vec![0.0; s.output_len()];
                 reference::forward(&s, &x, &w, None, &mut want);
                 let mut got = vec![f32::NAN; s.output_len()];
-                forward_at(level, &s, &x, &w, None, Activation::Linear, &mut got);
+                forward(token, &s, &x, &w, None, Activation::Linear, &mut got);
                 close(what, &s, &got, &want, s.kh * s.kw * s.c_in);
 
                 let mut want = vec![0.0; s.input_len()];
                 reference::backward_data(&s, &dy, &w, &mut want);
                 let mut got = vec![f32::NAN; s.input_len()];
-                backward_data_at(level, &s, &dy, &w, &mut got);
+                backward_data(token, &s, &dy, &w, &mut got);
                 close(what, &s, &got, &want, s.kh * s.kw * s.c_out);
 
                 let mut want = vec![0.0; s.filter_len()];
                 reference::backward_filter(&s, &x, &dy, &mut want);
                 let mut got = vec![f32::NAN; s.filter_len()];
-                backward_filter_at(level, &s, &x, &dy, &mut got);
+                backward_filter(token, &s, &x, &dy, &mut got);
                 close(what, &s, &got, &want, s.n * s.out_h() * s.out_w());
             }
         }
@@ -838,17 +818,17 @@ mod tests {
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
-                let lvl = level();
+                let lvl = Token::new(SimdLevel::detect()).unwrap();
                 let mut y = vec![f32::NAN; s.output_len()];
-                forward_at(lvl, &s, &x, &w, None, Activation::Linear, &mut y);
+                forward(lvl, &s, &x, &w, None, Activation::Linear, &mut y);
                 let mut dx = vec![f32::NAN; s.input_len()];
-                backward_data_at(lvl, &s, &dy, &w, &mut dx);
+                backward_data(lvl, &s, &dy, &w, &mut dx);
                 let mut dw = vec![f32::NAN; s.filter_len()];
-                backward_filter_at(lvl, &s, &x, &dy, &mut dw);
+                backward_filter(lvl, &s, &x, &dy, &mut dw);
                 let mut db = vec![f32::NAN; s.c_out];
                 backward_bias(&s, &dy, &mut db);
                 let mut dw2 = vec![f32::NAN; s.filter_len()];
-                crate::conv::im2col::backward_filter(ConvAlgo::Im2col, &s, &x, &dy, &mut dw2);
+                crate::conv::im2col::backward_filter(lvl, &s, &x, &dy, &mut dw2);
                 (y, dx, dw, db, dw2)
             })
         };

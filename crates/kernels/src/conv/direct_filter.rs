@@ -7,12 +7,11 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::direct::channel_blocking;
-use super::{ConvAlgo, ConvShape};
-#[cfg(target_arch = "x86_64")]
-use crate::arch::simd::{Avx2, Avx512};
-use crate::arch::simd::{Portable, Vf32};
+use super::ConvShape;
 use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
-use crate::simd::{level, SimdLevel};
+#[cfg(target_arch = "x86_64")]
+use crate::arch::{Avx2, Avx512};
+use crate::arch::{Isa, Token, Vf32};
 use rayon::prelude::*;
 
 /// Target output pixels per backward-filter chunk. Each chunk holds whole
@@ -42,7 +41,7 @@ struct FilterJob<'a> {
     /// Input channels per task (`R`) and output channels per task (`ws`).
     rows: usize,
     ws: usize,
-    level: SimdLevel,
+    token: Token,
 }
 
 /// Rows of input channels `R` and pixel interleave `G` for `c_in` channels.
@@ -62,27 +61,16 @@ fn valid_range(out: usize, k: usize, stride: usize, dil: usize, pad: usize, size
     (lo.min(hi), hi)
 }
 
-/// Backward-filter pass (overwrites `grad_filter`).
+/// Backward-filter pass (overwrites `grad_filter`), on `token`'s instruction set.
 pub(crate) fn backward_filter(
-    _algo: ConvAlgo,
-    s: &ConvShape,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_filter: &mut [f32],
-) {
-    backward_filter_at(level(), s, input, grad_output, grad_filter)
-}
-
-/// [`backward_filter`] at an explicit SIMD level (tests run every level this way).
-pub(crate) fn backward_filter_at(
-    level: SimdLevel,
+    token: Token,
     s: &ConvShape,
     input: &[f32],
     grad_output: &[f32],
     grad_filter: &mut [f32],
 ) {
     let _ftz = FtzGuard::new();
-    let (lanes, nvm) = channel_blocking(level, s.c_out);
+    let (lanes, nvm) = channel_blocking(token.level(), s.c_out);
     let ws = nvm * lanes;
     let per_img = s.out_h() * s.out_w();
     let mut images_per_chunk = (FILTER_CHUNK_PIXELS / per_img).max(1);
@@ -102,7 +90,7 @@ pub(crate) fn backward_filter_at(
         images_per_chunk,
         rows,
         ws,
-        level,
+        token,
     };
     let taps = s.kh * s.kw;
     let rblocks = s.c_in.div_ceil(rows);
@@ -110,15 +98,15 @@ pub(crate) fn backward_filter_at(
     let tasks = chunks * taps * rblocks * cblocks;
     (0..tasks).into_par_iter().for_each(|t| {
         let _ftz = FtzGuard::new();
-        match job.level {
+        match job.token {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the level was checked available when it was chosen.
-            SimdLevel::Avx512 => unsafe { filter_task_avx512(&job, t) },
+            // SAFETY: the token proves AVX-512F/AVX2/FMA; `job` describes in-bounds buffers.
+            Token::Avx512(isa) => unsafe { filter_task_avx512(isa, &job, t) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            SimdLevel::Avx2 => unsafe { filter_task_avx2(&job, t) },
+            // SAFETY: the token proves AVX2/FMA; `job` describes in-bounds buffers.
+            Token::Avx2(isa) => unsafe { filter_task_avx2(isa, &job, t) },
             // SAFETY: `job` describes in-bounds buffers.
-            _ => unsafe { filter_task::<Portable>(&job, t) },
+            Token::Portable(isa) => unsafe { filter_task(isa, &job, t) },
         }
     });
     // Sum the partials in chunk order (fixed), in parallel over fixed
@@ -137,16 +125,16 @@ pub(crate) fn backward_filter_at(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn filter_task_avx512(job: &FilterJob, t: usize) {
+unsafe fn filter_task_avx512(isa: Avx512, job: &FilterJob, t: usize) {
     // SAFETY: forwarded contract of filter_task.
-    unsafe { filter_task::<Avx512>(job, t) }
+    unsafe { filter_task::<_>(isa, job, t) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn filter_task_avx2(job: &FilterJob, t: usize) {
+unsafe fn filter_task_avx2(isa: Avx2, job: &FilterJob, t: usize) {
     // SAFETY: forwarded contract of filter_task.
-    unsafe { filter_task::<Avx2>(job, t) }
+    unsafe { filter_task::<_>(isa, job, t) }
 }
 
 /// Task `t`: one (chunk, tap, input-channel block, output-channel block).
@@ -156,7 +144,7 @@ unsafe fn filter_task_avx2(job: &FilterJob, t: usize) {
 /// `job.dw0` holds `filter_len` and `job.partials` `(chunks-1)*filter_len`
 /// writable floats; tasks write disjoint `(chunk, tap, rows, cols)` blocks.
 #[inline(always)]
-unsafe fn filter_task<V: Vf32>(job: &FilterJob, t: usize) {
+unsafe fn filter_task<S: Isa>(isa: S, job: &FilterJob, t: usize) {
     let s = job.s;
     let taps = s.kh * s.kw;
     let rblocks = s.c_in.div_ceil(job.rows);
@@ -168,7 +156,7 @@ unsafe fn filter_task<V: Vf32>(job: &FilterJob, t: usize) {
     let (ky, kx) = (tap / s.kw, tap % s.kw);
     let c0 = cb * job.ws;
     let nvalid = job.ws.min(s.c_out - c0);
-    let nv = nvalid.div_ceil(V::LANES);
+    let nv = nvalid.div_ceil(S::LANES);
     let r0 = rb * job.rows;
     let rvalid = job.rows.min(s.c_in - r0);
     let dw = if chunk == 0 { job.dw0.get() } else { job.partials.get().wrapping_add((chunk - 1) * s.filter_len()) };
@@ -181,14 +169,14 @@ unsafe fn filter_task<V: Vf32>(job: &FilterJob, t: usize) {
     // SAFETY: forwarded contract.
     unsafe {
         match (job.rows, nv) {
-            (4, 1) => filter_tile::<V, 4, 1, 1>(&a),
-            (4, 2) => filter_tile::<V, 4, 2, 1>(&a),
-            (4, 3) => filter_tile::<V, 4, 3, 1>(&a),
-            (4, _) => filter_tile::<V, 4, 4, 1>(&a),
-            (_, 1) => filter_tile::<V, 1, 1, 4>(&a),
-            (_, 2) => filter_tile::<V, 1, 2, 4>(&a),
-            (_, 3) => filter_tile::<V, 1, 3, 4>(&a),
-            (_, _) => filter_tile::<V, 1, 4, 4>(&a),
+            (4, 1) => filter_tile::<S, 4, 1, 1>(isa, &a),
+            (4, 2) => filter_tile::<S, 4, 2, 1>(isa, &a),
+            (4, 3) => filter_tile::<S, 4, 3, 1>(isa, &a),
+            (4, _) => filter_tile::<S, 4, 4, 1>(isa, &a),
+            (_, 1) => filter_tile::<S, 1, 1, 4>(isa, &a),
+            (_, 2) => filter_tile::<S, 1, 2, 4>(isa, &a),
+            (_, 3) => filter_tile::<S, 1, 3, 4>(isa, &a),
+            (_, _) => filter_tile::<S, 1, 4, 4>(isa, &a),
         }
     }
 }
@@ -218,16 +206,16 @@ struct FilterArgs<'a> {
 ///
 /// `p` readable for `min(valid, LANES)` floats.
 #[inline(always)]
-unsafe fn load_part<V: Vf32>(p: *const f32, valid: usize) -> V {
-    if valid >= V::LANES {
+unsafe fn load_part<S: Isa>(isa: S, p: *const f32, valid: usize) -> S::V {
+    if valid >= S::LANES {
         // SAFETY: LANES readable floats.
-        unsafe { V::load(p) }
+        unsafe { isa.load(p) }
     } else {
         let mut tmp = [0f32; 16];
         // SAFETY: `valid` readable floats.
         unsafe { std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), valid) };
         // SAFETY: tmp holds 16 >= LANES floats.
-        unsafe { V::load(tmp.as_ptr()) }
+        unsafe { isa.load(tmp.as_ptr()) }
     }
 }
 
@@ -240,7 +228,7 @@ unsafe fn load_part<V: Vf32>(p: *const f32, valid: usize) -> V {
 ///
 /// `a.dst` writable for that block; the other fields describe `a.s`.
 #[inline(always)]
-unsafe fn filter_tile<V: Vf32, const R: usize, const NV: usize, const G: usize>(a: &FilterArgs) {
+unsafe fn filter_tile<S: Isa, const R: usize, const NV: usize, const G: usize>(isa: S, a: &FilterArgs) {
     let s = a.s;
     let (oh, ow) = (s.out_h(), s.out_w());
     let (ylo, yhi) = valid_range(oh, a.ky, s.stride_h, s.dilation_h, s.pad_top, s.h);
@@ -248,13 +236,13 @@ unsafe fn filter_tile<V: Vf32, const R: usize, const NV: usize, const G: usize>(
     // A tap with no valid column (tiny input, wide padding) sums nothing:
     // skip the rows too, whose column offset `ix0` would underflow.
     let (ylo, yhi) = if xlo < xhi { (ylo, yhi) } else { (0, 0) };
-    let mut acc = [[[V::zero(); NV]; R]; G];
+    let mut acc = [[[isa.zero(); NV]; R]; G];
     // Rows past c_in repeat the last real channel (never stored).
     let mut roff = [0usize; R];
     for (r, o) in roff.iter_mut().enumerate() {
         *o = r.min(a.rvalid - 1);
     }
-    let full = a.nvalid == NV * V::LANES;
+    let full = a.nvalid == NV * S::LANES;
     let xstep = s.stride_w * s.c_in;
     for n in a.n0..a.n1 {
         for oy in ylo..yhi {
@@ -273,18 +261,18 @@ unsafe fn filter_tile<V: Vf32, const R: usize, const NV: usize, const G: usize>(
                     unsafe {
                         let x = xp.add((i + g) * xstep);
                         let d = gp.add((i + g) * s.c_out);
-                        let mut dv = [V::zero(); NV];
+                        let mut dv = [isa.zero(); NV];
                         for (j, v) in dv.iter_mut().enumerate() {
                             *v = if full {
-                                V::load(d.add(j * V::LANES))
+                                isa.load(d.add(j * S::LANES))
                             } else {
-                                load_part(d.add(j * V::LANES), a.nvalid.saturating_sub(j * V::LANES))
+                                load_part(isa, d.add(j * S::LANES), a.nvalid.saturating_sub(j * S::LANES))
                             };
                         }
                         for r in 0..R {
-                            let b = V::splat(*x.add(roff[r]));
+                            let b = isa.splat(*x.add(roff[r]));
                             for j in 0..NV {
-                                acc[g][r][j] = V::mul_add(b, dv[j], acc[g][r][j]);
+                                acc[g][r][j] = b.mul_add(dv[j], acc[g][r][j]);
                             }
                         }
                     }
@@ -296,18 +284,18 @@ unsafe fn filter_tile<V: Vf32, const R: usize, const NV: usize, const G: usize>(
                 unsafe {
                     let x = xp.add(i * xstep);
                     let d = gp.add(i * s.c_out);
-                    let mut dv = [V::zero(); NV];
+                    let mut dv = [isa.zero(); NV];
                     for (j, v) in dv.iter_mut().enumerate() {
                         *v = if full {
-                            V::load(d.add(j * V::LANES))
+                            isa.load(d.add(j * S::LANES))
                         } else {
-                            load_part(d.add(j * V::LANES), a.nvalid.saturating_sub(j * V::LANES))
+                            load_part(isa, d.add(j * S::LANES), a.nvalid.saturating_sub(j * S::LANES))
                         };
                     }
                     for r in 0..R {
-                        let b = V::splat(*x.add(roff[r]));
+                        let b = isa.splat(*x.add(roff[r]));
                         for j in 0..NV {
-                            acc[0][r][j] = V::mul_add(b, dv[j], acc[0][r][j]);
+                            acc[0][r][j] = b.mul_add(dv[j], acc[0][r][j]);
                         }
                     }
                 }
@@ -319,13 +307,13 @@ unsafe fn filter_tile<V: Vf32, const R: usize, const NV: usize, const G: usize>(
         for j in 0..NV {
             let mut v = acc[0][r][j];
             for g in acc.iter().skip(1) {
-                v = V::add(v, g[r][j]);
+                v = v.add(g[r][j]);
             }
-            let lo = j * V::LANES;
+            let lo = j * S::LANES;
             // SAFETY: row r < rvalid of the block, channels lo.. < nvalid.
             unsafe {
                 let d = a.dst.add(r * s.c_out + lo);
-                if lo + V::LANES <= a.nvalid {
+                if lo + S::LANES <= a.nvalid {
                     v.store(d);
                 } else if lo < a.nvalid {
                     let mut tmp = [0f32; 16];

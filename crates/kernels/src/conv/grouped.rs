@@ -28,6 +28,7 @@
 use super::im2col::{epilogue, MAX_COL_BUFFER_BYTES};
 use super::ConvShape;
 use crate::activation::Activation;
+use crate::arch::Token;
 use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
 use crate::gemm::sgemm_strided;
 use rayon::prelude::*;
@@ -116,6 +117,7 @@ fn unpack_add_group(s: &ConvShape, col: &[f32], g: usize, first: usize, rows: us
 
 /// Forward pass with the activation fused into the epilogue (lengths checked by the caller).
 pub(crate) fn forward(
+    token: Token,
     s: &ConvShape,
     input: &[f32],
     filter: &[f32],
@@ -145,6 +147,7 @@ pub(crate) fn forward(
             // with row stride c_out, inside y.
             unsafe {
                 sgemm_strided(
+                    token,
                     rows,
                     k,
                     cog,
@@ -167,7 +170,7 @@ pub(crate) fn forward(
 }
 
 /// Backward-data pass (overwrites `grad_input`).
-pub(crate) fn backward_data(s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
+pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
     let _ftz = FtzGuard::new();
     let k = group_patch_len(s);
     let (co, cog) = (s.c_out, s.c_out_per_group());
@@ -189,6 +192,7 @@ pub(crate) fn backward_data(s: &ConvShape, grad_output: &[f32], filter: &[f32], 
                 // column g*cog; d is rows x Kg dense.
                 unsafe {
                     sgemm_strided(
+                        token,
                         rows,
                         cog,
                         k,
@@ -213,7 +217,13 @@ pub(crate) fn backward_data(s: &ConvShape, grad_output: &[f32], filter: &[f32], 
 }
 
 /// Backward-filter pass (overwrites `grad_filter`).
-pub(crate) fn backward_filter(s: &ConvShape, input: &[f32], grad_output: &[f32], grad_filter: &mut [f32]) {
+pub(crate) fn backward_filter(
+    token: Token,
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
+) {
     let _ftz = FtzGuard::new();
     let k = group_patch_len(s);
     let (co, cog, groups) = (s.c_out, s.c_out_per_group(), s.groups);
@@ -246,6 +256,7 @@ pub(crate) fn backward_filter(s: &ConvShape, input: &[f32], grad_output: &[f32],
             // jobs, inside dw.
             unsafe {
                 sgemm_strided(
+                    token,
                     m,
                     rows,
                     cog,
@@ -293,26 +304,26 @@ mod tests {
             b(3, 5, 5, 9, 3, 1, 3),
             b(1, 4, 5, 4, 8, 2, 4).with_padding(Padding::Explicit { top: 2, bottom: 0, left: 1, right: 1 }).unwrap(),
         ];
-        for s in shapes {
+        for (token, s) in Token::every().into_iter().flat_map(|t| shapes.iter().map(move |&s| (t, s))) {
             let (x, w, bias, dy) =
                 (data(s.input_len(), 1), data(s.filter_len(), 2), data(s.c_out, 3), data(s.output_len(), 4));
             let mut want = vec![0.0; s.output_len()];
             reference::forward(&s, &x, &w, Some(&bias), &mut want);
             want.iter_mut().for_each(|v| *v = v.max(0.0));
             let mut got = vec![f32::NAN; s.output_len()];
-            forward(&s, &x, &w, Some(&bias), Activation::Relu, &mut got);
+            forward(token, &s, &x, &w, Some(&bias), Activation::Relu, &mut got);
             close("forward", &s, &got, &want, s.kh * s.kw * s.c_in_per_group());
 
             let mut want = vec![0.0; s.input_len()];
             reference::backward_data(&s, &dy, &w, &mut want);
             let mut got = vec![f32::NAN; s.input_len()];
-            backward_data(&s, &dy, &w, &mut got);
+            backward_data(token, &s, &dy, &w, &mut got);
             close("backward_data", &s, &got, &want, s.kh * s.kw * s.c_out_per_group());
 
             let mut want = vec![0.0; s.filter_len()];
             reference::backward_filter(&s, &x, &dy, &mut want);
             let mut got = vec![f32::NAN; s.filter_len()];
-            backward_filter(&s, &x, &dy, &mut got);
+            backward_filter(token, &s, &x, &dy, &mut got);
             close("backward_filter", &s, &got, &want, s.n * s.out_h() * s.out_w());
         }
     }

@@ -28,6 +28,7 @@
 
 use super::{ConvAlgo, ConvPass, ConvShape};
 use crate::activation::Activation;
+use crate::arch::Token;
 use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
 use crate::error::check_len;
 use crate::gemm::sgemm_strided;
@@ -216,7 +217,7 @@ pub(crate) fn epilogue(y: &mut [f32], c: usize, bias: Option<&[f32]>, activation
 
 /// Forward pass with the activation fused into the epilogue.
 pub(crate) fn forward(
-    _algo: ConvAlgo,
+    token: Token,
     s: &ConvShape,
     input: &[f32],
     filter: &[f32],
@@ -242,20 +243,30 @@ pub(crate) fn forward(
         let y = unsafe { std::slice::from_raw_parts_mut(out.get().add(r0 * co), rows * co) };
         // SAFETY: col is rows x k dense, filter k x c_out dense, y rows x c_out.
         unsafe {
-            sgemm_strided(rows, k, co, 1.0, col.as_ptr(), k, 1, filter.as_ptr(), co, 1, 0.0, y.as_mut_ptr(), co, 1)
+            sgemm_strided(
+                token,
+                rows,
+                k,
+                co,
+                1.0,
+                col.as_ptr(),
+                k,
+                1,
+                filter.as_ptr(),
+                co,
+                1,
+                0.0,
+                y.as_mut_ptr(),
+                co,
+                1,
+            )
         };
         epilogue(y, co, bias, activation);
     });
 }
 
 /// Backward-data pass (overwrites `grad_input`).
-pub(crate) fn backward_data(
-    _algo: ConvAlgo,
-    s: &ConvShape,
-    grad_output: &[f32],
-    filter: &[f32],
-    grad_input: &mut [f32],
-) {
+pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
     let _ftz = FtzGuard::new();
     let k = patch_len(s);
     let per_img = s.out_h() * s.out_w();
@@ -274,7 +285,23 @@ pub(crate) fn backward_data(
             // SAFETY: dy is rows x c_out dense; the filter read transposed is
             // c_out x k with strides (1, c_out); d is rows x k dense.
             unsafe {
-                sgemm_strided(rows, co, k, 1.0, dy.as_ptr(), co, 1, filter.as_ptr(), 1, co, 0.0, d.as_mut_ptr(), k, 1)
+                sgemm_strided(
+                    token,
+                    rows,
+                    co,
+                    k,
+                    1.0,
+                    dy.as_ptr(),
+                    co,
+                    1,
+                    filter.as_ptr(),
+                    1,
+                    co,
+                    0.0,
+                    d.as_mut_ptr(),
+                    k,
+                    1,
+                )
             };
             unpack_add_image(s, d, first, rows, gimg);
             first += rows;
@@ -284,7 +311,7 @@ pub(crate) fn backward_data(
 
 /// Backward-filter pass (overwrites `grad_filter`).
 pub(crate) fn backward_filter(
-    _algo: ConvAlgo,
+    token: Token,
     s: &ConvShape,
     input: &[f32],
     grad_output: &[f32],
@@ -319,6 +346,7 @@ pub(crate) fn backward_filter(
             // of dw (strides (c_out, 1)), disjoint across blocks, inside dw.
             unsafe {
                 sgemm_strided(
+                    token,
                     m,
                     rows,
                     co,
@@ -371,7 +399,7 @@ mod tests {
 
     #[test]
     fn all_passes_match_reference() {
-        for s in shapes() {
+        for (token, s) in Token::every().into_iter().flat_map(|t| shapes().into_iter().map(move |s| (t, s))) {
             let x = data(s.input_len(), 1);
             let w = data(s.filter_len(), 2);
             let b = data(s.c_out, 3);
@@ -381,19 +409,19 @@ mod tests {
             reference::forward(&s, &x, &w, Some(&b), &mut want);
             want.iter_mut().for_each(|v| *v = v.max(0.0));
             let mut got = vec![f32::NAN; s.output_len()];
-            forward(ConvAlgo::Im2col, &s, &x, &w, Some(&b), Activation::Relu, &mut got);
+            forward(token, &s, &x, &w, Some(&b), Activation::Relu, &mut got);
             close(&got, &want, scale);
 
             let mut want = vec![0.0; s.input_len()];
             reference::backward_data(&s, &dy, &w, &mut want);
             let mut got = vec![f32::NAN; s.input_len()];
-            backward_data(ConvAlgo::Im2col, &s, &dy, &w, &mut got);
+            backward_data(token, &s, &dy, &w, &mut got);
             close(&got, &want, scale);
 
             let mut want = vec![0.0; s.filter_len()];
             reference::backward_filter(&s, &x, &dy, &mut want);
             let mut got = vec![f32::NAN; s.filter_len()];
-            backward_filter(ConvAlgo::Im2col, &s, &x, &dy, &mut got);
+            backward_filter(token, &s, &x, &dy, &mut got);
             close(&got, &want, (s.n * s.out_h() * s.out_w()) as f32);
         }
     }

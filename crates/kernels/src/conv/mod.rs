@@ -16,6 +16,11 @@
 //! length once, then dispatch. An explicitly requested algorithm that cannot
 //! run a shape is an [`Error::Unsupported`], never a silent fallback;
 //! [`ConvAlgo::Auto`] resolves through [`select`].
+//!
+//! Every entry point runs on the process-wide SIMD level
+//! ([`crate::simd::try_level`]); its `*_at` twin takes the level explicitly
+//! (tests run every path this way). A level this CPU cannot run is an
+//! [`Error::Simd`].
 
 pub mod depthwise;
 pub mod direct;
@@ -31,7 +36,9 @@ pub use select::select;
 pub use shape::{pad_amounts, ConvShape, Padding};
 
 use crate::activation::Activation;
+use crate::arch::Token;
 use crate::error::check_len;
+use crate::simd::SimdLevel;
 use crate::{Error, Result};
 
 /// Which convolution algorithm to run.
@@ -182,6 +189,22 @@ pub fn conv2d_forward(
     activation: Activation,
     output: &mut [f32],
 ) -> Result<()> {
+    conv2d_forward_at(crate::simd::try_level()?, algo, shape, input, filter, bias, activation, output)
+}
+
+/// [`conv2d_forward`] on an explicit SIMD level.
+#[allow(clippy::too_many_arguments)] // conv2d_forward's arguments, plus the level
+pub fn conv2d_forward_at(
+    level: SimdLevel,
+    algo: ConvAlgo,
+    shape: &ConvShape,
+    input: &[f32],
+    filter: &[f32],
+    bias: Option<&[f32]>,
+    activation: Activation,
+    output: &mut [f32],
+) -> Result<()> {
+    let token = Token::new(level)?;
     shape.validate()?;
     check_len("input", input.len(), shape.input_len(), shape)?;
     check_len("filter", filter.len(), shape.filter_len(), shape)?;
@@ -192,17 +215,15 @@ pub fn conv2d_forward(
     match resolve(algo, shape, ConvPass::Forward)? {
         ConvAlgo::Reference => {
             reference::forward(shape, input, filter, bias, output);
-            activation.apply_inplace(output);
+            activation.apply_with(token, output);
         }
-        a @ ConvAlgo::Direct => direct::forward(a, shape, input, filter, bias, activation, output),
-        ConvAlgo::Im2col if shape.groups > 1 => grouped::forward(shape, input, filter, bias, activation, output),
-        a @ ConvAlgo::Im2col => im2col::forward(a, shape, input, filter, bias, activation, output),
+        ConvAlgo::Direct => direct::forward(token, shape, input, filter, bias, activation, output),
+        ConvAlgo::Im2col if shape.groups > 1 => grouped::forward(token, shape, input, filter, bias, activation, output),
+        ConvAlgo::Im2col => im2col::forward(token, shape, input, filter, bias, activation, output),
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
-            winograd::forward(a, shape, input, filter, bias, activation, output)
+            winograd::forward(token, a, shape, input, filter, bias, activation, output)
         }
-        ConvAlgo::Depthwise => {
-            depthwise::forward(crate::simd::try_level()?, shape, input, filter, bias, activation, output)
-        }
+        ConvAlgo::Depthwise => depthwise::forward(token, shape, input, filter, bias, activation, output),
         ConvAlgo::Auto => unreachable!("resolve never returns Auto"),
     }
     Ok(())
@@ -217,21 +238,32 @@ pub fn conv2d_backward_data(
     filter: &[f32],
     grad_input: &mut [f32],
 ) -> Result<()> {
+    conv2d_backward_data_at(crate::simd::try_level()?, algo, shape, grad_output, filter, grad_input)
+}
+
+/// [`conv2d_backward_data`] on an explicit SIMD level.
+pub fn conv2d_backward_data_at(
+    level: SimdLevel,
+    algo: ConvAlgo,
+    shape: &ConvShape,
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+) -> Result<()> {
+    let token = Token::new(level)?;
     shape.validate()?;
     check_len("grad_output", grad_output.len(), shape.output_len(), shape)?;
     check_len("filter", filter.len(), shape.filter_len(), shape)?;
     check_len("grad_input", grad_input.len(), shape.input_len(), shape)?;
     match resolve(algo, shape, ConvPass::BackwardData)? {
         ConvAlgo::Reference => reference::backward_data(shape, grad_output, filter, grad_input),
-        a @ ConvAlgo::Direct => direct::backward_data(a, shape, grad_output, filter, grad_input),
-        ConvAlgo::Im2col if shape.groups > 1 => grouped::backward_data(shape, grad_output, filter, grad_input),
-        a @ ConvAlgo::Im2col => im2col::backward_data(a, shape, grad_output, filter, grad_input),
+        ConvAlgo::Direct => direct::backward_data(token, shape, grad_output, filter, grad_input),
+        ConvAlgo::Im2col if shape.groups > 1 => grouped::backward_data(token, shape, grad_output, filter, grad_input),
+        ConvAlgo::Im2col => im2col::backward_data(token, shape, grad_output, filter, grad_input),
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
-            winograd::backward_data(a, shape, grad_output, filter, grad_input)
+            winograd::backward_data(token, a, shape, grad_output, filter, grad_input)
         }
-        ConvAlgo::Depthwise => {
-            depthwise::backward_data(crate::simd::try_level()?, shape, grad_output, filter, grad_input)
-        }
+        ConvAlgo::Depthwise => depthwise::backward_data(token, shape, grad_output, filter, grad_input),
         ConvAlgo::Auto => unreachable!("resolve never returns Auto"),
     }
     Ok(())
@@ -246,21 +278,32 @@ pub fn conv2d_backward_filter(
     grad_output: &[f32],
     grad_filter: &mut [f32],
 ) -> Result<()> {
+    conv2d_backward_filter_at(crate::simd::try_level()?, algo, shape, input, grad_output, grad_filter)
+}
+
+/// [`conv2d_backward_filter`] on an explicit SIMD level.
+pub fn conv2d_backward_filter_at(
+    level: SimdLevel,
+    algo: ConvAlgo,
+    shape: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_filter: &mut [f32],
+) -> Result<()> {
+    let token = Token::new(level)?;
     shape.validate()?;
     check_len("input", input.len(), shape.input_len(), shape)?;
     check_len("grad_output", grad_output.len(), shape.output_len(), shape)?;
     check_len("grad_filter", grad_filter.len(), shape.filter_len(), shape)?;
     match resolve(algo, shape, ConvPass::BackwardFilter)? {
         ConvAlgo::Reference => reference::backward_filter(shape, input, grad_output, grad_filter),
-        a @ ConvAlgo::Direct => direct::backward_filter(a, shape, input, grad_output, grad_filter),
-        ConvAlgo::Im2col if shape.groups > 1 => grouped::backward_filter(shape, input, grad_output, grad_filter),
-        a @ ConvAlgo::Im2col => im2col::backward_filter(a, shape, input, grad_output, grad_filter),
+        ConvAlgo::Direct => direct::backward_filter(token, shape, input, grad_output, grad_filter),
+        ConvAlgo::Im2col if shape.groups > 1 => grouped::backward_filter(token, shape, input, grad_output, grad_filter),
+        ConvAlgo::Im2col => im2col::backward_filter(token, shape, input, grad_output, grad_filter),
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
-            winograd::backward_filter(a, shape, input, grad_output, grad_filter)
+            winograd::backward_filter(token, a, shape, input, grad_output, grad_filter)
         }
-        ConvAlgo::Depthwise => {
-            depthwise::backward_filter(crate::simd::try_level()?, shape, input, grad_output, grad_filter)
-        }
+        ConvAlgo::Depthwise => depthwise::backward_filter(token, shape, input, grad_output, grad_filter),
         ConvAlgo::Auto => unreachable!("resolve never returns Auto"),
     }
     Ok(())

@@ -13,11 +13,10 @@
 //! range, so the innermost loop is a dot product over that range with the
 //! accumulators in registers (no boundary test per pixel).
 
-#[cfg(target_arch = "x86_64")]
-use crate::arch::simd::{Avx2, Avx512};
-use crate::arch::simd::{Portable, Vf32};
 use crate::arch::{scratch_f32, FtzGuard, Slot};
-use crate::simd::SimdLevel;
+#[cfg(target_arch = "x86_64")]
+use crate::arch::{Avx2, Avx512};
+use crate::arch::{Isa, Token, Vf32};
 use rayon::prelude::*;
 
 use super::TapTable;
@@ -61,23 +60,23 @@ impl FilterJob<'_> {
 ///
 /// The caller guarantees `job` is consistent: buffer lengths match the
 /// dimensions and every table entry is inside its axis.
-pub(super) fn run(level: SimdLevel, job: &FilterJob, grad_filter: &mut [f32]) {
+pub(super) fn run(token: Token, job: &FilterJob, grad_filter: &mut [f32]) {
     let len = job.k.0 * job.k.1 * job.ce;
     let chunks = job.chunks();
     let mut partials = scratch_f32(Slot::Partial, chunks * len);
     partials.par_chunks_mut(len).enumerate().for_each(|(j, part)| {
         let _ftz = FtzGuard::new();
         part.fill(0.0);
-        match level {
+        match token {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the level was checked available when it was chosen;
+            // SAFETY: the token proves AVX-512F/AVX2/FMA;
             // `job` is consistent (the caller's contract above).
-            SimdLevel::Avx512 => unsafe { chunk_avx512(job, j, part) },
+            Token::Avx512(isa) => unsafe { chunk_avx512(isa, job, j, part) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            SimdLevel::Avx2 => unsafe { chunk_avx2(job, j, part) },
+            Token::Avx2(isa) => unsafe { chunk_avx2(isa, job, j, part) },
             // SAFETY: `job` is consistent.
-            _ => unsafe { chunk::<Portable>(job, j, part) },
+            Token::Portable(isa) => unsafe { chunk(isa, job, j, part) },
         }
     });
     // Chunk order, whatever the pool: bit-identical for any thread count.
@@ -92,16 +91,16 @@ pub(super) fn run(level: SimdLevel, job: &FilterJob, grad_filter: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn chunk_avx512(job: &FilterJob, j: usize, part: &mut [f32]) {
+unsafe fn chunk_avx512(isa: Avx512, job: &FilterJob, j: usize, part: &mut [f32]) {
     // SAFETY: forwarded from `run`.
-    unsafe { chunk::<Avx512>(job, j, part) }
+    unsafe { chunk::<_>(isa, job, j, part) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn chunk_avx2(job: &FilterJob, j: usize, part: &mut [f32]) {
+unsafe fn chunk_avx2(isa: Avx2, job: &FilterJob, j: usize, part: &mut [f32]) {
     // SAFETY: forwarded from `run`.
-    unsafe { chunk::<Avx2>(job, j, part) }
+    unsafe { chunk::<_>(isa, job, j, part) }
 }
 
 /// Chunk `j`: adds its output rows' contributions into `part` (`[kh, kw, ce]`).
@@ -110,7 +109,7 @@ unsafe fn chunk_avx2(job: &FilterJob, j: usize, part: &mut [f32]) {
 ///
 /// `job` is consistent (see [`run`]).
 #[inline(always)]
-unsafe fn chunk<V: Vf32>(job: &FilterJob, j: usize, part: &mut [f32]) {
+unsafe fn chunk<S: Isa>(isa: S, job: &FilterJob, j: usize, part: &mut [f32]) {
     let (n, h, w, c) = job.in_dims;
     let (oh, ow) = job.out_hw;
     let (ce, kw) = (job.ce, job.k.1);
@@ -145,7 +144,7 @@ unsafe fn chunk<V: Vf32>(job: &FilterJob, j: usize, part: &mut [f32]) {
                 // range was built that way); gy_row holds ow * ce and
                 // x_row w * ce floats; acc holds ce floats.
                 unsafe {
-                    tap_dot::<V>(x_row.as_ptr(), gy_row.as_ptr(), lo, hi, ix0, job.stride_w, ce, acc.as_mut_ptr())
+                    tap_dot::<S>(isa, x_row.as_ptr(), gy_row.as_ptr(), lo, hi, ix0, job.stride_w, ce, acc.as_mut_ptr())
                 };
             }
         }
@@ -160,7 +159,8 @@ unsafe fn chunk<V: Vf32>(job: &FilterJob, j: usize, part: &mut [f32]) {
 /// pixel); `acc` valid for `ce` reads and writes.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn tap_dot<V: Vf32>(
+unsafe fn tap_dot<S: Isa>(
+    isa: S,
     x: *const f32,
     gy: *const f32,
     lo: usize,
@@ -170,17 +170,17 @@ unsafe fn tap_dot<V: Vf32>(
     ce: usize,
     acc: *mut f32,
 ) {
-    let l = V::LANES;
+    let l = S::LANES;
     let xstep = stride * ce;
     // SAFETY (whole body): the contract above.
     unsafe {
         let mut c = 0;
         while c + 4 * l <= ce {
-            tap_dot_block::<V, 4>(x, gy, lo, hi, ix0, xstep, ce, c, acc);
+            tap_dot_block::<S, 4>(isa, x, gy, lo, hi, ix0, xstep, ce, c, acc);
             c += 4 * l;
         }
         while c + l <= ce {
-            tap_dot_block::<V, 1>(x, gy, lo, hi, ix0, xstep, ce, c, acc);
+            tap_dot_block::<S, 1>(isa, x, gy, lo, hi, ix0, xstep, ce, c, acc);
             c += l;
         }
         for c in c..ce {
@@ -200,7 +200,8 @@ unsafe fn tap_dot<V: Vf32>(
 /// As [`tap_dot`]; `c + U * LANES <= ce`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn tap_dot_block<V: Vf32, const U: usize>(
+unsafe fn tap_dot_block<S: Isa, const U: usize>(
+    isa: S,
     x: *const f32,
     gy: *const f32,
     lo: usize,
@@ -211,18 +212,18 @@ unsafe fn tap_dot_block<V: Vf32, const U: usize>(
     c: usize,
     acc: *mut f32,
 ) {
-    let l = V::LANES;
+    let l = S::LANES;
     // SAFETY (whole body): the contract of `tap_dot`.
     unsafe {
-        let mut a = [V::zero(); U];
+        let mut a = [isa.zero(); U];
         for (u, a) in a.iter_mut().enumerate() {
-            *a = V::load(acc.add(c + u * l));
+            *a = isa.load(acc.add(c + u * l));
         }
         for (i, ox) in (lo..hi).enumerate() {
             let xp = x.add(ix0 * ce + i * xstep + c);
             let gp = gy.add(ox * ce + c);
             for (u, a) in a.iter_mut().enumerate() {
-                *a = V::mul_add(V::load(xp.add(u * l)), V::load(gp.add(u * l)), *a);
+                *a = isa.load(xp.add(u * l)).mul_add(isa.load(gp.add(u * l)), *a);
             }
         }
         for (u, a) in a.iter().enumerate() {

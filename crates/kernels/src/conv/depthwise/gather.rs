@@ -5,11 +5,10 @@
 //! (see the module doc of [`super`]).
 
 use super::TapTable;
-#[cfg(target_arch = "x86_64")]
-use crate::arch::simd::{Avx2, Avx512};
-use crate::arch::simd::{Portable, Vf32};
 use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
-use crate::simd::SimdLevel;
+#[cfg(target_arch = "x86_64")]
+use crate::arch::{Avx2, Avx512};
+use crate::arch::{Isa, Token, Vf32};
 use rayon::prelude::*;
 
 /// One gather call: `dst[n, r, p, :] = bias + sum_{(ky, sr) in rows[r]}
@@ -63,35 +62,35 @@ impl Gather<'_> {
 /// The caller guarantees `g` is consistent: `src` and `filt` hold the
 /// elements the dimensions say, `dst` points to `n * dst_h * dst_w * dst_c`
 /// writable floats, and every table entry is inside its axis.
-pub(super) fn run(level: SimdLevel, g: &Gather) {
+pub(super) fn run(token: Token, g: &Gather) {
     (0..g.tasks()).into_par_iter().for_each(|t| {
         let _ftz = FtzGuard::new();
-        match level {
+        match token {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the level was checked available when it was chosen;
+            // SAFETY: the token proves AVX-512F/AVX2/FMA;
             // `g` is consistent (the caller's contract above).
-            SimdLevel::Avx512 => unsafe { task_avx512(g, t) },
+            Token::Avx512(isa) => unsafe { task_avx512(isa, g, t) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            SimdLevel::Avx2 => unsafe { task_avx2(g, t) },
+            Token::Avx2(isa) => unsafe { task_avx2(isa, g, t) },
             // SAFETY: `g` is consistent.
-            _ => unsafe { task::<Portable>(g, t) },
+            Token::Portable(isa) => unsafe { task(isa, g, t) },
         }
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn task_avx512(g: &Gather, t: usize) {
+unsafe fn task_avx512(isa: Avx512, g: &Gather, t: usize) {
     // SAFETY: forwarded from `run`.
-    unsafe { task::<Avx512>(g, t) }
+    unsafe { task::<_>(isa, g, t) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn task_avx2(g: &Gather, t: usize) {
+unsafe fn task_avx2(isa: Avx2, g: &Gather, t: usize) {
     // SAFETY: forwarded from `run`.
-    unsafe { task::<Avx2>(g, t) }
+    unsafe { task::<_>(isa, g, t) }
 }
 
 /// Task `t`: destination rows `r0 .. r1` of one image.
@@ -100,7 +99,7 @@ unsafe fn task_avx2(g: &Gather, t: usize) {
 ///
 /// `g` is consistent (see [`run`]); no other task writes these rows.
 #[inline(always)]
-unsafe fn task<V: Vf32>(g: &Gather, t: usize) {
+unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize) {
     let (sh, sw, sc) = g.src_dims;
     let (dh, dw, dc) = g.dst_dims;
     let ce = g.ce;
@@ -140,7 +139,8 @@ unsafe fn task<V: Vf32>(g: &Gather, t: usize) {
         // expansion the source has ce channels); the filter holds kh * kw * ce floats; target
         // holds dw * ce floats (the reduce buffer or the dst row, dc == ce).
         unsafe {
-            gather_row::<V>(
+            gather_row::<S>(
+                isa,
                 src,
                 sw * ce,
                 row0,
@@ -175,7 +175,8 @@ unsafe fn task<V: Vf32>(g: &Gather, t: usize) {
 /// valid for `dst_w * ce` writes.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn gather_row<V: Vf32>(
+unsafe fn gather_row<S: Isa>(
+    isa: S,
     src: *const f32,
     row_stride: usize,
     row0: usize,
@@ -189,7 +190,7 @@ unsafe fn gather_row<V: Vf32>(
     dst: *mut f32,
     dst_w: usize,
 ) {
-    let l = V::LANES;
+    let l = S::LANES;
     for p in 0..dst_w {
         let col_taps = cols.taps(p);
         let px = Pixel { src, row_stride, row0, ce, kw, row_taps, col_taps, filt, bias, relu };
@@ -198,11 +199,11 @@ unsafe fn gather_row<V: Vf32>(
             let out = dst.add(p * ce);
             let mut c = 0;
             while c + 4 * l <= ce {
-                px.block::<V, 4>(c, out);
+                px.block::<S, 4>(isa, c, out);
                 c += 4 * l;
             }
             while c + l <= ce {
-                px.block::<V, 1>(c, out);
+                px.block::<S, 1>(isa, c, out);
                 c += l;
             }
             for c in c..ce {
@@ -233,15 +234,15 @@ impl Pixel<'_> {
     ///
     /// As [`gather_row`]; `c + U * LANES <= ce`.
     #[inline(always)]
-    unsafe fn block<V: Vf32, const U: usize>(&self, c: usize, out: *mut f32) {
-        let l = V::LANES;
-        let mut acc = [V::zero(); U];
+    unsafe fn block<S: Isa, const U: usize>(&self, isa: S, c: usize, out: *mut f32) {
+        let l = S::LANES;
+        let mut acc = [isa.zero(); U];
         // SAFETY (whole body): every address is inside the buffers by the
         // contract of `gather_row` and `c + U * l <= ce`.
         unsafe {
             if let Some(b) = self.bias {
                 for (u, a) in acc.iter_mut().enumerate() {
-                    *a = V::load(b.add(c + u * l));
+                    *a = isa.load(b.add(c + u * l));
                 }
             }
             for rt in self.row_taps.chunks_exact(2) {
@@ -251,12 +252,12 @@ impl Pixel<'_> {
                     let xp = srow.add(ct[1] as usize * self.ce);
                     let wp = frow.add(ct[0] as usize * self.ce);
                     for (u, a) in acc.iter_mut().enumerate() {
-                        *a = V::mul_add(V::load(xp.add(u * l)), V::load(wp.add(u * l)), *a);
+                        *a = isa.load(xp.add(u * l)).mul_add(isa.load(wp.add(u * l)), *a);
                     }
                 }
             }
             for (u, a) in acc.iter().enumerate() {
-                let v = if self.relu { V::max(*a, V::zero()) } else { *a };
+                let v = if self.relu { a.max(isa.zero()) } else { *a };
                 v.store(out.add(c + u * l));
             }
         }

@@ -38,7 +38,7 @@ mod gather;
 
 use super::{ConvAlgo, ConvPass, ConvShape};
 use crate::activation::Activation;
-use crate::arch::{scratch_isize, FtzGuard, SendPtr, Slot};
+use crate::arch::{scratch_isize, FtzGuard, SendPtr, Slot, Token};
 use crate::error::check_len;
 use crate::simd::SimdLevel;
 use crate::{Error, Result};
@@ -142,14 +142,14 @@ pub fn forward_at(
     output: &mut [f32],
 ) -> Result<()> {
     check(s, ConvAlgo::Depthwise, ConvPass::Forward)?;
-    level_available(level)?;
+    let token = Token::new(level)?;
     check_len("input", input.len(), s.input_len(), s)?;
     check_len("filter", filter.len(), s.filter_len(), s)?;
     if let Some(b) = bias {
         check_len("bias", b.len(), s.c_out, s)?;
     }
     check_len("output", output.len(), s.output_len(), s)?;
-    forward(level, s, input, filter, bias, activation, output);
+    forward(token, s, input, filter, bias, activation, output);
     Ok(())
 }
 
@@ -162,11 +162,11 @@ pub fn backward_data_at(
     grad_input: &mut [f32],
 ) -> Result<()> {
     check(s, ConvAlgo::Depthwise, ConvPass::BackwardData)?;
-    level_available(level)?;
+    let token = Token::new(level)?;
     check_len("grad_output", grad_output.len(), s.output_len(), s)?;
     check_len("filter", filter.len(), s.filter_len(), s)?;
     check_len("grad_input", grad_input.len(), s.input_len(), s)?;
-    backward_data(level, s, grad_output, filter, grad_input);
+    backward_data(token, s, grad_output, filter, grad_input);
     Ok(())
 }
 
@@ -180,24 +180,17 @@ pub fn backward_filter_at(
     grad_filter: &mut [f32],
 ) -> Result<()> {
     check(s, ConvAlgo::Depthwise, ConvPass::BackwardFilter)?;
-    level_available(level)?;
+    let token = Token::new(level)?;
     check_len("input", input.len(), s.input_len(), s)?;
     check_len("grad_output", grad_output.len(), s.output_len(), s)?;
     check_len("grad_filter", grad_filter.len(), s.filter_len(), s)?;
-    backward_filter(level, s, input, grad_output, grad_filter);
+    backward_filter(token, s, input, grad_output, grad_filter);
     Ok(())
 }
 
-fn level_available(level: SimdLevel) -> Result<()> {
-    if !level.is_available() {
-        return Err(Error::Simd(format!("this CPU cannot run {}", level.name())));
-    }
-    Ok(())
-}
-
-/// Forward body (shape validated, lengths checked, level available).
+/// Forward body (shape validated, lengths checked) on `token`'s instruction set.
 pub(crate) fn forward(
-    level: SimdLevel,
+    token: Token,
     s: &ConvShape,
     input: &[f32],
     filter: &[f32],
@@ -228,17 +221,11 @@ pub(crate) fn forward(
         cols,
         block: block_rows(s.n, oh),
     };
-    gather::run(level, &g);
+    gather::run(token, &g);
 }
 
-/// Backward-data body (shape validated, lengths checked, level available).
-pub(crate) fn backward_data(
-    level: SimdLevel,
-    s: &ConvShape,
-    grad_output: &[f32],
-    filter: &[f32],
-    grad_input: &mut [f32],
-) {
+/// Backward-data body (shape validated, lengths checked) on `token`'s instruction set.
+pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
     let _ftz = FtzGuard::new();
     let (oh, ow) = (s.out_h(), s.out_w());
     let mut buf = scratch_isize(Slot::Table, s.h * (2 * s.kh + 1) + s.w * (2 * s.kw + 1));
@@ -262,12 +249,12 @@ pub(crate) fn backward_data(
         cols,
         block: block_rows(s.n, s.h),
     };
-    gather::run(level, &g);
+    gather::run(token, &g);
 }
 
-/// Backward-filter body (shape validated, lengths checked, level available).
+/// Backward-filter body (shape validated, lengths checked) on `token`'s instruction set.
 pub(crate) fn backward_filter(
-    level: SimdLevel,
+    token: Token,
     s: &ConvShape,
     input: &[f32],
     grad_output: &[f32],
@@ -300,7 +287,7 @@ pub(crate) fn backward_filter(
         col_ranges: cbuf,
         stride_w: s.stride_w,
     };
-    filter::run(level, &job, grad_filter);
+    filter::run(token, &job, grad_filter);
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ fn every_pass_matches_reference_at_every_level() {
             for (bias, act) in [(None, Activation::Linear), (Some(&b[..]), Activation::Relu)] {
                 let mut want = vec![0.0; s.output_len()];
                 reference::forward(&s, &x, &w, bias, &mut want);
-                act.apply_inplace(&mut want);
+                act.apply_inplace(&mut want).unwrap();
                 let mut got = vec![f32::NAN; s.output_len()];
                 forward_at(level, &s, &x, &w, bias, act, &mut got).unwrap();
                 close(what, &s, &got, &want, terms);

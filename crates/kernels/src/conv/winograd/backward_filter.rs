@@ -16,16 +16,16 @@
 //! order. No partial sum depends on the thread count, so the result is
 //! bit-identical for any pool size.
 
-use super::transforms::{filter_coefficients, grad_tile_f2, grad_tile_f4, Lanes};
+use super::transforms::{filter_coefficients, grad_tile_f2, grad_tile_f4};
 use super::{input_block_raw, with_scratch, OutPtr, Problem, Variant, FILTER_SCRATCH};
 use crate::arch::FtzGuard;
 use crate::gemm::{sgemm, MatLayout};
-use crate::simd::SimdLevel;
 use rayon::prelude::*;
 use std::cell::Cell;
 
 #[cfg(target_arch = "x86_64")]
-use core::arch::x86_64::{__m256, __m512};
+use crate::arch::{Avx2, Avx512};
+use crate::arch::{Isa, Scalar, Token};
 
 /// Bytes of `V` plus `dM` for one chunk of tiles (shared by all threads).
 ///
@@ -44,21 +44,15 @@ thread_local! {
 }
 
 /// `grad_filter` (HWIO, overwritten) from `input` and `grad_output` of `p`.
-pub(super) fn backward_filter(
-    p: &Problem,
-    level: SimdLevel,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_filter: &mut [f32],
-) {
-    backward_filter_chunked(p, level, input, grad_output, grad_filter, CHUNK_BYTES)
+pub(super) fn backward_filter(p: &Problem, token: Token, input: &[f32], grad_output: &[f32], grad_filter: &mut [f32]) {
+    backward_filter_chunked(p, token, input, grad_output, grad_filter, CHUNK_BYTES)
 }
 
 /// [`backward_filter`] with chunks of at most `chunk_bytes` (tests use tiny
 /// chunks to exercise the accumulation across chunks).
 pub(super) fn backward_filter_chunked(
     p: &Problem,
-    level: SimdLevel,
+    token: Token,
     input: &[f32],
     grad_output: &[f32],
     grad_filter: &mut [f32],
@@ -77,7 +71,7 @@ pub(super) fn backward_filter_chunked(
             zeros.fill(0.0);
             for (index, first) in (0..total).step_by(chunk).enumerate() {
                 let count = chunk.min(total - first);
-                transform_chunk(p, level, input, grad_output, zeros, first, count, v, dm);
+                transform_chunk(p, token, input, grad_output, zeros, first, count, v, dm);
                 let beta = if index == 0 { 0.0 } else { 1.0 };
                 du.par_chunks_mut(c_in * c_out).enumerate().for_each(|(e, du_e)| {
                     let _ftz = FtzGuard::new();
@@ -107,7 +101,7 @@ pub(super) fn backward_filter_chunked(
 #[allow(clippy::too_many_arguments)]
 fn transform_chunk(
     p: &Problem,
-    level: SimdLevel,
+    token: Token,
     input: &[f32],
     grad_output: &[f32],
     zeros: &[f32],
@@ -129,8 +123,8 @@ fn transform_chunk(
         // other task's; v holds t*t*count*c_in floats and dm t*t*count*c_out.
         unsafe {
             let (v_ptr, dm_ptr) = (v_ptr, dm_ptr);
-            input_block_raw(p, level, input, zeros, v_ptr.0.add(start * c_in), count * c_in, first + start, n);
-            grad_block(p, level, grad_output, zeros, dm_ptr.0.add(start * c_out), count * c_out, first + start, n);
+            input_block_raw(p, token, input, zeros, v_ptr.0.add(start * c_in), count * c_in, first + start, n);
+            grad_block(p, token, grad_output, zeros, dm_ptr.0.add(start * c_out), count * c_out, first + start, n);
         }
     });
 }
@@ -143,7 +137,7 @@ fn transform_chunk(
 #[allow(clippy::too_many_arguments)]
 unsafe fn grad_block(
     p: &Problem,
-    level: SimdLevel,
+    token: Token,
     grad_output: &[f32],
     zeros: &[f32],
     dm: *mut f32,
@@ -154,14 +148,14 @@ unsafe fn grad_block(
     debug_assert!(zeros.len() >= p.c_out && grad_output.len() == p.n * p.out_h * p.out_w * p.c_out);
     let args = GradArgs { grad: grad_output.as_ptr(), zeros: zeros.as_ptr(), dm, estride };
     // SAFETY (all arms): gathers stay inside grad_output (bounds-checked per
-    // pixel) or `zeros`; writes stay in the caller's rows; SIMD arms run
-    // only when simd::level reported the instruction set available.
-    match level {
+    // pixel) or `zeros`; writes stay in the caller's rows; each SIMD
+    // arm's token proves its instruction set.
+    match token {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => unsafe { grad_block_avx512(p, &args, first, n) },
+        Token::Avx512(isa) => unsafe { grad_block_avx512(isa, p, &args, first, n) },
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => unsafe { grad_block_avx2(p, &args, first, n) },
-        _ => unsafe { grad_block_impl::<wide::f32x8>(p, &args, first, n) },
+        Token::Avx2(isa) => unsafe { grad_block_avx2(isa, p, &args, first, n) },
+        Token::Portable(isa) => unsafe { grad_block_impl(isa, p, &args, first, n) },
     }
 }
 
@@ -177,24 +171,24 @@ struct GradArgs {
 /// As [`grad_block_impl`], on a CPU with AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn grad_block_avx512(p: &Problem, args: &GradArgs, first: usize, n: usize) {
+unsafe fn grad_block_avx512(isa: Avx512, p: &Problem, args: &GradArgs, first: usize, n: usize) {
     // SAFETY: forwarded contract; AVX-512F is enabled here.
-    unsafe { grad_block_impl::<__m512>(p, args, first, n) }
+    unsafe { grad_block_impl(isa, p, args, first, n) }
 }
 
 /// # Safety
 /// As [`grad_block_impl`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn grad_block_avx2(p: &Problem, args: &GradArgs, first: usize, n: usize) {
+unsafe fn grad_block_avx2(isa: Avx2, p: &Problem, args: &GradArgs, first: usize, n: usize) {
     // SAFETY: forwarded contract; AVX2 is enabled here.
-    unsafe { grad_block_impl::<__m256>(p, args, first, n) }
+    unsafe { grad_block_impl(isa, p, args, first, n) }
 }
 
 /// # Safety
-/// As [`grad_block`]; `L`'s instruction set is enabled.
+/// As [`grad_block`]; the token `isa` proves the instruction set.
 #[inline(always)]
-unsafe fn grad_block_impl<L: Lanes>(p: &Problem, args: &GradArgs, first: usize, n: usize) {
+unsafe fn grad_block_impl<S: Isa>(isa: S, p: &Problem, args: &GradArgs, first: usize, n: usize) {
     let GradArgs { grad, zeros, dm, estride } = *args;
     let (m, c_out) = (p.variant.m(), p.c_out);
     let mut src = [zeros; 16];
@@ -214,28 +208,28 @@ unsafe fn grad_block_impl<L: Lanes>(p: &Problem, args: &GradArgs, first: usize, 
         // SAFETY: tile b's rows start at b*c_out (caller's contract).
         let dst = unsafe { dm.add(b * c_out) };
         // SAFETY (both arms): every src row holds c_out floats, every
-        // dst + e*estride row c_out floats, and c + WIDTH <= c_out.
+        // dst + e*estride row c_out floats, and c + LANES <= c_out.
         unsafe {
             match p.variant {
                 Variant::F2 => {
                     let src: &[*const f32; 4] = src.first_chunk().unwrap_or_else(|| unreachable!());
                     let mut c = 0;
-                    while c + L::WIDTH <= c_out {
-                        grad_tile_f2::<L>(src, c, dst, estride);
-                        c += L::WIDTH;
+                    while c + S::LANES <= c_out {
+                        grad_tile_f2::<S>(isa, src, c, dst, estride);
+                        c += S::LANES;
                     }
                     for c in c..c_out {
-                        grad_tile_f2::<f32>(src, c, dst, estride);
+                        grad_tile_f2::<Scalar>(isa.scalar(), src, c, dst, estride);
                     }
                 }
                 Variant::F4 => {
                     let mut c = 0;
-                    while c + L::WIDTH <= c_out {
-                        grad_tile_f4::<L>(&src, c, dst, estride);
-                        c += L::WIDTH;
+                    while c + S::LANES <= c_out {
+                        grad_tile_f4::<S>(isa, &src, c, dst, estride);
+                        c += S::LANES;
                     }
                     for c in c..c_out {
-                        grad_tile_f4::<f32>(&src, c, dst, estride);
+                        grad_tile_f4::<Scalar>(isa.scalar(), &src, c, dst, estride);
                     }
                 }
             }

@@ -48,9 +48,9 @@
 //! `FtzGuard` (flush-to-zero / denormals-are-zero while the
 //! kernel runs, MXCSR restored after).
 //!
-//! **SIMD.** [`crate::simd::level`] is read once per call; the transforms run
-//! on `__m512` (AVX-512), `__m256` (AVX2) or `wide::f32x8` (portable), with
-//! scalar lanes for channel remainders.
+//! **SIMD.** One instruction-set token per call (`crate::arch::Token`); the
+//! transforms run on its vectors (zmm for AVX-512, ymm for AVX2,
+//! `wide::f32x8` portable), with scalar lanes for channel remainders.
 
 mod backward_filter;
 // The AVX-512 intrinsics these modules use are stable since Rust 1.89, the
@@ -63,15 +63,15 @@ mod transforms;
 use super::{ConvAlgo, ConvPass, ConvShape};
 use crate::activation::Activation;
 use crate::arch::FtzGuard;
-use crate::simd::{self, SimdLevel};
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::thread::LocalKey;
 use transforms::{filter_tile, input_tile_f2, input_tile_f4, output_tile_f2, output_tile_f4};
-use transforms::{Lanes, G_F2, G_F4};
+use transforms::{G_F2, G_F4};
 
 #[cfg(target_arch = "x86_64")]
-use core::arch::x86_64::{__m256, __m512};
+use crate::arch::{Avx2, Avx512};
+use crate::arch::{Isa, Scalar, Token};
 
 /// Bytes of transformed input `V` plus element-wise products `M` for one
 /// block of tiles (one rayon task).
@@ -224,30 +224,18 @@ fn with_scratch<R>(key: &'static LocalKey<Cell<Vec<f32>>>, len: usize, f: impl F
     r
 }
 
-/// Padded row length of `M` and of each `U[e]` panel set for `level`.
-fn padded_c_out(level: SimdLevel, c_out: usize) -> usize {
-    let nr = gemm::panel_width(level, c_out);
+/// Padded row length of `M` and of each `U[e]` panel set for `token`.
+fn padded_c_out(token: Token, c_out: usize) -> usize {
+    let nr = gemm::panel_width(token, c_out);
     c_out.div_ceil(nr) * nr
 }
 
-/// Forward pass with the activation fused into the epilogue.
-pub(crate) fn forward(
-    algo: ConvAlgo,
-    s: &ConvShape,
-    input: &[f32],
-    filter: &[f32],
-    bias: Option<&[f32]>,
-    activation: Activation,
-    output: &mut [f32],
-) {
-    forward_at(simd::level(), algo, s, input, filter, bias, activation, output)
-}
-
-/// [`forward`] on an explicit instruction-set level (read once per call, so
-/// the filter packing and the micro-kernels always agree).
+/// Forward pass with the activation fused into the epilogue, on `token`'s
+/// instruction set (one token per call, so the filter packing and the
+/// micro-kernels always agree).
 #[allow(clippy::too_many_arguments)]
-fn forward_at(
-    level: SimdLevel,
+pub(crate) fn forward(
+    token: Token,
     algo: ConvAlgo,
     s: &ConvShape,
     input: &[f32],
@@ -270,28 +258,17 @@ fn forward_at(
         out_h: s.out_h(),
         out_w: s.out_w(),
     };
-    let packed_len = problem.variant.elems() * s.c_in * padded_c_out(level, s.c_out);
+    let packed_len = problem.variant.elems() * s.c_in * padded_c_out(token, s.c_out);
     with_scratch(&FILTER_SCRATCH, packed_len, |packed| {
-        pack_filter(problem.variant, level, filter, s.c_in, s.c_out, packed);
-        run(&problem, level, input, packed, bias, activation == Activation::Relu, output);
+        pack_filter(problem.variant, token, filter, s.c_in, s.c_out, packed);
+        run(&problem, token, input, packed, bias, activation == Activation::Relu, output);
     });
 }
 
 /// Backward-data pass (overwrites `grad_input`): a Winograd forward of
 /// `grad_output` with the rotated, channel-swapped filter.
 pub(crate) fn backward_data(
-    algo: ConvAlgo,
-    s: &ConvShape,
-    grad_output: &[f32],
-    filter: &[f32],
-    grad_input: &mut [f32],
-) {
-    backward_data_at(simd::level(), algo, s, grad_output, filter, grad_input)
-}
-
-/// [`backward_data`] on an explicit instruction-set level.
-fn backward_data_at(
-    level: SimdLevel,
+    token: Token,
     algo: ConvAlgo,
     s: &ConvShape,
     grad_output: &[f32],
@@ -314,30 +291,19 @@ fn backward_data_at(
         out_w: s.w,
     };
     let rotated_len = 9 * s.c_in * s.c_out;
-    let packed_len = problem.variant.elems() * problem.c_in * padded_c_out(level, problem.c_out);
+    let packed_len = problem.variant.elems() * problem.c_in * padded_c_out(token, problem.c_out);
     with_scratch(&FILTER_SCRATCH, rotated_len + packed_len, |buf| {
         let (rotated, packed) = buf.split_at_mut(rotated_len);
         rotate_and_swap(filter, s.c_in, s.c_out, rotated);
-        pack_filter(problem.variant, level, rotated, problem.c_in, problem.c_out, packed);
-        run(&problem, level, grad_output, packed, None, false, grad_input);
+        pack_filter(problem.variant, token, rotated, problem.c_in, problem.c_out, packed);
+        run(&problem, token, grad_output, packed, None, false, grad_input);
     });
 }
 
 /// Backward-filter pass (overwrites `grad_filter`): the gradient of the
 /// element-wise stage, see [`backward_filter`](self::backward_filter).
 pub(crate) fn backward_filter(
-    algo: ConvAlgo,
-    s: &ConvShape,
-    input: &[f32],
-    grad_output: &[f32],
-    grad_filter: &mut [f32],
-) {
-    backward_filter_at(simd::level(), algo, s, input, grad_output, grad_filter)
-}
-
-/// [`backward_filter`] on an explicit instruction-set level.
-fn backward_filter_at(
-    level: SimdLevel,
+    token: Token,
     algo: ConvAlgo,
     s: &ConvShape,
     input: &[f32],
@@ -356,7 +322,7 @@ fn backward_filter_at(
         out_h: s.out_h(),
         out_w: s.out_w(),
     };
-    backward_filter::backward_filter(&problem, level, input, grad_output, grad_filter);
+    backward_filter::backward_filter(&problem, token, input, grad_output, grad_filter);
 }
 
 /// HWIO `[3][3][c_in][c_out]` -> rotated by 180 degrees with channels swapped,
@@ -376,12 +342,12 @@ fn rotate_and_swap(filter: &[f32], c_in: usize, c_out: usize, rotated: &mut [f32
 /// Filter transform of the whole HWIO filter into `packed` (`[e][panel][c_in][nr]`).
 ///
 /// Parallel over fixed groups of input channels; for each channel and each
-/// `L::WIDTH` output channels the 9 taps are loaded once and `G g G^T` is
+/// `S::LANES` output channels the 9 taps are loaded once and `G g G^T` is
 /// applied separably in registers (`G` along ky, then along kx), then the
 /// `t*t` results are stored to their panel rows.
-fn pack_filter(variant: Variant, level: SimdLevel, filter: &[f32], c_in: usize, c_out: usize, packed: &mut [f32]) {
+fn pack_filter(variant: Variant, token: Token, filter: &[f32], c_in: usize, c_out: usize, packed: &mut [f32]) {
     const CHANNELS_PER_TASK: usize = 8;
-    let ldm = padded_c_out(level, c_out);
+    let ldm = padded_c_out(token, c_out);
     debug_assert_eq!(packed.len(), variant.elems() * c_in * ldm);
     debug_assert_eq!(filter.len(), 9 * c_in * c_out);
     let args = FilterArgs {
@@ -389,7 +355,7 @@ fn pack_filter(variant: Variant, level: SimdLevel, filter: &[f32], c_in: usize, 
         filter: filter.as_ptr(),
         c_in,
         c_out,
-        nr: gemm::panel_width(level, c_out),
+        nr: gemm::panel_width(token, c_out),
         ldm,
         packed: OutPtr(packed.as_mut_ptr()),
     };
@@ -400,13 +366,13 @@ fn pack_filter(variant: Variant, level: SimdLevel, filter: &[f32], c_in: usize, 
         // belong to its input channels (rows (e, panel, ci) for ci in
         // `channels`), which lie inside `packed` (t*t * c_in * ldm floats,
         // asserted above), and reads the filter (9 * c_in * c_out, asserted);
-        // SIMD arms run only when simd::level reported the instruction set.
-        match level {
+        // each SIMD arm's token proves its instruction set.
+        match token {
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx512 => unsafe { filter_rows_avx512(&args, channels) },
+            Token::Avx512(isa) => unsafe { filter_rows_avx512(isa, &args, channels) },
             #[cfg(target_arch = "x86_64")]
-            SimdLevel::Avx2 => unsafe { filter_rows_avx2(&args, channels) },
-            _ => unsafe { filter_rows::<wide::f32x8>(&args, channels) },
+            Token::Avx2(isa) => unsafe { filter_rows_avx2(isa, &args, channels) },
+            Token::Portable(isa) => unsafe { filter_rows(isa, &args, channels) },
         }
     });
 }
@@ -431,10 +397,10 @@ unsafe impl Sync for FilterArgs {}
 /// `channels`, zeroing the padding columns of the last panel.
 ///
 /// # Safety
-/// As described in `pack_filter`; `L`'s instruction set is enabled, and
-/// `L::WIDTH` divides `nr` (or `nr == c_out`), so a vector never straddles panels.
+/// As described in `pack_filter`; the token `isa` proves the instruction set, and
+/// `S::LANES` divides `nr` (or `nr == c_out`), so a vector never straddles panels.
 #[inline(always)]
-unsafe fn filter_rows<L: Lanes>(a: &FilterArgs, channels: core::ops::Range<usize>) {
+unsafe fn filter_rows<S: Isa>(isa: S, a: &FilterArgs, channels: core::ops::Range<usize>) {
     let (c_in, c_out, nr) = (a.c_in, a.c_out, a.nr);
     let t2 = if a.f4 { 36 } else { 16 };
     let estride = c_in * a.ldm;
@@ -443,22 +409,22 @@ unsafe fn filter_rows<L: Lanes>(a: &FilterArgs, channels: core::ops::Range<usize
         // SAFETY: (p*c_in + ci)*nr + j < c_in * ldm for co < ldm.
         let row0 = |co: usize| unsafe { a.packed.0.add(((co / nr) * c_in + ci) * nr + co % nr) };
         let mut co = 0;
-        // SAFETY (both loops): co + WIDTH <= c_out, so the filter loads are in
+        // SAFETY (both loops): co + LANES <= c_out, so the filter loads are in
         // bounds and the stores stay within one panel row of every element.
         unsafe {
-            while co + L::WIDTH <= c_out {
+            while co + S::LANES <= c_out {
                 if a.f4 {
-                    filter_tile::<L, true>(a.filter, ci, c_in, c_out, co, row0(co), estride);
+                    filter_tile::<S, true>(isa, a.filter, ci, c_in, c_out, co, row0(co), estride);
                 } else {
-                    filter_tile::<L, false>(a.filter, ci, c_in, c_out, co, row0(co), estride);
+                    filter_tile::<S, false>(isa, a.filter, ci, c_in, c_out, co, row0(co), estride);
                 }
-                co += L::WIDTH;
+                co += S::LANES;
             }
             for co in co..c_out {
                 if a.f4 {
-                    filter_tile::<f32, true>(a.filter, ci, c_in, c_out, co, row0(co), estride);
+                    filter_tile::<Scalar, true>(isa.scalar(), a.filter, ci, c_in, c_out, co, row0(co), estride);
                 } else {
-                    filter_tile::<f32, false>(a.filter, ci, c_in, c_out, co, row0(co), estride);
+                    filter_tile::<Scalar, false>(isa.scalar(), a.filter, ci, c_in, c_out, co, row0(co), estride);
                 }
             }
         }
@@ -475,18 +441,18 @@ unsafe fn filter_rows<L: Lanes>(a: &FilterArgs, channels: core::ops::Range<usize
 /// As [`filter_rows`], on a CPU with AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn filter_rows_avx512(a: &FilterArgs, channels: core::ops::Range<usize>) {
+unsafe fn filter_rows_avx512(isa: Avx512, a: &FilterArgs, channels: core::ops::Range<usize>) {
     // SAFETY: forwarded contract; 16 divides the 32-wide panels.
-    unsafe { filter_rows::<__m512>(a, channels) }
+    unsafe { filter_rows(isa, a, channels) }
 }
 
 /// # Safety
 /// As [`filter_rows`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn filter_rows_avx2(a: &FilterArgs, channels: core::ops::Range<usize>) {
+unsafe fn filter_rows_avx2(isa: Avx2, a: &FilterArgs, channels: core::ops::Range<usize>) {
     // SAFETY: forwarded contract; 8 divides the 16-wide panels.
-    unsafe { filter_rows::<__m256>(a, channels) }
+    unsafe { filter_rows(isa, a, channels) }
 }
 
 /// A buffer pointer shared by parallel tasks that write disjoint parts of it
@@ -500,18 +466,10 @@ unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 /// Runs `problem` block by block: input transform, GEMMs, output transform.
-fn run(
-    p: &Problem,
-    level: SimdLevel,
-    input: &[f32],
-    packed: &[f32],
-    bias: Option<&[f32]>,
-    relu: bool,
-    output: &mut [f32],
-) {
+fn run(p: &Problem, token: Token, input: &[f32], packed: &[f32], bias: Option<&[f32]>, relu: bool, output: &mut [f32]) {
     debug_assert_eq!(input.len(), p.n * p.in_h * p.in_w * p.c_in);
     debug_assert_eq!(output.len(), p.n * p.out_h * p.out_w * p.c_out);
-    let ldm = padded_c_out(level, p.c_out);
+    let ldm = padded_c_out(token, p.c_out);
     let t2 = p.variant.elems();
     let total = p.tiles();
     let per_block = p.tiles_per_block(ldm);
@@ -528,25 +486,25 @@ fn run(
             let (m, rest) = rest.split_at_mut(m_len);
             let (zeros, sink) = rest.split_at_mut(zeros_len);
             zeros.fill(0.0);
-            input_block(p, level, input, first, count, zeros, v);
+            input_block(p, token, input, first, count, zeros, v);
             for e in 0..t2 {
                 let a = &v[e * count * p.c_in..][..count * p.c_in];
                 let b = &packed[e * p.c_in * ldm..][..p.c_in * ldm];
                 let c = &mut m[e * count * ldm..][..count * ldm];
-                gemm::gemm(level, count, p.c_in, p.c_out, a, b, c);
+                gemm::gemm(token, count, p.c_in, p.c_out, a, b, c);
             }
             let bias = bias.unwrap_or(&zeros[..p.c_out]);
-            output_block(p, level, m, ldm, first, count, bias, relu, out, sink);
+            output_block(p, token, m, ldm, first, count, bias, relu, out, sink);
         });
     });
 }
 
 /// Input transform of tiles `first .. first + count` into `v` (`[e][count][c_in]`).
-fn input_block(p: &Problem, level: SimdLevel, input: &[f32], first: usize, count: usize, zeros: &[f32], v: &mut [f32]) {
+fn input_block(p: &Problem, token: Token, input: &[f32], first: usize, count: usize, zeros: &[f32], v: &mut [f32]) {
     debug_assert!(zeros.len() >= p.c_in && v.len() >= p.variant.elems() * count * p.c_in);
     // SAFETY: `v` holds t*t rows of `count * c_in` floats (checked above), so
     // tile b's element e row at b*c_in + e*count*c_in is inside it.
-    unsafe { input_block_raw(p, level, input, zeros, v.as_mut_ptr(), count * p.c_in, first, count) }
+    unsafe { input_block_raw(p, token, input, zeros, v.as_mut_ptr(), count * p.c_in, first, count) }
 }
 
 /// Input transform of tiles `first .. first + count`: tile `b`'s element `e`
@@ -559,7 +517,7 @@ fn input_block(p: &Problem, level: SimdLevel, input: &[f32], first: usize, count
 #[allow(clippy::too_many_arguments)]
 unsafe fn input_block_raw(
     p: &Problem,
-    level: SimdLevel,
+    token: Token,
     input: &[f32],
     zeros: &[f32],
     v: *mut f32,
@@ -571,14 +529,14 @@ unsafe fn input_block_raw(
     let args = InputArgs { input: input.as_ptr(), zeros: zeros.as_ptr(), v, estride };
     // SAFETY (all arms): the tile gather only forms pointers to pixels inside
     // the input (bounds-checked per pixel) or into `zeros` (>= c_in floats);
-    // writes stay inside the rows the caller guarantees. The SIMD arms run
-    // only when simd::level reported the instruction set available.
-    match level {
+    // writes stay inside the rows the caller guarantees. Each SIMD arm's
+    // token proves its instruction set.
+    match token {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => unsafe { input_block_avx512(p, &args, first, count) },
+        Token::Avx512(isa) => unsafe { input_block_avx512(isa, p, &args, first, count) },
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => unsafe { input_block_avx2(p, &args, first, count) },
-        _ => unsafe { input_block_impl::<wide::f32x8>(p, &args, first, count) },
+        Token::Avx2(isa) => unsafe { input_block_avx2(isa, p, &args, first, count) },
+        Token::Portable(isa) => unsafe { input_block_impl(isa, p, &args, first, count) },
     }
 }
 
@@ -594,28 +552,28 @@ struct InputArgs {
 /// As [`input_block_impl`], on a CPU with AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn input_block_avx512(p: &Problem, args: &InputArgs, first: usize, count: usize) {
+unsafe fn input_block_avx512(isa: Avx512, p: &Problem, args: &InputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX-512F is enabled here.
-    unsafe { input_block_impl::<__m512>(p, args, first, count) }
+    unsafe { input_block_impl(isa, p, args, first, count) }
 }
 
 /// # Safety
 /// As [`input_block_impl`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn input_block_avx2(p: &Problem, args: &InputArgs, first: usize, count: usize) {
+unsafe fn input_block_avx2(isa: Avx2, p: &Problem, args: &InputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX2 is enabled here.
-    unsafe { input_block_impl::<__m256>(p, args, first, count) }
+    unsafe { input_block_impl(isa, p, args, first, count) }
 }
 
 /// Gathers each tile's `t x t` pixel pointers (the zero row outside the
-/// image) and transforms `L::WIDTH` channels at a time, then the remainder
+/// image) and transforms `S::LANES` channels at a time, then the remainder
 /// one channel at a time.
 ///
 /// # Safety
-/// As [`input_block_raw`]; `L`'s instruction set is enabled.
+/// As [`input_block_raw`]; the token `isa` proves the instruction set.
 #[inline(always)]
-unsafe fn input_block_impl<L: Lanes>(p: &Problem, args: &InputArgs, first: usize, count: usize) {
+unsafe fn input_block_impl<S: Isa>(isa: S, p: &Problem, args: &InputArgs, first: usize, count: usize) {
     let (m, t, c_in) = (p.variant.m(), p.variant.t(), p.c_in);
     let InputArgs { input, zeros, v, estride } = *args;
     let mut src = [zeros; 36];
@@ -639,28 +597,28 @@ unsafe fn input_block_impl<L: Lanes>(p: &Problem, args: &InputArgs, first: usize
         // SAFETY: tile b's V rows start at b*c_in, inside v.
         let dst = unsafe { v.add(b * c_in) };
         // SAFETY (both arms): every src row holds c_in floats and every
-        // dst + e*estride row c_in floats, and c + WIDTH <= c_in in each loop.
+        // dst + e*estride row c_in floats, and c + LANES <= c_in in each loop.
         unsafe {
             match p.variant {
                 Variant::F2 => {
                     let src: &[*const f32; 16] = src.first_chunk().unwrap_or_else(|| unreachable!());
                     let mut c = 0;
-                    while c + L::WIDTH <= c_in {
-                        input_tile_f2::<L>(src, c, dst, estride);
-                        c += L::WIDTH;
+                    while c + S::LANES <= c_in {
+                        input_tile_f2::<S>(isa, src, c, dst, estride);
+                        c += S::LANES;
                     }
                     for c in c..c_in {
-                        input_tile_f2::<f32>(src, c, dst, estride);
+                        input_tile_f2::<Scalar>(isa.scalar(), src, c, dst, estride);
                     }
                 }
                 Variant::F4 => {
                     let mut c = 0;
-                    while c + L::WIDTH <= c_in {
-                        input_tile_f4::<L>(&src, c, dst, estride);
-                        c += L::WIDTH;
+                    while c + S::LANES <= c_in {
+                        input_tile_f4::<S>(isa, &src, c, dst, estride);
+                        c += S::LANES;
                     }
                     for c in c..c_in {
-                        input_tile_f4::<f32>(&src, c, dst, estride);
+                        input_tile_f4::<Scalar>(isa.scalar(), &src, c, dst, estride);
                     }
                 }
             }
@@ -673,7 +631,7 @@ unsafe fn input_block_impl<L: Lanes>(p: &Problem, args: &InputArgs, first: usize
 #[allow(clippy::too_many_arguments)]
 fn output_block(
     p: &Problem,
-    level: SimdLevel,
+    token: Token,
     m: &[f32],
     ldm: usize,
     first: usize,
@@ -687,14 +645,14 @@ fn output_block(
     let args = OutputArgs { m: m.as_ptr(), ldm, bias: bias.as_ptr(), relu, out: out.0, sink: sink.as_mut_ptr() };
     // SAFETY (all arms): reads stay inside `m` and `bias` (checked above);
     // writes go to output pixels inside the image (each written by this
-    // block only, see OutPtr) or to `sink` (c_out floats). SIMD arms run only
-    // when simd::level reported the instruction set available.
-    match level {
+    // block only, see OutPtr) or to `sink` (c_out floats). Each SIMD arm's
+    // token proves its instruction set.
+    match token {
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx512 => unsafe { output_block_avx512(p, &args, first, count) },
+        Token::Avx512(isa) => unsafe { output_block_avx512(isa, p, &args, first, count) },
         #[cfg(target_arch = "x86_64")]
-        SimdLevel::Avx2 => unsafe { output_block_avx2(p, &args, first, count) },
-        _ => unsafe { output_block_impl::<wide::f32x8>(p, &args, first, count) },
+        Token::Avx2(isa) => unsafe { output_block_avx2(isa, p, &args, first, count) },
+        Token::Portable(isa) => unsafe { output_block_impl(isa, p, &args, first, count) },
     }
 }
 
@@ -711,29 +669,29 @@ struct OutputArgs {
 /// As [`output_block_impl`], on a CPU with AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn output_block_avx512(p: &Problem, args: &OutputArgs, first: usize, count: usize) {
+unsafe fn output_block_avx512(isa: Avx512, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX-512F is enabled here.
-    unsafe { output_block_impl::<__m512>(p, args, first, count) }
+    unsafe { output_block_impl(isa, p, args, first, count) }
 }
 
 /// # Safety
 /// As [`output_block_impl`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn output_block_avx2(p: &Problem, args: &OutputArgs, first: usize, count: usize) {
+unsafe fn output_block_avx2(isa: Avx2, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX2 is enabled here.
-    unsafe { output_block_impl::<__m256>(p, args, first, count) }
+    unsafe { output_block_impl(isa, p, args, first, count) }
 }
 
 /// Points each tile's `m x m` output pixels at the output (or the sink row
-/// past the bottom/right edge) and transforms `L::WIDTH` channels at a time.
+/// past the bottom/right edge) and transforms `S::LANES` channels at a time.
 ///
 /// # Safety
 /// `args.m` holds `t*t*count*ldm` floats, `args.bias` and `args.sink` `c_out`,
 /// `args.out` the problem's NHWC output with no other task writing these
-/// tiles' pixels; `L`'s instruction set is enabled.
+/// tiles' pixels; the token `isa` proves the instruction set.
 #[inline(always)]
-unsafe fn output_block_impl<L: Lanes>(p: &Problem, args: &OutputArgs, first: usize, count: usize) {
+unsafe fn output_block_impl<S: Isa>(isa: S, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
     let (m, c_out) = (p.variant.m(), p.c_out);
     let estride = count * args.ldm;
     let mut dst = [args.sink; 16];
@@ -754,28 +712,28 @@ unsafe fn output_block_impl<L: Lanes>(p: &Problem, args: &OutputArgs, first: usi
         // SAFETY: tile b's M rows start at b*ldm inside m.
         let src = unsafe { args.m.add(b * args.ldm) };
         // SAFETY (both arms): src + e*estride + c and dst[k] + c are valid for
-        // WIDTH floats while c + WIDTH <= c_out <= ldm; bias likewise.
+        // WIDTH floats while c + LANES <= c_out <= ldm; bias likewise.
         unsafe {
             match p.variant {
                 Variant::F2 => {
                     let dst: &[*mut f32; 4] = dst.first_chunk().unwrap_or_else(|| unreachable!());
                     let mut c = 0;
-                    while c + L::WIDTH <= c_out {
-                        output_tile_f2::<L>(src, estride, c, dst, args.bias, args.relu);
-                        c += L::WIDTH;
+                    while c + S::LANES <= c_out {
+                        output_tile_f2::<S>(isa, src, estride, c, dst, args.bias, args.relu);
+                        c += S::LANES;
                     }
                     for c in c..c_out {
-                        output_tile_f2::<f32>(src, estride, c, dst, args.bias, args.relu);
+                        output_tile_f2::<Scalar>(isa.scalar(), src, estride, c, dst, args.bias, args.relu);
                     }
                 }
                 Variant::F4 => {
                     let mut c = 0;
-                    while c + L::WIDTH <= c_out {
-                        output_tile_f4::<L>(src, estride, c, &dst, args.bias, args.relu);
-                        c += L::WIDTH;
+                    while c + S::LANES <= c_out {
+                        output_tile_f4::<S>(isa, src, estride, c, &dst, args.bias, args.relu);
+                        c += S::LANES;
                     }
                     for c in c..c_out {
-                        output_tile_f4::<f32>(src, estride, c, &dst, args.bias, args.relu);
+                        output_tile_f4::<Scalar>(isa.scalar(), src, estride, c, &dst, args.bias, args.relu);
                     }
                 }
             }

@@ -22,15 +22,11 @@ use super::*;
 use crate::conv::{self, reference, ConvShape, Padding};
 use crate::simd::SimdLevel;
 use convnet_tensor::Rng;
-use std::sync::Mutex;
 
 /// Bound on `|y - ref| / sum(|x||w|)` for F(2x2, 3x3).
 const TOL_F2: f64 = 1.5e-6;
 /// Bound on `|y - ref| / sum(|x||w|)` for F(4x4, 3x3).
 const TOL_F4: f64 = 1.5e-5;
-
-/// Serialises tests that force a SIMD level (process-wide state).
-static SIMD_LOCK: Mutex<()> = Mutex::new(());
 
 fn tol(algo: ConvAlgo) -> f64 {
     if algo == ConvAlgo::WinogradF2 {
@@ -48,15 +44,10 @@ fn abs(v: &[f32]) -> Vec<f32> {
     v.iter().map(|x| x.abs()).collect()
 }
 
-/// Runs `f` once per SIMD level this CPU has, restoring the detected level after.
-fn for_each_level(mut f: impl FnMut(SimdLevel)) {
-    let _guard = SIMD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let before = simd::level();
-    for level in SimdLevel::available() {
-        simd::force(level).unwrap();
-        f(level);
-    }
-    simd::force(before).unwrap();
+/// Runs `f` once per SIMD level this CPU has (explicit levels: nothing
+/// process-wide changes).
+fn for_each_level(f: impl FnMut(SimdLevel)) {
+    SimdLevel::available().into_iter().for_each(f);
 }
 
 /// Shapes covering h, w = 3..=13 (every residue mod 2 and 4) plus inputs
@@ -139,23 +130,23 @@ fn worst_ratio(got: &[f32], want: &[f32], magnitude: &[f32]) -> f64 {
     worst
 }
 
-fn forward_ratio(algo: ConvAlgo, s: &ConvShape, rng: &mut Rng, relu: bool) -> f64 {
+fn forward_ratio(level: SimdLevel, algo: ConvAlgo, s: &ConvShape, rng: &mut Rng, relu: bool) -> f64 {
     let x = random(s.input_len(), rng);
     let w = random(s.filter_len(), rng);
     let b = random(s.c_out, rng);
     let act = if relu { Activation::Relu } else { Activation::Linear };
     let mut want = vec![0.0; s.output_len()];
     reference::forward(s, &x, &w, Some(&b), &mut want);
-    act.apply_inplace(&mut want);
+    act.apply_inplace(&mut want).unwrap();
     let mut mag = vec![0.0; s.output_len()];
     reference::forward(s, &abs(&x), &abs(&w), Some(&abs(&b)), &mut mag);
     let mag = tile_max(&mag, (s.out_h(), s.out_w(), s.c_out), tile_side(algo));
     let mut got = vec![f32::NAN; s.output_len()];
-    conv::conv2d_forward(algo, s, &x, &w, Some(&b), act, &mut got).unwrap();
+    conv::conv2d_forward_at(level, algo, s, &x, &w, Some(&b), act, &mut got).unwrap();
     worst_ratio(&got, &want, &mag)
 }
 
-fn backward_data_ratio(algo: ConvAlgo, s: &ConvShape, rng: &mut Rng) -> f64 {
+fn backward_data_ratio(level: SimdLevel, algo: ConvAlgo, s: &ConvShape, rng: &mut Rng) -> f64 {
     let g = random(s.output_len(), rng);
     let w = random(s.filter_len(), rng);
     let mut want = vec![0.0; s.input_len()];
@@ -164,7 +155,7 @@ fn backward_data_ratio(algo: ConvAlgo, s: &ConvShape, rng: &mut Rng) -> f64 {
     reference::backward_data(s, &abs(&g), &abs(&w), &mut mag);
     let mag = tile_max(&mag, (s.h, s.w, s.c_in), tile_side(algo));
     let mut got = vec![f32::NAN; s.input_len()];
-    conv::conv2d_backward_data(algo, s, &g, &w, &mut got).unwrap();
+    conv::conv2d_backward_data_at(level, algo, s, &g, &w, &mut got).unwrap();
     worst_ratio(&got, &want, &mag)
 }
 
@@ -180,7 +171,7 @@ fn tap_max(mag: &[f32]) -> Vec<f32> {
 /// `sum(|x| |dy|)` per weight, maximised over the 9 taps of the same channel
 /// pair: `G^T dU G` mixes them, so a tap that never touches the image (true
 /// gradient exactly 0) still carries rounding error from the others.
-fn backward_filter_ratio(algo: ConvAlgo, s: &ConvShape, rng: &mut Rng) -> f64 {
+fn backward_filter_ratio(level: SimdLevel, algo: ConvAlgo, s: &ConvShape, rng: &mut Rng) -> f64 {
     let x = random(s.input_len(), rng);
     let g = random(s.output_len(), rng);
     let mut want = vec![0.0; s.filter_len()];
@@ -189,7 +180,7 @@ fn backward_filter_ratio(algo: ConvAlgo, s: &ConvShape, rng: &mut Rng) -> f64 {
     reference::backward_filter(s, &abs(&x), &abs(&g), &mut mag);
     let mag = tap_max(&mag);
     let mut got = vec![f32::NAN; s.filter_len()];
-    conv::conv2d_backward_filter(algo, s, &x, &g, &mut got).unwrap();
+    conv::conv2d_backward_filter_at(level, algo, s, &x, &g, &mut got).unwrap();
     worst_ratio(&got, &want, &mag)
 }
 
@@ -197,7 +188,7 @@ fn check_backward_filter(algo: ConvAlgo) {
     let mut rng = Rng::new(13);
     for_each_level(|level| {
         for s in shapes() {
-            let ratio = backward_filter_ratio(algo, &s, &mut rng);
+            let ratio = backward_filter_ratio(level, algo, &s, &mut rng);
             assert!(
                 ratio <= tol(algo),
                 "{algo} backward-filter {level:?} {s}: error ratio {ratio:e} > {:e}",
@@ -211,7 +202,7 @@ fn check_forward(algo: ConvAlgo) {
     let mut rng = Rng::new(7);
     for_each_level(|level| {
         for (i, s) in shapes().iter().enumerate() {
-            let ratio = forward_ratio(algo, s, &mut rng, i % 3 == 1);
+            let ratio = forward_ratio(level, algo, s, &mut rng, i % 3 == 1);
             assert!(ratio <= tol(algo), "{algo} forward {level:?} {s}: error ratio {ratio:e} > {:e}", tol(algo));
         }
     });
@@ -221,7 +212,7 @@ fn check_backward_data(algo: ConvAlgo) {
     let mut rng = Rng::new(11);
     for_each_level(|level| {
         for s in shapes() {
-            let ratio = backward_data_ratio(algo, &s, &mut rng);
+            let ratio = backward_data_ratio(level, algo, &s, &mut rng);
             assert!(ratio <= tol(algo), "{algo} backward-data {level:?} {s}: error ratio {ratio:e} > {:e}", tol(algo));
         }
     });
@@ -275,9 +266,11 @@ fn backward_filter_accumulates_across_chunks() {
         };
         let mut got = vec![f32::NAN; s.filter_len()];
         let one_tile = variant.elems() * (s.c_in + s.c_out) * 4;
-        backward_filter::backward_filter_chunked(&p, simd::level(), &x, &g, &mut got, one_tile);
-        let ratio = worst_ratio(&got, &want, &mag);
-        assert!(ratio <= tol(algo), "{algo}: {ratio:e}");
+        for token in Token::every() {
+            backward_filter::backward_filter_chunked(&p, token, &x, &g, &mut got, one_tile);
+            let ratio = worst_ratio(&got, &want, &mag);
+            assert!(ratio <= tol(algo), "{algo} {:?}: {ratio:e}", token.level());
+        }
     }
 }
 
@@ -303,9 +296,9 @@ fn multi_block_shapes_match_reference() {
     for_each_level(|level| {
         for algo in [ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
             for s in &shapes {
-                let f = forward_ratio(algo, s, &mut rng, false);
-                let b = backward_data_ratio(algo, s, &mut rng);
-                let w = backward_filter_ratio(algo, s, &mut rng);
+                let f = forward_ratio(level, algo, s, &mut rng, false);
+                let b = backward_data_ratio(level, algo, s, &mut rng);
+                let w = backward_filter_ratio(level, algo, s, &mut rng);
                 assert!(f <= tol(algo) && b <= tol(algo), "{algo} {level:?} {s}: forward {f:e}, backward {b:e}");
                 assert!(w <= tol(algo), "{algo} {level:?} {s}: backward-filter {w:e}");
             }
@@ -355,9 +348,7 @@ fn supports_only_3x3_stride_1_undilated() {
 }
 
 /// Forward, backward-data and backward-filter are bit-identical on 1, 2 and
-/// 3 threads, at every SIMD level. The level is passed explicitly (not
-/// forced process-wide), so tests of other modules that force levels while
-/// this one runs cannot make two runs take different paths.
+/// 3 threads, at every SIMD level (passed explicitly, as in every test).
 #[test]
 fn results_are_bit_identical_for_any_thread_count() {
     let s = ConvShape::new(2, 21, 18, 24, 20, 3, 3).unwrap().with_padding(Padding::Same).unwrap();
@@ -371,11 +362,11 @@ fn results_are_bit_identical_for_any_thread_count() {
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                 pool.install(|| {
                     let mut y = vec![f32::NAN; s.output_len()];
-                    forward_at(level, algo, &s, &x, &w, None, Activation::Relu, &mut y);
+                    forward(Token::new(level).unwrap(), algo, &s, &x, &w, None, Activation::Relu, &mut y);
                     let mut dx = vec![f32::NAN; s.input_len()];
-                    backward_data_at(level, algo, &s, &g, &w, &mut dx);
+                    backward_data(Token::new(level).unwrap(), algo, &s, &g, &w, &mut dx);
                     let mut dw = vec![f32::NAN; s.filter_len()];
-                    backward_filter_at(level, algo, &s, &x, &g, &mut dw);
+                    backward_filter(Token::new(level).unwrap(), algo, &s, &x, &g, &mut dw);
                     [y, dx, dw].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
                 })
             };
@@ -394,8 +385,7 @@ fn results_are_bit_identical_for_any_thread_count() {
 
 /// Scratch buffers are reused across calls of different shapes: a large
 /// call, a small one and the large one again give bit-identical results, so
-/// no state leaks through the growth-only thread-local buffers. (Explicit
-/// levels, as in the thread test, so concurrent level forcing cannot interfere.)
+/// no state leaks through the growth-only thread-local buffers.
 #[test]
 fn scratch_reuse_across_shapes_is_stateless() {
     let big = ConvShape::new(2, 14, 11, 20, 36, 3, 3).unwrap().with_padding(Padding::Same).unwrap();
@@ -408,16 +398,16 @@ fn scratch_reuse_across_shapes_is_stateless() {
         for algo in [ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
             let run_big = || {
                 let mut y = vec![f32::NAN; big.output_len()];
-                forward_at(level, algo, &big, &xb, &wb, None, Activation::Linear, &mut y);
+                forward(Token::new(level).unwrap(), algo, &big, &xb, &wb, None, Activation::Linear, &mut y);
                 let mut dx = vec![f32::NAN; big.input_len()];
-                backward_data_at(level, algo, &big, &gb, &wb, &mut dx);
+                backward_data(Token::new(level).unwrap(), algo, &big, &gb, &wb, &mut dx);
                 let mut dw = vec![f32::NAN; big.filter_len()];
-                backward_filter_at(level, algo, &big, &xb, &gb, &mut dw);
+                backward_filter(Token::new(level).unwrap(), algo, &big, &xb, &gb, &mut dw);
                 [y, dx, dw].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
             };
             let first = run_big();
             let mut ys = vec![f32::NAN; small.output_len()];
-            forward_at(level, algo, &small, &xs, &ws, None, Activation::Linear, &mut ys);
+            forward(Token::new(level).unwrap(), algo, &small, &xs, &ws, None, Activation::Linear, &mut ys);
             assert!(ys.iter().all(|v| v.is_finite()));
             assert!(first == run_big(), "{algo} {level:?}: results changed after a call with another shape");
         }
@@ -453,12 +443,13 @@ fn block_partition_is_bounded_and_balanced() {
 #[ignore = "measurement, not a check"]
 fn winograd_error_ratios() {
     let mut rng = Rng::new(1);
+    let level = SimdLevel::detect();
     for algo in [ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
         let (mut f, mut b, mut w) = (0f64, 0f64, 0f64);
         for s in shapes() {
-            f = f.max(forward_ratio(algo, &s, &mut rng, false));
-            b = b.max(backward_data_ratio(algo, &s, &mut rng));
-            w = w.max(backward_filter_ratio(algo, &s, &mut rng));
+            f = f.max(forward_ratio(level, algo, &s, &mut rng, false));
+            b = b.max(backward_data_ratio(level, algo, &s, &mut rng));
+            w = w.max(backward_filter_ratio(level, algo, &s, &mut rng));
         }
         println!("{algo}: forward {f:e}, backward-data {b:e}, backward-filter {w:e}");
     }
