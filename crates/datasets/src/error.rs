@@ -31,7 +31,10 @@ pub enum Error {
         hint: String,
     },
     /// No default MNIST copy was found.
-    #[error("no MNIST data found: looked in {looked}; set CONVNET_DATA or copy the four .gz files into data/mnist")]
+    #[error(
+        "no MNIST data found: looked in {looked}; set CONVNET_DATA, copy the four .gz files into data/mnist, \
+         or build convnet-datasets with the `download` feature"
+    )]
     NoDefaultData {
         /// The places searched, in order.
         looked: String,
@@ -264,6 +267,16 @@ pub enum Error {
         bytes: u64,
         /// The limit.
         limit: u64,
+    },
+    /// No mirror served a good copy of a file (`download` feature): the
+    /// reason lists each URL tried and what went wrong (HTTP status, network
+    /// error, truncated or corrupt data, wrong digest). Nothing was written.
+    #[error("{file}: download failed: {reason}")]
+    Download {
+        /// The file that was to be written.
+        file: String,
+        /// What each mirror did.
+        reason: String,
     },
     /// An argument a caller passed is out of range (batch size 0, a fraction outside `[0, 1]`, ...).
     #[error("invalid argument: {0}")]

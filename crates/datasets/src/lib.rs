@@ -7,8 +7,11 @@
 //! - [`npy`]: `.npy` headers parsed by hand, and the Keras `mnist.npz` archive
 //!   (stored or deflated entries).
 //! - [`Mnist`]: [`Mnist::load`] reads any directory in MNIST's format strictly;
-//!   [`Mnist::load_default`] finds `data/mnist` and verifies MNIST's SHA-256
-//!   digests first.
+//!   [`Mnist::load_default`] finds MNIST as Keras's `mnist.load_data()` does
+//!   (`$CONVNET_DATA`, the repository's `data/mnist`, the user cache
+//!   directory) and verifies MNIST's SHA-256 digests first; with the
+//!   `download` feature (off by default) it fetches the files into the cache
+//!   on first use (`Mnist::download`, `Mnist::mirrors`).
 //! - [`Dataset`]: `u8` images and digit labels sharing their storage, with
 //!   zero-copy subsets and validation splits, and conversions to f32 NHWC
 //!   tensors in `[0, 1]`, one-hot or sparse labels (Keras's preprocessing).
@@ -42,7 +45,10 @@
 
 mod batch;
 mod bytes;
+mod cache;
 mod dataset;
+#[cfg(feature = "download")]
+mod download;
 mod error;
 pub mod folder;
 pub mod idx;
@@ -51,6 +57,8 @@ pub mod npy;
 
 pub use batch::{Batch, BatchIter};
 pub use dataset::{Dataset, CLASSES};
+#[cfg(feature = "download")]
+pub use download::{DEFAULT_MIRRORS, MIRRORS_ENV, RAW_LEN};
 pub use error::{Error, Result};
 pub use mnist::{Mnist, DATA_ENV, FILES, NPZ_NAME, SHA256_GZ, SHA256_RAW, SIDE, TEST_LEN, TRAIN_LEN};
 

@@ -6,9 +6,12 @@
 //! agree and labels are digits, but does not compare digests, so any dataset in
 //! the format loads.
 //!
-//! [`Mnist::load_default`] finds the copy shipped in `data/mnist` (or the one
-//! `CONVNET_DATA` points to) and checks every file against MNIST's known SHA-256
-//! digests before use, hashing exactly the bytes it then parses.
+//! [`Mnist::load_default`] finds MNIST as Keras's `mnist.load_data()` does:
+//! the directory `$CONVNET_DATA` names, else the copy shipped in the
+//! repository's `data/mnist`, else the user's cache directory (where the
+//! `download` feature fetches it on first use). It checks every file against
+//! MNIST's known SHA-256 digests before use, hashing exactly the bytes it then
+//! parses.
 
 use crate::bytes::{map_file, Bytes};
 use crate::dataset::check_labels;
@@ -70,7 +73,7 @@ pub struct Mnist {
 }
 
 /// Where one of the four files is: the raw name, or the raw name plus `.gz`.
-fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
     let raw = dir.join(name);
     if raw.is_file() {
         return Some(raw);
@@ -90,7 +93,8 @@ fn check_side(images: &IdxImages) -> Result<()> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hexadecimal, as `sha256sum` prints digests.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -129,9 +133,18 @@ impl Mnist {
         })
     }
 
-    /// The directory [`Mnist::load_default`] reads: `$CONVNET_DATA` if set, else
-    /// `data/mnist` under the current directory, else `data/mnist` in this
-    /// checkout (found from the crate's build-time location).
+    /// The directory [`Mnist::load_default`] reads, first found of:
+    ///
+    /// 1. `$CONVNET_DATA` ([`DATA_ENV`]) if set: it must be a directory (an
+    ///    explicit choice is never passed over);
+    /// 2. `data/mnist` under the current directory, then `data/mnist` in this
+    ///    repository (found from the crate's build-time location): the copy
+    ///    the repository ships, so a checkout works offline;
+    /// 3. the user cache directory ([`Mnist::cache_dir`]) if it exists, or,
+    ///    with the `download` feature, even if it does not yet (it is where
+    ///    the files are fetched to).
+    ///
+    /// None of these is an [`Error::NoDefaultData`] listing the places tried.
     pub fn default_dir() -> Result<PathBuf> {
         if let Some(dir) = std::env::var_os(DATA_ENV).filter(|d| !d.is_empty()) {
             let dir = PathBuf::from(dir);
@@ -147,19 +160,54 @@ impl Mnist {
                 return Ok(dir.clone());
             }
         }
-        Err(Error::NoDefaultData { looked: format!("${DATA_ENV} (unset), {}, {}", here.display(), checkout.display()) })
+        let cache = Mnist::cache_dir();
+        if let Some(cache) = &cache {
+            if cache.is_dir() || cfg!(feature = "download") {
+                return Ok(cache.clone());
+            }
+        }
+        let cache = match cache {
+            Some(c) => format!("{} (no copy there)", c.display()),
+            None => "no user cache directory (HOME unset)".to_string(),
+        };
+        Err(Error::NoDefaultData {
+            looked: format!("${DATA_ENV} (unset), {}, {}, {cache}", here.display(), checkout.display()),
+        })
+    }
+
+    /// The user cache directory for MNIST: `$XDG_CACHE_HOME/convnet/mnist`
+    /// or `~/.cache/convnet/mnist` on Linux, `~/Library/Caches/convnet/mnist`
+    /// on macOS, `%LOCALAPPDATA%\convnet\mnist` on Windows; `None` when the
+    /// environment names no home or cache directory.
+    pub fn cache_dir() -> Option<PathBuf> {
+        crate::cache::mnist_cache_dir()
     }
 
     /// Loads the default MNIST copy ([`Mnist::default_dir`]) after checking each
     /// file against MNIST's SHA-256 ([`SHA256_GZ`] for `.gz` files, [`SHA256_RAW`]
     /// for raw ones); a file that differs is an [`Error::Digest`].
+    ///
+    /// With the `download` feature, files the directory lacks are first
+    /// fetched into it from [`Mnist::mirrors`] (see [`Mnist::download`]), as
+    /// Keras's `mnist.load_data()` downloads on first use; without it, a
+    /// missing file is an [`Error::MissingFile`].
     pub fn load_default() -> Result<Mnist> {
         let dir = Mnist::default_dir()?;
+        #[cfg(feature = "download")]
+        if FILES.iter().any(|name| find_file(&dir, name).is_none()) {
+            Mnist::download(&dir, &Mnist::mirrors())?;
+        }
         let mut paths = Vec::with_capacity(4);
         for name in FILES {
             let path = find_file(&dir, name).ok_or_else(|| Error::MissingFile {
                 path: dir.join(format!("{name}.gz")).display().to_string(),
-                hint: " (the default MNIST copy needs all four files)".to_string(),
+                hint: if cfg!(feature = "download") {
+                    " (the default MNIST copy needs all four files)".to_string()
+                } else {
+                    " (the default MNIST copy needs all four files; the `download` feature of \
+                     convnet-datasets fetches them)"
+                        .to_string()
+                },
             })?;
             paths.push(path);
         }

@@ -45,10 +45,24 @@ fn default_copy_digests_and_convnet_data() {
     let err = Mnist::load_default().unwrap_err();
     assert!(err.to_string().contains("train-images-idx3-ubyte: SHA-256"), "{err}");
 
-    // A missing file, and CONVNET_DATA naming a missing directory.
+    // A missing file (with the `download` feature, fetched first: here from a
+    // mirror that refuses connections, so the error names the file and
+    // nothing is written), and CONVNET_DATA naming a missing directory.
     std::fs::remove_file(&images).unwrap();
+    #[cfg(feature = "download")]
+    {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        std::env::set_var(convnet_datasets::MIRRORS_ENV, format!("http://{closed}/"));
+    }
     let err = Mnist::load_default().unwrap_err();
+    #[cfg(not(feature = "download"))]
     assert!(matches!(err, Error::MissingFile { .. }), "{err}");
+    #[cfg(feature = "download")]
+    {
+        assert!(matches!(err, Error::Download { .. }) && err.to_string().contains(FILES[0]), "{err}");
+        assert!(!images.exists());
+        std::env::remove_var(convnet_datasets::MIRRORS_ENV);
+    }
     std::env::set_var("CONVNET_DATA", dir.join("nowhere"));
     let err = Mnist::load_default().unwrap_err();
     assert!(matches!(err, Error::MissingDir { .. }) && err.to_string().contains("CONVNET_DATA"), "{err}");
