@@ -9,6 +9,8 @@
 //! - [`pool`]: max, average and global average pooling.
 //! - [`dense`], [`gemm`]: fully connected layers on sgemm.
 //! - [`activation`]: relu and bias add; [`loss`]: fused softmax cross-entropy.
+//! - [`image`]: the fused affine warp of data augmentation (Keras's random
+//!   rotation, zoom, translation, shear and flip), NHWC, every fill mode.
 //! - [`simd`]: the run-time instruction-set choice (`CONVNET_SIMD`).
 #![warn(missing_docs)]
 
@@ -18,6 +20,7 @@ pub mod conv;
 pub mod dense;
 mod error;
 pub mod gemm;
+pub mod image;
 pub mod loss;
 pub mod pool;
 pub mod simd;
