@@ -50,7 +50,12 @@ fn main() {
     let start = Instant::now();
     for _ in 0..batches {
         match level {
-            Some(level) => affine_warp_at(level, &x, shape, &transforms, o, &mut out).expect("valid arguments"),
+            Some(level) => {
+                if let Err(e) = affine_warp_at(level, &x, shape, &transforms, o, &mut out) {
+                    eprintln!("error: {e}");
+                    std::process::exit(1);
+                }
+            }
             None => {
                 reference::affine_warp_reference(&x, shape, &transforms, o.interpolation, o.fill_mode, 0.0, &mut out)
             }

@@ -21,7 +21,7 @@ pub(crate) mod dispatch;
 pub(crate) mod vector;
 
 pub(crate) use dispatch::{multiversion, Token};
-pub(crate) use vector::{prefetch, Isa, Portable, Scalar, Vf32};
+pub(crate) use vector::{prefetch, Isa, Portable, Scalar, VOps, Vf32};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use vector::{Avx2, Avx512};
 

@@ -27,6 +27,9 @@
 #[cfg(target_arch = "x86_64")]
 use core::arch::x86_64::*;
 
+mod ops;
+pub(crate) use ops::VOps;
+
 /// An instruction set, proven available: the factory for its vectors.
 pub(crate) trait Isa: Copy + Send + Sync + 'static {
     /// The vector type of this instruction set.

@@ -33,9 +33,10 @@
 //! image. The fast path ([`affine_warp`]) splits the batch into row bands run
 //! in parallel (each output value depends only on its own coordinates, so the
 //! result is the same bit for bit for any thread count), maps a row's
-//! coordinates eight at a time with AVX2 (or one at a time on the portable
-//! path), then interpolates each pixel's channels; it equals the scalar
-//! oracle [`reference::affine_warp_reference`] bit for bit at every level.
+//! coordinates in vector lanes (16 on AVX-512, 8 on AVX2 and the portable
+//! baseline, written once against the kernels' vector layer), then
+//! interpolates each pixel's channels; it equals the scalar oracle
+//! [`reference::affine_warp_reference`] bit for bit at every level.
 
 pub mod reference;
 mod warp;
@@ -315,11 +316,9 @@ pub fn affine_warp_at(
     options: WarpOptions,
     output: &mut [f32],
 ) -> Result<()> {
-    if !level.is_available() {
-        return Err(Error::Simd(format!("this CPU cannot run {}", level.name())));
-    }
+    let token = crate::arch::Token::new(level)?;
     validate(input, shape, transforms, output)?;
-    warp::warp(level, input, shape, transforms, options, output);
+    warp::warp(token, input, shape, transforms, options, output);
     Ok(())
 }
 

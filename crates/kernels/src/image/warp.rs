@@ -1,17 +1,20 @@
-//! The fast warp: row bands in parallel, each row's input coordinates mapped
-//! in SIMD lanes (AVX2, 8 at a time) or one at a time (portable), then every
-//! pixel's channels interpolated from those coordinates.
+//! The fast warp: row bands in parallel, each row's input coordinates,
+//! fill-mode mapping and bilinear taps computed in the vector lanes of the
+//! level's instruction set (`arch`'s `Isa`/`Vf32`/`VOps`: 16 lanes on
+//! AVX-512, 8 on AVX2 and on the portable `wide` baseline), then every pixel's
+//! channels interpolated from those taps.
 //!
 //! Every f32 operation is the oracle's, in the oracle's order (no fused
 //! multiply-add, the same truncations), so every level gives the oracle's
-//! result bit for bit. The SIMD coordinate mapping handles coordinates below
-//! 2^23 in magnitude, where TensorFlow's int64 arithmetic and f32 arithmetic
-//! agree exactly; a group of lanes with a larger (or non-finite) coordinate
-//! is mapped by the scalar code.
+//! result bit for bit. The vector mapping handles coordinates below 2^23 in
+//! magnitude, where TensorFlow's int64 arithmetic and f32 arithmetic agree
+//! exactly; a group of lanes with a larger (or non-finite) coordinate is
+//! mapped by the scalar code, as are images of 2^24 values or more (whose tap
+//! offsets f32 lanes cannot hold exactly).
 
 use super::reference::map_coordinate;
 use super::{Affine, FillMode, Interpolation, WarpOptions, WarpShape};
-use crate::simd::SimdLevel;
+use crate::arch::{Isa, Token, VOps, Vf32};
 use rayon::prelude::*;
 
 /// Output rows per parallel task: 16 rows of a 150-wide RGB image are 7,200
@@ -20,7 +23,7 @@ use rayon::prelude::*;
 const BAND_ROWS: usize = 16;
 
 pub(super) fn warp(
-    level: SimdLevel,
+    token: Token,
     input: &[f32],
     shape: WarpShape,
     transforms: &[Affine],
@@ -37,7 +40,7 @@ pub(super) fn warp(
             let mut taps = Taps::new(w);
             for (r, out_row) in out_band.chunks_exact_mut(row_len).enumerate() {
                 let oy = band * BAND_ROWS + r;
-                map_row(level, t, oy, shape, options.fill_mode, &mut taps);
+                map_row(token, t, oy, shape, options.fill_mode, &mut taps);
                 let args = Row { image, h, w, taps: &taps, options };
                 match c {
                     1 => interpolate_row::<1>(&args, out_row),
@@ -74,16 +77,138 @@ impl Taps {
 }
 
 /// Maps output row `oy`'s input coordinates and bilinear taps into `taps`.
-fn map_row(level: SimdLevel, t: Affine, oy: usize, shape: WarpShape, mode: FillMode, taps: &mut Taps) {
-    #[cfg(target_arch = "x86_64")]
-    if level != SimdLevel::Portable && shape.w >= 8 {
-        // SAFETY: the level was checked available by the caller, and Avx2 and
-        // Avx512 both imply AVX2; every `taps` vector holds `shape.w` values.
-        unsafe { avx2::map_row(t, oy, shape, mode, taps) };
+fn map_row(token: Token, t: Affine, oy: usize, shape: WarpShape, mode: FillMode, taps: &mut Taps) {
+    // Reflect and wrap of a 1-pixel axis, and tap offsets beyond f32's exact
+    // integers, are the scalar code's cases.
+    let scalar_only = (matches!(mode, FillMode::Reflect | FillMode::Wrap) && (shape.w <= 1 || shape.h <= 1))
+        || shape.h * shape.w * shape.c >= 1 << 24;
+    if scalar_only {
+        map_columns_scalar(t, oy, 0..shape.w, shape, mode, taps);
         return;
     }
-    let _ = level;
-    map_columns_scalar(t, oy, 0..shape.w, shape, mode, taps);
+    match token {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves AVX-512F, AVX2 and FMA.
+        Token::Avx512(isa) => unsafe { map_row_avx512(isa, t, oy, shape, mode, taps) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the token proves AVX2 and FMA.
+        Token::Avx2(isa) => unsafe { map_row_avx2(isa, t, oy, shape, mode, taps) },
+        Token::Portable(isa) => map_row_lanes(isa, t, oy, shape, mode, taps),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn map_row_avx512(isa: crate::arch::Avx512, t: Affine, oy: usize, shape: WarpShape, mode: FillMode, taps: &mut Taps) {
+    map_row_lanes(isa, t, oy, shape, mode, taps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn map_row_avx2(isa: crate::arch::Avx2, t: Affine, oy: usize, shape: WarpShape, mode: FillMode, taps: &mut Taps) {
+    map_row_lanes(isa, t, oy, shape, mode, taps)
+}
+
+/// `0, 1, 2, ...`: the column offsets of the lanes.
+static IOTA: [f32; 16] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
+
+/// Coordinates of magnitude below this map exactly in f32 lanes (see the module doc).
+const EXACT_LIMIT: f32 = 8_388_608.0; // 2^23
+
+/// Row `oy`'s taps, `S::LANES` columns at a time; the columns left over, and
+/// any group of lanes outside the exact range, the scalar way.
+#[inline(always)]
+fn map_row_lanes<S: Isa>(isa: S, t: Affine, oy: usize, shape: WarpShape, mode: FillMode, taps: &mut Taps)
+where
+    S::V: VOps,
+{
+    let lanes = S::LANES;
+    debug_assert!(lanes <= IOTA.len() && taps.xs.len() >= shape.w && taps.inside.len() >= shape.w);
+    let oyf = oy as f32;
+    // SAFETY: IOTA holds 16 >= LANES floats.
+    let iota = unsafe { isa.load(IOTA.as_ptr()) };
+    let (a0, a2, ay) = (isa.splat(t.a0), isa.splat(t.a2), isa.splat(t.a1 * oyf));
+    let (b0, b2, by) = (isa.splat(t.b0), isa.splat(t.b2), isa.splat(t.b1 * oyf));
+    let (one, zero) = (isa.splat(1.0), isa.zero());
+    let (wf, hf, cf) = (isa.splat(shape.w as f32), isa.splat(shape.h as f32), isa.splat(shape.c as f32));
+    let mut offsets = [0f32; 16];
+    let mut ox = 0;
+    while ox + lanes <= shape.w {
+        let oxv = isa.splat(ox as f32).add(iota);
+        let ix = a0.mul(oxv).add(ay).add(a2);
+        let iy = b0.mul(oxv).add(by).add(b2);
+        let (Some(x), Some(y)) = (map(isa, mode, ix, shape.w), map(isa, mode, iy, shape.h)) else {
+            // A huge or non-finite coordinate: these lanes the scalar way.
+            map_columns_scalar(t, oy, ox..ox + lanes, shape, mode, taps);
+            ox += lanes;
+            continue;
+        };
+        let (xf, yf) = (x.floor(), y.floor());
+        let (xc, yc) = (xf.add(one), yf.add(one));
+        let inside = S::V::and(S::V::and(xf.ge(zero), wf.gt(xc)), S::V::and(yf.ge(zero), hf.gt(yc)));
+        // (y0 w + x0) c, exact in f32 where inside (the image has fewer than 2^24 values).
+        let offset = S::V::select(inside, yf.mul(wf).add(xf).mul(cf), zero);
+        let bits = S::V::bits(inside);
+        // SAFETY: ox + LANES <= w <= the length of every vector of `taps`,
+        // and `offsets` holds 16 >= LANES floats.
+        unsafe {
+            x.store(taps.xs.as_mut_ptr().add(ox));
+            y.store(taps.ys.as_mut_ptr().add(ox));
+            xc.sub(x).store(taps.wx0.as_mut_ptr().add(ox));
+            x.sub(xf).store(taps.wx1.as_mut_ptr().add(ox));
+            yc.sub(y).store(taps.wy0.as_mut_ptr().add(ox));
+            y.sub(yf).store(taps.wy1.as_mut_ptr().add(ox));
+            offset.store(offsets.as_mut_ptr());
+        }
+        for (k, &offset) in offsets[..lanes].iter().enumerate() {
+            taps.inside[ox + k] = ((bits >> k) & 1) as u8;
+            taps.offset[ox + k] = offset as u32;
+        }
+        ox += lanes;
+    }
+    map_columns_scalar(t, oy, ox..shape.w, shape, mode, taps);
+}
+
+/// The lanes' `map_coordinate`, or `None` if a lane is beyond the exact range.
+#[inline(always)]
+fn map<S: Isa>(isa: S, mode: FillMode, c: S::V, len: usize) -> Option<S::V>
+where
+    S::V: VOps,
+{
+    if mode == FillMode::Constant {
+        return Some(c);
+    }
+    if S::V::bits(c.abs().lt(isa.splat(EXACT_LIMIT))) != (1u32 << S::LANES) - 1 {
+        return None;
+    }
+    let (zero, one) = (isa.zero(), isa.splat(1.0));
+    let lenf = isa.splat(len as f32);
+    let last = isa.splat(len as f32 - 1.0);
+    let neg = c.lt(zero);
+    let past = c.gt(last);
+    let mapped = match mode {
+        FillMode::Nearest | FillMode::Constant => c,
+        FillMode::Reflect => {
+            let sz2 = isa.splat(2.0 * len as f32);
+            // c < 0: c += sz2 * trunc(-c / sz2); then c < -len ? c + sz2 : -c - 1.
+            let t = c.add(sz2.mul(c.neg().div(sz2).trunc()));
+            let t = S::V::select(t.lt(lenf.neg()), t.add(sz2), t.neg().sub(one));
+            // c > len - 1: c -= sz2 * trunc(c / sz2); then c >= len ? sz2 - c - 1 : c.
+            let u = c.sub(sz2.mul(c.div(sz2).trunc()));
+            let u = S::V::select(u.ge(lenf), sz2.sub(u).sub(one), u);
+            S::V::select(neg, t, S::V::select(past, u, c))
+        }
+        FillMode::Wrap => {
+            let sz = isa.splat(len as f32 - 1.0);
+            // c < 0: c += len * (trunc(-c / sz) + 1); c > len - 1: c -= len * trunc(c / sz).
+            let t = c.add(lenf.mul(c.neg().div(sz).trunc().add(one)));
+            let u = c.sub(lenf.mul(c.div(sz).trunc()));
+            S::V::select(neg, t, S::V::select(past, u, c))
+        }
+    };
+    // Eigen's clamp: lo = c < 0 ? 0 : c; then (len - 1) < lo ? len - 1 : lo.
+    let lo = S::V::select(mapped.lt(zero), zero, mapped);
+    Some(S::V::select(last.lt(lo), last, lo))
 }
 
 /// Scalar coordinates and taps for output columns `columns` of row `oy`.
@@ -188,138 +313,5 @@ fn interpolate_row<const C: usize>(args: &Row<'_>, out: &mut [f32]) {
 fn interpolate_row_any(args: &Row<'_>, c: usize, out: &mut [f32]) {
     for (ox, px) in out.chunks_exact_mut(c).enumerate() {
         pixel_general(args, c, ox, px);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    //! The coordinate mapping eight output columns at a time.
-    use super::{map_columns_scalar, Affine, FillMode, Taps, WarpShape};
-    use core::arch::x86_64::*;
-
-    /// Coordinates of magnitude below this map exactly in f32 lanes (see the module doc).
-    const EXACT_LIMIT: f32 = 8_388_608.0; // 2^23
-
-    /// # Safety
-    /// The CPU must support AVX2; every vector of `taps` must hold `shape.w` values.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn map_row(t: Affine, oy: usize, shape: WarpShape, mode: FillMode, taps: &mut Taps) {
-        debug_assert!(taps.xs.len() >= shape.w && taps.inside.len() >= shape.w);
-        // Reflect and wrap of a 1-pixel axis are the scalar code's special case.
-        if matches!(mode, FillMode::Reflect | FillMode::Wrap) && (shape.w <= 1 || shape.h <= 1) {
-            map_columns_scalar(t, oy, 0..shape.w, shape, mode, taps);
-            return;
-        }
-        let oyf = oy as f32;
-        let iota = _mm256_setr_ps(0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0);
-        let (a0, a2, ay) = (_mm256_set1_ps(t.a0), _mm256_set1_ps(t.a2), _mm256_set1_ps(t.a1 * oyf));
-        let (b0, b2, by) = (_mm256_set1_ps(t.b0), _mm256_set1_ps(t.b2), _mm256_set1_ps(t.b1 * oyf));
-        let (one, zero) = (_mm256_set1_ps(1.0), _mm256_setzero_ps());
-        let (wf, hf) = (_mm256_set1_ps(shape.w as f32), _mm256_set1_ps(shape.h as f32));
-        let (w_i, c_i) = (_mm256_set1_epi32(shape.w as i32), _mm256_set1_epi32(shape.c as i32));
-        let mut ox = 0;
-        while ox + 8 <= shape.w {
-            let oxv = _mm256_add_ps(_mm256_set1_ps(ox as f32), iota);
-            let ix = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(a0, oxv), ay), a2);
-            let iy = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(b0, oxv), by), b2);
-            let (Some(x), Some(y)) = (map(mode, ix, shape.w), map(mode, iy, shape.h)) else {
-                // A huge or non-finite coordinate: these eight the scalar way.
-                map_columns_scalar(t, oy, ox..ox + 8, shape, mode, taps);
-                ox += 8;
-                continue;
-            };
-            let xf = _mm256_round_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(x);
-            let yf = _mm256_round_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(y);
-            let (xc, yc) = (_mm256_add_ps(xf, one), _mm256_add_ps(yf, one));
-            let inside = _mm256_and_ps(
-                _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(xf, zero), _mm256_cmp_ps::<_CMP_LT_OQ>(xc, wf)),
-                _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(yf, zero), _mm256_cmp_ps::<_CMP_LT_OQ>(yc, hf)),
-            );
-            // (y0 w + x0) c: exact in i32 where inside (the image has fewer than 2^31 values).
-            let offset = _mm256_mullo_epi32(
-                _mm256_add_epi32(_mm256_mullo_epi32(_mm256_cvttps_epi32(yf), w_i), _mm256_cvttps_epi32(xf)),
-                c_i,
-            );
-            let offset = _mm256_and_si256(offset, _mm256_castps_si256(inside));
-            let mask = _mm256_movemask_ps(inside) as u32;
-            let (wx0, wx1) = (_mm256_sub_ps(xc, x), _mm256_sub_ps(x, xf));
-            let (wy0, wy1) = (_mm256_sub_ps(yc, y), _mm256_sub_ps(y, yf));
-            // SAFETY: ox + 8 <= w <= the length of every vector of `taps`, so
-            // each unaligned 8-lane store stays inside its vector.
-            unsafe {
-                _mm256_storeu_ps(taps.xs.as_mut_ptr().add(ox), x);
-                _mm256_storeu_ps(taps.ys.as_mut_ptr().add(ox), y);
-                _mm256_storeu_ps(taps.wx0.as_mut_ptr().add(ox), wx0);
-                _mm256_storeu_ps(taps.wx1.as_mut_ptr().add(ox), wx1);
-                _mm256_storeu_ps(taps.wy0.as_mut_ptr().add(ox), wy0);
-                _mm256_storeu_ps(taps.wy1.as_mut_ptr().add(ox), wy1);
-                _mm256_storeu_si256(taps.offset.as_mut_ptr().add(ox).cast(), offset);
-            }
-            for k in 0..8 {
-                taps.inside[ox + k] = ((mask >> k) & 1) as u8;
-            }
-            ox += 8;
-        }
-        map_columns_scalar(t, oy, ox..shape.w, shape, mode, taps);
-    }
-
-    /// `select(mask, a, b)`: `a` where the mask lane is set.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn select(mask: __m256, a: __m256, b: __m256) -> __m256 {
-        _mm256_blendv_ps(b, a, mask)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn trunc(v: __m256) -> __m256 {
-        _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(v)
-    }
-
-    /// The lanes' `map_coordinate`, or `None` if a lane is beyond the exact range.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    fn map(mode: FillMode, c: __m256, len: usize) -> Option<__m256> {
-        if mode == FillMode::Constant {
-            return Some(c);
-        }
-        let sign = _mm256_set1_ps(-0.0);
-        let abs = _mm256_andnot_ps(sign, c);
-        if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(abs, _mm256_set1_ps(EXACT_LIMIT))) != 0xff {
-            return None;
-        }
-        let zero = _mm256_setzero_ps();
-        let one = _mm256_set1_ps(1.0);
-        let lenf = _mm256_set1_ps(len as f32);
-        let last = _mm256_set1_ps(len as f32 - 1.0);
-        let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(c, zero);
-        let past = _mm256_cmp_ps::<_CMP_GT_OQ>(c, last);
-        let mapped = match mode {
-            FillMode::Nearest | FillMode::Constant => c,
-            FillMode::Reflect => {
-                let sz2 = _mm256_set1_ps(2.0 * len as f32);
-                // c < 0: c += sz2 * trunc(-c / sz2); then c < -len ? c + sz2 : -c - 1.
-                let minus_c = _mm256_xor_ps(c, sign);
-                let t = _mm256_add_ps(c, _mm256_mul_ps(sz2, trunc(_mm256_div_ps(minus_c, sz2))));
-                let below = _mm256_cmp_ps::<_CMP_LT_OQ>(t, _mm256_xor_ps(lenf, sign));
-                let t = select(below, _mm256_add_ps(t, sz2), _mm256_sub_ps(_mm256_xor_ps(t, sign), one));
-                // c > len - 1: c -= sz2 * trunc(c / sz2); then c >= len ? sz2 - c - 1 : c.
-                let u = _mm256_sub_ps(c, _mm256_mul_ps(sz2, trunc(_mm256_div_ps(c, sz2))));
-                let over = _mm256_cmp_ps::<_CMP_GE_OQ>(u, lenf);
-                let u = select(over, _mm256_sub_ps(_mm256_sub_ps(sz2, u), one), u);
-                select(neg, t, select(past, u, c))
-            }
-            FillMode::Wrap => {
-                let sz = _mm256_set1_ps(len as f32 - 1.0);
-                // c < 0: c += len * (trunc(-c / sz) + 1); c > len - 1: c -= len * trunc(c / sz).
-                let minus_c = _mm256_xor_ps(c, sign);
-                let t = _mm256_add_ps(c, _mm256_mul_ps(lenf, _mm256_add_ps(trunc(_mm256_div_ps(minus_c, sz)), one)));
-                let u = _mm256_sub_ps(c, _mm256_mul_ps(lenf, trunc(_mm256_div_ps(c, sz))));
-                select(neg, t, select(past, u, c))
-            }
-        };
-        // Eigen's clamp: lo = c < 0 ? 0 : c; then (len - 1) < lo ? len - 1 : lo.
-        let lo = select(_mm256_cmp_ps::<_CMP_LT_OQ>(mapped, zero), zero, mapped);
-        Some(select(_mm256_cmp_ps::<_CMP_LT_OQ>(last, lo), last, lo))
     }
 }
