@@ -145,55 +145,39 @@ const KC: usize = 256;
 /// Columns of B packed per block: 512 x [`KC`] floats = 512 KiB, in L2.
 const NC: usize = 512;
 
-/// `c = alpha * a * b + beta * c` on raw strided operands (`a` is `m x k`
-/// with strides `(rsa, csa)`, `b` is `k x n`, `c` is `m x n`); with
-/// `beta == 0`, `c` is not read. Allocation-free once warm.
+/// `c = alpha * a * b + beta * c` on the raw strided operands of `g`, on
+/// `token`'s instruction set; with `beta == 0`, `c` is not read.
+/// Allocation-free once warm.
 ///
 /// # Safety
 ///
 /// Every element the strides address must be in bounds of its allocation,
 /// `c` must be valid for writes, and no other thread may access the part of
 /// `c` this call writes while it runs.
-#[allow(clippy::too_many_arguments)]
 #[inline]
-pub(crate) unsafe fn sgemm_strided(
-    token: Token,
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-    csc: usize,
-) {
-    let g = Gemm { m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc };
+pub(crate) unsafe fn sgemm_strided(token: Token, g: &Gemm) {
     // SAFETY: forwarded from the caller's contract.
-    unsafe { gemm_at(token, &g) }
+    unsafe { gemm_at(token, g) }
 }
 
-/// One GEMM problem (raw operands, see [`sgemm_strided`]).
-struct Gemm {
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-    csc: usize,
+/// One GEMM problem on raw strided operands, `c = alpha * a * b + beta * c`:
+/// `a` is `m x k` with strides `(rsa, csa)`, `b` is `k x n` with `(rsb, csb)`,
+/// `c` is `m x n` with `(rsc, csc)` (strides in elements).
+pub(crate) struct Gemm {
+    pub(crate) m: usize,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) alpha: f32,
+    pub(crate) a: *const f32,
+    pub(crate) rsa: usize,
+    pub(crate) csa: usize,
+    pub(crate) b: *const f32,
+    pub(crate) rsb: usize,
+    pub(crate) csb: usize,
+    pub(crate) beta: f32,
+    pub(crate) c: *mut f32,
+    pub(crate) rsc: usize,
+    pub(crate) csc: usize,
 }
 
 /// Runs `g` with the micro-kernel of `token`'s instruction set.

@@ -189,6 +189,7 @@ mod tests {
     #[test]
     fn ftz_guard_flushes_and_restores() {
         #[allow(deprecated)]
+        // SAFETY: reading MXCSR has no precondition on x86-64 (SSE is baseline).
         let before = unsafe { core::arch::x86_64::_mm_getcsr() };
         {
             let _g = FtzGuard::new();
@@ -197,6 +198,7 @@ mod tests {
             assert_eq!(tiny * scale, 0.0, "FTZ should flush the denormal product");
         }
         #[allow(deprecated)]
+        // SAFETY: as above.
         let after = unsafe { core::arch::x86_64::_mm_getcsr() };
         assert_eq!(before, after);
     }

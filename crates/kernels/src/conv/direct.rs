@@ -172,18 +172,22 @@ fn build_axis(buf: &mut [isize], out: usize, k: usize, tap: impl Fn(usize, usize
 
 /// One gather convolution: `dst[n, oy, ox, 0..dst_c] = bias + sum over the
 /// taps of the pixel's class pair of src[n, base + rel, 0..src_c] . wpack`.
+/// What a pass (forward, backward-data) hands to [`run_gather`].
 struct Gather<'a> {
+    token: Token,
     n: usize,
     src: &'a [f32],
     src_h: usize,
     src_w: usize,
     src_c: usize,
+    /// `n * dst_h * dst_w * dst_c` writable floats, written only by this gather.
     dst: SendPtr<f32>,
     dst_h: usize,
     dst_w: usize,
     dst_c: usize,
-    y: Axis<'a>,
-    x: Axis<'a>,
+    /// Window size.
+    kh: usize,
+    kw: usize,
     /// `[block][ky][kx][src_c][ws]`, zero padded past `dst_c`.
     wpack: &'a [f32],
     /// Bias padded to whole blocks, if any.
@@ -193,7 +197,12 @@ struct Gather<'a> {
     ws: usize,
     /// Vectors per full channel block.
     nvm: usize,
-    token: Token,
+}
+
+/// How [`run_gather`] splits one [`Gather`]: the axis classes and the tasks.
+struct Plan<'a> {
+    y: Axis<'a>,
+    x: Axis<'a>,
     /// Output pixels per task.
     task_pixels: usize,
     /// `pair_tasks[p] .. pair_tasks[p+1]` are the tasks of class pair `p`.
@@ -226,109 +235,75 @@ pub(super) fn channel_blocking(level: SimdLevel, channels: usize) -> (usize, usi
     (lanes, channels.div_ceil(lanes).min(max_nv))
 }
 
-/// Runs a gather convolution over every output pixel.
-#[allow(clippy::too_many_arguments)]
-fn run_gather(
-    token: Token,
-    n: usize,
-    src: (&[f32], usize, usize, usize),
-    dst: (&mut [f32], usize, usize, usize),
-    kh: usize,
-    kw: usize,
-    ytap: impl Fn(usize, usize) -> Option<isize>,
-    xtap: impl Fn(usize, usize) -> Option<isize>,
-    wpack: &[f32],
-    bias: Option<&[f32]>,
-    relu: bool,
-    ws: usize,
-    nvm: usize,
-) {
-    let (src, src_h, src_w, src_c) = src;
-    let (dst, dst_h, dst_w, dst_c) = dst;
-    let mut table = scratch_isize(Slot::Table, axis_len(dst_h, kh) + axis_len(dst_w, kw));
-    let (ybuf, xbuf) = table.split_at_mut(axis_len(dst_h, kh));
-    let y = build_axis(ybuf, dst_h, kh, ytap);
-    let x = build_axis(xbuf, dst_w, kw, xtap);
-    let p = tile_pixels(token.level(), nvm);
+/// Runs a gather convolution over every output pixel; `ytap(o, k)` /
+/// `xtap(o, k)` give the source coordinate of output `o` and tap `k`, if
+/// it is inside the source.
+fn run_gather(g: &Gather, ytap: impl Fn(usize, usize) -> Option<isize>, xtap: impl Fn(usize, usize) -> Option<isize>) {
+    let (kh, kw) = (g.kh, g.kw);
+    let mut table = scratch_isize(Slot::Table, axis_len(g.dst_h, kh) + axis_len(g.dst_w, kw));
+    let (ybuf, xbuf) = table.split_at_mut(axis_len(g.dst_h, kh));
+    let y = build_axis(ybuf, g.dst_h, kh, ytap);
+    let x = build_axis(xbuf, g.dst_w, kw, xtap);
+    let p = tile_pixels(g.token.level(), g.nvm);
     let task_pixels = p * TILES_PER_TASK;
     let pairs = y.classes * x.classes;
     let mut pair_tasks = scratch_isize(Slot::Partial, pairs + 1);
     pair_tasks[0] = 0;
     for cy in 0..y.classes {
         for cx in 0..x.classes {
-            let count = n * (y.start[cy + 1] - y.start[cy]) as usize * (x.start[cx + 1] - x.start[cx]) as usize;
+            let count = g.n * (y.start[cy + 1] - y.start[cy]) as usize * (x.start[cx + 1] - x.start[cx]) as usize;
             let i = cy * x.classes + cx;
             pair_tasks[i + 1] = pair_tasks[i] + count.div_ceil(task_pixels) as isize;
         }
     }
     let tasks = pair_tasks[pairs] as usize;
-    let g = Gather {
-        n,
-        src,
-        src_h,
-        src_w,
-        src_c,
-        dst: SendPtr(dst.as_mut_ptr()),
-        dst_h,
-        dst_w,
-        dst_c,
-        y,
-        x,
-        wpack,
-        bias,
-        relu,
-        ws,
-        nvm,
-        token,
-        task_pixels,
-        pair_tasks: &pair_tasks,
-    };
+    let plan = Plan { y, x, task_pixels, pair_tasks: &pair_tasks };
     (0..tasks).into_par_iter().for_each(|t| {
         let _ftz = FtzGuard::new();
         match g.token {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves AVX-512F/AVX2/FMA; `g` describes in-bounds buffers.
-            Token::Avx512(isa) => unsafe { gather_task_avx512(isa, &g, t) },
+            Token::Avx512(isa) => unsafe { gather_task_avx512(isa, g, &plan, t) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves AVX2/FMA; `g` describes in-bounds buffers.
-            Token::Avx2(isa) => unsafe { gather_task_avx2(isa, &g, t) },
-            Token::Portable(isa) => gather_task_portable(isa, &g, t),
+            Token::Avx2(isa) => unsafe { gather_task_avx2(isa, g, &plan, t) },
+            Token::Portable(isa) => gather_task_portable(isa, g, &plan, t),
         }
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gather_task_avx512(isa: Avx512, g: &Gather, t: usize) {
-    // SAFETY (for all four): `g` describes in-bounds buffers (see gather_task).
+unsafe fn gather_task_avx512(isa: Avx512, g: &Gather, plan: &Plan, t: usize) {
+    // SAFETY: `g` describes in-bounds buffers (see gather_task).
     unsafe {
         match g.nvm {
-            1 => gather_task::<_, 16>(isa, g, t),
-            2 => gather_task::<_, 8>(isa, g, t),
-            3 => gather_task::<_, 8>(isa, g, t),
-            _ => gather_task::<_, 6>(isa, g, t),
+            1 => gather_task::<_, 16>(isa, g, plan, t),
+            2 => gather_task::<_, 8>(isa, g, plan, t),
+            3 => gather_task::<_, 8>(isa, g, plan, t),
+            _ => gather_task::<_, 6>(isa, g, plan, t),
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gather_task_avx2(isa: Avx2, g: &Gather, t: usize) {
+unsafe fn gather_task_avx2(isa: Avx2, g: &Gather, plan: &Plan, t: usize) {
     // SAFETY: `g` describes in-bounds buffers (see gather_task).
     unsafe {
         match g.nvm {
-            1 => gather_task::<_, 12>(isa, g, t),
-            _ => gather_task::<_, 6>(isa, g, t),
+            1 => gather_task::<_, 12>(isa, g, plan, t),
+            _ => gather_task::<_, 6>(isa, g, plan, t),
         }
     }
 }
 
-fn gather_task_portable(isa: Portable, g: &Gather, t: usize) {
+fn gather_task_portable(isa: Portable, g: &Gather, plan: &Plan, t: usize) {
     // SAFETY: `g` describes in-bounds buffers (see gather_task).
     unsafe {
         match g.nvm {
-            1 => gather_task::<_, 6>(isa, g, t),
-            _ => gather_task::<_, 3>(isa, g, t),
+            1 => gather_task::<_, 6>(isa, g, plan, t),
+            _ => gather_task::<_, 3>(isa, g, plan, t),
         }
     }
 }
@@ -342,31 +317,31 @@ fn gather_task_portable(isa: Portable, g: &Gather, t: usize) {
 /// every source offset of a class is inside `src` for the pixels of that
 /// class (the axis classes only hold taps whose source is inside).
 #[inline(always)]
-unsafe fn gather_task<S: Isa, const P: usize>(isa: S, g: &Gather, t: usize) {
-    let pair = g.pair_tasks.partition_point(|&s| s as usize <= t) - 1;
-    let (cy, cx) = (pair / g.x.classes, pair % g.x.classes);
-    let chunk = t - g.pair_tasks[pair] as usize;
-    let ym = &g.y.members[g.y.start[cy] as usize..g.y.start[cy + 1] as usize];
-    let xm = &g.x.members[g.x.start[cx] as usize..g.x.start[cx + 1] as usize];
+unsafe fn gather_task<S: Isa, const P: usize>(isa: S, g: &Gather, plan: &Plan, t: usize) {
+    let pair = plan.pair_tasks.partition_point(|&s| s as usize <= t) - 1;
+    let (cy, cx) = (pair / plan.x.classes, pair % plan.x.classes);
+    let chunk = t - plan.pair_tasks[pair] as usize;
+    let ym = &plan.y.members[plan.y.start[cy] as usize..plan.y.start[cy + 1] as usize];
+    let xm = &plan.x.members[plan.x.start[cx] as usize..plan.x.start[cx + 1] as usize];
     let per_img = ym.len() * xm.len();
-    let begin = chunk * g.task_pixels;
-    let end = (begin + g.task_pixels).min(g.n * per_img);
+    let begin = chunk * plan.task_pixels;
+    let end = (begin + plan.task_pixels).min(g.n * per_img);
 
     // The reduction list of this class pair, flattened over (tap, channel):
     // source offsets and packed-filter offsets. One flat loop keeps the
     // accumulators in registers (a nested channel loop makes LLVM spill
     // them around it, which costs most of the time when c_in is small).
-    let (nty, ntx) = (g.y.ntaps[cy] as usize, g.x.ntaps[cx] as usize);
+    let (nty, ntx) = (plan.y.ntaps[cy] as usize, plan.x.ntaps[cx] as usize);
     let red = nty * ntx * g.src_c;
     let mut offs = scratch_isize(Slot::Column, 2 * red);
     let (xo, wo) = offs.split_at_mut(red);
     let mut r = 0;
     for a in 0..nty {
-        let (ky, ry) = (g.y.tap_k[cy * g.y.k + a], g.y.tap_rel[cy * g.y.k + a]);
+        let (ky, ry) = (plan.y.tap_k[cy * plan.y.k + a], plan.y.tap_rel[cy * plan.y.k + a]);
         for b in 0..ntx {
-            let (kx, rx) = (g.x.tap_k[cx * g.x.k + b], g.x.tap_rel[cx * g.x.k + b]);
+            let (kx, rx) = (plan.x.tap_k[cx * plan.x.k + b], plan.x.tap_rel[cx * plan.x.k + b]);
             let x0 = (ry * g.src_w as isize + rx) * g.src_c as isize;
-            let w0 = (ky * g.x.k as isize + kx) * (g.src_c * g.ws) as isize;
+            let w0 = (ky * plan.x.k as isize + kx) * (g.src_c * g.ws) as isize;
             for c in 0..g.src_c as isize {
                 xo[r] = x0 + c;
                 wo[r] = w0 + c * g.ws as isize;
@@ -374,7 +349,7 @@ unsafe fn gather_task<S: Isa, const P: usize>(isa: S, g: &Gather, t: usize) {
             }
         }
     }
-    let taps = g.y.k * g.x.k;
+    let taps = plan.y.k * plan.x.k;
     let block_len = taps * g.src_c * g.ws;
     let blocks = g.dst_c.div_ceil(g.ws);
 
@@ -393,7 +368,7 @@ unsafe fn gather_task<S: Isa, const P: usize>(isa: S, g: &Gather, t: usize) {
     // the row does; a pixel then adds its column offsets.
     let row_offsets = |n: usize, yi: usize| {
         let oy = ym[yi] as usize;
-        let sy = ((n * g.src_h) as isize + g.y.base[oy]) * (g.src_w * g.src_c) as isize;
+        let sy = ((n * g.src_h) as isize + plan.y.base[oy]) * (g.src_w * g.src_c) as isize;
         let dy = ((n * g.dst_h + oy) * g.dst_w * g.dst_c) as isize;
         (sy, dy)
     };
@@ -405,7 +380,7 @@ unsafe fn gather_task<S: Isa, const P: usize>(isa: S, g: &Gather, t: usize) {
             let ox = xm[xi] as usize;
             // Base source pixel (may lie outside the image when the class has
             // no taps; then it is never dereferenced), and the destination pixel.
-            sp[p] = src.wrapping_offset(sy + g.x.base[ox] * g.src_c as isize);
+            sp[p] = src.wrapping_offset(sy + plan.x.base[ox] * g.src_c as isize);
             dp[p] = g.dst.get().wrapping_offset(dy + (ox * g.dst_c) as isize);
             xi += 1;
             if xi == xm.len() {
@@ -661,21 +636,26 @@ pub(crate) fn forward(
             (0..size as isize).contains(&i).then_some(i)
         }
     };
-    run_gather(
+    let g = Gather {
         token,
-        s.n,
-        (input, s.h, s.w, s.c_in),
-        (output, s.out_h(), s.out_w(), s.c_out),
-        s.kh,
-        s.kw,
-        fwd(s.stride_h, s.dilation_h, s.pad_top, s.h),
-        fwd(s.stride_w, s.dilation_w, s.pad_left, s.w),
+        n: s.n,
+        src: input,
+        src_h: s.h,
+        src_w: s.w,
+        src_c: s.c_in,
+        dst: SendPtr(output.as_mut_ptr()),
+        dst_h: s.out_h(),
+        dst_w: s.out_w(),
+        dst_c: s.c_out,
+        kh: s.kh,
+        kw: s.kw,
         wpack,
-        bias.map(|_| &*bpad),
-        activation == Activation::Relu,
+        bias: bias.map(|_| &*bpad),
+        relu: activation == Activation::Relu,
         ws,
         nvm,
-    );
+    };
+    run_gather(&g, fwd(s.stride_h, s.dilation_h, s.pad_top, s.h), fwd(s.stride_w, s.dilation_w, s.pad_left, s.w));
 }
 
 /// Backward-data pass (overwrites `grad_input`): a gather over
@@ -698,21 +678,28 @@ pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], fi
             (t % stride == 0 && t / stride < out).then_some((t / stride) as isize)
         }
     };
-    run_gather(
+    let g = Gather {
         token,
-        s.n,
-        (grad_output, s.out_h(), s.out_w(), s.c_out),
-        (grad_input, s.h, s.w, s.c_in),
-        s.kh,
-        s.kw,
-        bwd(s.stride_h, s.dilation_h, s.pad_top, s.out_h()),
-        bwd(s.stride_w, s.dilation_w, s.pad_left, s.out_w()),
-        &buf,
-        None,
-        false,
+        n: s.n,
+        src: grad_output,
+        src_h: s.out_h(),
+        src_w: s.out_w(),
+        src_c: s.c_out,
+        dst: SendPtr(grad_input.as_mut_ptr()),
+        dst_h: s.h,
+        dst_w: s.w,
+        dst_c: s.c_in,
+        kh: s.kh,
+        kw: s.kw,
+        wpack: &buf,
+        bias: None,
+        relu: false,
         ws,
         nvm,
-    );
+    };
+    let (ytap, xtap) =
+        (bwd(s.stride_h, s.dilation_h, s.pad_top, s.out_h()), bwd(s.stride_w, s.dilation_w, s.pad_left, s.out_w()));
+    run_gather(&g, ytap, xtap);
 }
 
 #[cfg(test)]

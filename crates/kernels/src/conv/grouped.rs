@@ -30,7 +30,7 @@ use super::ConvShape;
 use crate::activation::Activation;
 use crate::arch::Token;
 use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
-use crate::gemm::sgemm_strided;
+use crate::gemm::{sgemm_strided, Gemm};
 use rayon::prelude::*;
 
 /// Forward splits the rows into at least this many tiles when there are
@@ -148,20 +148,22 @@ pub(crate) fn forward(
             unsafe {
                 sgemm_strided(
                     token,
-                    rows,
-                    k,
-                    cog,
-                    1.0,
-                    col.as_ptr(),
-                    k,
-                    1,
-                    filter.as_ptr().add(g * cog),
-                    co,
-                    1,
-                    0.0,
-                    y.as_mut_ptr().add(g * cog),
-                    co,
-                    1,
+                    &Gemm {
+                        m: rows,
+                        k,
+                        n: cog,
+                        alpha: 1.0,
+                        a: col.as_ptr(),
+                        rsa: k,
+                        csa: 1,
+                        b: filter.as_ptr().add(g * cog),
+                        rsb: co,
+                        csb: 1,
+                        beta: 0.0,
+                        c: y.as_mut_ptr().add(g * cog),
+                        rsc: co,
+                        csc: 1,
+                    },
                 )
             };
         }
@@ -193,20 +195,22 @@ pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], fi
                 unsafe {
                     sgemm_strided(
                         token,
-                        rows,
-                        cog,
-                        k,
-                        1.0,
-                        dy.as_ptr().add(g * cog),
-                        co,
-                        1,
-                        filter.as_ptr().add(g * cog),
-                        1,
-                        co,
-                        0.0,
-                        d.as_mut_ptr(),
-                        k,
-                        1,
+                        &Gemm {
+                            m: rows,
+                            k: cog,
+                            n: k,
+                            alpha: 1.0,
+                            a: dy.as_ptr().add(g * cog),
+                            rsa: co,
+                            csa: 1,
+                            b: filter.as_ptr().add(g * cog),
+                            rsb: 1,
+                            csb: co,
+                            beta: 0.0,
+                            c: d.as_mut_ptr(),
+                            rsc: k,
+                            csc: 1,
+                        },
                     )
                 };
                 unpack_add_group(s, d, g, first, rows, gimg);
@@ -257,20 +261,22 @@ pub(crate) fn backward_filter(
             unsafe {
                 sgemm_strided(
                     token,
-                    m,
-                    rows,
-                    cog,
-                    1.0,
-                    c.as_ptr().add(k0),
-                    1,
-                    k,
-                    dy.as_ptr().add(g * cog),
-                    co,
-                    1,
-                    beta,
-                    dw.get().add(k0 * co + g * cog),
-                    co,
-                    1,
+                    &Gemm {
+                        m,
+                        k: rows,
+                        n: cog,
+                        alpha: 1.0,
+                        a: c.as_ptr().add(k0),
+                        rsa: 1,
+                        csa: k,
+                        b: dy.as_ptr().add(g * cog),
+                        rsb: co,
+                        csb: 1,
+                        beta,
+                        c: dw.get().add(k0 * co + g * cog),
+                        rsc: co,
+                        csc: 1,
+                    },
                 )
             };
         });

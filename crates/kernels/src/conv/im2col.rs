@@ -31,7 +31,7 @@ use crate::activation::Activation;
 use crate::arch::Token;
 use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
 use crate::error::check_len;
-use crate::gemm::sgemm_strided;
+use crate::gemm::{sgemm_strided, Gemm};
 use crate::Result;
 use rayon::prelude::*;
 
@@ -245,20 +245,22 @@ pub(crate) fn forward(
         unsafe {
             sgemm_strided(
                 token,
-                rows,
-                k,
-                co,
-                1.0,
-                col.as_ptr(),
-                k,
-                1,
-                filter.as_ptr(),
-                co,
-                1,
-                0.0,
-                y.as_mut_ptr(),
-                co,
-                1,
+                &Gemm {
+                    m: rows,
+                    k,
+                    n: co,
+                    alpha: 1.0,
+                    a: col.as_ptr(),
+                    rsa: k,
+                    csa: 1,
+                    b: filter.as_ptr(),
+                    rsb: co,
+                    csb: 1,
+                    beta: 0.0,
+                    c: y.as_mut_ptr(),
+                    rsc: co,
+                    csc: 1,
+                },
             )
         };
         epilogue(y, co, bias, activation);
@@ -287,20 +289,22 @@ pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], fi
             unsafe {
                 sgemm_strided(
                     token,
-                    rows,
-                    co,
-                    k,
-                    1.0,
-                    dy.as_ptr(),
-                    co,
-                    1,
-                    filter.as_ptr(),
-                    1,
-                    co,
-                    0.0,
-                    d.as_mut_ptr(),
-                    k,
-                    1,
+                    &Gemm {
+                        m: rows,
+                        k: co,
+                        n: k,
+                        alpha: 1.0,
+                        a: dy.as_ptr(),
+                        rsa: co,
+                        csa: 1,
+                        b: filter.as_ptr(),
+                        rsb: 1,
+                        csb: co,
+                        beta: 0.0,
+                        c: d.as_mut_ptr(),
+                        rsc: k,
+                        csc: 1,
+                    },
                 )
             };
             unpack_add_image(s, d, first, rows, gimg);
@@ -347,20 +351,22 @@ pub(crate) fn backward_filter(
             unsafe {
                 sgemm_strided(
                     token,
-                    m,
-                    rows,
-                    co,
-                    1.0,
-                    c.as_ptr().add(k0),
-                    1,
-                    k,
-                    dy.as_ptr(),
-                    co,
-                    1,
-                    beta,
-                    dw.get().add(k0 * co),
-                    co,
-                    1,
+                    &Gemm {
+                        m,
+                        k: rows,
+                        n: co,
+                        alpha: 1.0,
+                        a: c.as_ptr().add(k0),
+                        rsa: 1,
+                        csa: k,
+                        b: dy.as_ptr(),
+                        rsb: co,
+                        csb: 1,
+                        beta,
+                        c: dw.get().add(k0 * co),
+                        rsc: co,
+                        csc: 1,
+                    },
                 )
             };
         });

@@ -172,7 +172,7 @@ unsafe fn tap_dot<S: Isa>(
 ) {
     let l = S::LANES;
     let xstep = stride * ce;
-    // SAFETY (whole body): the contract above.
+    // SAFETY: the contract above.
     unsafe {
         let mut c = 0;
         while c + 4 * l <= ce {
@@ -213,7 +213,7 @@ unsafe fn tap_dot_block<S: Isa, const U: usize>(
     acc: *mut f32,
 ) {
     let l = S::LANES;
-    // SAFETY (whole body): the contract of `tap_dot`.
+    // SAFETY: the contract of `tap_dot`.
     unsafe {
         let mut a = [isa.zero(); U];
         for (u, a) in a.iter_mut().enumerate() {

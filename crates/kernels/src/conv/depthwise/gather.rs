@@ -237,7 +237,7 @@ impl Pixel<'_> {
     unsafe fn block<S: Isa, const U: usize>(&self, isa: S, c: usize, out: *mut f32) {
         let l = S::LANES;
         let mut acc = [isa.zero(); U];
-        // SAFETY (whole body): every address is inside the buffers by the
+        // SAFETY: every address is inside the buffers by the
         // contract of `gather_row` and `c + U * l <= ce`.
         unsafe {
             if let Some(b) = self.bias {

@@ -17,8 +17,9 @@
 //! bit-identical for any pool size.
 
 use super::transforms::{filter_coefficients, grad_tile_f2, grad_tile_f4};
-use super::{input_block_raw, with_scratch, OutPtr, Problem, Variant, FILTER_SCRATCH};
+use super::{input_block_raw, with_scratch, InputArgs, Problem, Variant, FILTER_SCRATCH};
 use crate::arch::FtzGuard;
+use crate::arch::SendPtr;
 use crate::gemm::{sgemm, MatLayout};
 use rayon::prelude::*;
 use std::cell::Cell;
@@ -71,7 +72,8 @@ pub(super) fn backward_filter_chunked(
             zeros.fill(0.0);
             for (index, first) in (0..total).step_by(chunk).enumerate() {
                 let count = chunk.min(total - first);
-                transform_chunk(p, token, input, grad_output, zeros, first, count, v, dm);
+                let src = Sources { input, grad_output, zeros };
+                transform_chunk(p, token, &src, first, count, v, dm);
                 let beta = if index == 0 { 0.0 } else { 1.0 };
                 du.par_chunks_mut(c_in * c_out).enumerate().for_each(|(e, du_e)| {
                     let _ftz = FtzGuard::new();
@@ -96,24 +98,32 @@ pub(super) fn backward_filter_chunked(
     });
 }
 
+/// What the transforms of backward-filter read: the problem's NHWC input and
+/// output gradient, and a row of at least `max(c_in, c_out)` zeros.
+struct Sources<'a> {
+    input: &'a [f32],
+    grad_output: &'a [f32],
+    zeros: &'a [f32],
+}
+
 /// Input transform `V` and gradient transform `dM` of tiles `first .. first + count`,
 /// in parallel over fixed sub-ranges, into `[e][count][c]` layouts.
-#[allow(clippy::too_many_arguments)]
 fn transform_chunk(
     p: &Problem,
     token: Token,
-    input: &[f32],
-    grad_output: &[f32],
-    zeros: &[f32],
+    src: &Sources,
     first: usize,
     count: usize,
     v: &mut [f32],
     dm: &mut [f32],
 ) {
     let (c_in, c_out) = (p.c_in, p.c_out);
-    debug_assert!(v.len() >= p.variant.elems() * count * c_in && dm.len() >= p.variant.elems() * count * c_out);
+    let Sources { input, grad_output, zeros } = *src;
+    assert!(v.len() >= p.variant.elems() * count * c_in && dm.len() >= p.variant.elems() * count * c_out);
+    assert!(zeros.len() >= c_in.max(c_out) && input.len() == p.n * p.in_h * p.in_w * c_in);
+    assert_eq!(grad_output.len(), p.n * p.out_h * p.out_w * c_out);
     let per_task = count.div_ceil(TRANSFORM_TASKS);
-    let (v_ptr, dm_ptr) = (OutPtr(v.as_mut_ptr()), OutPtr(dm.as_mut_ptr()));
+    let (v_ptr, dm_ptr) = (SendPtr(v.as_mut_ptr()), SendPtr(dm.as_mut_ptr()));
     (0..count.div_ceil(per_task)).into_par_iter().for_each(|task| {
         let _ftz = FtzGuard::new();
         let start = task * per_task;
@@ -123,39 +133,33 @@ fn transform_chunk(
         // other task's; v holds t*t*count*c_in floats and dm t*t*count*c_out.
         unsafe {
             let (v_ptr, dm_ptr) = (v_ptr, dm_ptr);
-            input_block_raw(p, token, input, zeros, v_ptr.0.add(start * c_in), count * c_in, first + start, n);
-            grad_block(p, token, grad_output, zeros, dm_ptr.0.add(start * c_out), count * c_out, first + start, n);
+            let v = v_ptr.get().add(start * c_in);
+            let inputs = InputArgs { input: input.as_ptr(), zeros: zeros.as_ptr(), v, estride: count * c_in };
+            input_block_raw(p, token, &inputs, first + start, n);
+            let dm = dm_ptr.get().add(start * c_out);
+            let grads = GradArgs { grad: grad_output.as_ptr(), zeros: zeros.as_ptr(), dm, estride: count * c_out };
+            grad_block(p, token, &grads, first + start, n);
         }
     });
 }
 
 /// `dM = A dY A^T` of tiles `first .. first + n`: tile `b`'s element `e` goes
-/// to `dm + e * estride + b * c_out`.
+/// to `args.dm + e * args.estride + b * c_out`.
 ///
 /// # Safety
-/// As `input_block_raw`, for `grad_output` (the NHWC output gradient) and `c_out`.
-#[allow(clippy::too_many_arguments)]
-unsafe fn grad_block(
-    p: &Problem,
-    token: Token,
-    grad_output: &[f32],
-    zeros: &[f32],
-    dm: *mut f32,
-    estride: usize,
-    first: usize,
-    n: usize,
-) {
-    debug_assert!(zeros.len() >= p.c_out && grad_output.len() == p.n * p.out_h * p.out_w * p.c_out);
-    let args = GradArgs { grad: grad_output.as_ptr(), zeros: zeros.as_ptr(), dm, estride };
-    // SAFETY (all arms): gathers stay inside grad_output (bounds-checked per
-    // pixel) or `zeros`; writes stay in the caller's rows; each SIMD
-    // arm's token proves its instruction set.
+/// As `input_block_raw`, for `args.grad` (the NHWC output gradient) and `c_out`.
+unsafe fn grad_block(p: &Problem, token: Token, args: &GradArgs, first: usize, n: usize) {
+    // Soundness of every arm below: gathers stay inside grad_output (bounds-checked per
+    // pixel) or `zeros`; writes stay in the caller's rows.
     match token {
         #[cfg(target_arch = "x86_64")]
-        Token::Avx512(isa) => unsafe { grad_block_avx512(isa, p, &args, first, n) },
+        // SAFETY: as noted above; the token proves AVX-512F, AVX2 and FMA.
+        Token::Avx512(isa) => unsafe { grad_block_avx512(isa, p, args, first, n) },
         #[cfg(target_arch = "x86_64")]
-        Token::Avx2(isa) => unsafe { grad_block_avx2(isa, p, &args, first, n) },
-        Token::Portable(isa) => unsafe { grad_block_impl(isa, p, &args, first, n) },
+        // SAFETY: as noted above; the token proves AVX2 and FMA.
+        Token::Avx2(isa) => unsafe { grad_block_avx2(isa, p, args, first, n) },
+        // SAFETY: as noted above (the portable code needs no CPU feature).
+        Token::Portable(isa) => unsafe { grad_block_impl(isa, p, args, first, n) },
     }
 }
 
@@ -207,7 +211,7 @@ unsafe fn grad_block_impl<S: Isa>(isa: S, p: &Problem, args: &GradArgs, first: u
         }
         // SAFETY: tile b's rows start at b*c_out (caller's contract).
         let dst = unsafe { dm.add(b * c_out) };
-        // SAFETY (both arms): every src row holds c_out floats, every
+        // SAFETY: every src row holds c_out floats, every
         // dst + e*estride row c_out floats, and c + LANES <= c_out.
         unsafe {
             match p.variant {

@@ -24,7 +24,7 @@
 use crate::arch::{prefetch, Isa, Token, Vf32};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
-use crate::gemm::sgemm_strided;
+use crate::gemm::{sgemm_strided, Gemm};
 
 /// How many `k` steps ahead the micro-kernels prefetch their filter panel
 /// (8 steps = 1 KiB of a 32-wide AVX-512 panel). The panels stream from L3
@@ -58,15 +58,35 @@ pub(super) fn gemm(token: Token, rows: usize, k: usize, c_out: usize, a: &[f32],
         // SAFETY: the token proves AVX-512F/AVX2/FMA; the lengths asserted
         // above bound every address the kernel forms (rows*k of a, k*ldm of
         // b, rows*ldm of c).
-        Token::Avx512(isa) => unsafe { gemm_avx512(isa, rows, k, ldm / 32, a, b, c, ldm) },
+        Token::Avx512(isa) => unsafe { gemm_avx512(isa, &Panels { rows, k, panels: ldm / 32, a, b, c, ldc: ldm }) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 + FMA with 16-wide panels.
-        Token::Avx2(isa) => unsafe { gemm_avx2(isa, rows, k, ldm / 16, a, b, c, ldm) },
+        Token::Avx2(isa) => unsafe { gemm_avx2(isa, &Panels { rows, k, panels: ldm / 16, a, b, c, ldc: ldm }) },
         Token::Portable(_) => {
             // SAFETY: `b` is the unpadded `[k][c_out]` (ldm == c_out here),
             // `a` dense `[rows][k]`, `c` dense `[rows][c_out]`: the lengths
             // asserted above cover every element.
-            unsafe { sgemm_strided(token, rows, k, c_out, 1.0, a, k, 1, b, c_out, 1, 0.0, c, c_out, 1) }
+            unsafe {
+                sgemm_strided(
+                    token,
+                    &Gemm {
+                        m: rows,
+                        k,
+                        n: c_out,
+                        alpha: 1.0,
+                        a,
+                        rsa: k,
+                        csa: 1,
+                        b,
+                        rsb: c_out,
+                        csb: 1,
+                        beta: 0.0,
+                        c,
+                        rsc: c_out,
+                        csc: 1,
+                    },
+                )
+            }
         }
     }
 }
@@ -81,18 +101,10 @@ macro_rules! dispatch_rows {
     };
 }
 
-/// The GEMM over `panels` column panels of `NV * LANES` channels: panels
-/// outer (one `k x nr` panel of `U[e]`, 32 KiB for k = 256 on AVX-512, stays
-/// in L1/L2 while every row block of `V[e]` passes it), row tiles of `MR`
-/// inner, then the `rows % MR` remainder.
-///
-/// # Safety
-/// `a` valid for `rows * k` reads, `b` for `panels * k * nr`, `c` for
-/// `rows * ldc` writes with `ldc >= panels * nr`, where `nr = 2 * S::LANES`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn panels<S: Isa, const MR: usize>(
-    isa: S,
+/// One element-wise GEMM on raw operands: `a` dense `[rows][k]`, `b`
+/// `panels` packed column panels `[k][nr]`, `c` `[rows][ldc]`.
+#[derive(Clone, Copy)]
+struct Panels {
     rows: usize,
     k: usize,
     panels: usize,
@@ -100,7 +112,19 @@ unsafe fn panels<S: Isa, const MR: usize>(
     b: *const f32,
     c: *mut f32,
     ldc: usize,
-) {
+}
+
+/// The GEMM over `g.panels` column panels of `2 * LANES` channels: panels
+/// outer (one `k x nr` panel of `U[e]`, 32 KiB for k = 256 on AVX-512, stays
+/// in L1/L2 while every row block of `V[e]` passes it), row tiles of `MR`
+/// inner, then the `rows % MR` remainder.
+///
+/// # Safety
+/// `g.a` valid for `rows * k` reads, `g.b` for `panels * k * nr`, `g.c` for
+/// `rows * ldc` writes with `ldc >= panels * nr`, where `nr = 2 * S::LANES`.
+#[inline(always)]
+unsafe fn panels<S: Isa, const MR: usize>(isa: S, g: &Panels) {
+    let Panels { rows, k, panels, a, b, c, ldc } = *g;
     let nr = 2 * S::LANES;
     for p in 0..panels {
         // SAFETY: panel p of b starts at p*k*nr < panels*k*nr; c column offset p*nr < ldc.
@@ -130,19 +154,9 @@ unsafe fn panels<S: Isa, const MR: usize>(
 /// As [`panels`] with `nr = 32`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_avx512(
-    isa: Avx512,
-    rows: usize,
-    k: usize,
-    np: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-) {
+unsafe fn gemm_avx512(isa: Avx512, g: &Panels) {
     // SAFETY: forwarded contract.
-    unsafe { panels::<_, 12>(isa, rows, k, np, a, b, c, ldc) }
+    unsafe { panels::<_, 12>(isa, g) }
 }
 
 /// AVX2: 6 tiles x 16 channels, 12 ymm accumulators.
@@ -151,19 +165,9 @@ unsafe fn gemm_avx512(
 /// As [`panels`] with `nr = 16`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_avx2(
-    isa: Avx2,
-    rows: usize,
-    k: usize,
-    np: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-) {
+unsafe fn gemm_avx2(isa: Avx2, g: &Panels) {
     // SAFETY: forwarded contract.
-    unsafe { panels::<_, 6>(isa, rows, k, np, a, b, c, ldc) }
+    unsafe { panels::<_, 6>(isa, g) }
 }
 
 /// `MR x (NV * LANES)` register tile: `c[r][0..nr] = sum_k a[r][k] * b[k][0..nr]`,

@@ -62,7 +62,7 @@ mod transforms;
 
 use super::{ConvAlgo, ConvPass, ConvShape};
 use crate::activation::Activation;
-use crate::arch::FtzGuard;
+use crate::arch::{FtzGuard, SendPtr};
 use rayon::prelude::*;
 use std::cell::Cell;
 use std::thread::LocalKey;
@@ -357,21 +357,24 @@ fn pack_filter(variant: Variant, token: Token, filter: &[f32], c_in: usize, c_ou
         c_out,
         nr: gemm::panel_width(token, c_out),
         ldm,
-        packed: OutPtr(packed.as_mut_ptr()),
+        packed: SendPtr(packed.as_mut_ptr()),
     };
     (0..c_in.div_ceil(CHANNELS_PER_TASK)).into_par_iter().for_each(|task| {
         let _ftz = FtzGuard::new();
         let channels = task * CHANNELS_PER_TASK..c_in.min((task + 1) * CHANNELS_PER_TASK);
-        // SAFETY (all arms): this task alone writes the rows of `packed` that
+        // Soundness of every arm below: this task alone writes the rows of `packed` that
         // belong to its input channels (rows (e, panel, ci) for ci in
         // `channels`), which lie inside `packed` (t*t * c_in * ldm floats,
         // asserted above), and reads the filter (9 * c_in * c_out, asserted);
         // each SIMD arm's token proves its instruction set.
         match token {
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: as noted above; the token proves AVX-512F, AVX2 and FMA.
             Token::Avx512(isa) => unsafe { filter_rows_avx512(isa, &args, channels) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: as noted above; the token proves AVX2 and FMA.
             Token::Avx2(isa) => unsafe { filter_rows_avx2(isa, &args, channels) },
+            // SAFETY: as noted above (the portable code needs no CPU feature).
             Token::Portable(isa) => unsafe { filter_rows(isa, &args, channels) },
         }
     });
@@ -385,7 +388,7 @@ struct FilterArgs {
     c_out: usize,
     nr: usize,
     ldm: usize,
-    packed: OutPtr,
+    packed: SendPtr<f32>,
 }
 
 // SAFETY: `filter` is only read; `packed` is written at disjoint rows (see pack_filter).
@@ -407,9 +410,9 @@ unsafe fn filter_rows<S: Isa>(isa: S, a: &FilterArgs, channels: core::ops::Range
     for ci in channels {
         // Element 0's row for output channel `co` (panel co / nr, column co % nr).
         // SAFETY: (p*c_in + ci)*nr + j < c_in * ldm for co < ldm.
-        let row0 = |co: usize| unsafe { a.packed.0.add(((co / nr) * c_in + ci) * nr + co % nr) };
+        let row0 = |co: usize| unsafe { a.packed.get().add(((co / nr) * c_in + ci) * nr + co % nr) };
         let mut co = 0;
-        // SAFETY (both loops): co + LANES <= c_out, so the filter loads are in
+        // SAFETY: co + LANES <= c_out, so the filter loads are in
         // bounds and the stores stay within one panel row of every element.
         unsafe {
             while co + S::LANES <= c_out {
@@ -455,16 +458,6 @@ unsafe fn filter_rows_avx2(isa: Avx2, a: &FilterArgs, channels: core::ops::Range
     unsafe { filter_rows(isa, a, channels) }
 }
 
-/// A buffer pointer shared by parallel tasks that write disjoint parts of it
-/// (output pixels of disjoint tiles, filter rows of disjoint channels).
-#[derive(Clone, Copy)]
-pub(super) struct OutPtr(pub(super) *mut f32);
-// SAFETY: every user writes only elements no other task touches (each says
-// so where it writes), so sharing the base pointer creates no data race.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
-
 /// Runs `problem` block by block: input transform, GEMMs, output transform.
 fn run(p: &Problem, token: Token, input: &[f32], packed: &[f32], bias: Option<&[f32]>, relu: bool, output: &mut [f32]) {
     debug_assert_eq!(input.len(), p.n * p.in_h * p.in_w * p.c_in);
@@ -474,7 +467,7 @@ fn run(p: &Problem, token: Token, input: &[f32], packed: &[f32], bias: Option<&[
     let total = p.tiles();
     let per_block = p.tiles_per_block(ldm);
     let blocks = total.div_ceil(per_block);
-    let out = OutPtr(output.as_mut_ptr());
+    let out = SendPtr(output.as_mut_ptr());
     (0..blocks).into_par_iter().for_each(|block| {
         let _ftz = FtzGuard::new();
         let first = block * per_block;
@@ -494,58 +487,64 @@ fn run(p: &Problem, token: Token, input: &[f32], packed: &[f32], bias: Option<&[
                 gemm::gemm(token, count, p.c_in, p.c_out, a, b, c);
             }
             let bias = bias.unwrap_or(&zeros[..p.c_out]);
-            output_block(p, token, m, ldm, first, count, bias, relu, out, sink);
+            assert!(m.len() >= t2 * count * ldm && bias.len() >= p.c_out && sink.len() >= p.c_out);
+            let args =
+                OutputArgs { m: m.as_ptr(), ldm, bias: bias.as_ptr(), relu, out: out.get(), sink: sink.as_mut_ptr() };
+            // SAFETY: `m`, `bias` and `sink` are long enough (asserted), `sink`
+            // is this task's own scratch, and the output pixels of this
+            // block's tiles are written by this task only (blocks partition
+            // the tiles, and `output` has the problem's NHWC size).
+            unsafe { output_block(p, token, &args, first, count) };
         });
     });
 }
 
 /// Input transform of tiles `first .. first + count` into `v` (`[e][count][c_in]`).
 fn input_block(p: &Problem, token: Token, input: &[f32], first: usize, count: usize, zeros: &[f32], v: &mut [f32]) {
-    debug_assert!(zeros.len() >= p.c_in && v.len() >= p.variant.elems() * count * p.c_in);
-    // SAFETY: `v` holds t*t rows of `count * c_in` floats (checked above), so
-    // tile b's element e row at b*c_in + e*count*c_in is inside it.
-    unsafe { input_block_raw(p, token, input, zeros, v.as_mut_ptr(), count * p.c_in, first, count) }
+    assert!(zeros.len() >= p.c_in && v.len() >= p.variant.elems() * count * p.c_in);
+    assert_eq!(input.len(), p.n * p.in_h * p.in_w * p.c_in);
+    let args = InputArgs { input: input.as_ptr(), zeros: zeros.as_ptr(), v: v.as_mut_ptr(), estride: count * p.c_in };
+    // SAFETY: `input` is the problem's input and `zeros` holds c_in zeros
+    // (asserted); `v` holds t*t rows of `count * c_in` floats (asserted), so
+    // tile b's element e row at b*c_in + e*count*c_in is inside it, and `v`
+    // is borrowed mutably here, so no other thread touches it.
+    unsafe { input_block_raw(p, token, &args, first, count) }
 }
 
 /// Input transform of tiles `first .. first + count`: tile `b`'s element `e`
-/// (its `c_in` channels) goes to `v + e * estride + b * c_in`.
+/// (its `c_in` channels) goes to `args.v + e * args.estride + b * c_in`.
 ///
 /// # Safety
-/// `input` is the problem's NHWC input, `zeros` holds at least `c_in` zeros,
-/// and every `v + e * estride + b * c_in` (e < t*t, b < count) is valid for
-/// `c_in` writes that no other thread touches concurrently.
-#[allow(clippy::too_many_arguments)]
-unsafe fn input_block_raw(
-    p: &Problem,
-    token: Token,
-    input: &[f32],
-    zeros: &[f32],
-    v: *mut f32,
-    estride: usize,
-    first: usize,
-    count: usize,
-) {
-    debug_assert!(zeros.len() >= p.c_in && input.len() == p.n * p.in_h * p.in_w * p.c_in);
-    let args = InputArgs { input: input.as_ptr(), zeros: zeros.as_ptr(), v, estride };
-    // SAFETY (all arms): the tile gather only forms pointers to pixels inside
+/// `args.input` is the problem's NHWC input, `args.zeros` holds at least
+/// `c_in` zeros, and every `v + e * estride + b * c_in` (e < t*t, b < count)
+/// is valid for `c_in` writes that no other thread touches concurrently.
+unsafe fn input_block_raw(p: &Problem, token: Token, args: &InputArgs, first: usize, count: usize) {
+    // Soundness of every arm below: the tile gather only forms pointers to pixels inside
     // the input (bounds-checked per pixel) or into `zeros` (>= c_in floats);
-    // writes stay inside the rows the caller guarantees. Each SIMD arm's
-    // token proves its instruction set.
+    // writes stay inside the rows the caller guarantees.
     match token {
         #[cfg(target_arch = "x86_64")]
-        Token::Avx512(isa) => unsafe { input_block_avx512(isa, p, &args, first, count) },
+        // SAFETY: as noted above; the token proves AVX-512F, AVX2 and FMA.
+        Token::Avx512(isa) => unsafe { input_block_avx512(isa, p, args, first, count) },
         #[cfg(target_arch = "x86_64")]
-        Token::Avx2(isa) => unsafe { input_block_avx2(isa, p, &args, first, count) },
-        Token::Portable(isa) => unsafe { input_block_impl(isa, p, &args, first, count) },
+        // SAFETY: as noted above; the token proves AVX2 and FMA.
+        Token::Avx2(isa) => unsafe { input_block_avx2(isa, p, args, first, count) },
+        // SAFETY: as noted above (the portable code needs no CPU feature).
+        Token::Portable(isa) => unsafe { input_block_impl(isa, p, args, first, count) },
     }
 }
 
+/// Where the input transform reads and writes (see [`input_block_raw`]).
 #[derive(Clone, Copy)]
-struct InputArgs {
-    input: *const f32,
-    zeros: *const f32,
-    v: *mut f32,
-    estride: usize,
+pub(super) struct InputArgs {
+    /// The problem's NHWC input.
+    pub(super) input: *const f32,
+    /// At least `c_in` zeros (pixels outside the image).
+    pub(super) zeros: *const f32,
+    /// Tile 0's element-0 row of `V`.
+    pub(super) v: *mut f32,
+    /// Distance between the rows of consecutive tile elements.
+    pub(super) estride: usize,
 }
 
 /// # Safety
@@ -596,7 +595,7 @@ unsafe fn input_block_impl<S: Isa>(isa: S, p: &Problem, args: &InputArgs, first:
         }
         // SAFETY: tile b's V rows start at b*c_in, inside v.
         let dst = unsafe { v.add(b * c_in) };
-        // SAFETY (both arms): every src row holds c_in floats and every
+        // SAFETY: every src row holds c_in floats and every
         // dst + e*estride row c_in floats, and c + LANES <= c_in in each loop.
         unsafe {
             match p.variant {
@@ -626,36 +625,30 @@ unsafe fn input_block_impl<S: Isa>(isa: S, p: &Problem, args: &InputArgs, first:
     }
 }
 
-/// Output transform of tiles `first .. first + count` from `m` (`[e][count][ldm]`)
-/// into the output, with bias and activation.
-#[allow(clippy::too_many_arguments)]
-fn output_block(
-    p: &Problem,
-    token: Token,
-    m: &[f32],
-    ldm: usize,
-    first: usize,
-    count: usize,
-    bias: &[f32],
-    relu: bool,
-    out: OutPtr,
-    sink: &mut [f32],
-) {
-    debug_assert!(m.len() >= p.variant.elems() * count * ldm && bias.len() >= p.c_out && sink.len() >= p.c_out);
-    let args = OutputArgs { m: m.as_ptr(), ldm, bias: bias.as_ptr(), relu, out: out.0, sink: sink.as_mut_ptr() };
-    // SAFETY (all arms): reads stay inside `m` and `bias` (checked above);
-    // writes go to output pixels inside the image (each written by this
-    // block only, see OutPtr) or to `sink` (c_out floats). Each SIMD arm's
-    // token proves its instruction set.
+/// Output transform of tiles `first .. first + count` from `args.m`
+/// (`[e][count][ldm]`) into the output, with bias and activation.
+///
+/// # Safety
+/// `args.m` holds `t*t*count*ldm` floats, `args.bias` and `args.sink` `c_out`
+/// each (the sink written by this thread only), `args.out` the problem's
+/// NHWC output, whose pixels of these tiles no other thread writes.
+unsafe fn output_block(p: &Problem, token: Token, args: &OutputArgs, first: usize, count: usize) {
+    // Soundness of every arm below: reads stay inside `m` and `bias`; writes
+    // go to output pixels inside the image (each written by this block only)
+    // or to `sink` (c_out floats): the caller's contract.
     match token {
         #[cfg(target_arch = "x86_64")]
-        Token::Avx512(isa) => unsafe { output_block_avx512(isa, p, &args, first, count) },
+        // SAFETY: as noted above; the token proves AVX-512F, AVX2 and FMA.
+        Token::Avx512(isa) => unsafe { output_block_avx512(isa, p, args, first, count) },
         #[cfg(target_arch = "x86_64")]
-        Token::Avx2(isa) => unsafe { output_block_avx2(isa, p, &args, first, count) },
-        Token::Portable(isa) => unsafe { output_block_impl(isa, p, &args, first, count) },
+        // SAFETY: as noted above; the token proves AVX2 and FMA.
+        Token::Avx2(isa) => unsafe { output_block_avx2(isa, p, args, first, count) },
+        // SAFETY: as noted above (the portable code needs no CPU feature).
+        Token::Portable(isa) => unsafe { output_block_impl(isa, p, args, first, count) },
     }
 }
 
+/// Where the output transform reads and writes (see [`output_block`]).
 struct OutputArgs {
     m: *const f32,
     ldm: usize,
@@ -711,7 +704,7 @@ unsafe fn output_block_impl<S: Isa>(isa: S, p: &Problem, args: &OutputArgs, firs
         }
         // SAFETY: tile b's M rows start at b*ldm inside m.
         let src = unsafe { args.m.add(b * args.ldm) };
-        // SAFETY (both arms): src + e*estride + c and dst[k] + c are valid for
+        // SAFETY: src + e*estride + c and dst[k] + c are valid for
         // WIDTH floats while c + LANES <= c_out <= ldm; bias likewise.
         unsafe {
             match p.variant {
