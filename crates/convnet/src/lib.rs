@@ -37,6 +37,29 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! The same calls run anywhere without data; here a small model's untrained
+//! predictions (each row a softmax, summing to 1):
+//!
+//! ```
+//! use convnet::Activation::{Relu, Softmax};
+//! use convnet::{Conv2D, Dense, Flatten, MaxPooling2D, Sequential};
+//! use convnet_tensor::{Shape, Tensor};
+//!
+//! let model = Sequential::new()
+//!     .add(Conv2D::new(4, (3, 3)).activation(Relu).input_shape((8, 8, 1)))
+//!     .add(MaxPooling2D::new((2, 2)))
+//!     .add(Flatten::new())
+//!     .add(Dense::new(3).activation(Softmax))
+//!     .build()?;
+//! assert_eq!(model.param_count(), 40 + 111);
+//! let x = Tensor::full(Shape::nhwc(2, 8, 8, 1), 0.5);
+//! let probs = model.predict(&x, 32)?; // [2, 3]
+//! for row in probs.data().chunks(3) {
+//!     assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+//! }
+//! # Ok::<(), convnet::Error>(())
+//! ```
+//!
 //! **Threads.** The kernels run on rayon's global pool. Calling `fit` from a
 //! thread outside the pool (such as `main`) hands every parallel kernel call
 //! to the pool through its global queue and waits on a latch; making the

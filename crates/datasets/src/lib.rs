@@ -26,6 +26,22 @@
 //! input makes the parsers panic or allocate more than the input can hold
 //! (both parsers are fuzzed: see `docs/FUZZING.md`).
 //!
+//! Any MNIST-format data, here made in memory, split and batched:
+//!
+//! ```
+//! use convnet_datasets::{BatchIter, Dataset};
+//! let pixels: Vec<u8> = (0..10 * 784).map(|i| (i % 256) as u8).collect();
+//! let data = Dataset::from_vecs(28, 28, pixels, (0..10).collect())?;
+//! let (train, val) = data.split_validation(0.2)?; // the last 20% held out, as Keras does
+//! let mut batches = BatchIter::new(&train, 4, Some(1))?; // seeded shuffle
+//! let first = batches.next_batch().expect("8 examples make 2 batches");
+//! assert_eq!(first.images.shape().dims(), &[4, 28, 28, 1]); // f32 in [0, 1]
+//! assert_eq!(val.len(), 2);
+//! # Ok::<(), convnet_datasets::Error>(())
+//! ```
+//!
+//! MNIST itself, for five epochs of seeded batches:
+//!
 //! ```no_run
 //! use convnet_datasets::{BatchIter, Mnist};
 //! let mnist = Mnist::load_default()?;

@@ -188,7 +188,7 @@ impl Mnist {
     /// for raw ones); a file that differs is an [`Error::Digest`].
     ///
     /// With the `download` feature, files the directory lacks are first
-    /// fetched into it from [`Mnist::mirrors`] (see [`Mnist::download`]), as
+    /// fetched into it from `Mnist::mirrors()` (see `Mnist::download`), as
     /// Keras's `mnist.load_data()` downloads on first use; without it, a
     /// missing file is an [`Error::MissingFile`].
     pub fn load_default() -> Result<Mnist> {
