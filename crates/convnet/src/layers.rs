@@ -13,6 +13,9 @@ use convnet_kernels::conv::{ConvAlgo, ConvShape};
 use convnet_kernels::pool::PoolShape;
 use serde::{Deserialize, Serialize};
 
+pub use crate::augment::{
+    Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling,
+};
 pub use crate::separable::{DepthwiseConv2D, SeparableConv2D};
 
 /// An element-wise activation applied to a layer's output.
@@ -470,7 +473,28 @@ pub enum Layer {
     Dense(Dense),
     /// See [`Dropout`].
     Dropout(Dropout),
+    /// See [`Rescaling`].
+    Rescaling(Rescaling),
+    /// See [`RandomFlip`].
+    RandomFlip(RandomFlip),
+    /// See [`RandomRotation`].
+    RandomRotation(RandomRotation),
+    /// See [`RandomZoom`].
+    RandomZoom(RandomZoom),
+    /// See [`RandomTranslation`].
+    RandomTranslation(RandomTranslation),
 }
+
+macro_rules! into_layer {
+    ($($t:ident),*) => {$(
+        impl From<$t> for Layer {
+            fn from(l: $t) -> Self {
+                Layer::$t(l)
+            }
+        }
+    )*};
+}
+into_layer!(Rescaling, RandomFlip, RandomRotation, RandomZoom, RandomTranslation);
 
 impl From<Conv2D> for Layer {
     fn from(l: Conv2D) -> Self {
@@ -537,6 +561,11 @@ impl Layer {
             Layer::Flatten(_) => "Flatten",
             Layer::Dense(_) => "Dense",
             Layer::Dropout(_) => "Dropout",
+            Layer::Rescaling(_) => "Rescaling",
+            Layer::RandomFlip(_) => "RandomFlip",
+            Layer::RandomRotation(_) => "RandomRotation",
+            Layer::RandomZoom(_) => "RandomZoom",
+            Layer::RandomTranslation(_) => "RandomTranslation",
         }
     }
 
@@ -551,6 +580,11 @@ impl Layer {
             Layer::Flatten(_) => "flatten",
             Layer::Dense(_) => "dense",
             Layer::Dropout(_) => "dropout",
+            Layer::Rescaling(_) => "rescaling",
+            Layer::RandomFlip(_) => "random_flip",
+            Layer::RandomRotation(_) => "random_rotation",
+            Layer::RandomZoom(_) => "random_zoom",
+            Layer::RandomTranslation(_) => "random_translation",
         }
     }
 
@@ -564,6 +598,11 @@ impl Layer {
             Layer::Flatten(l) => l.name.as_deref(),
             Layer::Dense(l) => l.name.as_deref(),
             Layer::Dropout(l) => l.name.as_deref(),
+            Layer::Rescaling(l) => l.name.as_deref(),
+            Layer::RandomFlip(l) => l.name.as_deref(),
+            Layer::RandomRotation(l) => l.name.as_deref(),
+            Layer::RandomZoom(l) => l.name.as_deref(),
+            Layer::RandomTranslation(l) => l.name.as_deref(),
         }
     }
 
@@ -576,6 +615,11 @@ impl Layer {
             Layer::Flatten(l) => &mut l.name,
             Layer::Dense(l) => &mut l.name,
             Layer::Dropout(l) => &mut l.name,
+            Layer::Rescaling(l) => &mut l.name,
+            Layer::RandomFlip(l) => &mut l.name,
+            Layer::RandomRotation(l) => &mut l.name,
+            Layer::RandomZoom(l) => &mut l.name,
+            Layer::RandomTranslation(l) => &mut l.name,
         };
         *slot = Some(name);
     }
@@ -590,6 +634,11 @@ impl Layer {
             Layer::Flatten(l) => l.input_shape.as_ref(),
             Layer::Dense(l) => l.input_shape.as_ref(),
             Layer::Dropout(l) => l.input_shape.as_ref(),
+            Layer::Rescaling(l) => l.input_shape.as_ref(),
+            Layer::RandomFlip(l) => l.input_shape.as_ref(),
+            Layer::RandomRotation(l) => l.input_shape.as_ref(),
+            Layer::RandomZoom(l) => l.input_shape.as_ref(),
+            Layer::RandomTranslation(l) => l.input_shape.as_ref(),
         }
     }
 
@@ -666,7 +715,41 @@ impl Layer {
                 }
                 Ok(input.to_vec())
             }
+            Layer::Rescaling(r) => {
+                if !(r.scale.is_finite() && r.offset.is_finite()) {
+                    return Err(Error::build(name, format!("Rescaling({}, {}) is not finite", r.scale, r.offset)));
+                }
+                Ok(input.to_vec())
+            }
+            Layer::RandomFlip(_) => {
+                crate::augment::check(name, "RandomFlip", input, &[])?;
+                Ok(input.to_vec())
+            }
+            Layer::RandomRotation(l) => {
+                crate::augment::check(name, "RandomRotation", input, &[l.factor])?;
+                Ok(input.to_vec())
+            }
+            Layer::RandomZoom(l) => {
+                let w = l.width_factor.unwrap_or(l.height_factor);
+                crate::augment::check(name, "RandomZoom", input, &[l.height_factor, w])?;
+                if l.height_factor.0 <= -1.0 || w.0 <= -1.0 {
+                    return Err(Error::build(name, "RandomZoom factors must be above -1 (a zoom of 1 + factor > 0)"));
+                }
+                Ok(input.to_vec())
+            }
+            Layer::RandomTranslation(l) => {
+                crate::augment::check(name, "RandomTranslation", input, &[l.height_factor, l.width_factor])?;
+                Ok(input.to_vec())
+            }
         }
+    }
+
+    /// Whether this is one of the random augmentation layers (active only in training).
+    pub fn is_random_augmentation(&self) -> bool {
+        matches!(
+            self,
+            Layer::RandomFlip(_) | Layer::RandomRotation(_) | Layer::RandomZoom(_) | Layer::RandomTranslation(_)
+        )
     }
 
     /// The parameters of this layer on `input` (without batch); call after

@@ -91,6 +91,7 @@
 //   evaluate, weights -> model (evaluate also batch, compile, infer)
 //   callbacks -> logs, model
 //   train -> batch, callbacks, compile, infer, layers, logs, model, progress
+mod augment;
 mod batch;
 mod built;
 pub mod callbacks;
@@ -114,8 +115,9 @@ pub use compile::{Loss, Metric};
 pub use data::{Examples, TargetForm, XY};
 pub use error::{Error, Result};
 pub use layers::{
-    Activation, AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, Initializer, InputShape, Layer,
-    MaxPooling2D, Padding, SeparableConv2D,
+    Activation, AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, Dropout, Factor, FillMode, Flatten, FlipMode,
+    Initializer, InputShape, Interpolation, Layer, MaxPooling2D, Padding, RandomFlip, RandomRotation,
+    RandomTranslation, RandomZoom, Rescaling, SeparableConv2D,
 };
 pub use logs::{BatchLogs, EpochLogs, History};
 pub use model::{mnist_convnet, Model, Sequential, DEFAULT_SEED};

@@ -87,7 +87,11 @@ impl Model {
     /// last layer's activation is left out (it is fused into the loss).
     fn forward(&self, tape: &mut Tape, mut h: Var, logits: bool, dropout_seed: u64) -> Result<Var> {
         let last = self.layers.len() - 1;
+        let mut fused_until = 0;
         for (i, l) in self.layers.iter().enumerate() {
+            if i < fused_until {
+                continue; // warped together with an earlier random layer
+            }
             let mut act = l.layer.activation();
             if i == last && logits {
                 act = Activation::Linear;
@@ -167,6 +171,19 @@ impl Model {
                 Layer::Dropout(d) => {
                     tape.dropout(h, d.rate, dropout_seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))?
                 }
+                Layer::Rescaling(r) => rescale(tape, h, r.scale, r.offset, &l.name)?,
+                Layer::RandomFlip(_)
+                | Layer::RandomRotation(_)
+                | Layer::RandomZoom(_)
+                | Layer::RandomTranslation(_) => {
+                    if !tape.is_training() {
+                        h
+                    } else {
+                        let (out, end) = self.augment(tape, h, i, dropout_seed)?;
+                        fused_until = end;
+                        out
+                    }
+                }
             };
             h = match act {
                 Activation::Linear => h,
@@ -177,6 +194,45 @@ impl Model {
             };
         }
         Ok(h)
+    }
+
+    /// Warps the batch `h` by the random layers from `first` on (a run of
+    /// consecutive random layers with the same fill and interpolation is
+    /// composed into one transform per image and resampled once); returns the
+    /// warped batch and the index after the run.
+    fn augment(&self, tape: &mut Tape, h: Var, first: usize, batch_seed: u64) -> Result<(Var, usize)> {
+        if tape.requires_grad(h)? {
+            return Err(Error::invalid(
+                "layers",
+                format!(
+                    "{}: random augmentation layers must come before every layer with parameters",
+                    self.layers[first].name
+                ),
+            ));
+        }
+        let (n, hh, ww, c) = tape.shape(h)?.as_nhwc()?;
+        let seed_of = |k: usize| augment_seed(batch_seed, k);
+        let (mut transforms, options) =
+            crate::augment::transforms(&self.layers[first].layer, n, hh, ww, seed_of(first)).expect("a random layer");
+        let mut end = first + 1;
+        while let Some(next) = self.layers.get(end) {
+            match crate::augment::transforms(&next.layer, n, hh, ww, seed_of(end)) {
+                Some((t, o)) if o == options => {
+                    for (a, b) in transforms.iter_mut().zip(t) {
+                        *a = a.then(b);
+                    }
+                    end += 1;
+                }
+                _ => break,
+            }
+        }
+        let x = tape.value(h)?;
+        let shape = x.shape();
+        let mut out = vec![0.0; x.data().len()];
+        let warp_shape = convnet_kernels::image::WarpShape { n, h: hh, w: ww, c };
+        convnet_kernels::image::affine_warp(x.data(), warp_shape, &transforms, options, &mut out)?;
+        let view = convnet_tensor::TensorView::new(shape, &out).map_err(|e| Error::Data(e.to_string()))?;
+        Ok((tape.input(view)?, end))
     }
 
     /// The algorithm of a conv layer's backward passes: the chosen one when
@@ -372,10 +428,37 @@ fn epoch_metrics(run: &Running, accuracy: bool, val: Option<(f64, f64)>) -> Vec<
     m
 }
 
+/// `x * scale + offset` on the tape: a new input when `x` needs no gradient
+/// (the usual first layer), else products and sums the gradient flows through.
+fn rescale(tape: &mut Tape, x: Var, scale: f32, offset: f32, name: &str) -> Result<Var> {
+    let shape = tape.shape(x)?;
+    let value = tape.value(x)?;
+    if !tape.requires_grad(x)? {
+        let out: Vec<f32> = value.data().iter().map(|&v| v * scale + offset).collect();
+        let view = convnet_tensor::TensorView::new(shape, &out).map_err(|e| Error::Data(format!("{name}: {e}")))?;
+        return Ok(tape.input(view)?);
+    }
+    let len = value.data().len();
+    let scales = vec![scale; len];
+    let offsets = vec![offset; len];
+    let s = tape.input(convnet_tensor::TensorView::new(shape, &scales).map_err(|e| Error::Data(e.to_string()))?)?;
+    let o = tape.input(convnet_tensor::TensorView::new(shape, &offsets).map_err(|e| Error::Data(e.to_string()))?)?;
+    let scaled = tape.mul(x, s)?;
+    Ok(tape.add(scaled, o)?)
+}
+
+/// The seed of random layer `layer`'s draws in the batch of `batch_seed`.
+pub(crate) fn augment_seed(batch_seed: u64, layer: usize) -> u64 {
+    batch_seed ^ (layer as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::layers::Activation::{Relu, Sigmoid, Softmax, Tanh};
-    use crate::{AveragePooling2D, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Padding, Sequential};
+    use crate::{
+        AveragePooling2D, Conv2D, Dense, Dropout, Flatten, FlipMode, MaxPooling2D, Padding, RandomFlip, RandomRotation,
+        RandomTranslation, RandomZoom, Rescaling, Sequential,
+    };
     use convnet_autodiff::Tape;
     use convnet_tensor::{Rng, Shape, Tensor};
 
@@ -424,5 +507,84 @@ mod tests {
                 assert_eq!(taped, direct, "{} logits={logits}", model.summary());
             }
         }
+    }
+
+    /// Random layers: identity at inference, active and deterministic per
+    /// seed in training, one fused warp for a run of them, refused after a
+    /// layer with parameters; Rescaling in both.
+    #[test]
+    fn augmentation_layers() {
+        let model = Sequential::new()
+            .add(RandomFlip::new(FlipMode::Horizontal).input_shape((6, 9, 3)))
+            .add(RandomRotation::new(0.1))
+            .add(RandomZoom::new(0.2))
+            .add(RandomTranslation::new(0.1, 0.2))
+            .add(Rescaling::new(0.5, 1.0))
+            .build()
+            .unwrap();
+        assert_eq!(model.params().len(), 0);
+        let mut rng = Rng::new(5);
+        let x = Tensor::uniform(Shape::new(&[4, 6, 9, 3]).unwrap(), 0.0, 255.0, &mut rng).unwrap();
+        let rescaled: Vec<u32> = x.data().iter().map(|&v| (v * 0.5 + 1.0).to_bits()).collect();
+        let bits = |tape: &Tape, y| -> Vec<u32> { tape.value(y).unwrap().data().iter().map(|v| v.to_bits()).collect() };
+        // Inference: the random layers are the identity, on the tape and off it.
+        let mut tape = Tape::inference();
+        let v = tape.input(x.view()).unwrap();
+        let y = model.forward(&mut tape, v, false, 9).unwrap();
+        assert_eq!(bits(&tape, y), rescaled);
+        let mut s = crate::infer::Scratch::default();
+        let direct: Vec<u32> = model.infer(&mut s, x.data(), 4, false).unwrap().iter().map(|v| v.to_bits()).collect();
+        assert_eq!(direct, rescaled);
+        // Training: the batch is warped, the same way for the same seed.
+        let train = |seed: u64| {
+            let mut tape = Tape::new();
+            let v = tape.input(x.view()).unwrap();
+            let y = model.forward(&mut tape, v, false, seed).unwrap();
+            bits(&tape, y)
+        };
+        assert_eq!(train(3), train(3));
+        assert_ne!(train(3), train(4));
+        assert_ne!(train(3), rescaled);
+        // ... by one warp with the four layers' transforms composed.
+        let mut composed = vec![convnet_kernels::image::Affine::IDENTITY; 4];
+        let mut options = None;
+        for k in 0..4 {
+            let (t, o) =
+                crate::augment::transforms(&model.layers[k].layer, 4, 6, 9, super::augment_seed(3, k)).unwrap();
+            options = Some(o);
+            for (a, b) in composed.iter_mut().zip(t) {
+                *a = a.then(b);
+            }
+        }
+        let mut warped = vec![0.0; x.data().len()];
+        let shape = convnet_kernels::image::WarpShape { n: 4, h: 6, w: 9, c: 3 };
+        convnet_kernels::image::affine_warp(x.data(), shape, &composed, options.unwrap(), &mut warped).unwrap();
+        let want: Vec<u32> = warped.iter().map(|&v| (v * 0.5 + 1.0).to_bits()).collect();
+        assert_eq!(train(3), want);
+        // Rescaling after a layer with parameters: on the tape's products
+        // and sums, the same values as the inference pass.
+        let scaled = Sequential::new()
+            .add(Conv2D::new(2, 3).input_shape((6, 6, 1)))
+            .add(Rescaling::new(2.0, 1.0))
+            .build()
+            .unwrap();
+        let xs = Tensor::uniform(Shape::new(&[2, 6, 6, 1]).unwrap(), 0.0, 1.0, &mut rng).unwrap();
+        let mut tape = Tape::new();
+        let v = tape.input(xs.view()).unwrap();
+        let y = scaled.forward(&mut tape, v, false, 1).unwrap();
+        assert!(tape.requires_grad(y).unwrap());
+        let direct: Vec<u32> = scaled.infer(&mut s, xs.data(), 2, false).unwrap().iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits(&tape, y), direct);
+        // After a layer with parameters: refused, with the layer named.
+        let late = Sequential::new()
+            .add(Conv2D::new(2, 3).input_shape((6, 6, 1)))
+            .add(RandomRotation::new(0.2).name("spin"))
+            .build()
+            .unwrap();
+        let xs = Tensor::uniform(Shape::new(&[2, 6, 6, 1]).unwrap(), 0.0, 1.0, &mut rng).unwrap();
+        let mut tape = Tape::new();
+        let v = tape.input(xs.view()).unwrap();
+        let err = late.forward(&mut tape, v, false, 1).unwrap_err().to_string();
+        assert!(err.contains("spin") && err.contains("before every layer with parameters"), "{err}");
     }
 }
