@@ -105,10 +105,12 @@ pub(crate) enum Slot {
     GemmA = 4,
     /// GEMM: packed panel of B, per GEMM call.
     GemmB = 5,
+    /// Winograd: transformed tiles (`V`, `M` or `dM`) of one block, per task.
+    Tiles = 6,
 }
 
 /// Number of [`Slot`]s.
-const SLOTS: usize = 6;
+const SLOTS: usize = 7;
 
 thread_local! {
     static F32_POOL: [Cell<Vec<f32>>; SLOTS] = const { [const { Cell::new(Vec::new()) }; SLOTS] };

@@ -26,7 +26,7 @@
 //! parallelises the packing and the GEMM over fixed blocks of `dw`, so every
 //! element of `dw` sums its tiles in the same order for any thread count.
 
-use super::{ConvAlgo, ConvPass, ConvShape};
+use super::ConvShape;
 use crate::activation::Activation;
 use crate::arch::Token;
 use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
@@ -52,11 +52,6 @@ const MIN_FORWARD_TILES: usize = 16;
 /// `dw` is split into blocks of this many rows of `K` for the parallel
 /// backward-filter GEMM (fixed, so results never depend on the pool size).
 const DW_BLOCK_K: usize = 64;
-
-/// `Ok` for every validated shape and every pass: im2col is fully general.
-pub(crate) fn supports(_algo: ConvAlgo, _shape: &ConvShape, _pass: ConvPass) -> std::result::Result<(), String> {
-    Ok(())
-}
 
 /// Columns of the column matrix: `kh * kw * c_in`.
 fn patch_len(s: &ConvShape) -> usize {

@@ -22,9 +22,9 @@
 //! (tests run every path this way). A level this CPU cannot run is an
 //! [`Error::Simd`].
 
+mod bias;
 pub mod depthwise;
 pub mod direct;
-mod direct_filter;
 mod grouped;
 pub mod im2col;
 pub mod reference;
@@ -144,11 +144,10 @@ pub fn supports(algo: ConvAlgo, shape: &ConvShape, pass: ConvPass) -> Result<()>
             Err(format!("{} groups: grouped convolution runs on im2col, depthwise or reference", shape.groups))
         }
         ConvAlgo::Auto => Ok(()),
-        ConvAlgo::Reference => Ok(()),
-        ConvAlgo::Direct => direct::supports(algo, shape, pass),
-        ConvAlgo::Im2col => im2col::supports(algo, shape, pass),
-        ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 => winograd::supports(algo, shape, pass),
-        ConvAlgo::Depthwise => depthwise::supports(algo, shape, pass),
+        // Fully general: every validated shape, every pass.
+        ConvAlgo::Reference | ConvAlgo::Direct | ConvAlgo::Im2col => Ok(()),
+        ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 => winograd::supports(shape),
+        ConvAlgo::Depthwise => depthwise::supports(shape),
     };
     verdict.map_err(|reason| Error::Unsupported {
         algo: algo.name(),
@@ -314,6 +313,6 @@ pub fn conv2d_backward_bias(shape: &ConvShape, grad_output: &[f32], grad_bias: &
     shape.validate()?;
     check_len("grad_output", grad_output.len(), shape.output_len(), shape)?;
     check_len("grad_bias", grad_bias.len(), shape.c_out, shape)?;
-    direct::backward_bias(shape, grad_output, grad_bias);
+    bias::backward_bias(shape, grad_output, grad_bias);
     Ok(())
 }

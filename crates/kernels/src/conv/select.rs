@@ -69,11 +69,6 @@ pub const DIRECT_MAX_FILTER_BYTES: usize = 1 << 20;
 /// nothing asks for the gradient of the images).
 pub const DIRECT_BWD_DATA_MIN_CIN: usize = 8;
 
-/// Whether the Winograd kernels can take this shape for this pass at all.
-fn winograd_can(shape: &ConvShape, pass: ConvPass) -> bool {
-    winograd::supports(ConvAlgo::WinogradF4, shape, pass).is_ok()
-}
-
 /// The algorithm [`ConvAlgo::Auto`] runs for `shape` and `pass`: a pure function.
 ///
 /// The batch size is part of the shape, so the same layer may run another
@@ -99,7 +94,7 @@ pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
     let filter_bytes = shape.filter_len() * 4;
     let out_pixels = shape.out_h() * shape.out_w();
     let channels = shape.c_in.min(shape.c_out);
-    let winograd = channels >= WINOGRAD_MIN_CHANNELS && winograd_can(shape, pass);
+    let winograd = channels >= WINOGRAD_MIN_CHANNELS && winograd::supports(shape).is_ok();
     match pass {
         ConvPass::Forward => {
             let tiles = shape.n * shape.out_h().div_ceil(4) * shape.out_w().div_ceil(4);

@@ -45,7 +45,7 @@ use crate::{Error, Result};
 
 /// Whether [`ConvAlgo::Depthwise`] runs `shape`: any depthwise shape
 /// (`groups == c_in`), every pass.
-pub(crate) fn supports(_algo: ConvAlgo, s: &ConvShape, _pass: ConvPass) -> std::result::Result<(), String> {
+pub(crate) fn supports(s: &ConvShape) -> std::result::Result<(), String> {
     if s.depthwise_multiplier().is_none() {
         return Err(format!("not depthwise: {} groups for {} input channels (needs groups == c_in)", s.groups, s.c_in));
     }
@@ -107,7 +107,7 @@ fn block_rows(n: usize, rows: usize) -> usize {
 
 fn check(s: &ConvShape, algo: ConvAlgo, pass: ConvPass) -> Result<()> {
     s.validate()?;
-    supports(algo, s, pass).map_err(|reason| Error::Unsupported {
+    supports(s).map_err(|reason| Error::Unsupported {
         algo: algo.name(),
         pass: pass.name(),
         shape: s.to_string(),

@@ -16,13 +16,13 @@
 //! order. No partial sum depends on the thread count, so the result is
 //! bit-identical for any pool size.
 
+use super::tiles::{input_block_raw, InputArgs};
 use super::transforms::{filter_coefficients, grad_tile_f2, grad_tile_f4};
-use super::{input_block_raw, with_scratch, InputArgs, Problem, Variant, FILTER_SCRATCH};
-use crate::arch::FtzGuard;
+use super::{Problem, Variant};
 use crate::arch::SendPtr;
-use crate::gemm::{sgemm, MatLayout};
+use crate::arch::{scratch_f32, FtzGuard, Slot};
+use crate::gemm::{sgemm_strided, Gemm};
 use rayon::prelude::*;
-use std::cell::Cell;
 
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
@@ -38,11 +38,6 @@ const CHUNK_BYTES: usize = 8 << 20;
 
 /// Transform tasks per chunk: enough to balance 2-3 threads.
 const TRANSFORM_TASKS: usize = 8;
-
-thread_local! {
-    /// `V` and `dM` of the chunk in progress (on the calling thread).
-    static CHUNK_SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-}
 
 /// `grad_filter` (HWIO, overwritten) from `input` and `grad_output` of `p`.
 pub(super) fn backward_filter(p: &Problem, token: Token, input: &[f32], grad_output: &[f32], grad_filter: &mut [f32]) {
@@ -64,38 +59,47 @@ pub(super) fn backward_filter_chunked(
     let (c_in, c_out) = (p.c_in, p.c_out);
     let total = p.tiles();
     let chunk = (chunk_bytes / (t2 * (c_in + c_out) * 4)).clamp(1, total);
-    with_scratch(&FILTER_SCRATCH, t2 * c_in * c_out, |du| {
-        let (v_len, dm_len) = (t2 * chunk * c_in, t2 * chunk * c_out);
-        with_scratch(&CHUNK_SCRATCH, v_len + dm_len + c_in.max(c_out), |scratch| {
-            let (v, rest) = scratch.split_at_mut(v_len);
-            let (dm, zeros) = rest.split_at_mut(dm_len);
-            zeros.fill(0.0);
-            for (index, first) in (0..total).step_by(chunk).enumerate() {
-                let count = chunk.min(total - first);
-                let src = Sources { input, grad_output, zeros };
-                transform_chunk(p, token, &src, first, count, v, dm);
-                let beta = if index == 0 { 0.0 } else { 1.0 };
-                du.par_chunks_mut(c_in * c_out).enumerate().for_each(|(e, du_e)| {
-                    let _ftz = FtzGuard::new();
-                    let a = &v[e * count * c_in..][..count * c_in];
-                    let b = &dm[e * count * c_out..][..count * c_out];
-                    let r = sgemm(
-                        1.0,
-                        a,
-                        MatLayout::dense(count, c_in),
-                        true,
-                        b,
-                        MatLayout::dense(count, c_out),
-                        false,
-                        beta,
-                        du_e,
-                    );
-                    debug_assert!(r.is_ok(), "dU GEMM operands are consistent by construction");
-                });
-            }
+    let mut du = scratch_f32(Slot::Filter, t2 * c_in * c_out);
+    let (v_len, dm_len) = (t2 * chunk * c_in, t2 * chunk * c_out);
+    let mut scratch = scratch_f32(Slot::Tiles, v_len + dm_len + c_in.max(c_out));
+    let (v, rest) = scratch.split_at_mut(v_len);
+    let (dm, zeros) = rest.split_at_mut(dm_len);
+    zeros.fill(0.0);
+    for (index, first) in (0..total).step_by(chunk).enumerate() {
+        let count = chunk.min(total - first);
+        let src = Sources { input, grad_output, zeros };
+        transform_chunk(p, token, &src, first, count, v, dm);
+        let beta = if index == 0 { 0.0 } else { 1.0 };
+        du.par_chunks_mut(c_in * c_out).enumerate().for_each(|(e, du_e)| {
+            let _ftz = FtzGuard::new();
+            let a = &v[e * count * c_in..][..count * c_in];
+            let b = &dm[e * count * c_out..][..count * c_out];
+            assert_eq!(du_e.len(), c_in * c_out);
+            // dU[e] (c_in x c_out) = V[e]^T (V[e] is count x c_in, read
+            // transposed: strides (1, c_in)) times dM[e] (count x c_out).
+            let g = Gemm {
+                m: c_in,
+                k: count,
+                n: c_out,
+                alpha: 1.0,
+                a: a.as_ptr(),
+                rsa: 1,
+                csa: c_in,
+                b: b.as_ptr(),
+                rsb: c_out,
+                csb: 1,
+                beta,
+                c: du_e.as_mut_ptr(),
+                rsc: c_out,
+                csc: 1,
+            };
+            // SAFETY: `a` holds count*c_in, `b` count*c_out and `du_e`
+            // c_in*c_out floats (sliced and asserted above), which bound every
+            // address the strides form; `du_e` is this task's own chunk.
+            unsafe { sgemm_strided(token, &g) };
         });
-        untransform(p.variant, du, c_in * c_out, grad_filter);
-    });
+    }
+    untransform(p.variant, &du, c_in * c_out, grad_filter);
 }
 
 /// What the transforms of backward-filter read: the problem's NHWC input and

@@ -19,7 +19,7 @@
 //! are 3-6x that.
 
 use super::*;
-use crate::conv::{self, reference, ConvShape, Padding};
+use crate::conv::{self, reference, ConvPass, ConvShape, Padding};
 use crate::simd::SimdLevel;
 use convnet_tensor::Rng;
 

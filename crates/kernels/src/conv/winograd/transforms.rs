@@ -361,7 +361,7 @@ fn g_f4<S: Isa>(isa: S, g: [S::V; 3]) -> [S::V; 6] {
 /// `base + e * estride` is valid for `LANES` writes; the token `isa` proves the instruction set.
 #[inline(always)]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-pub(super) unsafe fn filter_tile<S: Isa, const F4: bool>(
+pub(super) unsafe fn filter_transform<S: Isa, const F4: bool>(
     isa: S,
     filter: *const f32,
     ci: usize,

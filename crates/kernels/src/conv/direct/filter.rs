@@ -1,17 +1,16 @@
-//! Backward-filter and bias gradient of the [`direct`](super::direct)
-//! algorithm: per-tap SIMD reductions over pixels, in fixed chunks whose
+//! Backward-filter of the [`direct`](super) algorithm: per-tap SIMD reductions over pixels, in fixed chunks whose
 //! partial sums are added in a fixed order (bit-identical for any number of
 //! threads). See the `direct` module docs for the scheme.
 
 // Register-tile loops index several fixed-size arrays in lockstep.
 #![allow(clippy::needless_range_loop)]
 
-use super::direct::channel_blocking;
-use super::ConvShape;
+use super::channel_blocking;
 use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
 use crate::arch::{Isa, Token, Vf32};
+use crate::conv::ConvShape;
 use rayon::prelude::*;
 
 /// Target output pixels per backward-filter chunk. Each chunk holds whole
@@ -164,24 +163,23 @@ unsafe fn filter_task<S: Isa>(isa: S, job: &FilterJob, t: usize) {
     let dst = unsafe { dw.add((tap * s.c_in + r0) * s.c_out + c0) };
     let n0 = chunk * job.images_per_chunk;
     let n1 = (n0 + job.images_per_chunk).min(s.n);
-    let a =
-        FilterArgs { s, input: job.input, grad_output: job.grad_output, ky, kx, r0, rvalid, c0, nvalid, n0, n1, dst };
+    let a = TapBlock { s, input: job.input, grad_output: job.grad_output, ky, kx, r0, rvalid, c0, nvalid, n0, n1, dst };
     // SAFETY: forwarded contract.
     unsafe {
         match (job.rows, nv) {
-            (4, 1) => filter_tile::<S, 4, 1, 1>(isa, &a),
-            (4, 2) => filter_tile::<S, 4, 2, 1>(isa, &a),
-            (4, 3) => filter_tile::<S, 4, 3, 1>(isa, &a),
-            (4, _) => filter_tile::<S, 4, 4, 1>(isa, &a),
-            (_, 1) => filter_tile::<S, 1, 1, 4>(isa, &a),
-            (_, 2) => filter_tile::<S, 1, 2, 4>(isa, &a),
-            (_, 3) => filter_tile::<S, 1, 3, 4>(isa, &a),
-            (_, _) => filter_tile::<S, 1, 4, 4>(isa, &a),
+            (4, 1) => reduce_tap_block::<S, 4, 1, 1>(isa, &a),
+            (4, 2) => reduce_tap_block::<S, 4, 2, 1>(isa, &a),
+            (4, 3) => reduce_tap_block::<S, 4, 3, 1>(isa, &a),
+            (4, _) => reduce_tap_block::<S, 4, 4, 1>(isa, &a),
+            (_, 1) => reduce_tap_block::<S, 1, 1, 4>(isa, &a),
+            (_, 2) => reduce_tap_block::<S, 1, 2, 4>(isa, &a),
+            (_, 3) => reduce_tap_block::<S, 1, 3, 4>(isa, &a),
+            (_, _) => reduce_tap_block::<S, 1, 4, 4>(isa, &a),
         }
     }
 }
 
-struct FilterArgs<'a> {
+struct TapBlock<'a> {
     s: &'a ConvShape,
     input: &'a [f32],
     grad_output: &'a [f32],
@@ -228,7 +226,7 @@ unsafe fn load_part<S: Isa>(isa: S, p: *const f32, valid: usize) -> S::V {
 ///
 /// `a.dst` writable for that block; the other fields describe `a.s`.
 #[inline(always)]
-unsafe fn filter_tile<S: Isa, const R: usize, const NV: usize, const G: usize>(isa: S, a: &FilterArgs) {
+unsafe fn reduce_tap_block<S: Isa, const R: usize, const NV: usize, const G: usize>(isa: S, a: &TapBlock) {
     let s = a.s;
     let (oh, ow) = (s.out_h(), s.out_w());
     let (ylo, yhi) = valid_range(oh, a.ky, s.stride_h, s.dilation_h, s.pad_top, s.h);
@@ -322,34 +320,5 @@ unsafe fn filter_tile<S: Isa, const R: usize, const NV: usize, const G: usize>(i
                 }
             }
         }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Bias gradient
-// ---------------------------------------------------------------------------
-
-/// Rows of `grad_output` per bias-gradient chunk (fixed: the partial sums
-/// are added in chunk order, so the result never depends on the pool).
-const BIAS_CHUNK_ROWS: usize = 2048;
-
-/// Bias gradient: per-channel sums of `grad_output` (overwrites
-/// `grad_bias`). f32 partial sums over fixed chunks of rows, added in order.
-pub(crate) fn backward_bias(s: &ConvShape, grad_output: &[f32], grad_bias: &mut [f32]) {
-    let _ftz = FtzGuard::new();
-    let c = s.c_out;
-    let rows = grad_output.len() / c;
-    let chunks = rows.div_ceil(BIAS_CHUNK_ROWS);
-    let mut partials = scratch_f32(Slot::Partial, chunks * c);
-    partials.par_chunks_mut(c).enumerate().for_each(|(i, p)| {
-        p.fill(0.0);
-        let part = &grad_output[i * BIAS_CHUNK_ROWS * c..((i + 1) * BIAS_CHUNK_ROWS).min(rows) * c];
-        for row in part.chunks_exact(c) {
-            p.iter_mut().zip(row).for_each(|(a, &g)| *a += g);
-        }
-    });
-    grad_bias.fill(0.0);
-    for p in partials.chunks_exact(c) {
-        grad_bias.iter_mut().zip(p).for_each(|(a, &g)| *a += g);
     }
 }
