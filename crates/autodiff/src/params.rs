@@ -3,6 +3,7 @@
 
 use crate::{Error, Result};
 use convnet_tensor::{Shape, Tensor};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static NEXT_OWNER: AtomicU32 = AtomicU32::new(1);
@@ -58,6 +59,9 @@ struct Param {
 pub struct Params {
     owner: u32,
     entries: Vec<Param>,
+    /// Name -> index, so `add` and `find` take constant time (a model of
+    /// 100,000 layers builds in linear time, not quadratic).
+    by_name: HashMap<String, u32>,
 }
 
 impl Default for Params {
@@ -69,22 +73,24 @@ impl Default for Params {
 impl Params {
     /// An empty parameter set.
     pub fn new() -> Self {
-        Params { owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed), entries: Vec::new() }
+        Params { owner: NEXT_OWNER.fetch_add(1, Ordering::Relaxed), entries: Vec::new(), by_name: HashMap::new() }
     }
 
     /// Adds a parameter with its initial value; its gradient starts at zero.
     /// Names must be unique ([`Error::DuplicateParam`]).
     pub fn add(&mut self, name: impl Into<String>, value: Tensor) -> Result<ParamId> {
         let name = name.into();
-        if self.find(&name).is_some() {
+        if self.by_name.contains_key(&name) {
             return Err(Error::DuplicateParam(name));
         }
         if self.entries.len() >= u32::MAX as usize {
             return Err(Error::BadArgument { op: "Params::add", detail: "too many parameters".into() });
         }
+        let index = self.entries.len() as u32;
         let grad = Tensor::zeros(value.shape());
+        self.by_name.insert(name.clone(), index);
         self.entries.push(Param { name, value, grad, fresh: true });
-        Ok(ParamId { owner: self.owner, index: (self.entries.len() - 1) as u32 })
+        Ok(ParamId { owner: self.owner, index })
     }
 
     /// Number of parameters (tensors, not elements).
@@ -109,7 +115,7 @@ impl Params {
 
     /// The id of the parameter called `name`.
     pub fn find(&self, name: &str) -> Option<ParamId> {
-        self.entries.iter().position(|p| p.name == name).map(|i| ParamId { owner: self.owner, index: i as u32 })
+        self.by_name.get(name).map(|&index| ParamId { owner: self.owner, index })
     }
 
     fn entry(&self, id: ParamId) -> Result<&Param> {

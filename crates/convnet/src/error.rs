@@ -44,6 +44,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An image that cannot be used as input (too large, corrupt, unsupported).
+    #[error("{name}: {reason}")]
+    Image {
+        /// The file (or the name given to bytes in memory).
+        name: String,
+        /// What is wrong, in plain words.
+        reason: String,
+    },
     /// An I/O error, with the path involved.
     #[error("{path}: {source}")]
     Io {

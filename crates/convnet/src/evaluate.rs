@@ -93,3 +93,31 @@ impl Model {
         Ok(out)
     }
 }
+
+impl Model {
+    /// Activation values per example: the input plus every layer's output
+    /// (what [`Limits::max_activations`] bounds). Multiply by the batch size
+    /// and 4 bytes for one copy of a batch's activations.
+    pub fn activations_per_example(&self) -> usize {
+        let layers = self.layers();
+        let input = crate::plan::elements(self.input_shape()).unwrap_or(usize::MAX);
+        layers.iter().fold(input, |a, l| a.saturating_add(crate::plan::elements(&l.output).unwrap_or(usize::MAX)))
+    }
+
+    /// The largest batch size, at most `requested` and at least 1, whose
+    /// inference activations (two buffers of the largest output per
+    /// example, counted as twice the sum of all outputs) fit in
+    /// `budget_bytes`.
+    ///
+    /// ```
+    /// let model = convnet::mnist_convnet().build()?;
+    /// assert_eq!(model.inference_batch(64, convnet::limits::INFERENCE_BATCH_BYTES), 64);
+    /// assert_eq!(model.inference_batch(64, 1), 1);
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn inference_batch(&self, requested: usize, budget_bytes: u64) -> usize {
+        let per_example = (self.activations_per_example() as u64).saturating_mul(8).max(1);
+        let fits = usize::try_from(budget_bytes / per_example).unwrap_or(usize::MAX);
+        requested.min(fits).max(1)
+    }
+}

@@ -809,7 +809,7 @@ fn cannot_fit(shown: &str, e: &convnet_kernels::Error) -> String {
         convnet_kernels::Error::InvalidShape { reason, .. } => reason.clone(),
         other => other.to_string(),
     };
-    format!("cannot be applied to input shape (None, {}): {reason}", shown.trim_start_matches('('))
+    format!("cannot be applied to input shape (None, {}: {reason}", shown.trim_start_matches('('))
 }
 
 fn rank3(name: &str, class: &str, input: &[usize]) -> Result<[usize; 3]> {

@@ -76,19 +76,22 @@
 //! (built weights, [`summary`](Model::summary); `compile` in `compile.rs`,
 //! `fit` in `train.rs`, `evaluate`/`predict` in `evaluate.rs` on the
 //! tape-free engine in `infer.rs`), [`data`] (where batches come from),
-//! [`callbacks`], [`progress`] (Keras's bar), [`weights`] (safetensors files,
-//! atomic writes). The modules form a one-way graph, drawn in
-//! `docs/ARCHITECTURE.md`.
+//! [`callbacks`], [`progress`] (Keras's bar), [`weights`] (safetensors
+//! files), [`files`] (bounded reads, atomic saves), [`images`] (images as
+//! input), [`limits`] (the resource limits, `docs/LIMITS.md`). The modules
+//! form a one-way graph, drawn in `docs/ARCHITECTURE.md`.
 #![warn(missing_docs)]
 
 // The module graph is one way (docs/ARCHITECTURE.md draws it). Layer by
 // layer, each module uses only modules of the layers above its own:
 //   error, progress, logs, data, layers      (leaves; data and layers use error)
+//   limits, files, images                    (files uses limits; images uses files, limits)
+//   plan -> layers, limits
 //   built -> layers
 //   summary, infer, compile -> built, layers (compile also data)
 //   batch -> compile, data
-//   model -> built, compile, infer, layers, summary
-//   evaluate, weights -> model (evaluate also batch, compile, infer)
+//   model -> built, compile, infer, layers, limits, plan, summary
+//   evaluate, weights -> model (evaluate also batch, compile, infer, plan; weights also files, limits, plan)
 //   callbacks -> logs, model
 //   train -> batch, callbacks, compile, infer, layers, logs, model, progress
 mod augment;
@@ -99,10 +102,14 @@ mod compile;
 pub mod data;
 mod error;
 mod evaluate;
+pub mod files;
+pub mod images;
 mod infer;
 pub mod layers;
+pub mod limits;
 mod logs;
 mod model;
+mod plan;
 pub mod progress;
 mod separable;
 mod summary;

@@ -1,8 +1,9 @@
 //! `convnet`: train, evaluate and run the chapter's MNIST convnet, and
 //! benchmark the convolution kernels. See `convnet --help`.
 //!
-//! Exit codes: 0 success, 2 usage error (from clap), 1 any other error, with
-//! the message on stderr.
+//! Exit codes: 0 success, 2 usage error (from clap, or options that
+//! contradict each other, or a malformed `CONVNET_MAX_*` variable), 1 any
+//! other error, with the message on stderr.
 
 mod cli;
 
@@ -25,6 +26,10 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match std::panic::catch_unwind(move || cli::run(args, started)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) if e.downcast_ref::<cli::UsageError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
         Ok(Err(e)) => {
             let mut msg = format!("error: {e}");
             let mut source = std::error::Error::source(&*e);

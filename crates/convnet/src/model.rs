@@ -11,14 +11,14 @@
 use crate::built::BuiltLayer;
 use crate::compile::{Compiled, Loss, Metric};
 use crate::infer::Scratch;
-use crate::layers::{fmt_dims, Initializer, InputShape, Layer};
+use crate::layers::{Initializer, Layer};
+use crate::limits::Limits;
 use crate::{Error, Result};
 use convnet_autodiff::Params;
 use convnet_kernels::conv::ConvAlgo;
 use convnet_optim::Optimizer;
 use convnet_tensor::{Rng, Shape, Tensor};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// Seed of the weight initialisers when none is given.
 pub const DEFAULT_SEED: u64 = 42;
@@ -78,6 +78,12 @@ impl Sequential {
         self
     }
 
+    /// Parses architecture JSON (what [`Model::to_json`] writes) without
+    /// building anything.
+    pub fn from_json(json: &str) -> Result<Sequential> {
+        serde_json::from_str(json).map_err(|e| Error::invalid("model JSON", e.to_string()))
+    }
+
     /// Sets the seed of the weight initialisers (default [`DEFAULT_SEED`]).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -85,83 +91,61 @@ impl Sequential {
     }
 
     /// Names the layers (Keras's `conv2d`, `conv2d_1`, ... unless named),
-    /// infers every output shape and initialises the weights from the seed.
-    /// A layer that cannot take its input is an [`Error::Build`] naming it.
+    /// infers every output shape and initialises the weights from the seed,
+    /// within the default [`Limits`]. A layer that cannot take its input is
+    /// an [`Error::Build`] naming it; a model over a limit is an
+    /// [`Error::Invalid`] saying which and how to raise it.
     pub fn build(self) -> Result<Model> {
+        self.build_with(&Limits::default())
+    }
+
+    /// [`Sequential::build`] within `limits`: the layer count, the
+    /// parameter count and the activation values per example are computed
+    /// with checked arithmetic and compared with the limits before any
+    /// weight is allocated.
+    ///
+    /// ```
+    /// use convnet::{limits::Limits, Dense, Sequential};
+    /// let wide = Sequential::new().add(Dense::new(1 << 30).input_shape(1000));
+    /// let err = wide.clone().build().unwrap_err(); // 10^12 parameters: refused before allocating
+    /// assert!(err.to_string().contains("more than the limit"), "{err}");
+    /// let tiny = Sequential::new().add(Dense::new(3).input_shape(2));
+    /// assert!(tiny.build_with(&Limits::default().max_params(9)).is_ok());
+    /// ```
+    pub fn build_with(self, limits: &Limits) -> Result<Model> {
         let Sequential { name, layers, seed } = self;
-        if layers.is_empty() {
-            return Err(Error::invalid("model", "a Sequential model needs at least one layer"));
-        }
-        let mut counters: HashMap<&'static str, usize> = HashMap::new();
-        let mut seen = std::collections::HashSet::new();
+        Model::from_plan(crate::plan::plan(name, layers, seed, limits)?, true)
+    }
+}
+
+impl Model {
+    /// Allocates the planned model's weights: initialised from the seed, or
+    /// zeros when `init` is false (a loader overwrites them anyway).
+    pub(crate) fn from_plan(plan: crate::plan::Plan, init: bool) -> Result<Model> {
+        let crate::plan::Plan { name, seed, layers, .. } = plan;
         let mut rng = Rng::new(seed);
         let mut built = Vec::with_capacity(layers.len());
         let mut params = Params::new();
-        let mut current: Option<Vec<usize>> = None;
-        for (i, mut layer) in layers.into_iter().enumerate() {
-            let lname = match layer.user_name() {
-                Some(n) => n.to_string(),
-                None => {
-                    let prefix = layer.auto_name_prefix();
-                    let k = counters.entry(prefix).or_insert(0);
-                    let n = if *k == 0 { prefix.to_string() } else { format!("{prefix}_{k}") };
-                    *k += 1;
-                    n
-                }
-            };
-            if lname.is_empty() || lname.contains('/') {
-                return Err(Error::build(&lname, "a layer name must be non-empty and contain no '/'"));
-            }
-            if !seen.insert(lname.clone()) {
-                return Err(Error::build(&lname, "two layers have this name"));
-            }
-            layer.set_name(lname.clone());
-            let input = match (i, layer.declared_input_shape(), current.take()) {
-                (0, Some(InputShape(d)), _) => d.clone(),
-                (0, None, _) => {
-                    return Err(Error::build(
-                        &lname,
-                        "the first layer needs an input_shape, e.g. .input_shape((28, 28, 1))",
-                    ))
-                }
-                (_, Some(InputShape(d)), Some(cur)) if *d != cur => {
-                    return Err(Error::build(
-                        &lname,
-                        format!("declared input_shape {} but receives {}", fmt_dims(d), fmt_dims(&cur)),
-                    ))
-                }
-                (_, _, Some(cur)) => cur,
-                (_, _, None) => unreachable!("every built layer sets an output shape"),
-            };
-            if input.is_empty() || input.len() > 3 {
-                return Err(Error::build(
-                    &lname,
-                    format!("input shape {} must have 1 to 3 dimensions", fmt_dims(&input)),
-                ));
-            }
-            let output = layer.output_shape(&lname, &input)?;
-            let mut ids = Vec::new();
-            let mut count = 0usize;
-            for spec in layer.params(&input) {
-                let shape = Shape::new(&spec.dims).map_err(|e| Error::build(&lname, e.to_string()))?;
+        for l in layers {
+            let mut ids = Vec::with_capacity(l.params.len());
+            for spec in &l.params {
+                let shape = Shape::new(&spec.dims).map_err(|e| Error::build(&l.name, e.to_string()))?;
                 let value = match spec.init {
+                    _ if !init => Tensor::zeros(shape),
                     Initializer::GlorotUniform => Tensor::glorot_uniform(shape, &mut rng)?,
                     Initializer::HeNormal => Tensor::he_normal(shape, &mut rng)?,
                     Initializer::Zeros => Tensor::zeros(shape),
                 };
-                count =
-                    count.checked_add(shape.len()).ok_or_else(|| Error::build(&lname, "parameter count overflows"))?;
-                ids.push(params.add(format!("{lname}/{}", spec.kind), value)?);
+                ids.push(params.add(format!("{}/{}", l.name, spec.kind), value)?);
             }
             built.push(BuiltLayer {
-                name: lname,
-                layer,
-                input,
-                output: output.clone(),
+                name: l.name,
+                layer: l.layer,
+                input: l.input,
+                output: l.output,
                 params: ids,
-                param_count: count,
+                param_count: l.param_count,
             });
-            current = Some(output);
         }
         Ok(Model {
             name,
@@ -259,8 +243,12 @@ impl Model {
 
     /// Builds a model from architecture JSON written by [`Model::to_json`].
     pub fn from_json(json: &str) -> Result<Model> {
-        let seq: Sequential = serde_json::from_str(json).map_err(|e| Error::invalid("model JSON", e.to_string()))?;
-        seq.build()
+        Model::from_json_with(json, &Limits::default())
+    }
+
+    /// [`Model::from_json`] within `limits` (see [`Sequential::build_with`]).
+    pub fn from_json_with(json: &str, limits: &Limits) -> Result<Model> {
+        Sequential::from_json(json)?.build_with(limits)
     }
 
     /// Runs every convolution with `algo` unless a layer pins its own

@@ -44,11 +44,56 @@ pub(crate) fn io_error(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
+/// What a file type is, in the words of an error message (`"a FIFO (named pipe)"`).
+pub(crate) fn kind_of(ft: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if ft.is_char_device() {
+            return "a character device";
+        }
+        if ft.is_block_device() {
+            return "a block device";
+        }
+        if ft.is_socket() {
+            return "a socket";
+        }
+    }
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_file() {
+        "a regular file"
+    } else {
+        "a special file"
+    }
+}
+
 /// Maps `path` read-only (an empty file becomes an empty owned buffer, since
-/// zero-length mappings are not portable).
+/// zero-length mappings are not portable). Anything but a regular file
+/// (symbolic links followed) is refused before it is opened: opening a FIFO
+/// blocks until a writer comes, and a device has no size.
 pub(crate) fn map_file(path: &Path) -> Result<Bytes> {
+    let meta = std::fs::metadata(path).map_err(|e| io_error(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::WrongFileType {
+            path: path.display().to_string(),
+            found: kind_of(&meta.file_type()),
+            expected: "a regular file",
+        });
+    }
     let file = File::open(path).map_err(|e| io_error(path, e))?;
-    let len = file.metadata().map_err(|e| io_error(path, e))?.len();
+    let opened = file.metadata().map_err(|e| io_error(path, e))?;
+    if !opened.is_file() {
+        return Err(Error::WrongFileType {
+            path: path.display().to_string(),
+            found: kind_of(&opened.file_type()),
+            expected: "a regular file",
+        });
+    }
+    let len = opened.len();
     if len == 0 {
         return Ok(Bytes::Owned(Vec::new()));
     }

@@ -151,7 +151,7 @@ impl Mnist {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { file: dir.display().to_string(), source })?;
         let (proxied, direct) = (agent(false), agent(true));
         for (index, name) in FILES.iter().enumerate() {
-            if find_file(dir, name).is_some() {
+            if find_file(dir, name)?.is_some() {
                 continue;
             }
             let target: PathBuf = dir.join(name);

@@ -22,6 +22,18 @@ pub enum Error {
         /// The directory asked for.
         path: String,
     },
+    /// The path exists but is not what was expected: a FIFO, a device, a
+    /// socket, or a file where a directory was expected. Refused before it
+    /// is opened (a FIFO would block, `/dev/zero` never ends).
+    #[error("{path}: is {found}, not {expected}")]
+    WrongFileType {
+        /// The path.
+        path: String,
+        /// What it is (`"a FIFO (named pipe)"`).
+        found: &'static str,
+        /// What was expected (`"a directory or an .npz file"`).
+        expected: &'static str,
+    },
     /// A file the dataset needs is not there.
     #[error("{path}: no such file{hint}")]
     MissingFile {

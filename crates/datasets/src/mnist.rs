@@ -72,14 +72,42 @@ pub struct Mnist {
     pub test: Dataset,
 }
 
-/// Where one of the four files is: the raw name, or the raw name plus `.gz`.
-pub(crate) fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
-    let raw = dir.join(name);
-    if raw.is_file() {
-        return Some(raw);
+/// `dir/name` or else `dir/name.gz`, if one exists; an entry that exists
+/// but is not a regular file (a FIFO, a device, a directory) is an error
+/// naming it, not "missing".
+pub(crate) fn find_file(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
+    for candidate in [dir.join(name), dir.join(format!("{name}.gz"))] {
+        match std::fs::metadata(&candidate) {
+            Ok(m) if m.is_file() => return Ok(Some(candidate)),
+            Ok(m) => {
+                return Err(Error::WrongFileType {
+                    path: candidate.display().to_string(),
+                    found: crate::bytes::kind_of(&m.file_type()),
+                    expected: "a regular file",
+                })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Io { file: candidate.display().to_string(), source: e }),
+        }
     }
-    let gz = dir.join(format!("{name}.gz"));
-    gz.is_file().then_some(gz)
+    Ok(None)
+}
+
+/// What `path` is: `Ok(true)` for a directory, `Ok(false)` for a regular
+/// file; `MissingDir` when nothing is there, `WrongFileType` for a FIFO or a
+/// device, `Io` for anything else the system reports (a symbolic-link loop).
+fn dir_or_file(path: &Path, shown: String) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(m) if m.is_file() => Ok(false),
+        Ok(m) => Err(Error::WrongFileType {
+            path: shown,
+            found: crate::bytes::kind_of(&m.file_type()),
+            expected: "a directory or an .npz file",
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::MissingDir { path: shown }),
+        Err(e) => Err(Error::Io { file: shown, source: e }),
+    }
 }
 
 fn check_side(images: &IdxImages) -> Result<()> {
@@ -112,19 +140,16 @@ impl Mnist {
     /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<Mnist> {
         let path = path.as_ref();
-        if path.is_file() {
+        if !dir_or_file(path, path.display().to_string())? {
             return Mnist::load_npz(path);
         }
-        if !path.is_dir() {
-            return Err(Error::MissingDir { path: path.display().to_string() });
-        }
-        let found: Vec<Option<PathBuf>> = FILES.iter().map(|name| find_file(path, name)).collect();
+        let found: Vec<Option<PathBuf>> = FILES.iter().map(|name| find_file(path, name)).collect::<Result<_>>()?;
         if let [Some(a), Some(b), Some(c), Some(d)] = &found[..] {
             return Mnist::from_idx_files([a, b, c, d], false);
         }
         let npz = path.join(NPZ_NAME);
-        if npz.is_file() {
-            return Mnist::load_npz(&npz);
+        if npz.exists() {
+            return Mnist::load_npz(&npz); // a FIFO or device there is refused by name
         }
         let missing = FILES.iter().zip(&found).find(|(_, f)| f.is_none()).map(|(n, _)| *n).unwrap_or(FILES[0]);
         Err(Error::MissingFile {
@@ -148,8 +173,12 @@ impl Mnist {
     pub fn default_dir() -> Result<PathBuf> {
         if let Some(dir) = std::env::var_os(DATA_ENV).filter(|d| !d.is_empty()) {
             let dir = PathBuf::from(dir);
-            if !dir.is_dir() {
-                return Err(Error::MissingDir { path: format!("{} (from {DATA_ENV})", dir.display()) });
+            if !dir_or_file(&dir, format!("{} (from {DATA_ENV})", dir.display()))? {
+                return Err(Error::WrongFileType {
+                    path: format!("{} (from {DATA_ENV})", dir.display()),
+                    found: "a regular file",
+                    expected: "a directory",
+                });
             }
             return Ok(dir);
         }
@@ -194,12 +223,12 @@ impl Mnist {
     pub fn load_default() -> Result<Mnist> {
         let dir = Mnist::default_dir()?;
         #[cfg(feature = "download")]
-        if FILES.iter().any(|name| find_file(&dir, name).is_none()) {
+        if FILES.iter().any(|name| !matches!(find_file(&dir, name), Ok(Some(_)))) {
             Mnist::download(&dir, &Mnist::mirrors())?;
         }
         let mut paths = Vec::with_capacity(4);
         for name in FILES {
-            let path = find_file(&dir, name).ok_or_else(|| Error::MissingFile {
+            let path = find_file(&dir, name)?.ok_or_else(|| Error::MissingFile {
                 path: dir.join(format!("{name}.gz")).display().to_string(),
                 hint: if cfg!(feature = "download") {
                     " (the default MNIST copy needs all four files)".to_string()

@@ -7,6 +7,7 @@
 
 use super::{parse_algo, CliResult};
 use clap::Args;
+use convnet::limits::{Limits, ENV_MAX_BENCH_BYTES};
 use convnet_kernels::activation::Activation;
 use convnet_kernels::conv::{self, ConvAlgo, ConvPass, ConvShape, Padding};
 use convnet_tensor::Rng;
@@ -31,7 +32,7 @@ pub struct ConvArgs {
     #[arg(long, default_value = "valid", value_parser = ["valid", "same"])]
     padding: String,
     /// An algorithm, or `all` (every algorithm but the f64 reference).
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", value_parser = parse_algo_or_all)]
     algo: String,
     /// Also time backward-data and backward-filter.
     #[arg(long)]
@@ -53,16 +54,43 @@ fn parse_shape(s: &str) -> Result<[usize; 5], String> {
     }
 }
 
+fn parse_algo_or_all(s: &str) -> Result<String, String> {
+    if s == "all" {
+        return Ok(s.to_string());
+    }
+    parse_algo(s).map(|_| s.to_string()).map_err(|e| format!("{e}, or all"))
+}
+
+/// Bytes of the buffers the bench allocates for `shape`: input, filter,
+/// bias and output, plus their gradients with `backward`; `None` on overflow.
+fn buffer_bytes(shape: &ConvShape, backward: bool) -> Option<u64> {
+    let (x, f, y) = (shape.input_len() as u64, shape.filter_len() as u64, shape.output_len() as u64);
+    let once = x.checked_add(f)?.checked_add(y)?.checked_add(shape.c_out as u64)?;
+    let all = if backward { once.checked_mul(2)? } else { once };
+    all.checked_mul(4)
+}
+
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64()
 }
 
-pub fn run(a: ConvArgs) -> CliResult<()> {
+pub fn run(a: ConvArgs, limits: &Limits) -> CliResult<()> {
     let [n, h, w, ci, co] = a.shape;
-    let k = a.kernel as usize;
+    let k = usize::try_from(a.kernel)?;
     let padding = if a.padding == "same" { Padding::Same } else { Padding::Valid };
-    let shape = conv_shape(n, h, w, ci, co, k, a.stride as usize, padding)?.with_groups(a.groups as usize)?;
+    let shape =
+        conv_shape(n, h, w, ci, co, k, usize::try_from(a.stride)?, padding)?.with_groups(usize::try_from(a.groups)?)?;
+    // Every buffer size is known now: check them before allocating one.
+    let bytes = buffer_bytes(&shape, a.backward).unwrap_or(u64::MAX);
+    if bytes > limits.max_bench_bytes {
+        return Err(format!(
+            "--shape {n},{h},{w},{ci},{co} with a {k}x{k} kernel needs {bytes} bytes of buffers, more than the limit \
+             of {} ({ENV_MAX_BENCH_BYTES}; docs/LIMITS.md)",
+            limits.max_bench_bytes
+        )
+        .into());
+    }
     let algos: Vec<ConvAlgo> = if a.algo == "all" {
         ConvAlgo::ALL.into_iter().filter(|&x| x != ConvAlgo::Reference).collect()
     } else {

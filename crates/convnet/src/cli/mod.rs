@@ -4,6 +4,8 @@ mod bench;
 mod predict;
 
 use clap::{Args, Parser, Subcommand};
+use convnet::limits::{Limits, INFERENCE_BATCH_BYTES, MAX_THREADS_PER_CORE};
+use convnet::weights::LoadOptions;
 use convnet::{mnist_convnet, FitOptions, Loss, Metric, Model, OnBatchEnd, Verbose};
 use convnet_datasets::Mnist;
 use convnet_kernels::conv::ConvAlgo;
@@ -12,6 +14,19 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// An error in how the command was invoked (exit code 2, as clap's own):
+/// options that contradict each other, a malformed `CONVNET_MAX_*` variable.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Train, evaluate and run the Keras chapter-5 convnet on MNIST, on
 /// hand-optimised CPU kernels.
@@ -67,8 +82,8 @@ struct TrainArgs {
     /// Seed of the initial weights and the shuffles: the same seed gives bit-identical runs.
     #[arg(long, default_value_t = convnet::DEFAULT_SEED)]
     seed: u64,
-    /// Worker threads (default: one per core).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    /// Worker threads (default: one per core; capped at two per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     threads: Option<u64>,
     /// Convolution algorithm: auto, direct, im2col, winograd (F(4x4,3x3)), winograd_f2, reference.
     /// The forward pass runs exactly this algorithm; the backward passes use it where it can run
@@ -96,9 +111,12 @@ struct EvalArgs {
     weights: PathBuf,
     #[command(flatten)]
     data: DataArg,
-    /// Worker threads (default: one per core).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    /// Worker threads (default: one per core; capped at two per core).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     threads: Option<u64>,
+    /// Load weights even if some are NaN or infinite (refused by default).
+    #[arg(long)]
+    allow_non_finite: bool,
 }
 
 #[derive(Args, Debug)]
@@ -109,6 +127,9 @@ struct PredictArgs {
     /// Invert the grey levels first (for dark digits on a light background).
     #[arg(long)]
     invert: bool,
+    /// Load weights even if some are NaN or infinite (refused by default).
+    #[arg(long)]
+    allow_non_finite: bool,
     /// Images to classify.
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
@@ -123,15 +144,33 @@ pub(crate) fn parse_algo(s: &str) -> Result<ConvAlgo, String> {
 }
 
 /// Builds the global rayon pool with `--threads` workers (default: one per
-/// core), the main thread being one of them (`use_current_thread`): the
-/// training loop then drives the kernels from inside the pool, so a parallel
-/// kernel call is pushed onto the main thread's own deque instead of being
-/// injected from outside and waited for on a latch (measured 5-6% of a
-/// training step on the chapter's model, see docs/BENCHMARKS.md).
+/// core, or `RAYON_NUM_THREADS`), the main thread being one of them
+/// (`use_current_thread`): the training loop then drives the kernels from
+/// inside the pool, so a parallel kernel call is pushed onto the main
+/// thread's own deque instead of being injected from outside and waited for
+/// on a latch (measured 5-6% of a training step on the chapter's model, see
+/// docs/BENCHMARKS.md). A request above [`MAX_THREADS_PER_CORE`] threads per
+/// core is capped, with a note: results do not depend on the thread count,
+/// and oversubscribed pools only lose time (1024 threads on 2 cores ran a
+/// training step 260x slower).
 fn set_threads(threads: Option<u64>) -> CliResult<()> {
     let mut builder = rayon::ThreadPoolBuilder::new().use_current_thread();
-    if let Some(n) = threads {
-        builder = builder.num_threads(n as usize);
+    let from_env =
+        || std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&n| n > 0);
+    let (requested, source) = match threads {
+        Some(n) => (Some(n), "--threads"),
+        None => (from_env(), "RAYON_NUM_THREADS"),
+    };
+    if let Some(n) = requested {
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let (use_n, capped) = convnet::limits::cap_threads(usize::try_from(n).unwrap_or(usize::MAX), cores);
+        if capped {
+            eprintln!(
+                "note: {source} {n} capped to {use_n} threads ({MAX_THREADS_PER_CORE} per core on {cores} cores): \
+                 more threads than that only slow the kernels down"
+            );
+        }
+        builder = builder.num_threads(use_n);
     }
     builder.build_global().map_err(|e| match threads {
         Some(n) => format!("--threads {n}: {e}"),
@@ -148,21 +187,28 @@ fn load_mnist(data: &DataArg) -> CliResult<Mnist> {
 }
 
 /// A model file's model: the architecture stored in it, or the chapter's
-/// model for a weights-only file.
-fn load_model(path: &Path) -> CliResult<Model> {
-    match Model::load(path) {
-        Ok(m) => Ok(m),
-        Err(convnet::Error::WeightsFile { reason, .. }) if reason.starts_with("no model architecture") => {
-            let mut m = mnist_convnet().build()?;
-            m.load_weights(path)?;
-            Ok(m)
+/// model for a weights-only file. The file is read once, bounded.
+fn load_model(path: &Path, opts: &LoadOptions) -> CliResult<Model> {
+    let named = |e: convnet::Error| match e {
+        convnet::Error::WeightsFile { reason, .. } => {
+            convnet::Error::WeightsFile { path: path.display().to_string(), reason }
         }
-        Err(e) => Err(e.into()),
-    }
+        other => other,
+    };
+    let bytes = convnet::files::read_regular_file(path, opts.limits.max_file_bytes)?;
+    Ok(match convnet::weights::architecture_of(&bytes).map_err(named)? {
+        Some(_) => Model::load_bytes_with(&bytes, opts).map_err(named)?,
+        None => {
+            let mut m = mnist_convnet().build()?;
+            m.load_weights_bytes_with(&bytes, opts).map_err(named)?;
+            m
+        }
+    })
 }
 
 pub fn run(cli: Cli, started: Instant) -> CliResult<()> {
     convnet_kernels::simd::try_level()?;
+    let limits = Limits::from_env().map_err(|e| UsageError(e.to_string()))?;
     match cli.command {
         Command::Summary => {
             print!("{}", mnist_convnet().build()?.summary());
@@ -171,32 +217,55 @@ pub fn run(cli: Cli, started: Instant) -> CliResult<()> {
         Command::Train(a) => train(a, started),
         Command::Eval(a) => {
             set_threads(a.threads)?;
+            let opts = LoadOptions { limits, allow_non_finite: a.allow_non_finite };
+            // The weights first: a bad file is reported without reading the data.
+            let mut model = load_model(&a.weights, &opts)?;
             let mnist = load_mnist(&a.data)?;
-            let mut model = load_model(&a.weights)?;
             model.compile(RMSprop::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
-            let (loss, acc) = model.evaluate_examples(&mnist.test, 64)?;
+            let batch = model.inference_batch(64, INFERENCE_BATCH_BYTES);
+            let (loss, acc) = model.evaluate_examples(&mnist.test, batch)?;
             println!("test loss: {loss:.4}");
             println!("test accuracy: {acc:.4}");
             Ok(())
         }
         Command::Predict(a) => {
             set_threads(None)?;
-            predict::run(&a.weights, &a.images, a.invert)
+            let opts = LoadOptions { limits, allow_non_finite: a.allow_non_finite };
+            predict::run(&a.weights, &a.images, a.invert, &opts)
         }
         Command::Bench { what: BenchCommand::Conv(a) } => {
             set_threads(None)?;
-            bench::run(a)
+            bench::run(a, &limits)
         }
     }
 }
 
 fn train(a: TrainArgs, started: Instant) -> CliResult<()> {
+    // Everything that would make the run's result unsavable is checked
+    // before training: the output paths, then the data.
+    if let (Some(s), Some(m)) = (&a.save, &a.metrics_json) {
+        if s == m {
+            return Err(UsageError(format!("--save and --metrics-json both name {}", s.display())).into());
+        }
+    }
+    for (flag, path) in [("--save", &a.save), ("--metrics-json", &a.metrics_json)] {
+        if let Some(p) = path {
+            convnet::files::check_writable(p).map_err(|e| format!("{flag}: {e}"))?;
+        }
+    }
     set_threads(a.threads)?;
     let mnist = load_mnist(&a.data)?;
     let (train, test) = match a.limit {
         Some(n) => (mnist.train.take(n as usize), mnist.test.take(n as usize)),
         None => (mnist.train, mnist.test),
     };
+    let source = a.data.data.as_ref().map_or("the default MNIST copy".to_string(), |d| d.display().to_string());
+    if train.is_empty() {
+        return Err(format!("{source}: the training set is empty").into());
+    }
+    if test.is_empty() {
+        return Err(format!("{source}: the test set is empty: nothing to evaluate the trained model on").into());
+    }
     let mut model = mnist_convnet().seed(a.seed).build()?;
     model.set_conv_algo(a.algo);
     if !a.quiet {
@@ -220,14 +289,15 @@ fn train(a: TrainArgs, started: Instant) -> CliResult<()> {
     let fit_started = Instant::now();
     let history = model.fit_examples(&train, options)?;
     let fit_seconds = fit_started.elapsed().as_secs_f64();
+    // Save the trained model before anything else can fail.
+    if let Some(path) = &a.save {
+        model.save(path)?;
+    }
     let eval_started = Instant::now();
     let (test_loss, test_acc) = model.evaluate_examples(&test, 64)?;
     let eval_seconds = eval_started.elapsed().as_secs_f64();
     println!("test loss: {test_loss:.4}");
     println!("test accuracy: {test_acc:.4}");
-    if let Some(path) = &a.save {
-        model.save(path)?;
-    }
     if let Some(path) = &a.metrics_json {
         let epochs: Vec<serde_json::Value> = history
             .epochs
