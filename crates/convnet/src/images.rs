@@ -1,8 +1,8 @@
 //! Images as a model's input: what `convnet predict` reads, with every size
 //! checked before it costs memory.
 //!
-//! [`decode_grey`] takes the bytes of a PNG or PNM (PBM/PGM/PPM/PAM) file and
-//! returns `h * w` grey levels in `[0, 1]`:
+//! [`decode_grey`] takes the bytes of a PNG, JPEG, BMP, GIF (its first frame)
+//! or PNM (PBM/PGM/PPM/PAM) file and returns `h * w` grey levels in `[0, 1]`:
 //!
 //! 1. **Dimensions first.** The header alone gives the width and height; the
 //!    pixel count must be within [`Limits::max_image_pixels`], and the
@@ -75,7 +75,7 @@ pub fn load_grey(path: impl AsRef<Path>, out_h: u32, out_w: u32, opts: &ImageOpt
     decode_grey(&path.display().to_string(), &bytes, out_h, out_w, opts)
 }
 
-/// Decodes a PNG or PNM image from `bytes` into `out_h * out_w` grey levels
+/// Decodes a PNG, JPEG, BMP, GIF or PNM image from `bytes` into `out_h * out_w` grey levels
 /// in `[0, 1]` (see the module documentation for every check); `name` is
 /// used in errors.
 ///
@@ -93,9 +93,11 @@ pub fn decode_grey(name: &str, bytes: &[u8], out_h: u32, out_w: u32, opts: &Imag
     if out_h == 0 || out_w == 0 {
         return Err(Error::invalid("image size", format!("{out_h}x{out_w} has no pixels")));
     }
-    let format = image::guess_format(bytes).map_err(|_| bad(name, "not a PNG or PNM (PBM/PGM/PPM/PAM) image"))?;
-    if !matches!(format, ImageFormat::Png | ImageFormat::Pnm) {
-        return Err(bad(name, format!("{format:?} images are not supported (PNG or PNM only)")));
+    let format = image::guess_format(bytes)
+        .map_err(|_| bad(name, "not a PNG, JPEG, BMP, GIF or PNM (PBM/PGM/PPM/PAM) image"))?;
+    if !matches!(format, ImageFormat::Png | ImageFormat::Pnm | ImageFormat::Jpeg | ImageFormat::Bmp | ImageFormat::Gif)
+    {
+        return Err(bad(name, format!("{format:?} images are not supported (PNG, JPEG, BMP, GIF or PNM)")));
     }
     let reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let (width, height) =
@@ -123,7 +125,8 @@ pub fn decode_grey(name: &str, bytes: &[u8], out_h: u32, out_w: u32, opts: &Imag
     }
     match format {
         ImageFormat::Png => check_png_palette(name, bytes, limits)?,
-        _ => check_pnm_trailing(name, bytes)?,
+        ImageFormat::Pnm => check_pnm_trailing(name, bytes)?,
+        _ => {}
     }
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut dl = image::Limits::default();

@@ -1,6 +1,7 @@
 //! `convnet predict`: classify digit images with saved weights.
 //!
-//! Images are read and checked by [`convnet::images`] (PNG, PNM; size limits
+//! Images are read and checked by [`convnet::images`] (PNG, JPEG, BMP, GIF,
+//! PNM; size limits
 //! before decoding; transparency composited with a note; corrupt palettes
 //! and multi-image PNM files refused), converted to grey, resized to the
 //! model's input size (triangle filter) when they are not already, and
