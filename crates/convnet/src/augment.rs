@@ -108,7 +108,7 @@ impl Rescaling {
     /// ```
     /// use convnet::{Rescaling, Sequential};
     /// let model = Sequential::new().add(Rescaling::new(1.0 / 255.0, 0.0).input_shape((4, 4, 3))).build()?;
-    /// assert_eq!(model.count_params(), 0);
+    /// assert_eq!(model.params().len(), 0); // no parameters
     /// # Ok::<(), convnet::Error>(())
     /// ```
     pub fn new(scale: f32, offset: f32) -> Self {

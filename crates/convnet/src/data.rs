@@ -8,6 +8,7 @@
 //! Keras's `x / 255`.
 
 use crate::{Error, Result};
+use convnet_datasets::folder::ImageDataset;
 use convnet_datasets::Dataset;
 use convnet_tensor::{Tensor, TensorView};
 
@@ -183,6 +184,51 @@ impl Examples for Dataset {
                 }
                 TargetForm::Index(k) if l < k => dst[0] = l as f32,
                 _ => return Err(Error::Data(format!("label {l} does not fit a model with {} outputs", form.width()))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An image folder (`convnet_datasets::folder`): images as Keras's
+/// `image_dataset_from_directory` gives them, f32 in 0-255 (a `Rescaling`
+/// layer scales them), converted from the held bytes batch by batch; targets
+/// from the class labels in the form the loss needs (one sigmoid output: the
+/// label itself, 0 or 1, as Keras's `label_mode="binary"`).
+impl Examples for ImageDataset {
+    fn len(&self) -> usize {
+        ImageDataset::len(self)
+    }
+
+    fn input_shape(&self) -> Vec<usize> {
+        ImageDataset::input_shape(self).to_vec()
+    }
+
+    fn has_targets(&self) -> bool {
+        self.labels().is_some()
+    }
+
+    fn gather(&self, indices: &[usize], x: &mut [f32], y: Option<(&mut [f32], TargetForm)>) -> Result<()> {
+        self.gather_images(indices, None, x)?;
+        let Some((out, form)) = y else { return Ok(()) };
+        let labels = self.labels().ok_or_else(|| Error::Data("the image folder was read without labels".into()))?;
+        for (dst, &i) in out.chunks_exact_mut(form.width()).zip(indices) {
+            let l = labels[i] as usize;
+            match form {
+                TargetForm::Values(1) if l < 2 => dst[0] = l as f32,
+                TargetForm::OneHot(k) | TargetForm::Values(k) if l < k => {
+                    dst.fill(0.0);
+                    dst[l] = 1.0;
+                }
+                TargetForm::Index(k) if l < k => dst[0] = l as f32,
+                _ => {
+                    return Err(Error::Data(format!(
+                        "{}: class {l} ({}) does not fit a model with {} outputs",
+                        self.file_paths()[i].display(),
+                        self.class_names().get(l).map_or("?", String::as_str),
+                        form.width()
+                    )))
+                }
             }
         }
         Ok(())

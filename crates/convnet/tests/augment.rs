@@ -70,3 +70,45 @@ fn fit_with_augmentation_is_repeatable_and_predict_is_clean() {
     let (_, acc) = m.evaluate(&x, &y, 32).unwrap();
     assert!(acc >= 0.9, "accuracy {acc}");
 }
+
+/// An image folder trains through `fit_examples` as Keras's
+/// `image_dataset_from_directory` feeds `fit`: 0-255 pixels, a Rescaling
+/// layer, binary labels for one sigmoid unit, augmentation in front.
+#[test]
+fn an_image_folder_trains_with_binary_labels() {
+    use convnet::datasets::folder::{self, FolderOptions, LabelMode};
+    let dir = std::env::temp_dir().join(format!("convnet-augment-folder-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rng = Rng::new(9);
+    for (class, level) in [("dark", 30.0), ("light", 220.0)] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for k in 0..12 {
+            let img = image::RgbImage::from_fn(11 + k % 3, 9, |_, _| {
+                let v = (level + rng.uniform(-25.0, 25.0)) as u8;
+                image::Rgb([v, v, v])
+            });
+            img.save(dir.join(class).join(format!("{k}.png"))).unwrap();
+        }
+    }
+    let opts =
+        FolderOptions { image_size: (8, 8), label_mode: LabelMode::Binary, seed: Some(1), ..FolderOptions::default() };
+    let ds = folder::load(&dir, &opts).unwrap();
+    assert_eq!(ds.len(), 24);
+    let mut m = Sequential::new()
+        .add(Rescaling::new(1.0 / 255.0, -0.5).input_shape((8, 8, 3)))
+        .add(RandomFlip::new(FlipMode::Horizontal))
+        .add(RandomRotation::new(0.05))
+        .add(Conv2D::new(4, 3))
+        .add(Flatten::new())
+        .add(Dense::new(1).activation(convnet::Activation::Sigmoid))
+        .seed(2)
+        .build()
+        .unwrap();
+    m.compile(Sgd::new(0.1), Loss::BinaryCrossentropy, &[Metric::Accuracy]).unwrap();
+    let opts = FitOptions { epochs: 10, batch_size: 8, verbose: Verbose::Silent, ..FitOptions::default() };
+    let h = m.fit_examples(&ds, opts).unwrap();
+    assert!(h.loss().last().unwrap() < &h.loss()[0], "{:?}", h.loss());
+    let (_, acc) = m.evaluate_examples(&ds, 8).unwrap();
+    assert_eq!(acc, 1.0, "{:?}", h.loss());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
