@@ -25,7 +25,7 @@
 //! own generator, not TensorFlow's: the same seed gives the same augmentations
 //! run to run, not the images Keras would draw.
 
-use crate::layers::InputShape;
+use crate::options::InputShape;
 use crate::{Error, Result};
 use convnet_kernels::image::{self, Affine, WarpOptions};
 use convnet_tensor::Rng;
@@ -322,19 +322,32 @@ fn draw(rng: &mut Rng, f: Factor) -> f32 {
     }
 }
 
+/// A random augmentation layer's configuration, as [`transforms`] reads it
+/// (`Layer::as_random` makes one), so this file needs nothing of `Layer`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RandomLayer<'a> {
+    /// `RandomFlip`.
+    Flip(&'a RandomFlip),
+    /// `RandomRotation`.
+    Rotation(&'a RandomRotation),
+    /// `RandomZoom`.
+    Zoom(&'a RandomZoom),
+    /// `RandomTranslation`.
+    Translation(&'a RandomTranslation),
+}
+
 /// One transform per image for a random layer, and its warp options; `None`
 /// for a layer that is not a random one.
 pub(crate) fn transforms(
-    layer: &crate::Layer,
+    layer: Option<RandomLayer<'_>>,
     n: usize,
     h: usize,
     w: usize,
     seed: u64,
 ) -> Option<(Vec<Affine>, WarpOptions)> {
-    use crate::Layer;
     let mix = |s: Option<u64>| seed ^ s.unwrap_or(0).wrapping_mul(0xD6E8_FEB8_6659_FD93);
     Some(match layer {
-        Layer::RandomFlip(l) => {
+        Some(RandomLayer::Flip(l)) => {
             let mut rng = Rng::new(mix(l.seed));
             let t = (0..n)
                 .map(|_| {
@@ -350,7 +363,7 @@ pub(crate) fn transforms(
                 .collect();
             (t, options(l.fill_mode, l.interpolation, l.fill_value))
         }
-        Layer::RandomRotation(l) => {
+        Some(RandomLayer::Rotation(l)) => {
             let mut rng = Rng::new(mix(l.seed));
             let t = (0..n)
                 .map(|_| {
@@ -360,7 +373,7 @@ pub(crate) fn transforms(
                 .collect();
             (t, options(l.fill_mode, l.interpolation, l.fill_value))
         }
-        Layer::RandomZoom(l) => {
+        Some(RandomLayer::Zoom(l)) => {
             let mut rng = Rng::new(mix(l.seed));
             let t = (0..n)
                 .map(|_| {
@@ -377,7 +390,7 @@ pub(crate) fn transforms(
                 .collect();
             (t, options(l.fill_mode, l.interpolation, l.fill_value))
         }
-        Layer::RandomTranslation(l) => {
+        Some(RandomLayer::Translation(l)) => {
             let mut rng = Rng::new(mix(l.seed));
             let t = (0..n)
                 .map(|_| {
@@ -389,7 +402,7 @@ pub(crate) fn transforms(
                 .collect();
             (t, options(l.fill_mode, l.interpolation, l.fill_value))
         }
-        _ => return None,
+        None => return None,
     })
 }
 

@@ -16,142 +16,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::augment::{
     Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling,
 };
+use crate::options::algo_name;
+pub use crate::options::{Activation, Initializer, InputShape, Padding, Size2};
 pub use crate::separable::{DepthwiseConv2D, SeparableConv2D};
-
-/// An element-wise activation applied to a layer's output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    /// Identity (Keras `"linear"`, the default).
-    #[default]
-    Linear,
-    /// `max(x, 0)`.
-    Relu,
-    /// `1 / (1 + exp(-x))`.
-    Sigmoid,
-    /// `tanh(x)`.
-    Tanh,
-    /// Row-wise softmax over the last axis. With categorical cross-entropy it
-    /// is fused into the loss (Keras's `from_logits` path), so it is stable.
-    Softmax,
-}
-
-impl Activation {
-    /// Keras's name for it (`"relu"`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Linear => "linear",
-            Activation::Relu => "relu",
-            Activation::Sigmoid => "sigmoid",
-            Activation::Tanh => "tanh",
-            Activation::Softmax => "softmax",
-        }
-    }
-}
-
-impl std::str::FromStr for Activation {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "linear" | "none" => Activation::Linear,
-            "relu" => Activation::Relu,
-            "sigmoid" => Activation::Sigmoid,
-            "tanh" => Activation::Tanh,
-            "softmax" => Activation::Softmax,
-            other => return Err(Error::invalid("activation", format!("unknown activation {other:?}"))),
-        })
-    }
-}
-
-/// Keras padding modes for convolution and pooling.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Padding {
-    /// No padding (the default): windows stay inside the input.
-    #[default]
-    Valid,
-    /// Output size `ceil(input / stride)`, TensorFlow's split of the padding.
-    Same,
-}
-
-impl From<Padding> for convnet_kernels::conv::Padding {
-    fn from(p: Padding) -> Self {
-        match p {
-            Padding::Valid => convnet_kernels::conv::Padding::Valid,
-            Padding::Same => convnet_kernels::conv::Padding::Same,
-        }
-    }
-}
-
-/// Weight initialisers (Keras names).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Initializer {
-    /// Uniform in `±sqrt(6 / (fan_in + fan_out))` (Keras's default kernel initialiser).
-    #[default]
-    GlorotUniform,
-    /// Truncated normal with std `sqrt(2 / fan_in)`.
-    HeNormal,
-    /// All zeros (Keras's default bias initialiser).
-    Zeros,
-}
-
-/// The shape a layer expects, without the batch axis: `(28, 28, 1)` or `784`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct InputShape(pub Vec<usize>);
-
-impl From<(usize, usize, usize)> for InputShape {
-    fn from((h, w, c): (usize, usize, usize)) -> Self {
-        InputShape(vec![h, w, c])
-    }
-}
-impl From<usize> for InputShape {
-    fn from(n: usize) -> Self {
-        InputShape(vec![n])
-    }
-}
-impl From<(usize,)> for InputShape {
-    fn from((n,): (usize,)) -> Self {
-        InputShape(vec![n])
-    }
-}
-impl From<&[usize]> for InputShape {
-    fn from(d: &[usize]) -> Self {
-        InputShape(d.to_vec())
-    }
-}
-
-/// A kernel or pool size / strides: `3`, `(3, 3)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Size2(pub usize, pub usize);
-
-impl From<usize> for Size2 {
-    fn from(k: usize) -> Self {
-        Size2(k, k)
-    }
-}
-impl From<(usize, usize)> for Size2 {
-    fn from((a, b): (usize, usize)) -> Self {
-        Size2(a, b)
-    }
-}
-
-pub(crate) mod algo_name {
-    //! `Option<ConvAlgo>` as its CLI name in JSON.
-    use convnet_kernels::conv::ConvAlgo;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(a: &Option<ConvAlgo>, s: S) -> Result<S::Ok, S::Error> {
-        match a {
-            Some(a) => s.serialize_some(a.name()),
-            None => s.serialize_none(),
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ConvAlgo>, D::Error> {
-        let name: Option<String> = Option::deserialize(d)?;
-        name.map(|n| n.parse().map_err(serde::de::Error::custom)).transpose()
-    }
-}
 
 /// 2-D convolution over NHWC input with an HWIO kernel (Keras `Conv2D`).
 ///
@@ -547,6 +414,21 @@ pub struct ParamSpec {
     pub dims: Vec<usize>,
     /// How it is initialised.
     pub init: Initializer,
+}
+
+impl Layer {
+    /// The layer as a random augmentation layer, if it is one (what
+    /// `augment::transforms` draws from).
+    pub(crate) fn as_random(&self) -> Option<crate::augment::RandomLayer<'_>> {
+        use crate::augment::RandomLayer;
+        Some(match self {
+            Layer::RandomFlip(l) => RandomLayer::Flip(l),
+            Layer::RandomRotation(l) => RandomLayer::Rotation(l),
+            Layer::RandomZoom(l) => RandomLayer::Zoom(l),
+            Layer::RandomTranslation(l) => RandomLayer::Translation(l),
+            _ => return None,
+        })
+    }
 }
 
 impl Layer {

@@ -84,8 +84,10 @@
 
 // The module graph is one way (docs/ARCHITECTURE.md draws it). Layer by
 // layer, each module uses only modules of the layers above its own:
-//   error, progress, logs, data, layers      (leaves; data and layers use error)
+//   error, progress, logs, data, options     (leaves; data and options use error)
 //   limits, files, images                    (files uses limits; images uses files, limits)
+//   separable, augment -> options            (DepthwiseConv2D, SeparableConv2D; Rescaling, Random*)
+//   layers -> options, separable, augment    (the Layer enum, shape inference)
 //   plan -> layers, limits
 //   built -> layers
 //   summary, infer, compile -> built, layers (compile also data)
@@ -109,6 +111,7 @@ pub mod layers;
 pub mod limits;
 mod logs;
 mod model;
+mod options;
 mod plan;
 pub mod progress;
 mod separable;

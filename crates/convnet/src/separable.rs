@@ -5,7 +5,7 @@
 //! then a 1x1 `pointwise_kernel` `[1, 1, c_in * depth_multiplier, filters]`
 //! and a bias). Both run on the kernels crate's depthwise kernel.
 
-use crate::layers::{algo_name, Activation, Initializer, InputShape, Padding, Size2};
+use crate::options::{algo_name, Activation, Initializer, InputShape, Padding, Size2};
 use convnet_kernels::conv::ConvAlgo;
 use serde::{Deserialize, Serialize};
 

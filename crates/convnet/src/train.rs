@@ -213,10 +213,11 @@ impl Model {
         let (n, hh, ww, c) = tape.shape(h)?.as_nhwc()?;
         let seed_of = |k: usize| augment_seed(batch_seed, k);
         let (mut transforms, options) =
-            crate::augment::transforms(&self.layers[first].layer, n, hh, ww, seed_of(first)).expect("a random layer");
+            crate::augment::transforms(self.layers[first].layer.as_random(), n, hh, ww, seed_of(first))
+                .expect("a random layer");
         let mut end = first + 1;
         while let Some(next) = self.layers.get(end) {
-            match crate::augment::transforms(&next.layer, n, hh, ww, seed_of(end)) {
+            match crate::augment::transforms(next.layer.as_random(), n, hh, ww, seed_of(end)) {
                 Some((t, o)) if o == options => {
                     for (a, b) in transforms.iter_mut().zip(t) {
                         *a = a.then(b);
@@ -550,7 +551,8 @@ mod tests {
         let mut options = None;
         for k in 0..4 {
             let (t, o) =
-                crate::augment::transforms(&model.layers[k].layer, 4, 6, 9, super::augment_seed(3, k)).unwrap();
+                crate::augment::transforms(model.layers[k].layer.as_random(), 4, 6, 9, super::augment_seed(3, k))
+                    .unwrap();
             options = Some(o);
             for (a, b) in composed.iter_mut().zip(t) {
                 *a = a.then(b);
