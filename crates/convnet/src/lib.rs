@@ -95,7 +95,7 @@
 //   model -> built, compile, infer, layers, limits, plan, summary
 //   evaluate, weights -> model (evaluate also batch, compile, infer, plan; weights also files, limits, plan)
 //   callbacks -> logs, model
-//   train -> batch, callbacks, compile, infer, layers, logs, model, progress
+//   train -> augment, batch, callbacks, compile, infer, layers, logs, model, progress
 mod augment;
 mod batch;
 mod built;
