@@ -96,7 +96,7 @@ impl Model {
 
 impl Model {
     /// Activation values per example: the input plus every layer's output
-    /// (what [`Limits::max_activations`] bounds). Multiply by the batch size
+    /// (what [`Limits::max_activations`](crate::limits::Limits::max_activations) bounds). Multiply by the batch size
     /// and 4 bytes for one copy of a batch's activations.
     pub fn activations_per_example(&self) -> usize {
         let layers = self.layers();

@@ -14,7 +14,7 @@
 //! bit-identical for any thread count. No kernel allocates.
 //!
 //! Every fast kernel performs the same floating-point operations in the same
-//! order as the scalar loops in [`reference`], so fast and reference agree
+//! order as the scalar loops in [`reference`](mod@reference), so fast and reference agree
 //! bit for bit (the property suite in `tests/tests/pool.rs` checks this under
 //! every SIMD level).
 //!

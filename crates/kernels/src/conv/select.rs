@@ -73,7 +73,7 @@ pub const DIRECT_BWD_DATA_MIN_CIN: usize = 8;
 ///
 /// The batch size is part of the shape, so the same layer may run another
 /// algorithm at another batch size (Winograd's forward needs
-/// [`WINOGRAD_MIN_FORWARD_TILES`] tiles): results then agree within the
+/// `WINOGRAD_MIN_FORWARD_TILES` tiles): results then agree within the
 /// algorithms' tolerances, not bit for bit. For a given shape the choice,
 /// and so the result, is always the same.
 ///

@@ -322,7 +322,7 @@ pub fn affine_warp_at(
     Ok(())
 }
 
-/// The scalar oracle with the same checks (see [`reference`]).
+/// The scalar oracle with the same checks (see [`reference`](mod@reference)).
 pub fn affine_warp_checked_reference(
     input: &[f32],
     shape: WarpShape,

@@ -10,7 +10,7 @@
 //! makes them contiguous) and never pack or transpose anything.
 //!
 //! - **forward** and **backward-data** are one gather
-//!   ([`gather`](self::gather)): each destination pixel is
+//!   (`gather`): each destination pixel is
 //!   `sum over (row tap) x (column tap)` of a source pixel times a filter
 //!   vector, up to four vectors of channels at a time in registers. The
 //!   per-axis tap tables make padding, stride and dilation free in the
@@ -21,7 +21,7 @@
 //!   no atomics) for any stride. A multiplier `m > 1` repeats each input
 //!   channel `m` times in a per-task row buffer (forward) or sums `m`
 //!   lanes per input channel (backward-data).
-//! - **backward-filter** ([`filter`](self::filter)) sums fixed chunks of
+//! - **backward-filter** (`filter`) sums fixed chunks of
 //!   output rows into per-chunk partial filters, added in chunk order:
 //!   no atomics, bit-identical for any thread count.
 //!
