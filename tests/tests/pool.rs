@@ -4,7 +4,7 @@
 //! ties (small integers), so the first-maximum tie rule is exercised.
 
 use convnet_kernels::conv::Padding;
-use convnet_kernels::pool::{self, reference, PoolShape};
+use convnet_kernels::pool::{self, reference, PoolOptions, PoolShape};
 use convnet_kernels::simd::{self, SimdLevel};
 use convnet_tensor::Rng;
 use proptest::prelude::*;
@@ -19,6 +19,29 @@ fn shape() -> impl Strategy<Value = PoolShape> {
             };
             PoolShape::new(n, h, w, c, (ph, pw), (sh, sw), padding).ok()
         })
+}
+
+/// Shapes with PyTorch's options: dilation 1-3, `ceil_mode`,
+/// `count_include_pad`, explicit padding up to half the window.
+fn shape_with_options() -> impl Strategy<Value = PoolShape> {
+    (
+        (1usize..=2, 1usize..=12, 1usize..=12, 1usize..=19),
+        (1usize..=3, 1usize..=3, 1usize..=3, 1usize..=3, 1usize..=3, 1usize..=3),
+        (any::<bool>(), any::<bool>(), 0usize..=1, 0usize..=1),
+    )
+        .prop_filter_map(
+            "shape must validate",
+            |((n, h, w, c), (ph, pw, sh, sw, dh, dw), (ceil, incl, pt, pl))| {
+                let padding = Padding::Explicit {
+                    top: pt.min(ph / 2),
+                    bottom: pt.min(ph / 2),
+                    left: pl.min(pw / 2),
+                    right: pl.min(pw / 2),
+                };
+                let o = PoolOptions::default().dilation(dh, dw).ceil_mode(ceil).count_include_pad(incl);
+                PoolShape::new(n, h, w, c, (ph, pw), (sh, sw), padding).ok()?.with_options(o).ok()
+            },
+        )
 }
 
 /// Either uniform floats or small integers (many ties).
@@ -131,6 +154,57 @@ proptest! {
     fn argmax_is_the_first_maximum_in_row_major_order(s in shape(), seed in any::<u64>()) {
         check_argmax_definition(&s, seed);
     }
+
+    #[test]
+    fn pooling_with_options_equals_reference_bit_for_bit(s in shape_with_options(), seed in any::<u64>(), ties in any::<bool>()) {
+        check(&s, seed, ties);
+    }
+
+    /// Options that change nothing (`ceil_mode` where the size divides
+    /// evenly, `count_include_pad` without padding) run the option kernels
+    /// and must give exactly what the default kernels give.
+    #[test]
+    fn neutral_options_change_nothing(n in 1usize..=2, k in 1usize..=3, outs in 1usize..=5, c in 1usize..=9, seed in any::<u64>()) {
+        let h = k + (outs - 1) * k;
+        let plain = PoolShape::new(n, h, h, c, (k, k), (k, k), Padding::Valid).unwrap();
+        let opts = plain.with_options(PoolOptions::default().ceil_mode(true).count_include_pad(true)).unwrap();
+        prop_assert_eq!((opts.out_h(), opts.out_w()), (plain.out_h(), plain.out_w()));
+        let x = data(plain.input_len(), seed, false);
+        let run = |s: &PoolShape| {
+            let (mut y, mut am, mut a) = (vec![f32::NAN; s.output_len()], vec![0u32; s.output_len()], vec![f32::NAN; s.output_len()]);
+            pool::max_pool2d_forward(s, &x, &mut y, &mut am).unwrap();
+            pool::avg_pool2d_forward(s, &x, &mut a).unwrap();
+            let mut gx = vec![f32::NAN; s.input_len()];
+            pool::avg_pool2d_backward(s, &a, &mut gx).unwrap();
+            (bits(&y), am, bits(&a), bits(&gx))
+        };
+        prop_assert_eq!(run(&plain), run(&opts));
+    }
+}
+
+#[test]
+fn options_validate_and_size_as_pytorch_does() {
+    let pad1 = Padding::Explicit { top: 1, bottom: 1, left: 1, right: 1 };
+    // nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True) on 8x8: ceil((8+2-3)/2)+1 = 5
+    // (floor mode: 4); the 5th window starts at row 7, inside the input.
+    let s = PoolShape::new(1, 8, 8, 1, (3, 3), (2, 2), pad1).unwrap();
+    assert_eq!(s.out_h(), 4);
+    let c = s.with_options(PoolOptions::default().ceil_mode(true)).unwrap();
+    assert_eq!((c.out_h(), c.out_w()), (5, 5));
+    // On 5x5 with kernel 2, stride 2, padding 1: ceil((5+2-2)/2)+1 = 4, and 3*2 = 6 >= 5+1,
+    // so the 4th window (all padding) is dropped: 3.
+    let s5 = PoolShape::new(1, 5, 5, 1, (2, 2), (2, 2), pad1).unwrap();
+    assert_eq!(s5.with_options(PoolOptions::default().ceil_mode(true)).unwrap().out_h(), 3);
+    // On 7x7, stride 2, kernel 2, no padding: floor 3, ceil 4 (the last window half outside).
+    let s = PoolShape::new(1, 7, 7, 1, (2, 2), (2, 2), Padding::Valid).unwrap();
+    assert_eq!(s.with_options(PoolOptions::default().ceil_mode(true)).unwrap().out_h(), 4);
+    // Dilation 2 of a 2-window spans 3: (7-3)/2+1 = 3.
+    assert_eq!(s.with_options(PoolOptions::default().dilation(2, 2)).unwrap().out_h(), 3);
+    assert!(s.with_options(PoolOptions::default().dilation(0, 1)).is_err());
+    assert!(s.with_options(PoolOptions::default().dilation(9, 9)).is_err()); // window larger than the input
+    assert!(s.to_string().contains("pool"));
+    let shown = s.with_options(PoolOptions::default().ceil_mode(true)).unwrap().to_string();
+    assert!(shown.contains("ceil_mode"), "{shown}");
 }
 
 /// The benchmarked shapes (the chapter's two pooling layers, cut to batch 3).

@@ -152,7 +152,9 @@ impl Tape {
 
     fn pool_shape(&self, op: &'static str, xi: usize, spec: PoolSpec) -> Result<PoolShape> {
         let (n, h, w, c) = rank4(op, "input", self.nodes[xi].shape)?;
-        PoolShape::new(n, h, w, c, spec.window, spec.stride, spec.padding).map_err(kernel_err(op))
+        PoolShape::new(n, h, w, c, spec.window, spec.stride, spec.padding)
+            .and_then(|s| s.with_options(spec.options))
+            .map_err(kernel_err(op))
     }
 
     /// Max pooling of NHWC `x`. The gradient of each window goes to its

@@ -2,6 +2,7 @@
 
 use convnet_kernels::activation::Activation;
 use convnet_kernels::conv::{ConvAlgo, Padding};
+use convnet_kernels::pool::PoolOptions;
 
 /// How a [`Tape::conv2d`](crate::Tape::conv2d) convolves: stride, Keras
 /// padding, dilation, the kernel algorithm for each pass, and an activation
@@ -119,12 +120,28 @@ pub struct PoolSpec {
     pub stride: (usize, usize),
     /// Keras padding.
     pub padding: Padding,
+    /// PyTorch's options: dilation, `ceil_mode`, `count_include_pad`
+    /// (default: Keras's behaviour).
+    pub options: PoolOptions,
 }
 
 impl PoolSpec {
     /// A `valid` window whose stride equals its size (the Keras default).
     pub fn new(h: usize, w: usize) -> Self {
-        PoolSpec { window: (h, w), stride: (h, w), padding: Padding::Valid }
+        PoolSpec { window: (h, w), stride: (h, w), padding: Padding::Valid, options: PoolOptions::default() }
+    }
+
+    /// Sets the pooling options (dilation, `ceil_mode`, `count_include_pad`).
+    ///
+    /// ```
+    /// use convnet_autodiff::PoolSpec;
+    /// use convnet_kernels::pool::PoolOptions;
+    /// let p = PoolSpec::new(3, 3).stride(2, 2).options(PoolOptions::default().ceil_mode(true));
+    /// assert!(p.options.ceil_mode);
+    /// ```
+    pub fn options(mut self, options: PoolOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// Sets the stride.

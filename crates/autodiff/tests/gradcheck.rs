@@ -265,6 +265,33 @@ proptest! {
         }
     }
 
+    /// Pooling with PyTorch's options: dilation 1-2, `ceil_mode`,
+    /// `count_include_pad`, padding up to half the window.
+    #[test]
+    fn pooling_with_options(n in 1usize..3, h in 3usize..8, w in 3usize..8, c in 1usize..4, win in 1usize..4,
+               stride in 1usize..3, dil in 1usize..3, pad in 0usize..2, ceil in any::<bool>(),
+               incl in any::<bool>(), max in any::<bool>(), seed in any::<u64>()) {
+        let p = pad.min(win / 2);
+        let opts = convnet_kernels::pool::PoolOptions::default().dilation(dil, dil).ceil_mode(ceil).count_include_pad(incl);
+        let spec = PoolSpec::new(win, win)
+            .stride(stride, stride)
+            .padding(Padding::Explicit { top: p, bottom: p, left: p, right: p })
+            .options(opts);
+        let ok = convnet_kernels::pool::PoolShape::new(n, h, w, c, spec.window, spec.stride, spec.padding)
+            .and_then(|s| s.with_options(opts))
+            .is_ok();
+        prop_assume!(ok);
+        let mut rng = Rng::new(seed);
+        let leaves = vec![leaf(rand(Shape::nhwc(n, h, w, c), -1.0, 1.0, &mut rng), false)];
+        if max {
+            let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.max_pool2d(v[0], spec);
+            check("max_pool2d with options", leaves, vec![], &build, LINEAR, seed);
+        } else {
+            let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.avg_pool2d(v[0], spec);
+            check("avg_pool2d with options", leaves, vec![], &build, LINEAR, seed);
+        }
+    }
+
     /// Dense with and without bias and fused relu, then flatten/reshape feeding it.
     #[test]
     fn dense(batch in 1usize..5, inputs in 1usize..7, outputs in 1usize..6, relu in any::<bool>(),

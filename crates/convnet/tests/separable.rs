@@ -143,3 +143,48 @@ fn a_separable_network_trains() {
     let (_, acc) = m.evaluate(&x, &y, 32).unwrap();
     assert_eq!(acc, 1.0);
 }
+
+/// The same three layers in Keras 3 (`crates/convnet/tests/fixtures/keras_separable.json`,
+/// written by `tests/fixtures/gen_grouped_depthwise_pool.py`): output shapes,
+/// parameter counts, weight shapes in `get_weights()` order, and the output
+/// Keras computed for the given weights and input.
+#[test]
+fn keras_depthwise_separable_and_grouped_layers_agree() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keras_separable.json");
+    let f: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let floats =
+        |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<f32>>();
+    let mut m = Sequential::new()
+        .add(
+            DepthwiseConv2D::new(3)
+                .strides(2)
+                .padding(Padding::Same)
+                .depth_multiplier(2)
+                .activation(Relu)
+                .input_shape((7, 7, 4)),
+        )
+        .add(SeparableConv2D::new(6, 3).depth_multiplier(2))
+        .add(Conv2D::new(4, 1).groups(2))
+        .build()
+        .unwrap();
+    for (ours, keras) in m.layers().iter().zip(f["layers"].as_array().unwrap()) {
+        assert_eq!(ours.layer.class_name(), keras["class_name"].as_str().unwrap());
+        let shape: Vec<usize> =
+            keras["output_shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        assert_eq!(ours.output, shape, "{}", ours.name);
+        assert_eq!(ours.param_count as u64, keras["params"].as_u64().unwrap(), "{}", ours.name);
+    }
+    let weights: Vec<&serde_json::Value> = f["weights"].as_array().unwrap().iter().collect();
+    for ((name, t), kw) in m.weights().iter().zip(&weights) {
+        let shape: Vec<usize> = kw["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        assert_eq!(t.shape().dims(), &shape[..], "{name}");
+    }
+    m.set_weights(&weights.iter().map(|w| floats(&w["data"])).collect::<Vec<_>>()).unwrap();
+    let x = Tensor::from_slice(Shape::nhwc(2, 7, 7, 4), &floats(&f["x"])).unwrap();
+    let y = m.predict(&x, 2).unwrap();
+    let want = floats(&f["y"]);
+    assert_eq!(y.data().len(), want.len());
+    for (i, (g, w)) in y.data().iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "element {i}: {g} vs Keras {w}");
+    }
+}

@@ -43,6 +43,7 @@ pub mod gemm;
 pub mod image;
 pub mod loss;
 pub mod pool;
+mod pool_options;
 pub mod simd;
 
 pub use error::{Error, Result};

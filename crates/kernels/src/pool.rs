@@ -1,5 +1,7 @@
 //! Pooling over NHWC tensors: max (with argmax for backward), average
 //! (padding excluded from the count, as Keras/TensorFlow do) and global average.
+//! Dilation, `ceil_mode` and averages that count padding (PyTorch's options)
+//! are [`PoolOptions`], run by the kernels in `pool_options.rs`.
 //!
 //! Layout: NHWC `[n, h, w, c]`, so the channels of one pixel are contiguous and
 //! every kernel here vectorises over channels: for each output pixel it walks
@@ -26,6 +28,8 @@
 
 use crate::conv::{pad_amounts, Padding};
 use crate::error::check_len;
+use crate::pool_options;
+pub use crate::pool_options::PoolOptions;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -64,6 +68,9 @@ pub struct PoolShape {
     pub pad_left: usize,
     /// Columns of padding to the right.
     pub pad_right: usize,
+    /// Dilation, `ceil_mode`, `count_include_pad` (default: Keras's behaviour);
+    /// see [`PoolOptions`].
+    pub options: PoolOptions,
 }
 
 impl PoolShape {
@@ -90,6 +97,7 @@ impl PoolShape {
             pad_bottom: 0,
             pad_left: 0,
             pad_right: 0,
+            options: PoolOptions::default(),
         };
         if [n, h, w, c, window.0, window.1, stride.0, stride.1].contains(&0) {
             return Err(s.invalid("a dimension, window or stride is zero"));
@@ -103,6 +111,27 @@ impl PoolShape {
         Ok(s)
     }
 
+    /// The same problem with pooling options (dilation, `ceil_mode`,
+    /// `count_include_pad`); validated: every window must keep at least one
+    /// tap inside the input.
+    ///
+    /// ```
+    /// use convnet_kernels::conv::Padding;
+    /// use convnet_kernels::pool::{avg_pool2d_forward, PoolOptions, PoolShape};
+    /// // PyTorch AvgPool2d(2, stride=2, padding=1, count_include_pad=True) on a 2x2 image.
+    /// let s = PoolShape::new(1, 2, 2, 1, (2, 2), (2, 2), Padding::Explicit { top: 1, bottom: 1, left: 1, right: 1 })?
+    ///     .with_options(PoolOptions::default().count_include_pad(true))?;
+    /// let mut y = [0.0; 4];
+    /// avg_pool2d_forward(&s, &[4.0, 8.0, 12.0, 16.0], &mut y)?;
+    /// assert_eq!(y, [1.0, 2.0, 3.0, 4.0]); // each window holds one pixel and three zeros
+    /// # Ok::<(), convnet_kernels::Error>(())
+    /// ```
+    pub fn with_options(mut self, options: PoolOptions) -> Result<Self> {
+        self.options = options;
+        self.validate()?;
+        Ok(self)
+    }
+
     fn invalid(&self, reason: &str) -> Error {
         Error::InvalidShape { shape: self.to_string(), reason: reason.to_string() }
     }
@@ -113,15 +142,6 @@ impl PoolShape {
         if [self.n, self.h, self.w, self.c, self.ph, self.pw, self.stride_h, self.stride_w].contains(&0) {
             return Err(self.invalid("a dimension, window or stride is zero"));
         }
-        let ph = self.pad_top.checked_add(self.pad_bottom).and_then(|p| self.h.checked_add(p));
-        let pw = self.pad_left.checked_add(self.pad_right).and_then(|p| self.w.checked_add(p));
-        match (ph, pw) {
-            (Some(ph), Some(pw)) if self.ph <= ph && self.pw <= pw => {}
-            _ => return Err(self.invalid("window larger than the padded input")),
-        }
-        if self.pad_top.max(self.pad_bottom) >= self.ph || self.pad_left.max(self.pad_right) >= self.pw {
-            return Err(self.invalid("padding as large as the window"));
-        }
         [self.n, self.h, self.w, self.c, 4]
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d))
@@ -129,16 +149,42 @@ impl PoolShape {
         if self.h * self.w * self.c > u32::MAX as usize {
             return Err(self.invalid("an image has more than u32::MAX elements"));
         }
+        if !self.options.is_default() {
+            if self.options.dilation.0 == 0 || self.options.dilation.1 == 0 {
+                return Err(self.invalid("a dilation is zero"));
+            }
+            pool_options::check_windows(self).map_err(|r| self.invalid(&r))?;
+        } else {
+            let ph = self.pad_top.checked_add(self.pad_bottom).and_then(|p| self.h.checked_add(p));
+            let pw = self.pad_left.checked_add(self.pad_right).and_then(|p| self.w.checked_add(p));
+            match (ph, pw) {
+                (Some(ph), Some(pw)) if self.ph <= ph && self.pw <= pw => {}
+                _ => return Err(self.invalid("window larger than the padded input")),
+            }
+            if self.pad_top.max(self.pad_bottom) >= self.ph || self.pad_left.max(self.pad_right) >= self.pw {
+                return Err(self.invalid("padding as large as the window"));
+            }
+        }
+        [self.n, self.out_h(), self.out_w(), self.c, 4]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| self.invalid("output size overflows"))?;
         Ok(())
     }
 
     /// Output height.
     pub fn out_h(&self) -> usize {
+        if !self.options.is_default() {
+            return pool_options::axes(self).0.out_len().unwrap_or(0);
+        }
         (self.h + self.pad_top + self.pad_bottom - self.ph) / self.stride_h + 1
     }
 
     /// Output width.
     pub fn out_w(&self) -> usize {
+        if !self.options.is_default() {
+            return pool_options::axes(self).1.out_len().unwrap_or(0);
+        }
         (self.w + self.pad_left + self.pad_right - self.pw) / self.stride_w + 1
     }
 
@@ -185,7 +231,18 @@ impl std::fmt::Display for PoolShape {
             self.pad_bottom,
             self.pad_left,
             self.pad_right
-        )
+        )?;
+        let o = self.options;
+        if !o.is_default() {
+            write!(f, " dilation {}x{}", o.dilation.0, o.dilation.1)?;
+            if o.ceil_mode {
+                f.write_str(" ceil_mode")?;
+            }
+            if o.count_include_pad {
+                f.write_str(" count_include_pad")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -385,6 +442,9 @@ crate::arch::multiversion!(fn global_backward_item_at(c: usize, gy: &[f32], gx: 
 /// ```
 pub fn max_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32], argmax: &mut [u32]) -> Result<()> {
     check_max_forward(s, input, output, argmax)?;
+    if !s.options.is_default() {
+        return pool_options::max_forward(s, input, output, argmax);
+    }
     let level = crate::arch::Token::current()?;
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     output.par_chunks_mut(out_item).zip(argmax.par_chunks_mut(out_item)).enumerate().for_each(|(n, (y, am))| {
@@ -399,6 +459,9 @@ pub fn max_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32], argm
 /// included), as [`max_pool2d_forward`] never writes, is an error.
 pub fn max_pool2d_backward(s: &PoolShape, grad_output: &[f32], argmax: &[u32], grad_input: &mut [f32]) -> Result<()> {
     check_max_backward(s, grad_output, argmax, grad_input)?;
+    if !s.options.is_default() {
+        return pool_options::max_backward(s, grad_output, argmax, grad_input);
+    }
     let level = crate::arch::Token::current()?;
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     let all_matched = grad_input.par_chunks_mut(item).enumerate().all(|(n, gx)| {
@@ -415,6 +478,9 @@ pub fn max_pool2d_backward(s: &PoolShape, grad_output: &[f32], argmax: &[u32], g
 /// Average pooling; padded positions are not counted (Keras semantics).
 pub fn avg_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32]) -> Result<()> {
     check_avg(s, input, output, ("input", "output"))?;
+    if !s.options.is_default() {
+        return pool_options::avg_forward(s, input, output);
+    }
     let level = crate::arch::Token::current()?;
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     output.par_chunks_mut(out_item).enumerate().for_each(|(n, y)| {
@@ -426,6 +492,9 @@ pub fn avg_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32]) -> R
 /// Average pooling backward (overwrites `grad_input`).
 pub fn avg_pool2d_backward(s: &PoolShape, grad_output: &[f32], grad_input: &mut [f32]) -> Result<()> {
     check_avg(s, grad_input, grad_output, ("grad_input", "grad_output"))?;
+    if !s.options.is_default() {
+        return pool_options::avg_backward(s, grad_output, grad_input);
+    }
     let level = crate::arch::Token::current()?;
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     grad_input.par_chunks_mut(item).enumerate().for_each(|(n, gx)| {
@@ -468,6 +537,9 @@ pub mod reference {
     /// Scalar [`super::max_pool2d_forward`].
     pub fn max_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32], argmax: &mut [u32]) -> Result<()> {
         check_max_forward(s, input, output, argmax)?;
+        if !s.options.is_default() {
+            return pool_options::reference::max_forward(s, input, output, argmax);
+        }
         let (oh, ow, item) = (s.out_h(), s.out_w(), s.h * s.w * s.c);
         for n in 0..s.n {
             let x = &input[n * item..][..item];
@@ -504,6 +576,9 @@ pub mod reference {
         grad_input: &mut [f32],
     ) -> Result<()> {
         check_max_backward(s, grad_output, argmax, grad_input)?;
+        if !s.options.is_default() {
+            return pool_options::reference::max_backward(s, grad_output, argmax, grad_input);
+        }
         if let Some(bad) = first_bad_argmax(s, argmax) {
             return Err(argmax_outside(s, bad));
         }
@@ -521,6 +596,9 @@ pub mod reference {
     /// Scalar [`super::avg_pool2d_forward`].
     pub fn avg_pool2d_forward(s: &PoolShape, input: &[f32], output: &mut [f32]) -> Result<()> {
         check_avg(s, input, output, ("input", "output"))?;
+        if !s.options.is_default() {
+            return pool_options::reference::avg_forward(s, input, output);
+        }
         let (oh, ow) = (s.out_h(), s.out_w());
         for n in 0..s.n {
             for oy in 0..oh {
@@ -545,6 +623,9 @@ pub mod reference {
     /// Scalar [`super::avg_pool2d_backward`].
     pub fn avg_pool2d_backward(s: &PoolShape, grad_output: &[f32], grad_input: &mut [f32]) -> Result<()> {
         check_avg(s, grad_input, grad_output, ("grad_input", "grad_output"))?;
+        if !s.options.is_default() {
+            return pool_options::reference::avg_backward(s, grad_output, grad_input);
+        }
         let (oh, ow) = (s.out_h(), s.out_w());
         grad_input.fill(0.0);
         for n in 0..s.n {
