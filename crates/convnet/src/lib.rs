@@ -107,6 +107,7 @@ mod evaluate;
 pub mod files;
 pub mod images;
 mod infer;
+pub mod keras;
 pub mod layers;
 pub mod limits;
 mod logs;
