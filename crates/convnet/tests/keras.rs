@@ -3,7 +3,10 @@
 //! predicted, and bad files are clear errors that leave the model unchanged.
 
 use convnet::Activation::{Relu, Sigmoid, Softmax, Tanh};
-use convnet::{AveragePooling2D, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Model, Padding, Sequential};
+use convnet::{
+    AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, MaxPooling2D, Model, Padding, SeparableConv2D,
+    Sequential,
+};
 use convnet_tensor::{Shape, Tensor};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -85,6 +88,15 @@ fn functional_here() -> Sequential {
         .add(Dense::new(2))
 }
 
+fn separable_here() -> Sequential {
+    Sequential::new()
+        .add(Conv2D::new(6, (3, 3)).groups(2).activation(Relu).input_shape((9, 9, 4)))
+        .add(DepthwiseConv2D::new((3, 3)).depth_multiplier(2).padding(Padding::Same).strides((2, 2)))
+        .add(SeparableConv2D::new(5, (2, 2)).activation(Tanh))
+        .add(Flatten::new())
+        .add(Dense::new(3).activation(Softmax))
+}
+
 fn tiny_vgg_here() -> Sequential {
     Sequential::new()
         .add(
@@ -109,7 +121,7 @@ fn nested_here() -> Sequential {
 
 #[test]
 fn keras_archives_load_and_predict_like_keras() {
-    for name in ["sequential", "functional", "nested"] {
+    for name in ["sequential", "functional", "separable", "nested"] {
         let m = convnet::keras::load_model(fixture(&format!("{name}.keras"))).unwrap();
         assert_predicts_like_keras(&m, name);
         if name != "nested" {
@@ -123,7 +135,7 @@ fn keras_archives_load_and_predict_like_keras() {
 
 #[test]
 fn legacy_h5_models_load_and_predict_like_keras() {
-    for name in ["sequential", "functional", "nested"] {
+    for name in ["sequential", "functional", "separable", "nested"] {
         let m = convnet::keras::load_model(fixture(&format!("{name}.h5"))).unwrap();
         assert_predicts_like_keras(&m, name);
     }
@@ -131,8 +143,12 @@ fn legacy_h5_models_load_and_predict_like_keras() {
 
 #[test]
 fn keras3_weights_load_into_models_built_here() {
-    for (name, seq) in [("sequential", sequential_here()), ("functional", functional_here()), ("nested", nested_here())]
-    {
+    for (name, seq) in [
+        ("sequential", sequential_here()),
+        ("functional", functional_here()),
+        ("separable", separable_here()),
+        ("nested", nested_here()),
+    ] {
         let mut m = seq.build().unwrap();
         m.load_keras_weights(fixture(&format!("{name}.weights.h5"))).unwrap();
         assert_predicts_like_keras(&m, name);

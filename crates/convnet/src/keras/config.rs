@@ -9,11 +9,15 @@
 //! Keras 3 form of a layer's inputs (`inbound_nodes: [{"args": [keras
 //! tensor], ...}]`) and Keras 2's (`[[["name", 0, 0, {}]]]`) are read.
 //!
-//! Accepted layers: `InputLayer`, `Conv2D`, `MaxPooling2D`,
+//! Accepted layers: `InputLayer`, `Conv2D` (with `groups`), `DepthwiseConv2D`,
+//! `SeparableConv2D`, `MaxPooling2D`,
 //! `AveragePooling2D`, `Flatten`, `Dense`, `Dropout`, float32 only,
 //! `channels_last` only. Anything else is an error naming the layer.
 
-use crate::layers::{Activation, Conv2D, Dense, Dropout, Flatten, InputShape, Layer, Padding, Pool2D, Size2};
+use crate::layers::{
+    Activation, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, InputShape, Layer, Padding, Pool2D, SeparableConv2D,
+    Size2,
+};
 use crate::model::Sequential;
 use serde_json::Value;
 
@@ -22,7 +26,7 @@ const MAX_NESTING: usize = 8;
 
 /// The layer classes convnet reads, for messages.
 const SUPPORTED: &str =
-    "InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, and Sequential or single-chain \
+    "InputLayer, Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, and Sequential or single-chain \
      Functional models of them";
 
 /// The model in `json` (`{"class_name": ..., "config": {...}}`) as a [`Sequential`].
@@ -138,26 +142,51 @@ fn layer(class: &str, c: &Value, name: &str) -> Result<Layer, String> {
         Some(Value::String(s)) if s == "channels_last" => Ok(()),
         Some(other) => Err(bad(&format!("data_format {other} is not supported (channels_last only)"))),
     };
+    let no_dilation = || match size2(c.get("dilation_rate"), name, "dilation_rate")? {
+        None | Some(Size2(1, 1)) => Ok(()),
+        Some(_) => Err(bad("dilated convolution is not supported")),
+    };
+    let kernel = || size2(c.get("kernel_size"), name, "kernel_size")?.ok_or_else(|| bad("no kernel_size"));
+    let multiplier = || match c.get("depth_multiplier") {
+        None | Some(Value::Null) => Ok(1),
+        Some(_) => count(c, "depth_multiplier", name),
+    };
+    let use_bias = || c.get("use_bias").and_then(Value::as_bool).unwrap_or(true);
     Ok(match class {
         "Conv2D" | "Convolution2D" => {
             channels_last()?;
-            if size2(c.get("dilation_rate"), name, "dilation_rate")?.unwrap_or(Size2(1, 1)) != Size2(1, 1) {
-                return Err(bad("dilated convolution is not supported"));
-            }
-            if let Some(g) = c.get("groups").filter(|g| !g.is_null()) {
-                if g.as_u64() != Some(1) {
-                    return Err(bad(&format!("groups {g} is not supported (1 only)")));
-                }
-            }
-            let mut conv = Conv2D::new(
-                count(c, "filters", name)?,
-                size2(c.get("kernel_size"), name, "kernel_size")?.ok_or_else(|| bad("no kernel_size"))?,
-            );
+            no_dilation()?;
+            let mut conv = Conv2D::new(count(c, "filters", name)?, kernel()?);
             conv.strides = size2(c.get("strides"), name, "strides")?.unwrap_or(Size2(1, 1));
             conv.padding = padding(c, name)?;
             conv.activation = activation(c, name)?;
-            conv.use_bias = c.get("use_bias").and_then(Value::as_bool).unwrap_or(true);
+            conv.use_bias = use_bias();
+            if c.get("groups").is_some_and(|g| !g.is_null()) {
+                conv.groups = count(c, "groups", name)?;
+            }
             Layer::Conv2D(conv)
+        }
+        "DepthwiseConv2D" => {
+            channels_last()?;
+            no_dilation()?;
+            let mut d = DepthwiseConv2D::new(kernel()?);
+            d.strides = size2(c.get("strides"), name, "strides")?.unwrap_or(Size2(1, 1));
+            d.padding = padding(c, name)?;
+            d.depth_multiplier = multiplier()?;
+            d.activation = activation(c, name)?;
+            d.use_bias = use_bias();
+            Layer::DepthwiseConv2D(d)
+        }
+        "SeparableConv2D" | "SeparableConvolution2D" => {
+            channels_last()?;
+            no_dilation()?;
+            let mut d = SeparableConv2D::new(count(c, "filters", name)?, kernel()?);
+            d.strides = size2(c.get("strides"), name, "strides")?.unwrap_or(Size2(1, 1));
+            d.padding = padding(c, name)?;
+            d.depth_multiplier = multiplier()?;
+            d.activation = activation(c, name)?;
+            d.use_bias = use_bias();
+            Layer::SeparableConv2D(d)
         }
         "MaxPooling2D" | "MaxPool2D" | "AveragePooling2D" | "AvgPool2D" => {
             channels_last()?;
@@ -387,6 +416,8 @@ fn str_field<'a>(v: &'a Value, key: &str, what: &str) -> Result<&'a str, String>
 fn set_input_shape(layer: &mut Layer, shape: Vec<usize>) {
     let slot = match layer {
         Layer::Conv2D(l) => &mut l.input_shape,
+        Layer::DepthwiseConv2D(l) => &mut l.input_shape,
+        Layer::SeparableConv2D(l) => &mut l.input_shape,
         Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => &mut l.input_shape,
         Layer::Flatten(l) => &mut l.input_shape,
         Layer::Dense(l) => &mut l.input_shape,
