@@ -524,6 +524,24 @@ impl Layer {
         }
     }
 
+    /// The declared input shape's slot (set on a model's first layer).
+    pub(crate) fn input_shape_slot(&mut self) -> &mut Option<InputShape> {
+        match self {
+            Layer::Conv2D(l) => &mut l.input_shape,
+            Layer::DepthwiseConv2D(l) => &mut l.input_shape,
+            Layer::SeparableConv2D(l) => &mut l.input_shape,
+            Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => &mut l.input_shape,
+            Layer::Flatten(l) => &mut l.input_shape,
+            Layer::Dense(l) => &mut l.input_shape,
+            Layer::Dropout(l) => &mut l.input_shape,
+            Layer::Rescaling(l) => &mut l.input_shape,
+            Layer::RandomFlip(l) => &mut l.input_shape,
+            Layer::RandomRotation(l) => &mut l.input_shape,
+            Layer::RandomZoom(l) => &mut l.input_shape,
+            Layer::RandomTranslation(l) => &mut l.input_shape,
+        }
+    }
+
     /// The activation applied to the layer's output.
     pub fn activation(&self) -> Activation {
         match self {

@@ -121,7 +121,7 @@ fn nested_here() -> Sequential {
 
 #[test]
 fn keras_archives_load_and_predict_like_keras() {
-    for name in ["sequential", "functional", "separable", "nested"] {
+    for name in ["sequential", "functional", "separable", "augmented", "nested"] {
         let m = convnet::keras::load_model(fixture(&format!("{name}.keras"))).unwrap();
         assert_predicts_like_keras(&m, name);
         if name != "nested" {
@@ -135,7 +135,7 @@ fn keras_archives_load_and_predict_like_keras() {
 
 #[test]
 fn legacy_h5_models_load_and_predict_like_keras() {
-    for name in ["sequential", "functional", "separable", "nested"] {
+    for name in ["sequential", "functional", "separable", "augmented", "nested"] {
         let m = convnet::keras::load_model(fixture(&format!("{name}.h5"))).unwrap();
         assert_predicts_like_keras(&m, name);
     }

@@ -10,10 +10,14 @@
 //! tensor], ...}]`) and Keras 2's (`[[["name", 0, 0, {}]]]`) are read.
 //!
 //! Accepted layers: `InputLayer`, `Conv2D` (with `groups`), `DepthwiseConv2D`,
-//! `SeparableConv2D`, `MaxPooling2D`,
+//! `SeparableConv2D`, `MaxPooling2D`, `Rescaling`, `RandomFlip`, `RandomRotation`,
+//! `RandomZoom`, `RandomTranslation`,
 //! `AveragePooling2D`, `Flatten`, `Dense`, `Dropout`, float32 only,
 //! `channels_last` only. Anything else is an error naming the layer.
 
+use crate::augment::{
+    Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling,
+};
 use crate::layers::{
     Activation, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, InputShape, Layer, Padding, Pool2D, SeparableConv2D,
     Size2,
@@ -26,7 +30,8 @@ const MAX_NESTING: usize = 8;
 
 /// The layer classes convnet reads, for messages.
 const SUPPORTED: &str =
-    "InputLayer, Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, and Sequential or single-chain \
+    "InputLayer, Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, \
+     Rescaling, RandomFlip, RandomRotation, RandomZoom, RandomTranslation, and Sequential or single-chain \
      Functional models of them";
 
 /// The model in `json` (`{"class_name": ..., "config": {...}}`) as a [`Sequential`].
@@ -213,6 +218,45 @@ fn layer(class: &str, c: &Value, name: &str) -> Result<Layer, String> {
             d.use_bias = c.get("use_bias").and_then(Value::as_bool).unwrap_or(true);
             Layer::Dense(d)
         }
+        "Rescaling" => {
+            let scale = c.get("scale").and_then(Value::as_f64).ok_or_else(|| bad("scale must be a number"))?;
+            let offset = match c.get("offset") {
+                None | Some(Value::Null) => 0.0,
+                Some(v) => v.as_f64().ok_or_else(|| bad("offset must be a number"))?,
+            };
+            Layer::Rescaling(Rescaling::new(scale as f32, offset as f32).name(name))
+        }
+        "RandomFlip" => {
+            let mode = match c.get("mode").and_then(Value::as_str).unwrap_or("horizontal_and_vertical") {
+                "horizontal" => FlipMode::Horizontal,
+                "vertical" => FlipMode::Vertical,
+                "horizontal_and_vertical" => FlipMode::HorizontalAndVertical,
+                other => {
+                    return Err(bad(&format!("mode {other:?} is not horizontal, vertical or horizontal_and_vertical")))
+                }
+            };
+            let mut l = RandomFlip::new(mode);
+            l.seed = seed(c);
+            Layer::RandomFlip(l)
+        }
+        "RandomRotation" => {
+            let mut l = RandomRotation::new(factor(c, "factor", name)?.ok_or_else(|| bad("no factor"))?);
+            (l.fill_mode, l.interpolation, l.fill_value, l.seed) = warp_options(c, name)?;
+            Layer::RandomRotation(l)
+        }
+        "RandomZoom" => {
+            let mut l = RandomZoom::new(factor(c, "height_factor", name)?.ok_or_else(|| bad("no height_factor"))?);
+            l.width_factor = factor(c, "width_factor", name)?;
+            (l.fill_mode, l.interpolation, l.fill_value, l.seed) = warp_options(c, name)?;
+            Layer::RandomZoom(l)
+        }
+        "RandomTranslation" => {
+            let h = factor(c, "height_factor", name)?.ok_or_else(|| bad("no height_factor"))?;
+            let w = factor(c, "width_factor", name)?.ok_or_else(|| bad("no width_factor"))?;
+            let mut l = RandomTranslation::new(h, w);
+            (l.fill_mode, l.interpolation, l.fill_value, l.seed) = warp_options(c, name)?;
+            Layer::RandomTranslation(l)
+        }
         "Dropout" => {
             let rate = c.get("rate").and_then(Value::as_f64).ok_or_else(|| bad("no rate"))?;
             if !(0.0..1.0).contains(&rate) {
@@ -365,6 +409,40 @@ fn activation(c: &Value, name: &str) -> Result<Activation, String> {
         .map_err(|_| format!("layer {name}: activation {a:?} is not supported (linear, relu, sigmoid, tanh, softmax)"))
 }
 
+/// Keras's `factor`: `f` (meaning `[-|f|, |f|]`) or `[lower, upper]`; `None` when absent or null.
+fn factor(c: &Value, key: &str, name: &str) -> Result<Option<Factor>, String> {
+    let bad = || format!("layer {name}: {key} must be a finite number or a pair of them");
+    let num = |v: &Value| v.as_f64().filter(|x| x.is_finite()).map(|x| x as f32).ok_or_else(bad);
+    match c.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(a)) if a.len() == 2 => Ok(Some(Factor::from((num(&a[0])?, num(&a[1])?)))),
+        Some(v @ Value::Number(_)) => Ok(Some(Factor::from(num(v)?))),
+        Some(_) => Err(bad()),
+    }
+}
+
+fn seed(c: &Value) -> Option<u64> {
+    c.get("seed").and_then(Value::as_u64)
+}
+
+/// `fill_mode`, `interpolation`, `fill_value`, `seed` of the random warp layers.
+fn warp_options(c: &Value, name: &str) -> Result<(FillMode, Interpolation, f32, Option<u64>), String> {
+    let fill = match c.get("fill_mode").and_then(Value::as_str).unwrap_or("reflect") {
+        "reflect" => FillMode::Reflect,
+        "wrap" => FillMode::Wrap,
+        "constant" => FillMode::Constant,
+        "nearest" => FillMode::Nearest,
+        other => return Err(format!("layer {name}: fill_mode {other:?} is not supported")),
+    };
+    let interpolation = match c.get("interpolation").and_then(Value::as_str).unwrap_or("bilinear") {
+        "bilinear" => Interpolation::Bilinear,
+        "nearest" => Interpolation::Nearest,
+        other => return Err(format!("layer {name}: interpolation {other:?} is not supported (bilinear, nearest)")),
+    };
+    let value = c.get("fill_value").and_then(Value::as_f64).filter(|v| v.is_finite()).unwrap_or(0.0) as f32;
+    Ok((fill, interpolation, value, seed(c)))
+}
+
 fn padding(c: &Value, name: &str) -> Result<Padding, String> {
     match c.get("padding").and_then(Value::as_str) {
         None | Some("valid") => Ok(Padding::Valid),
@@ -414,14 +492,5 @@ fn str_field<'a>(v: &'a Value, key: &str, what: &str) -> Result<&'a str, String>
 }
 
 fn set_input_shape(layer: &mut Layer, shape: Vec<usize>) {
-    let slot = match layer {
-        Layer::Conv2D(l) => &mut l.input_shape,
-        Layer::DepthwiseConv2D(l) => &mut l.input_shape,
-        Layer::SeparableConv2D(l) => &mut l.input_shape,
-        Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => &mut l.input_shape,
-        Layer::Flatten(l) => &mut l.input_shape,
-        Layer::Dense(l) => &mut l.input_shape,
-        Layer::Dropout(l) => &mut l.input_shape,
-    };
-    *slot = Some(InputShape(shape));
+    *layer.input_shape_slot() = Some(InputShape(shape));
 }
