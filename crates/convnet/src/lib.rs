@@ -78,7 +78,8 @@
 //! tape-free engine in `infer.rs`), [`data`] (where batches come from),
 //! [`callbacks`], [`progress`] (Keras's bar), [`weights`] (safetensors
 //! files), [`files`] (bounded reads, atomic saves), [`images`] (images as
-//! input), [`limits`] (the resource limits, `docs/LIMITS.md`). The modules
+//! input), [`limits`] (the resource limits, `docs/LIMITS.md`), [`keras`] (Keras `.keras` /
+//! `.h5` files in), [`applications`] (VGG16). The modules
 //! form a one-way graph, drawn in `docs/ARCHITECTURE.md`.
 #![warn(missing_docs)]
 
@@ -96,6 +97,9 @@
 //   evaluate, weights -> model (evaluate also batch, compile, infer, plan; weights also files, limits, plan)
 //   callbacks -> logs, model
 //   train -> augment, batch, callbacks, compile, infer, layers, logs, model, progress
+//   keras -> augment, files, layers, limits, model (Keras files in)
+//   applications -> keras, layers, model   (VGG16)
+pub mod applications;
 mod augment;
 mod batch;
 mod built;

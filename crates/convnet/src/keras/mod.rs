@@ -37,7 +37,6 @@ mod layouts;
 use crate::layers::InputShape;
 use crate::model::{Model, Sequential};
 use crate::{Error, Result};
-use std::io::Read;
 use std::path::Path;
 
 pub use archive::MAX_CONFIG_BYTES;
@@ -45,17 +44,17 @@ pub use archive::MAX_CONFIG_BYTES;
 /// Size limits of the Keras readers (see `docs/LIMITS.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// The largest file (or archive member) read: 2 GiB by default, four
-    /// times VGG16's full ImageNet weights (528 MiB).
+    /// The largest file (or archive member) read; default
+    /// [`crate::limits::MAX_FILE_BYTES`] (VGG16's full ImageNet weights are 528 MiB).
     pub max_file_bytes: u64,
-    /// The most parameters a model file may declare: 300 million by default
-    /// (1.2 GB of float32; VGG16 with its top has 138 million).
+    /// The most parameters a model file may declare; default
+    /// [`crate::limits::MAX_PARAMS`] (VGG16 with its top has 138 million).
     pub max_params: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_file_bytes: 2 << 30, max_params: 300_000_000 }
+        Limits { max_file_bytes: crate::limits::MAX_FILE_BYTES, max_params: crate::limits::MAX_PARAMS }
     }
 }
 
@@ -178,22 +177,9 @@ fn build_bounded(seq: Sequential, limits: &Limits) -> Result<Model> {
 }
 
 /// Reads a regular file of at most `max` bytes (a FIFO, device or directory
-/// is refused before any read; a file that grows past `max` is cut off).
+/// is refused before any read).
 fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::weights(path, "not a regular file"));
-    }
-    if meta.len() > max {
-        return Err(Error::weights(path, format!("{} bytes, more than the limit of {max}", meta.len())));
-    }
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    f.take(max + 1).read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
-    if bytes.len() as u64 > max {
-        return Err(Error::weights(path, format!("more than the limit of {max} bytes")));
-    }
-    Ok(bytes)
+    crate::files::read_regular_file(path, max)
 }
 
 /// Puts the real path in a bytes-level error.
