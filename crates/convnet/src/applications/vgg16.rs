@@ -153,7 +153,7 @@ impl Vgg16 {
 /// # Ok::<(), convnet::Error>(())
 /// ```
 pub fn preprocess_input(images: &mut [f32]) -> Result<()> {
-    if images.len() % 3 != 0 {
+    if !images.len().is_multiple_of(3) {
         return Err(Error::Data(format!(
             "preprocess_input needs RGB pixels (a multiple of 3 values), got {} values",
             images.len()
