@@ -198,6 +198,43 @@ impl Callback for ModelCheckpoint {
     }
 }
 
+/// Stops training at the first batch whose loss is NaN or infinite (Keras
+/// `TerminateOnNaN`), recording where.
+///
+/// `fit` already stops with an error at a non-finite loss, gradient or
+/// weight while [`FitOptions::check_finite`](crate::FitOptions::check_finite)
+/// is on (the default), keeping the last good weights; this callback is for
+/// training with that check off, as in Keras: it ends `fit` normally
+/// (`Ok`, with the partial epoch in the history) after the batch whose loss
+/// went bad (a batch `fit` skipped: no update is made from a non-finite
+/// loss).
+///
+/// ```
+/// use convnet::callbacks::{Callback, Control, TerminateOnNaN};
+/// use convnet::BatchLogs;
+/// let mut t = TerminateOnNaN::default();
+/// let logs = |loss: f64| BatchLogs { epoch: 2, batch: 7, batch_loss: loss, loss, accuracy: None };
+/// assert_eq!(t.on_batch_end(&logs(0.5))?, Control::Continue);
+/// assert_eq!(t.on_batch_end(&logs(f64::NAN))?, Control::Stop);
+/// assert_eq!(t.stopped_at, Some((2, 7)));
+/// # Ok::<(), convnet::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TerminateOnNaN {
+    /// `(epoch, batch)` (1-based) of the batch that stopped training, if any.
+    pub stopped_at: Option<(usize, usize)>,
+}
+
+impl Callback for TerminateOnNaN {
+    fn on_batch_end(&mut self, logs: &BatchLogs) -> Result<Control> {
+        if logs.batch_loss.is_finite() && logs.loss.is_finite() {
+            return Ok(Control::Continue);
+        }
+        self.stopped_at = Some((logs.epoch, logs.batch));
+        Ok(Control::Stop)
+    }
+}
+
 /// A closure called after every batch; returning [`Control::Stop`] stops training.
 pub struct OnBatchEnd<F: FnMut(&BatchLogs) -> Control>(pub F);
 

@@ -36,6 +36,20 @@ pub enum Error {
         /// 1-based batch within the epoch.
         batch: usize,
     },
+    /// A gradient or a weight became NaN or infinite during training; the
+    /// weights were left (or put back) as they were after the last good step.
+    #[error(
+        "{what} at epoch {epoch}, batch {batch}: training diverged (try a lower learning rate); the weights are \
+         those before this batch"
+    )]
+    NonFiniteParameter {
+        /// Which parameter, and whether its gradient or its value.
+        what: String,
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based batch within the epoch.
+        batch: usize,
+    },
     /// A weights or model file that does not fit the model, or is corrupt.
     #[error("{path}: {reason}")]
     WeightsFile {

@@ -125,7 +125,9 @@ mod train;
 pub mod weights;
 
 pub use built::BuiltLayer;
-pub use callbacks::{Callback, Control, EarlyStopping, ModelCheckpoint, Monitor, OnBatchEnd, OnEpochEnd};
+pub use callbacks::{
+    Callback, Control, EarlyStopping, ModelCheckpoint, Monitor, OnBatchEnd, OnEpochEnd, TerminateOnNaN,
+};
 pub use compile::{Loss, Metric};
 pub use data::{Examples, TargetForm, XY};
 pub use error::{Error, Result};

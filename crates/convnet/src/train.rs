@@ -65,6 +65,17 @@ pub struct FitOptions<'a> {
     pub callbacks: Vec<Box<dyn Callback + 'a>>,
     /// Progress reporting.
     pub verbose: Verbose,
+    /// Stop with an error when the loss, a gradient or a weight becomes NaN
+    /// or infinite, naming the epoch and batch, with the model's weights
+    /// left as they were after the last good step (default true). Checking
+    /// costs one pass over the gradients and the weights and a copy of the
+    /// weights per step (under 1% of a step of the chapter's model). Off: a
+    /// batch whose loss is NaN or infinite is skipped (not learned from: the
+    /// tape cannot differentiate it) and reported to the callbacks with that
+    /// loss, and non-finite gradients and weights are not checked; add
+    /// [`TerminateOnNaN`](crate::callbacks::TerminateOnNaN) to stop at the
+    /// first such batch, as in Keras.
+    pub check_finite: bool,
 }
 
 impl Default for FitOptions<'_> {
@@ -78,6 +89,7 @@ impl Default for FitOptions<'_> {
             validation_data: None,
             callbacks: Vec::new(),
             verbose: Verbose::Auto,
+            check_finite: true,
         }
     }
 }
@@ -320,6 +332,10 @@ impl Model {
         };
         let mut history = History::default();
         let mut callbacks = std::mem::take(&mut options.callbacks);
+        let check = options.check_finite;
+        // The weights before the step in progress (reused buffer), to put
+        // back if the update makes one non-finite.
+        let mut last_good: Vec<f32> = Vec::new();
         'epochs: for epoch in 1..=options.epochs {
             let started = Instant::now();
             if live.is_some() {
@@ -341,14 +357,26 @@ impl Model {
                 let out = self.forward(&mut tape, x, fused, step_seed)?;
                 let loss_var = self.loss_node(&mut tape, out, &buf, b, form)?;
                 let loss = tape.scalar(loss_var)?;
-                if !loss.is_finite() {
+                if check && !loss.is_finite() {
                     return Err(Error::NonFiniteLoss { value: loss, epoch, batch: bi + 1 });
                 }
-                tape.backward(loss_var, &mut self.params)?;
-                let c = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
-                c.optimizer.begin_step()?;
-                let opt = &mut c.optimizer;
-                self.params.update_with(|i, w, g| opt.update(i, w, g))?;
+                // With the check off, a batch whose loss is not finite is not
+                // learned from (the tape cannot differentiate it) but is
+                // reported to the callbacks (TerminateOnNaN stops there).
+                if loss.is_finite() {
+                    tape.backward(loss_var, &mut self.params)?;
+                    if check {
+                        self.check_grads_finite(epoch, bi + 1)?;
+                        snapshot_weights(self, &mut last_good);
+                    }
+                    let c = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
+                    c.optimizer.begin_step()?;
+                    let opt = &mut c.optimizer;
+                    self.params.update_with(|i, w, g| opt.update(i, w, g))?;
+                    if check {
+                        self.check_weights_finite(epoch, bi + 1, &last_good)?;
+                    }
+                }
                 run.loss += loss as f64 * b as f64;
                 run.seen += b;
                 if accuracy {
@@ -412,6 +440,50 @@ impl Model {
             cb.on_train_end(self)?;
         }
         Ok(history)
+    }
+}
+
+/// Copies every weight, in parameter order, into `buf` (reused).
+fn snapshot_weights(model: &Model, buf: &mut Vec<f32>) {
+    buf.clear();
+    for (_, _, value, _) in model.params.iter() {
+        buf.extend_from_slice(value.data());
+    }
+}
+
+impl Model {
+    /// `Err` naming the first parameter whose gradient holds a NaN or an
+    /// infinity; checked before the update, so the weights stay good.
+    fn check_grads_finite(&self, epoch: usize, batch: usize) -> Result<()> {
+        for (_, name, _, grad) in self.params.iter() {
+            if let Some(v) = grad.data().iter().find(|v| !v.is_finite()) {
+                return Err(Error::NonFiniteParameter {
+                    what: format!("the gradient of {name} holds {v}"),
+                    epoch,
+                    batch,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// After an update: `Err` naming the first weight that became NaN or
+    /// infinite, with every weight first put back from `last_good` (the
+    /// copy taken before the update).
+    fn check_weights_finite(&mut self, epoch: usize, batch: usize, last_good: &[f32]) -> Result<()> {
+        let bad = self.params.iter().find_map(|(_, name, value, _)| {
+            value.data().iter().find(|v| !v.is_finite()).map(|v| format!("{name} became {v}"))
+        });
+        let Some(what) = bad else { return Ok(()) };
+        let ids: Vec<_> = self.params.ids().collect();
+        let mut offset = 0;
+        for id in ids {
+            let value = self.params.value_mut(id)?.data_mut();
+            let n = value.len();
+            value.copy_from_slice(&last_good[offset..offset + n]);
+            offset += n;
+        }
+        Err(Error::NonFiniteParameter { what, epoch, batch })
     }
 }
 

@@ -685,3 +685,99 @@ fn a_small_model_file_loads_and_predicts_under_the_limits() {
     assert_eq!(run.code, Some(0), "{run:?}");
     assert!(run.stdout.contains("digit.png: "), "{run:?}");
 }
+
+fn weight_bits(m: &Model) -> Vec<u32> {
+    m.weights().iter().flat_map(|(_, t)| t.data().iter().map(|x| x.to_bits())).collect()
+}
+
+fn quiet<'a>(epochs: usize, batch_size: usize) -> convnet::FitOptions<'a> {
+    convnet::FitOptions { epochs, batch_size, shuffle: false, verbose: convnet::Verbose::Silent, ..Default::default() }
+}
+
+fn four_to_three(init: convnet::Initializer) -> Model {
+    Sequential::new().add(Dense::new(3).activation(Softmax).kernel_initializer(init).input_shape(4)).build().unwrap()
+}
+
+// 7. Training that diverges stops with an error naming epoch and batch, and
+// keeps the last good weights (in memory and in the last checkpoint).
+#[test]
+fn issue_7_training_that_diverges_stops_and_keeps_the_last_good_weights() {
+    use convnet::optimizers::{LearningRate, Sgd};
+    use convnet::{Loss, Metric, ModelCheckpoint};
+    use convnet_tensor::{Shape, Tensor};
+    let dir = tmp("diverge");
+    let x =
+        Tensor::from_slice(Shape::matrix(8, 4), &(0..32).map(|i| (i % 7) as f32 * 300.0).collect::<Vec<_>>()).unwrap();
+    let y = Tensor::from_slice(Shape::vector(8), &[0., 1., 2., 0., 1., 2., 0., 1.]).unwrap();
+    // Two steps an epoch; from the third step on the learning rate is 1e38,
+    // so epoch 2's first update overflows the weights to infinity.
+    let lr = LearningRate::PiecewiseConstant { boundaries: vec![1], values: vec![0.001, 1e38] };
+    let ckpt = dir.join("ckpt.st");
+    let mut model = four_to_three(convnet::Initializer::GlorotUniform);
+    model.compile(Sgd::new(lr.clone()), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy]).unwrap();
+    let mut opts = quiet(3, 4);
+    opts.callbacks.push(Box::new(ModelCheckpoint::new(&ckpt)));
+    let err = model.fit(&x, &y, opts).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, convnet::Error::NonFiniteParameter { epoch: 2, batch: 1, .. }), "{msg}");
+    assert!(msg.contains("dense/kernel became") && msg.contains("at epoch 2, batch 1"), "{msg}");
+    assert!(model.weights().iter().all(|(_, t)| t.data().iter().all(|v| v.is_finite())));
+    // The weights are exactly those after epoch 1, which the checkpoint holds.
+    let saved = Model::load(&ckpt).unwrap();
+    assert_eq!(weight_bits(&model), weight_bits(&saved));
+    let mut again = four_to_three(convnet::Initializer::GlorotUniform);
+    again.compile(Sgd::new(lr), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy]).unwrap();
+    again.fit(&x, &y, quiet(1, 4)).unwrap();
+    assert_eq!(weight_bits(&model), weight_bits(&again));
+
+    // An infinite gradient with a finite loss: refused before the update.
+    // x = 3e38 through a tiny first weight gives a finite hidden value and
+    // loss, but the first kernel's gradient is x times about 20: infinite.
+    let mut two = Sequential::new()
+        .add(Dense::new(1).use_bias(false).input_shape(1))
+        .add(Dense::new(3).activation(Softmax).use_bias(false))
+        .build()
+        .unwrap();
+    two.set_weights(&[vec![1e-38], vec![10.0, -10.0, 0.0]]).unwrap();
+    two.compile(Sgd::new(0.01), Loss::SparseCategoricalCrossentropy, &[]).unwrap();
+    let before = weight_bits(&two);
+    let huge = Tensor::from_slice(Shape::matrix(1, 1), &[3e38]).unwrap();
+    let label = Tensor::from_slice(Shape::vector(1), &[1.0]).unwrap();
+    let err = two.fit(&huge, &label, quiet(1, 1)).unwrap_err().to_string();
+    assert!(err.contains("the gradient of dense/kernel holds") && err.contains("epoch 1, batch 1"), "{err}");
+    assert_eq!(weight_bits(&two), before);
+}
+
+// 7. Keras's TerminateOnNaN, for training with the built-in check off.
+#[test]
+fn issue_7_terminate_on_nan_stops_training_with_the_check_off() {
+    use convnet::optimizers::Sgd;
+    use convnet::{Loss, TerminateOnNaN};
+    use convnet_tensor::{Shape, Tensor};
+    let x = Tensor::from_slice(Shape::matrix(6, 4), &[0.5; 24]).unwrap();
+    let mut y = Tensor::zeros(Shape::matrix(6, 3));
+    y.data_mut()[0] = 1.0;
+    y.data_mut()[4] = 1.0;
+    y.data_mut()[3 * 3] = f32::NAN; // example 3: batch 2 of 2-example batches
+    let mut model = four_to_three(convnet::Initializer::GlorotUniform);
+    model.compile(Sgd::new(0.01), Loss::CategoricalCrossentropy, &[]).unwrap();
+    // With the check on (the default): an error.
+    let err = model.fit(&x, &y, quiet(2, 2)).unwrap_err().to_string();
+    assert!(err.contains("loss is NaN at epoch 1, batch 2"), "{err}");
+    // With it off, TerminateOnNaN ends fit normally after that batch.
+    let mut opts = quiet(2, 2);
+    opts.check_finite = false;
+    let (tx, rx) = std::sync::mpsc::channel();
+    struct Report(TerminateOnNaN, std::sync::mpsc::Sender<Option<(usize, usize)>>);
+    impl convnet::Callback for Report {
+        fn on_batch_end(&mut self, logs: &convnet::BatchLogs) -> convnet::Result<convnet::Control> {
+            let c = self.0.on_batch_end(logs)?;
+            self.1.send(self.0.stopped_at).unwrap();
+            Ok(c)
+        }
+    }
+    opts.callbacks.push(Box::new(Report(TerminateOnNaN::default(), tx)));
+    let history = model.fit(&x, &y, opts).unwrap();
+    assert_eq!(history.epochs.len(), 1);
+    assert_eq!(rx.try_iter().last(), Some(Some((1, 2))));
+}
