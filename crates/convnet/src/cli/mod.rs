@@ -4,6 +4,7 @@ mod bench;
 mod predict;
 
 use clap::{Args, Parser, Subcommand};
+use convnet::applications::vgg16::Vgg16;
 use convnet::limits::{Limits, INFERENCE_BATCH_BYTES, MAX_THREADS_PER_CORE};
 use convnet::weights::LoadOptions;
 use convnet::{mnist_convnet, FitOptions, Loss, Metric, Model, OnBatchEnd, Verbose};
@@ -39,8 +40,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the chapter model's summary table (Keras format).
-    Summary,
+    /// Print a model's summary table (Keras format): the chapter's model by default.
+    Summary(SummaryArgs),
     /// Train the chapter's model on MNIST (5 epochs, batch 64, RMSprop) and print the test accuracy.
     Train(TrainArgs),
     /// Evaluate saved weights on the MNIST test set.
@@ -53,6 +54,15 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+#[derive(Args, Debug)]
+struct SummaryArgs {
+    /// A built-in model (`mnist`, the chapter's; `vgg16`, VGG16's convolutional base at 150x150x3 as
+    /// the chapter uses it), or a model file: Keras `.keras` or legacy `.h5`, or a whole-model
+    /// safetensors file written by `train --save`.
+    #[arg(long, value_name = "FILE|NAME", default_value = "mnist")]
+    model: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -106,7 +116,7 @@ struct TrainArgs {
 
 #[derive(Args, Debug)]
 struct EvalArgs {
-    /// A file written by `train --save` (or by save_weights).
+    /// A file written by `train --save` (or by save_weights), or a Keras `.keras` / legacy `.h5` model.
     #[arg(long, value_name = "FILE")]
     weights: PathBuf,
     #[command(flatten)]
@@ -121,7 +131,7 @@ struct EvalArgs {
 
 #[derive(Args, Debug)]
 struct PredictArgs {
-    /// A file written by `train --save` (or by save_weights).
+    /// A file written by `train --save` (or by save_weights), or a Keras `.keras` / legacy `.h5` model.
     #[arg(long, value_name = "FILE")]
     weights: PathBuf,
     /// Invert the grey levels first (for dark digits on a light background).
@@ -186,8 +196,14 @@ fn load_mnist(data: &DataArg) -> CliResult<Mnist> {
     })
 }
 
-/// A model file's model: the architecture stored in it, or the chapter's
-/// model for a weights-only file. The file is read once, bounded.
+/// A Keras model file: a `.keras` archive (zip) or a legacy `.h5` model (HDF5).
+fn is_keras_file(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"\x89HDF\r\n\x1a\n")
+}
+
+/// A model file's model: the architecture stored in it (a whole-model
+/// safetensors file, a Keras `.keras` archive or legacy `.h5` model), or the
+/// chapter's model for a safetensors weights-only file. The file is read once, bounded.
 fn load_model(path: &Path, opts: &LoadOptions) -> CliResult<Model> {
     let named = |e: convnet::Error| match e {
         convnet::Error::WeightsFile { reason, .. } => {
@@ -196,6 +212,11 @@ fn load_model(path: &Path, opts: &LoadOptions) -> CliResult<Model> {
         other => other,
     };
     let bytes = convnet::files::read_regular_file(path, opts.limits.max_file_bytes)?;
+    if is_keras_file(&bytes) {
+        let limits =
+            convnet::keras::Limits { max_file_bytes: opts.limits.max_file_bytes, max_params: opts.limits.max_params };
+        return Ok(convnet::keras::model_from_bytes(bytes, &limits).map_err(named)?);
+    }
     Ok(match convnet::weights::architecture_of(&bytes).map_err(named)? {
         Some(_) => Model::load_bytes_with(&bytes, opts).map_err(named)?,
         None => {
@@ -210,8 +231,13 @@ pub fn run(cli: Cli, started: Instant) -> CliResult<()> {
     convnet_kernels::simd::try_level()?;
     let limits = Limits::from_env().map_err(|e| UsageError(e.to_string()))?;
     match cli.command {
-        Command::Summary => {
-            print!("{}", mnist_convnet().build()?.summary());
+        Command::Summary(a) => {
+            let model = match a.model.as_str() {
+                "mnist" => mnist_convnet().build()?,
+                "vgg16" => Vgg16::new().include_top(false).input_shape((150, 150, 3)).build()?,
+                file => load_model(Path::new(file), &LoadOptions { limits, allow_non_finite: true })?,
+            };
+            print!("{}", model.summary());
             Ok(())
         }
         Command::Train(a) => train(a, started),
