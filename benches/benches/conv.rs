@@ -8,7 +8,7 @@
 //! saved multiplies show as throughput above the machine's FMA peak.
 //!
 //! The `peak` group measures that peak for reference: a 2048^3 sgemm
-//! (matrixmultiply, the GEMM im2col runs on) and a register-only AVX-512 FMA
+//! (our `gemm::sgemm`, the GEMM im2col runs on) and a register-only AVX-512 FMA
 //! loop on every rayon thread.
 //!
 //! ```text

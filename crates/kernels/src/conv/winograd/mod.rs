@@ -18,7 +18,7 @@
 //!    `[tile element][tile][c_in]`;
 //! 3. the element-wise stage as `t*t` GEMMs (16 for F2, 36 for F4)
 //!    `M[e] = V[e] * U[e]`, `[tiles x c_in] * [c_in x c_out]` (own AVX-512 /
-//!    AVX2 micro-kernels, matrixmultiply on the portable path);
+//!    AVX2 micro-kernels, our packed GEMM of `crate::gemm` on the portable path);
 //! 4. output transform `Y = A^T M A` with bias and activation fused into the
 //!    store.
 //!
