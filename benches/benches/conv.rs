@@ -14,7 +14,13 @@
 //! ```text
 //! cargo bench -p convnet-benches --bench conv              # everything (9 min at load 6)
 //! cargo bench -p convnet-benches --bench conv -- mnist     # a filter
+//! cargo bench -p convnet-benches --bench conv -- conv/vgg_8x28x28x256 --warm-up-time 1 --measurement-time 5
 //! ```
+//!
+//! Each `conv/<layer>` group puts every algorithm and pass of one layer side
+//! by side (`<algo>/<pass>` ids). Sample size 10, warm-up 0.3 s and
+//! measurement 1.5 s are the defaults of the group config below; the
+//! command-line flags override them.
 
 use convnet_kernels::activation::Activation;
 use convnet_kernels::conv::{self, ConvAlgo, ConvPass, ConvShape, Padding};
@@ -55,10 +61,6 @@ fn conv_layers(c: &mut Criterion) {
         let (mut y, mut gx, mut gw) = (vec![0.0; s.output_len()], vec![0.0; s.input_len()], vec![0.0; s.filter_len()]);
         let mut group = c.benchmark_group(format!("conv/{name}"));
         group.throughput(Throughput::Elements(s.flops() as u64));
-        let big = s.flops() > 1_000_000_000;
-        group.sample_size(10);
-        group.warm_up_time(Duration::from_millis(if big { 200 } else { 300 }));
-        group.measurement_time(Duration::from_millis(if big { 2000 } else { 1500 }));
         for algo in ConvAlgo::ALL.into_iter().chain([ConvAlgo::Auto]) {
             if algo == ConvAlgo::Reference && s.flops() > REFERENCE_MAX_FLOPS {
                 continue;
@@ -99,7 +101,6 @@ fn conv_layers(c: &mut Criterion) {
 /// so im2col's throughput can be compared with the bare sgemm it runs on.
 fn im2col_equivalent_gemm(c: &mut Criterion) {
     let mut group = c.benchmark_group("gemm_equivalent");
-    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
     let mut rng = Rng::new(3);
     for (name, s) in layers() {
         let (m, k, n) = (s.n * s.out_h() * s.out_w(), s.kh * s.kw * s.c_in, s.c_out);
@@ -162,7 +163,6 @@ unsafe fn fma_loop_avx512(iters: u64) {
 
 fn peak(c: &mut Criterion) {
     let mut group = c.benchmark_group("peak");
-    group.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
     let n = 2048;
     let mut rng = Rng::new(9);
     let a = uniform(n * n, &mut rng);
@@ -194,5 +194,14 @@ fn peak(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, peak, conv_layers, im2col_equivalent_gemm);
+criterion_group! {
+    name = benches;
+    // Defaults only: criterion applies the command line after this config,
+    // so `-- --warm-up-time 1 --measurement-time 5 --sample-size 20` win.
+    config = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(1500));
+    targets = peak, conv_layers, im2col_equivalent_gemm
+}
 criterion_main!(benches);

@@ -21,7 +21,6 @@ fn max_pool(c: &mut Criterion) {
         let gy: Vec<f32> = (0..s.output_len()).map(|_| rng.uniform(-1.0, 1.0)).collect();
         let (mut y, mut am, mut gx) = (vec![0.0; s.output_len()], vec![0u32; s.output_len()], vec![0.0; s.input_len()]);
         let mut group = c.benchmark_group(format!("max_pool_2x2/{name}"));
-        group.sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
         group.throughput(Throughput::Bytes((4 * (s.input_len() + 2 * s.output_len())) as u64));
         group.bench_function("forward", |b| {
             b.iter(|| {
@@ -52,5 +51,14 @@ fn max_pool(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, max_pool);
+criterion_group! {
+    name = benches;
+    // Defaults only: `--warm-up-time` / `--measurement-time` / `--sample-size`
+    // on the command line override them.
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    targets = max_pool
+}
 criterion_main!(benches);
