@@ -79,16 +79,15 @@ pub fn spread(mag: &[f32], (n, h, w, c): (usize, usize, usize, usize), r: usize)
     out
 }
 
-/// Whether `algo` is specified to run `pass` on `s` (so `supports()` must say Ok).
-pub fn must_support(algo: ConvAlgo, s: &ConvShape, pass: ConvPass) -> bool {
+/// Whether `algo` is specified to run `pass` on `s` (so `supports()` must say
+/// Ok). Every algorithm runs all three passes of the shapes it takes.
+pub fn must_support(algo: ConvAlgo, s: &ConvShape, _pass: ConvPass) -> bool {
     match algo {
         ConvAlgo::Reference | ConvAlgo::Im2col | ConvAlgo::Auto => true,
         ConvAlgo::Direct => s.groups == 1,
         ConvAlgo::Depthwise => s.groups == s.c_in,
         ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 => {
-            s.groups == 1
-                && pass != ConvPass::BackwardFilter
-                && (s.kh, s.kw, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w) == (3, 3, 1, 1, 1, 1)
+            s.groups == 1 && (s.kh, s.kw, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w) == (3, 3, 1, 1, 1, 1)
         }
     }
 }
