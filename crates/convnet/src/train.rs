@@ -69,7 +69,9 @@ pub struct FitOptions<'a> {
     /// or infinite, naming the epoch and batch, with the model's weights
     /// left as they were after the last good step (default true). Checking
     /// costs one pass over the gradients and the weights and a copy of the
-    /// weights per step (under 1% of a step of the chapter's model). Off: a
+    /// weights per step: linear in the parameter count, where a step's
+    /// forward and backward passes cost that times the batch size (and, for
+    /// a convolution, its output pixels); not measured separately. Off: a
     /// batch whose loss is NaN or infinite is skipped (not learned from: the
     /// tape cannot differentiate it) and reported to the callbacks with that
     /// loss, and non-finite gradients and weights are not checked; add
