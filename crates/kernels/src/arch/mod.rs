@@ -26,6 +26,7 @@ pub(crate) use vector::{prefetch, Isa, Portable, Scalar, VOps, Vf32};
 pub(crate) use vector::{Avx2, Avx512};
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Sets FTZ and DAZ in MXCSR while alive; restores the previous MXCSR on drop.
 pub(crate) struct FtzGuard {
@@ -117,6 +118,11 @@ thread_local! {
     static ISIZE_POOL: [Cell<Vec<isize>>; SLOTS] = const { [const { Cell::new(Vec::new()) }; SLOTS] };
 }
 
+/// Per slot, the largest length any thread has asked for (f32 and isize
+/// pools apart): a thread that must grow a slot grows it to this at once.
+static F32_HIGH_WATER: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+static ISIZE_HIGH_WATER: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+
 /// A growth-only thread-local buffer, lent out for one kernel call and given
 /// back on drop: after the first call with a given size, repeated calls do
 /// not touch the heap. Contents are NOT cleared between uses.
@@ -128,12 +134,31 @@ pub(crate) struct Scratch<T: 'static + Copy + Default> {
 }
 
 impl<T: 'static + Copy + Default> Scratch<T> {
-    fn take(pool: &'static std::thread::LocalKey<[Cell<Vec<T>>; SLOTS]>, slot: Slot, len: usize) -> Self {
+    /// Lends `len` elements. A buffer shorter than `len`, or than the
+    /// slot's process-wide high-water mark, grows to the larger of `grow_to`
+    /// and that mark: which worker runs which task of which call depends on
+    /// work stealing, so a worker that so far ran only small tasks would
+    /// otherwise allocate in a later, steady-state step when it first steals
+    /// a large one. With the mark, any use of the slot on a thread after the
+    /// largest call has run once leaves that thread at the final size.
+    fn take(
+        pool: &'static std::thread::LocalKey<[Cell<Vec<T>>; SLOTS]>,
+        high_water: &'static [AtomicUsize; SLOTS],
+        slot: Slot,
+        len: usize,
+        grow_to: usize,
+    ) -> Self {
+        let want = len.max(grow_to);
+        let mark = &high_water[slot as usize];
+        let mut hw = mark.load(Ordering::Relaxed);
+        if want > hw {
+            hw = mark.fetch_max(want, Ordering::Relaxed).max(want);
+        }
         // A nested user of the same slot (not expected) gets an empty vector
         // and allocates; correctness never depends on reuse.
         let mut buf = pool.with(|p| p[slot as usize].take());
-        if buf.len() < len {
-            buf.resize(len, T::default());
+        if buf.len() < hw {
+            buf.resize(hw, T::default());
         }
         Scratch { buf, len, slot, pool }
     }
@@ -164,27 +189,78 @@ impl<T: 'static + Copy + Default> Drop for Scratch<T> {
 
 /// `len` f32 of thread-local scratch from `slot` (contents unspecified).
 pub(crate) fn scratch_f32(slot: Slot, len: usize) -> Scratch<f32> {
-    Scratch::take(&F32_POOL, slot, len)
+    Scratch::take(&F32_POOL, &F32_HIGH_WATER, slot, len, len)
 }
 
 /// `len` isize of thread-local scratch from `slot` (contents unspecified).
 pub(crate) fn scratch_isize(slot: Slot, len: usize) -> Scratch<isize> {
-    Scratch::take(&ISIZE_POOL, slot, len)
+    Scratch::take(&ISIZE_POOL, &ISIZE_HIGH_WATER, slot, len, len)
+}
+
+/// `len` f32 of thread-local scratch from `slot` for one task of a parallel
+/// call whose largest task needs `call_max`: if the buffer must grow, it
+/// grows to `call_max` at once. Tasks of one call need different sizes (a
+/// short last tile, a border class with fewer taps), and which worker runs
+/// which task depends on work stealing; sizing to the call's largest task
+/// on first touch means a worker that first ran only small tasks does not
+/// allocate again, in a later steady-state step, when it steals a large one.
+pub(crate) fn scratch_f32_task(slot: Slot, len: usize, call_max: usize) -> Scratch<f32> {
+    debug_assert!(len <= call_max);
+    Scratch::take(&F32_POOL, &F32_HIGH_WATER, slot, len, call_max)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    // The pool's own slots and marks are shared with every kernel test running
+    // in parallel; these tests use private ones so that nothing else moves
+    // their high-water marks.
+    thread_local! {
+        static TEST_POOL: [Cell<Vec<f32>>; SLOTS] = const { [const { Cell::new(Vec::new()) }; SLOTS] };
+    }
+
+    fn take(hw: &'static [AtomicUsize; SLOTS], len: usize, grow_to: usize) -> Scratch<f32> {
+        Scratch::take(&TEST_POOL, hw, Slot::Column, len, grow_to)
+    }
+
     #[test]
     fn scratch_is_reused_without_reallocating() {
-        let p1 = {
-            let s = scratch_f32(Slot::Column, 100);
-            s.as_ptr()
-        };
-        let s = scratch_f32(Slot::Column, 50);
+        static HW: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+        let p1 = take(&HW, 100, 100).as_ptr();
+        let s = take(&HW, 50, 50);
         assert_eq!(s.as_ptr(), p1);
         assert_eq!(s.len(), 50);
+        // The public entry points lend exactly what is asked for.
+        assert_eq!(scratch_f32(Slot::Column, 7).len(), 7);
+        assert_eq!(scratch_f32_task(Slot::Column, 3, 9).len(), 3);
+    }
+
+    #[test]
+    fn task_scratch_grows_to_the_calls_largest_task_at_once() {
+        static HW: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+        let p1 = {
+            let s = take(&HW, 10, 300);
+            assert_eq!(s.len(), 10);
+            s.as_ptr()
+        };
+        // The largest task of the same call, later: no reallocation.
+        let s = take(&HW, 300, 300);
+        assert_eq!(s.as_ptr(), p1);
+        assert_eq!(s.len(), 300);
+    }
+
+    #[test]
+    fn a_thread_grows_to_the_high_water_mark_on_first_touch() {
+        static HW: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
+        // Another thread ran a large call: the mark is 1000.
+        std::thread::spawn(|| drop(take(&HW, 1000, 1000))).join().unwrap();
+        // This thread's first task is small, but it grows to the mark at once,
+        // so a large task later does not reallocate.
+        let p1 = take(&HW, 4, 4).as_ptr();
+        let s = take(&HW, 1000, 1000);
+        assert_eq!(s.as_ptr(), p1);
+        assert_eq!(s.len(), 1000);
     }
 
     #[cfg(target_arch = "x86_64")]

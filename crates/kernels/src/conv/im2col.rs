@@ -29,7 +29,7 @@
 use super::ConvShape;
 use crate::activation::Activation;
 use crate::arch::Token;
-use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
+use crate::arch::{scratch_f32, scratch_f32_task, FtzGuard, SendPtr, Slot};
 use crate::error::check_len;
 use crate::gemm::{sgemm_strided, Gemm};
 use crate::Result;
@@ -231,7 +231,7 @@ pub(crate) fn forward(
         let _ftz = FtzGuard::new();
         let r0 = t * tile;
         let rows = tile.min(total - r0);
-        let mut col = scratch_f32(Slot::Column, rows * k);
+        let mut col = scratch_f32_task(Slot::Column, rows * k, tile * k);
         pack_rows(s, input, r0, rows, &mut col);
         // SAFETY: tile `t` owns output rows r0 .. r0+rows (disjoint across
         // tasks, inside `output` because r0 + rows <= total).

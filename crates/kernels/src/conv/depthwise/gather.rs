@@ -5,7 +5,7 @@
 //! (see the module doc of [`super`]).
 
 use super::TapTable;
-use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
+use crate::arch::{scratch_f32_task, FtzGuard, SendPtr, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
 use crate::arch::{Isa, Token, Vf32};
@@ -63,51 +63,41 @@ impl Gather<'_> {
 /// elements the dimensions say, `dst` points to `n * dst_h * dst_w * dst_c`
 /// writable floats, and every table entry is inside its axis.
 pub(super) fn run(token: Token, g: &Gather) {
+    let buf_max = (0..g.dst_dims.0.div_ceil(g.block)).map(|b| buf_len(g, b * g.block)).max().unwrap_or(0);
     (0..g.tasks()).into_par_iter().for_each(|t| {
         let _ftz = FtzGuard::new();
         match token {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves AVX-512F/AVX2/FMA;
             // `g` is consistent (the caller's contract above).
-            Token::Avx512(isa) => unsafe { task_avx512(isa, g, t) },
+            Token::Avx512(isa) => unsafe { task_avx512(isa, g, t, buf_max) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            Token::Avx2(isa) => unsafe { task_avx2(isa, g, t) },
+            Token::Avx2(isa) => unsafe { task_avx2(isa, g, t, buf_max) },
             // SAFETY: `g` is consistent.
-            Token::Portable(isa) => unsafe { task(isa, g, t) },
+            Token::Portable(isa) => unsafe { task(isa, g, t, buf_max) },
         }
     });
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn task_avx512(isa: Avx512, g: &Gather, t: usize) {
+unsafe fn task_avx512(isa: Avx512, g: &Gather, t: usize, buf_max: usize) {
     // SAFETY: forwarded from `run`.
-    unsafe { task::<_>(isa, g, t) }
+    unsafe { task::<_>(isa, g, t, buf_max) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn task_avx2(isa: Avx2, g: &Gather, t: usize) {
+unsafe fn task_avx2(isa: Avx2, g: &Gather, t: usize, buf_max: usize) {
     // SAFETY: forwarded from `run`.
-    unsafe { task::<_>(isa, g, t) }
+    unsafe { task::<_>(isa, g, t, buf_max) }
 }
 
-/// Task `t`: destination rows `r0 .. r1` of one image.
-///
-/// # Safety
-///
-/// `g` is consistent (see [`run`]); no other task writes these rows.
-#[inline(always)]
-unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize) {
-    let (sh, sw, sc) = g.src_dims;
-    let (dh, dw, dc) = g.dst_dims;
-    let ce = g.ce;
-    let bpi = dh.div_ceil(g.block);
-    let (n, r0) = (t / bpi, t % bpi * g.block);
-    let r1 = (r0 + g.block).min(dh);
-    let img = &g.src[n * sh * sw * sc..][..sh * sw * sc];
-    // The source rows this task reads, repeated per lane if expanding.
+/// Source rows `lo .. hi` read by the destination rows `r0 .. r0 + block`
+/// (clipped to the image); `lo >= hi` when they read none.
+fn src_rows(g: &Gather, r0: usize) -> (usize, usize) {
+    let r1 = (r0 + g.block).min(g.dst_dims.0);
     let mut lo = usize::MAX;
     let mut hi = 0;
     for r in r0..r1 {
@@ -116,10 +106,38 @@ unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize) {
             hi = hi.max(p[1] as usize + 1);
         }
     }
-    let expanded_len = if g.expand > 1 && lo < hi { (hi - lo) * sw * ce } else { 0 };
-    let reduced_len = if g.reduce > 1 { dw * ce } else { 0 };
+    (lo, hi)
+}
+
+/// Scratch floats the task of the block starting at row `r0` needs.
+fn buf_len(g: &Gather, r0: usize) -> usize {
+    let (lo, hi) = src_rows(g, r0);
+    let expanded_len = if g.expand > 1 && lo < hi { (hi - lo) * g.src_dims.1 * g.ce } else { 0 };
+    let reduced_len = if g.reduce > 1 { g.dst_dims.1 * g.ce } else { 0 };
     // Expansion (forward) and reduction (backward-data) never meet in one call.
-    let mut buf = scratch_f32(Slot::Column, expanded_len.max(reduced_len));
+    expanded_len.max(reduced_len)
+}
+
+/// Task `t`: destination rows `r0 .. r1` of one image. `buf_max` is the
+/// largest [`buf_len`] of any task of the call (its scratch is sized to it
+/// on first touch, whichever task a worker happens to run first).
+///
+/// # Safety
+///
+/// `g` is consistent (see [`run`]); no other task writes these rows.
+#[inline(always)]
+unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
+    let (sh, sw, sc) = g.src_dims;
+    let (dh, dw, dc) = g.dst_dims;
+    let ce = g.ce;
+    let bpi = dh.div_ceil(g.block);
+    let (n, r0) = (t / bpi, t % bpi * g.block);
+    let r1 = (r0 + g.block).min(dh);
+    let img = &g.src[n * sh * sw * sc..][..sh * sw * sc];
+    // The source rows this task reads, repeated per lane if expanding.
+    let (lo, hi) = src_rows(g, r0);
+    let expanded_len = if g.expand > 1 && lo < hi { (hi - lo) * sw * ce } else { 0 };
+    let mut buf = scratch_f32_task(Slot::Column, buf_len(g, r0), buf_max);
     let (src, row0) = if expanded_len > 0 {
         let m = g.expand;
         for (d, s) in buf[..expanded_len].chunks_exact_mut(m).zip(img[lo * sw * sc..hi * sw * sc].iter()) {

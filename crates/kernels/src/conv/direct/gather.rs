@@ -61,6 +61,35 @@ struct Plan<'a> {
     task_pixels: usize,
     /// `pair_tasks[p] .. pair_tasks[p+1]` are the tasks of class pair `p`.
     pair_tasks: &'a [isize],
+    /// `offs[offs_start[p] as usize..offs_start[p + 1] as usize]` is the
+    /// reduction list of class pair `p` (see [`pair_offsets`]).
+    offs: &'a [isize],
+    offs_start: &'a [isize],
+}
+
+/// The reduction list of class pair `(cy, cx)`, flattened over (tap,
+/// channel): `red` source offsets, then `red` packed-filter offsets, into
+/// `out` (`2 * red` long). Built once per call on the calling thread, not
+/// per task: a per-task buffer would live in the scratch of whichever worker
+/// steals the task, and a worker that first steals one in a steady-state
+/// step would allocate it then.
+fn pair_offsets(g: &Gather, y: &Axis, x: &Axis, cy: usize, cx: usize, out: &mut [isize]) {
+    let (nty, ntx) = (y.ntaps[cy] as usize, x.ntaps[cx] as usize);
+    let (xo, wo) = out.split_at_mut(nty * ntx * g.src_c);
+    let mut r = 0;
+    for a in 0..nty {
+        let (ky, ry) = (y.tap_k[cy * y.k + a], y.tap_rel[cy * y.k + a]);
+        for b in 0..ntx {
+            let (kx, rx) = (x.tap_k[cx * x.k + b], x.tap_rel[cx * x.k + b]);
+            let x0 = (ry * g.src_w as isize + rx) * g.src_c as isize;
+            let w0 = (ky * x.k as isize + kx) * (g.src_c * g.ws) as isize;
+            for c in 0..g.src_c as isize {
+                xo[r] = x0 + c;
+                wo[r] = w0 + c * g.ws as isize;
+                r += 1;
+            }
+        }
+    }
 }
 
 /// Tile height `P` (pixels) for `nv` vectors per channel block at `level`:
@@ -106,7 +135,24 @@ pub(super) fn run_gather(
         }
     }
     let tasks = pair_tasks[pairs] as usize;
-    let plan = Plan { y, x, task_pixels, pair_tasks: &pair_tasks };
+    let mut offs_start = scratch_isize(Slot::Tiles, pairs + 1);
+    offs_start[0] = 0;
+    for cy in 0..y.classes {
+        for cx in 0..x.classes {
+            let red = (y.ntaps[cy] * x.ntaps[cx]) as usize * g.src_c;
+            let i = cy * x.classes + cx;
+            offs_start[i + 1] = offs_start[i] + 2 * red as isize;
+        }
+    }
+    let mut offs = scratch_isize(Slot::Filter, offs_start[pairs] as usize);
+    for cy in 0..y.classes {
+        for cx in 0..x.classes {
+            let i = cy * x.classes + cx;
+            let out = &mut offs[offs_start[i] as usize..offs_start[i + 1] as usize];
+            pair_offsets(g, &y, &x, cy, cx, out);
+        }
+    }
+    let plan = Plan { y, x, task_pixels, pair_tasks: &pair_tasks, offs: &offs, offs_start: &offs_start };
     (0..tasks).into_par_iter().for_each(|t| {
         let _ftz = FtzGuard::new();
         match g.token {
@@ -180,24 +226,9 @@ unsafe fn gather_task<S: Isa, const P: usize>(isa: S, g: &Gather, plan: &Plan, t
     // source offsets and packed-filter offsets. One flat loop keeps the
     // accumulators in registers (a nested channel loop makes LLVM spill
     // them around it, which costs most of the time when c_in is small).
-    let (nty, ntx) = (plan.y.ntaps[cy] as usize, plan.x.ntaps[cx] as usize);
-    let red = nty * ntx * g.src_c;
-    let mut offs = scratch_isize(Slot::Column, 2 * red);
-    let (xo, wo) = offs.split_at_mut(red);
-    let mut r = 0;
-    for a in 0..nty {
-        let (ky, ry) = (plan.y.tap_k[cy * plan.y.k + a], plan.y.tap_rel[cy * plan.y.k + a]);
-        for b in 0..ntx {
-            let (kx, rx) = (plan.x.tap_k[cx * plan.x.k + b], plan.x.tap_rel[cx * plan.x.k + b]);
-            let x0 = (ry * g.src_w as isize + rx) * g.src_c as isize;
-            let w0 = (ky * plan.x.k as isize + kx) * (g.src_c * g.ws) as isize;
-            for c in 0..g.src_c as isize {
-                xo[r] = x0 + c;
-                wo[r] = w0 + c * g.ws as isize;
-                r += 1;
-            }
-        }
-    }
+    let red = (plan.y.ntaps[cy] * plan.x.ntaps[cx]) as usize * g.src_c;
+    let offs = &plan.offs[plan.offs_start[pair] as usize..plan.offs_start[pair + 1] as usize];
+    let (xo, wo) = offs.split_at(red);
     let taps = plan.y.k * plan.x.k;
     let block_len = taps * g.src_c * g.ws;
     let blocks = g.dst_c.div_ceil(g.ws);

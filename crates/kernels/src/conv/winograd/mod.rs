@@ -62,7 +62,7 @@ mod transforms;
 
 use super::{ConvAlgo, ConvShape};
 use crate::activation::Activation;
-use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot, Token};
+use crate::arch::{scratch_f32, scratch_f32_task, FtzGuard, SendPtr, Slot, Token};
 use pack::{pack_filter, rotate_and_swap};
 use rayon::prelude::*;
 use tiles::{input_block, output_block, OutputArgs};
@@ -313,7 +313,10 @@ fn run(p: &Problem, token: Token, input: &[f32], packed: &[f32], bias: Option<&[
         let count = per_block.min(total - first);
         let (v_len, m_len) = (t2 * count * p.c_in, t2 * count * ldm);
         let zeros_len = p.c_in.max(p.c_out);
-        let mut scratch = scratch_f32(Slot::Tiles, v_len + m_len + zeros_len + p.c_out);
+        // The last block may be short; size for a full one on first touch.
+        let full = per_block.min(total);
+        let full_len = t2 * full * (p.c_in + ldm) + zeros_len + p.c_out;
+        let mut scratch = scratch_f32_task(Slot::Tiles, v_len + m_len + zeros_len + p.c_out, full_len);
         {
             let (v, rest) = scratch.split_at_mut(v_len);
             let (m, rest) = rest.split_at_mut(m_len);
