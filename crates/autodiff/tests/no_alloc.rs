@@ -3,7 +3,10 @@
 //! update) makes no heap allocation of its own: a counting global allocator
 //! proves it.
 //!
-//! The count covers every thread (the kernels' rayon workers included).
+//! The count covers every thread the step runs on: both workers of the
+//! rayon pool it is installed in (the kernels' parallel tasks included), not
+//! the test harness's threads. Set `NO_ALLOC_BACKTRACE=1` to print the
+//! layout, thread and backtrace of each counted allocation.
 //! Two tests: the strict one (zero allocations in total, now that the
 //! kernels' GEMM packs into thread-local growth-only scratch instead of
 //! `matrixmultiply`'s per-call buffer), and one that compares a tape step with
@@ -26,6 +29,9 @@ struct Counting;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Set from `NO_ALLOC_BACKTRACE` before counting: every counted allocation
+/// then prints its size, thread and backtrace (counting is paused meanwhile).
+static TRACE: AtomicBool = AtomicBool::new(false);
 /// The counter sees every thread, so the tests of this file must not overlap:
 /// each holds this lock for its whole run.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -35,17 +41,71 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// rayon's global queue, which allocates a 1520-byte block every 63
 /// injections (crossbeam's `Injector`), so a step driven from outside the
 /// pool allocates now and then however allocation-free its kernels are.
+///
+/// Waits until every worker of the pool has started first. `build` only
+/// spawns the threads; each allocates its own job queue (another 1520-byte
+/// `Injector` block) when it first runs. On a loaded machine a worker can
+/// stay unscheduled through all warm-up steps (the other one does all the
+/// work meanwhile) and start during the counted step: that was this test's
+/// intermittent "step 9 made 1 heap allocations".
 fn on_pool_worker<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("a 2-thread pool").install(f)
+    const THREADS: usize = 2;
+    let started = std::sync::Arc::new(AtomicUsize::new(0));
+    let on_start = std::sync::Arc::clone(&started);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(THREADS)
+        // Runs on each worker after its queues exist and before it looks for work.
+        .start_handler(move |_| {
+            STEP_THREAD.with(|t| t.set(true));
+            on_start.fetch_add(1, Ordering::SeqCst);
+        })
+        .build()
+        .expect("a 2-thread pool");
+    while started.load(Ordering::SeqCst) < THREADS {
+        std::thread::yield_now();
+    }
+    pool.install(f)
 }
 
-// SAFETY: forwards every call to the system allocator unchanged; the counter
-// is a relaxed atomic and never allocates.
+thread_local! {
+    /// Set on the workers of the pool the steps run on: the counter counts
+    /// their allocations only. The test harness's own threads (with
+    /// `--test-threads` > 1 it starts and finishes the other test's thread,
+    /// fills its result map and channels, while this one counts) are not
+    /// the step's business.
+    static STEP_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set while this thread prints a trace, whose own allocations are not counted.
+    static IN_TRACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Counts one allocation if counting is on; with `NO_ALLOC_BACKTRACE` set,
+/// prints its layout, thread and backtrace (shown with a failing test's output).
+fn counted(layout: Layout) {
+    if !COUNTING.load(Ordering::Relaxed)
+        || !STEP_THREAD.try_with(|t| t.get()).unwrap_or(false)
+        || IN_TRACE.try_with(|t| t.get()).unwrap_or(true)
+    {
+        return;
+    }
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    if TRACE.load(Ordering::Relaxed) {
+        IN_TRACE.with(|t| t.set(true));
+        let bt = std::backtrace::Backtrace::force_capture();
+        let name = std::thread::current().name().map(str::to_owned);
+        eprintln!(
+            "counted allocation {layout:?} on thread {name:?} (rayon index {:?}):\n{bt}",
+            rayon::current_thread_index()
+        );
+        IN_TRACE.with(|t| t.set(false));
+    }
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; counting
+// (`counted`) never allocates while counting is on, except when tracing,
+// which marks its thread so that the nested allocations are not counted.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        counted(layout);
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -54,16 +114,12 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        counted(layout);
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        counted(layout);
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -128,6 +184,7 @@ fn data(rng: &mut Rng) -> (Tensor, Tensor) {
 }
 
 fn count<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    TRACE.store(std::env::var_os("NO_ALLOC_BACKTRACE").is_some(), Ordering::SeqCst);
     ALLOCATIONS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);
     let out = f();
