@@ -52,6 +52,18 @@ fn rand(shape: Shape, lo: f32, hi: f32, rng: &mut Rng) -> Tensor {
     Tensor::uniform(shape, lo, hi, rng).unwrap()
 }
 
+/// Winograd F(4x4,3x3) rounds its outputs to about 1e-5 of their magnitude
+/// (docs/ALGORITHMS.md), so with `h = 1e-3` the one-sided differences of a
+/// purely linear conv differ by ~1e-2 from rounding alone and read as kinks;
+/// a ten times larger step keeps that noise under the kink threshold.
+fn tol_for(algo: ConvAlgo) -> Tol {
+    if algo == ConvAlgo::WinogradF4 {
+        Tol { h: 1e-2, ..LINEAR }
+    } else {
+        LINEAR
+    }
+}
+
 /// `sum(r * y)` in f64, recording everything as plain inputs.
 fn eval(leaves: &[Tensor], consts: &[Tensor], build: &Build, r: &Tensor) -> f64 {
     let mut tape = Tape::new();
@@ -196,7 +208,7 @@ proptest! {
             leaves.push(leaf(rand(Shape::vector(co), -0.5, 0.5, &mut rng), true));
         }
         let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.conv2d(v[0], v[1], v.get(2).copied(), spec);
-        check(&format!("conv2d {algo} {shape}"), leaves, vec![], &build, LINEAR, seed);
+        check(&format!("conv2d {algo} {shape}"), leaves, vec![], &build, tol_for(algo), seed);
     }
 
     /// Grouped conv2d (1-3 groups of 1-3 input and 1-2 output channels) on
@@ -228,7 +240,7 @@ proptest! {
             leaves.push(leaf(rand(Shape::vector(co), -0.5, 0.5, &mut rng), true));
         }
         let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.conv2d(v[0], v[1], v.get(2).copied(), spec);
-        check(&format!("grouped conv2d {algo} {shape}"), leaves, vec![], &build, LINEAR, seed);
+        check(&format!("grouped conv2d {algo} {shape}"), leaves, vec![], &build, tol_for(algo), seed);
 
         // Separable: depthwise (Keras layout, multiplier cog) then pointwise 1x1 to g outputs.
         let dw = Conv2dSpec::new().stride(stride, stride).padding(padding(same)).groups(ci);
@@ -451,4 +463,21 @@ fn small_convnet_end_to_end() {
     // differ a little even away from kinks, so the kink test is looser.
     let tol = Tol { h: 1e-3, rtol: 2e-2, atol: 2e-3, kink: Some((1e-2, 5e-2)) };
     check("small convnet", leaves, vec![x, targets], &build, tol, 11);
+}
+
+/// Shrunk failure of the `conv2d` property (Dec 1): Winograd F(4x4,3x3) on a
+/// 4x5 `same` input; with `h = 1e-3` 8 of 24 input samples read as kinks
+/// (the kernel agrees with the reference to 1e-5: F4 rounding, not a bug).
+#[test]
+fn conv2d_winograd_f4_same_4x5_regression() {
+    let (n, h, w, ci, co, k, seed) = (1, 4, 5, 3, 3, 3, 8601510383117084087u64);
+    let shape = ConvShape::new(n, h, w, ci, co, k, k).unwrap().with_padding(padding(true)).unwrap();
+    let mut rng = Rng::new(seed);
+    let spec = Conv2dSpec::new().padding(padding(true)).algo(ConvAlgo::WinogradF4);
+    let leaves = vec![
+        leaf(rand(Shape::nhwc(n, h, w, ci), -1.0, 1.0, &mut rng), false),
+        leaf(rand(Shape::new(&[k, k, ci, co]).unwrap(), -1.0, 1.0, &mut rng), true),
+    ];
+    let build = move |t: &mut Tape, v: &[Var], _: &[Var]| t.conv2d(v[0], v[1], None, spec);
+    check(&format!("conv2d winograd_f4 {shape}"), leaves, vec![], &build, tol_for(ConvAlgo::WinogradF4), seed);
 }
