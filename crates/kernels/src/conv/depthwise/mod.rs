@@ -36,12 +36,11 @@
 mod filter;
 mod gather;
 
-use super::{ConvAlgo, ConvPass, ConvShape};
+use super::{ConvAlgo, ConvShape};
 use crate::activation::Activation;
 use crate::arch::{scratch_isize, FtzGuard, SendPtr, Slot, Token};
-use crate::error::check_len;
 use crate::simd::SimdLevel;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Whether [`ConvAlgo::Depthwise`] runs `shape`: any depthwise shape
 /// (`groups == c_in`), every pass.
@@ -105,16 +104,6 @@ fn block_rows(n: usize, rows: usize) -> usize {
     (n * rows).div_ceil(32).clamp(1, rows)
 }
 
-fn check(s: &ConvShape, algo: ConvAlgo, pass: ConvPass) -> Result<()> {
-    s.validate()?;
-    supports(s).map_err(|reason| Error::Unsupported {
-        algo: algo.name(),
-        pass: pass.name(),
-        shape: s.to_string(),
-        reason,
-    })
-}
-
 /// Depthwise forward at an explicit SIMD level: `output = activation(conv(input, filter) + bias)`,
 /// NHWC `input` `[n, h, w, c_in]`, `filter` `[kh, kw, 1, c_out]`, `bias`
 /// `[c_out]`, `output` `[n, out_h, out_w, c_out]` (overwritten).
@@ -141,16 +130,7 @@ pub fn forward_at(
     activation: Activation,
     output: &mut [f32],
 ) -> Result<()> {
-    check(s, ConvAlgo::Depthwise, ConvPass::Forward)?;
-    let token = Token::new(level)?;
-    check_len("input", input.len(), s.input_len(), s)?;
-    check_len("filter", filter.len(), s.filter_len(), s)?;
-    if let Some(b) = bias {
-        check_len("bias", b.len(), s.c_out, s)?;
-    }
-    check_len("output", output.len(), s.output_len(), s)?;
-    forward(token, s, input, filter, bias, activation, output);
-    Ok(())
+    super::conv2d_forward_at(level, ConvAlgo::Depthwise, s, input, filter, bias, activation, output)
 }
 
 /// Depthwise backward-data at an explicit SIMD level (overwrites `grad_input`).
@@ -161,13 +141,7 @@ pub fn backward_data_at(
     filter: &[f32],
     grad_input: &mut [f32],
 ) -> Result<()> {
-    check(s, ConvAlgo::Depthwise, ConvPass::BackwardData)?;
-    let token = Token::new(level)?;
-    check_len("grad_output", grad_output.len(), s.output_len(), s)?;
-    check_len("filter", filter.len(), s.filter_len(), s)?;
-    check_len("grad_input", grad_input.len(), s.input_len(), s)?;
-    backward_data(token, s, grad_output, filter, grad_input);
-    Ok(())
+    super::conv2d_backward_data_at(level, ConvAlgo::Depthwise, s, grad_output, filter, grad_input)
 }
 
 /// Depthwise backward-filter at an explicit SIMD level (overwrites
@@ -179,13 +153,7 @@ pub fn backward_filter_at(
     grad_output: &[f32],
     grad_filter: &mut [f32],
 ) -> Result<()> {
-    check(s, ConvAlgo::Depthwise, ConvPass::BackwardFilter)?;
-    let token = Token::new(level)?;
-    check_len("input", input.len(), s.input_len(), s)?;
-    check_len("grad_output", grad_output.len(), s.output_len(), s)?;
-    check_len("grad_filter", grad_filter.len(), s.filter_len(), s)?;
-    backward_filter(token, s, input, grad_output, grad_filter);
-    Ok(())
+    super::conv2d_backward_filter_at(level, ConvAlgo::Depthwise, s, input, grad_output, grad_filter)
 }
 
 /// Forward body (shape validated, lengths checked) on `token`'s instruction set.
