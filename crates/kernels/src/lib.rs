@@ -43,7 +43,6 @@ pub mod gemm;
 pub mod image;
 pub mod loss;
 pub mod pool;
-mod pool_options;
 pub mod simd;
 
 pub use error::{Error, Result};

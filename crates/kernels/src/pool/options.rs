@@ -20,7 +20,8 @@
 //! trailing padding, are not counted, as in PyTorch); without it, the
 //! number of taps inside the input.
 
-use crate::pool::PoolShape;
+use super::PoolShape;
+use crate::arch::Token;
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -76,7 +77,7 @@ impl PoolOptions {
 
 /// One axis of a pooling problem.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Axis {
+pub(super) struct Axis {
     pub size: usize,
     pub window: usize,
     pub stride: usize,
@@ -89,7 +90,7 @@ pub(crate) struct Axis {
 impl Axis {
     /// Output length, or `None` when the dilated window does not fit the
     /// padded input or sizes overflow.
-    pub(crate) fn out_len(&self) -> Option<usize> {
+    pub(in crate::pool) fn out_len(&self) -> Option<usize> {
         let eff = (self.window - 1).checked_mul(self.dilation)?.checked_add(1)?;
         let padded = self.size.checked_add(self.pad_before)?.checked_add(self.pad_after)?;
         let span = padded.checked_sub(eff)?;
@@ -122,7 +123,7 @@ impl Axis {
 }
 
 /// The vertical and horizontal axes of `s`.
-pub(crate) fn axes(s: &PoolShape) -> (Axis, Axis) {
+pub(super) fn axes(s: &PoolShape) -> (Axis, Axis) {
     let o = s.options;
     (
         Axis {
@@ -148,7 +149,7 @@ pub(crate) fn axes(s: &PoolShape) -> (Axis, Axis) {
 
 /// Checks that every output window has at least one tap inside the input
 /// (on each axis): a window of padding only has no maximum.
-pub(crate) fn check_windows(s: &PoolShape) -> std::result::Result<(), String> {
+pub(super) fn check_windows(s: &PoolShape) -> std::result::Result<(), String> {
     let (ay, ax) = axes(s);
     for (name, a) in [("rows", ay), ("columns", ax)] {
         let out = a.out_len().ok_or_else(|| format!("dilated window larger than the padded {name}"))?;
@@ -265,19 +266,17 @@ crate::arch::multiversion!(fn avg_forward_item_at(s: &PoolShape, x: &[f32], y: &
 crate::arch::multiversion!(fn avg_backward_item_at(s: &PoolShape, gy: &[f32], gx: &mut [f32]) => avg_backward_item);
 
 /// Max pooling forward with options (shape validated, lengths checked).
-pub(crate) fn max_forward(s: &PoolShape, input: &[f32], output: &mut [f32], argmax: &mut [u32]) -> Result<()> {
-    let level = crate::arch::Token::current()?;
+pub(super) fn max_forward(token: Token, s: &PoolShape, input: &[f32], output: &mut [f32], argmax: &mut [u32]) {
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     output.par_chunks_mut(out_item).zip(argmax.par_chunks_mut(out_item)).enumerate().for_each(|(n, (y, am))| {
-        max_forward_item_at(level, s, &input[n * item..][..item], y, am);
+        max_forward_item_at(token, s, &input[n * item..][..item], y, am);
     });
-    Ok(())
 }
 
 /// Max pooling backward with options: each output gradient added to its
 /// argmax, per item in output order (overwrites `grad_input`). An argmax
 /// outside its window is an error.
-pub(crate) fn max_backward(s: &PoolShape, grad_output: &[f32], argmax: &[u32], grad_input: &mut [f32]) -> Result<()> {
+pub(super) fn max_backward(s: &PoolShape, grad_output: &[f32], argmax: &[u32], grad_input: &mut [f32]) -> Result<()> {
     let (ay, ax) = axes(s);
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     let bad = argmax.iter().enumerate().find(|&(o, &a)| !argmax_in_window(s, &ay, &ax, o % out_item, a as usize));
@@ -298,31 +297,32 @@ pub(crate) fn max_backward(s: &PoolShape, grad_output: &[f32], argmax: &[u32], g
 }
 
 /// Average pooling forward with options (shape validated, lengths checked).
-pub(crate) fn avg_forward(s: &PoolShape, input: &[f32], output: &mut [f32]) -> Result<()> {
-    let level = crate::arch::Token::current()?;
+pub(super) fn avg_forward(token: Token, s: &PoolShape, input: &[f32], output: &mut [f32]) {
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     output.par_chunks_mut(out_item).enumerate().for_each(|(n, y)| {
-        avg_forward_item_at(level, s, &input[n * item..][..item], y);
+        avg_forward_item_at(token, s, &input[n * item..][..item], y);
     });
-    Ok(())
 }
 
 /// Average pooling backward with options (overwrites `grad_input`).
-pub(crate) fn avg_backward(s: &PoolShape, grad_output: &[f32], grad_input: &mut [f32]) -> Result<()> {
-    let level = crate::arch::Token::current()?;
+pub(super) fn avg_backward(token: Token, s: &PoolShape, grad_output: &[f32], grad_input: &mut [f32]) {
     let (item, out_item) = (s.h * s.w * s.c, s.out_h() * s.out_w() * s.c);
     grad_input.par_chunks_mut(item).enumerate().for_each(|(n, gx)| {
-        avg_backward_item_at(level, s, &grad_output[n * out_item..][..out_item], gx);
+        avg_backward_item_at(token, s, &grad_output[n * out_item..][..out_item], gx);
     });
-    Ok(())
 }
 
 /// Scalar versions, element by element from the definition: the oracle.
-pub(crate) mod reference {
+pub(super) mod reference {
     use super::*;
 
     /// Max pooling forward, one output element at a time.
-    pub(crate) fn max_forward(s: &PoolShape, input: &[f32], output: &mut [f32], argmax: &mut [u32]) -> Result<()> {
+    pub(in crate::pool) fn max_forward(
+        s: &PoolShape,
+        input: &[f32],
+        output: &mut [f32],
+        argmax: &mut [u32],
+    ) -> Result<()> {
         let (ay, ax) = axes(s);
         let (oh, ow, item) = (s.out_h(), s.out_w(), s.h * s.w * s.c);
         for n in 0..s.n {
@@ -351,7 +351,7 @@ pub(crate) mod reference {
     }
 
     /// Max pooling backward: scatter to the argmax, checked.
-    pub(crate) fn max_backward(
+    pub(in crate::pool) fn max_backward(
         s: &PoolShape,
         grad_output: &[f32],
         argmax: &[u32],
@@ -373,7 +373,7 @@ pub(crate) mod reference {
     }
 
     /// Average pooling forward.
-    pub(crate) fn avg_forward(s: &PoolShape, input: &[f32], output: &mut [f32]) -> Result<()> {
+    pub(in crate::pool) fn avg_forward(s: &PoolShape, input: &[f32], output: &mut [f32]) -> Result<()> {
         let (ay, ax) = axes(s);
         let (oh, ow, item) = (s.out_h(), s.out_w(), s.h * s.w * s.c);
         for n in 0..s.n {
@@ -397,7 +397,7 @@ pub(crate) mod reference {
     }
 
     /// Average pooling backward.
-    pub(crate) fn avg_backward(s: &PoolShape, grad_output: &[f32], grad_input: &mut [f32]) -> Result<()> {
+    pub(in crate::pool) fn avg_backward(s: &PoolShape, grad_output: &[f32], grad_input: &mut [f32]) -> Result<()> {
         let (ay, ax) = axes(s);
         let (oh, ow, item) = (s.out_h(), s.out_w(), s.h * s.w * s.c);
         grad_input.fill(0.0);
