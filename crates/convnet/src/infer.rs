@@ -101,6 +101,19 @@ pub(crate) fn run<'s>(
                     pool::avg_pool2d_forward(&shape, input, &mut s.next[..out_len])?;
                 }
             }
+            Layer::GlobalAveragePooling2D(_) => {
+                let [h, w, ch] = [l.input[0], l.input[1], l.input[2]];
+                s.next.resize(out_len, 0.0);
+                pool::global_avg_pool_forward(n, h * w, ch, input, &mut s.next[..out_len])?;
+            }
+            Layer::GlobalMaxPooling2D(_) => {
+                // A max pool whose window is the whole map, as in training.
+                let [h, w, ch] = [l.input[0], l.input[1], l.input[2]];
+                let shape = pool::PoolShape::new(n, h, w, ch, (h, w), (h, w), conv::Padding::Valid)?;
+                s.next.resize(out_len, 0.0);
+                s.argmax.resize(out_len, 0);
+                pool::max_pool2d_forward(&shape, input, &mut s.next[..out_len], &mut s.argmax[..out_len])?;
+            }
             // Flatten keeps NHWC order (h, w, c), exactly Keras's; dropout is the identity here.
             Layer::Flatten(_) | Layer::Dropout(_) => wrote = false,
             // Augmentation is training only.

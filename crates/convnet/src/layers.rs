@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::augment::{
     Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling,
 };
+pub use crate::global_pool::{GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPool2D};
 use crate::options::algo_name;
 pub use crate::options::{Activation, Initializer, InputShape, Padding, Size2};
 pub use crate::separable::{DepthwiseConv2D, SeparableConv2D};
@@ -334,6 +335,10 @@ pub enum Layer {
     MaxPooling2D(Pool2D),
     /// See [`AveragePooling2D`].
     AveragePooling2D(Pool2D),
+    /// See [`GlobalAveragePooling2D`].
+    GlobalAveragePooling2D(GlobalPool2D),
+    /// See [`GlobalMaxPooling2D`].
+    GlobalMaxPooling2D(GlobalPool2D),
     /// See [`Flatten`].
     Flatten(Flatten),
     /// See [`Dense`].
@@ -388,6 +393,16 @@ impl From<AveragePooling2D> for Layer {
         Layer::AveragePooling2D(l.0)
     }
 }
+impl From<GlobalAveragePooling2D> for Layer {
+    fn from(l: GlobalAveragePooling2D) -> Self {
+        Layer::GlobalAveragePooling2D(l.0)
+    }
+}
+impl From<GlobalMaxPooling2D> for Layer {
+    fn from(l: GlobalMaxPooling2D) -> Self {
+        Layer::GlobalMaxPooling2D(l.0)
+    }
+}
 impl From<Flatten> for Layer {
     fn from(l: Flatten) -> Self {
         Layer::Flatten(l)
@@ -440,6 +455,8 @@ impl Layer {
             Layer::SeparableConv2D(_) => "SeparableConv2D",
             Layer::MaxPooling2D(_) => "MaxPooling2D",
             Layer::AveragePooling2D(_) => "AveragePooling2D",
+            Layer::GlobalAveragePooling2D(_) => "GlobalAveragePooling2D",
+            Layer::GlobalMaxPooling2D(_) => "GlobalMaxPooling2D",
             Layer::Flatten(_) => "Flatten",
             Layer::Dense(_) => "Dense",
             Layer::Dropout(_) => "Dropout",
@@ -459,6 +476,8 @@ impl Layer {
             Layer::SeparableConv2D(_) => "separable_conv2d",
             Layer::MaxPooling2D(_) => "max_pooling2d",
             Layer::AveragePooling2D(_) => "average_pooling2d",
+            Layer::GlobalAveragePooling2D(_) => "global_average_pooling2d",
+            Layer::GlobalMaxPooling2D(_) => "global_max_pooling2d",
             Layer::Flatten(_) => "flatten",
             Layer::Dense(_) => "dense",
             Layer::Dropout(_) => "dropout",
@@ -477,6 +496,7 @@ impl Layer {
             Layer::DepthwiseConv2D(l) => l.name.as_deref(),
             Layer::SeparableConv2D(l) => l.name.as_deref(),
             Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => l.name.as_deref(),
+            Layer::GlobalAveragePooling2D(l) | Layer::GlobalMaxPooling2D(l) => l.name.as_deref(),
             Layer::Flatten(l) => l.name.as_deref(),
             Layer::Dense(l) => l.name.as_deref(),
             Layer::Dropout(l) => l.name.as_deref(),
@@ -494,6 +514,7 @@ impl Layer {
             Layer::DepthwiseConv2D(l) => &mut l.name,
             Layer::SeparableConv2D(l) => &mut l.name,
             Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => &mut l.name,
+            Layer::GlobalAveragePooling2D(l) | Layer::GlobalMaxPooling2D(l) => &mut l.name,
             Layer::Flatten(l) => &mut l.name,
             Layer::Dense(l) => &mut l.name,
             Layer::Dropout(l) => &mut l.name,
@@ -513,6 +534,7 @@ impl Layer {
             Layer::DepthwiseConv2D(l) => l.input_shape.as_ref(),
             Layer::SeparableConv2D(l) => l.input_shape.as_ref(),
             Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => l.input_shape.as_ref(),
+            Layer::GlobalAveragePooling2D(l) | Layer::GlobalMaxPooling2D(l) => l.input_shape.as_ref(),
             Layer::Flatten(l) => l.input_shape.as_ref(),
             Layer::Dense(l) => l.input_shape.as_ref(),
             Layer::Dropout(l) => l.input_shape.as_ref(),
@@ -531,6 +553,7 @@ impl Layer {
             Layer::DepthwiseConv2D(l) => &mut l.input_shape,
             Layer::SeparableConv2D(l) => &mut l.input_shape,
             Layer::MaxPooling2D(l) | Layer::AveragePooling2D(l) => &mut l.input_shape,
+            Layer::GlobalAveragePooling2D(l) | Layer::GlobalMaxPooling2D(l) => &mut l.input_shape,
             Layer::Flatten(l) => &mut l.input_shape,
             Layer::Dense(l) => &mut l.input_shape,
             Layer::Dropout(l) => &mut l.input_shape,
@@ -589,6 +612,10 @@ impl Layer {
                 let [h, w, ch] = rank3(name, self.class_name(), input)?;
                 let s = pool_shape(p, 1, h, w, ch).map_err(|e| Error::build(name, cannot_fit(&shown, &e)))?;
                 Ok(vec![s.out_h(), s.out_w(), ch])
+            }
+            Layer::GlobalAveragePooling2D(g) | Layer::GlobalMaxPooling2D(g) => {
+                let [_, _, ch] = rank3(name, self.class_name(), input)?;
+                Ok(if g.keepdims { vec![1, 1, ch] } else { vec![ch] })
             }
             Layer::Flatten(_) => {
                 let n = input

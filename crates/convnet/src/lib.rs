@@ -87,8 +87,9 @@
 // layer, each module uses only modules of the layers above its own:
 //   error, progress, logs, data, options     (leaves; data and options use error)
 //   limits, files, images                    (files uses limits; images uses files, limits)
-//   separable, augment -> options            (DepthwiseConv2D, SeparableConv2D; Rescaling, Random*)
-//   layers -> options, separable, augment    (the Layer enum, shape inference)
+//   separable, augment, global_pool -> options (DepthwiseConv2D, SeparableConv2D; Rescaling, Random*;
+//                                            GlobalAveragePooling2D, GlobalMaxPooling2D)
+//   layers -> options, separable, augment, global_pool (the Layer enum, shape inference)
 //   plan -> layers, limits
 //   built -> layers
 //   summary, infer, compile -> built, layers (compile also data)
@@ -109,6 +110,7 @@ pub mod data;
 mod error;
 mod evaluate;
 pub mod files;
+mod global_pool;
 pub mod images;
 mod infer;
 pub mod keras;
@@ -133,8 +135,8 @@ pub use data::{Examples, TargetForm, XY};
 pub use error::{Error, Result};
 pub use layers::{
     Activation, AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, Dropout, Factor, FillMode, Flatten, FlipMode,
-    Initializer, InputShape, Interpolation, Layer, MaxPooling2D, Padding, RandomFlip, RandomRotation,
-    RandomTranslation, RandomZoom, Rescaling, SeparableConv2D,
+    GlobalAveragePooling2D, GlobalMaxPooling2D, Initializer, InputShape, Interpolation, Layer, MaxPooling2D, Padding,
+    RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling, SeparableConv2D,
 };
 pub use logs::{BatchLogs, EpochLogs, History};
 pub use model::{mnist_convnet, Model, Sequential, DEFAULT_SEED};

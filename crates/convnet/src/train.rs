@@ -171,6 +171,25 @@ impl Model {
                     }
                 }
                 Layer::Flatten(_) => tape.flatten(h)?,
+                Layer::GlobalAveragePooling2D(g) => {
+                    let (n, _, _, ch) = tape.shape(h)?.as_nhwc()?;
+                    let y = tape.global_avg_pool2d(h)?; // [n, c]
+                    if g.keepdims {
+                        tape.reshape(y, Shape::nhwc(n, 1, 1, ch))?
+                    } else {
+                        y
+                    }
+                }
+                Layer::GlobalMaxPooling2D(g) => {
+                    // A max pool whose window is the whole map: [n, 1, 1, c].
+                    let (n, hh, ww, ch) = tape.shape(h)?.as_nhwc()?;
+                    let y = tape.max_pool2d(h, PoolSpec::new(hh, ww))?;
+                    if g.keepdims {
+                        y
+                    } else {
+                        tape.reshape(y, Shape::matrix(n, ch))?
+                    }
+                }
                 Layer::Dense(_) => {
                     let kact = if act == Activation::Relu {
                         act = Activation::Linear;

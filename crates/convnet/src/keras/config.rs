@@ -12,15 +12,15 @@
 //! Accepted layers: `InputLayer`, `Conv2D` (with `groups`), `DepthwiseConv2D`,
 //! `SeparableConv2D`, `MaxPooling2D`, `Rescaling`, `RandomFlip`, `RandomRotation`,
 //! `RandomZoom`, `RandomTranslation`,
-//! `AveragePooling2D`, `Flatten`, `Dense`, `Dropout`, float32 only,
+//! `AveragePooling2D`, `GlobalAveragePooling2D`, `GlobalMaxPooling2D`, `Flatten`, `Dense`, `Dropout`, float32 only,
 //! `channels_last` only. Anything else is an error naming the layer.
 
 use crate::augment::{
     Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling,
 };
 use crate::layers::{
-    Activation, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, InputShape, Layer, Padding, Pool2D, SeparableConv2D,
-    Size2,
+    Activation, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, GlobalPool2D, InputShape, Layer, Padding, Pool2D,
+    SeparableConv2D, Size2,
 };
 use crate::model::Sequential;
 use serde_json::Value;
@@ -30,7 +30,8 @@ const MAX_NESTING: usize = 8;
 
 /// The layer classes convnet reads, for messages.
 const SUPPORTED: &str =
-    "InputLayer, Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D, AveragePooling2D, Flatten, Dense, Dropout, \
+    "InputLayer, Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, \
+     GlobalMaxPooling2D, Flatten, Dense, Dropout, \
      Rescaling, RandomFlip, RandomRotation, RandomZoom, RandomTranslation, and Sequential or single-chain \
      Functional models of them";
 
@@ -206,6 +207,16 @@ fn layer(class: &str, c: &Value, name: &str) -> Result<Layer, String> {
                 Layer::MaxPooling2D(pool)
             } else {
                 Layer::AveragePooling2D(pool)
+            }
+        }
+        "GlobalAveragePooling2D" | "GlobalAvgPool2D" | "GlobalMaxPooling2D" | "GlobalMaxPool2D" => {
+            channels_last()?;
+            let keepdims = c.get("keepdims").and_then(Value::as_bool).unwrap_or(false);
+            let pool = GlobalPool2D { name: None, keepdims, input_shape: None };
+            if class.starts_with("GlobalMax") {
+                Layer::GlobalMaxPooling2D(pool)
+            } else {
+                Layer::GlobalAveragePooling2D(pool)
             }
         }
         "Flatten" => {
