@@ -24,4 +24,8 @@ pub struct BuiltLayer {
     pub params: Vec<ParamId>,
     /// Number of scalar parameters.
     pub param_count: usize,
+    /// Whether training updates its parameters (Keras's `layer.trainable`,
+    /// default true); set with [`Model::set_trainable`](crate::Model::set_trainable)
+    /// and its siblings.
+    pub trainable: bool,
 }

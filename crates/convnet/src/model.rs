@@ -47,6 +47,10 @@ pub struct Sequential {
     /// Seed of the weight initialisers.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// Names of the layers training leaves alone (Keras's `trainable=False`
+    /// layers); see [`Model::set_trainable`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frozen: Vec<String>,
 }
 
 fn default_seed() -> u64 {
@@ -62,7 +66,7 @@ impl Default for Sequential {
 impl Sequential {
     /// An empty model named `sequential`.
     pub fn new() -> Self {
-        Sequential { name: "sequential".into(), layers: Vec::new(), seed: DEFAULT_SEED }
+        Sequential { name: "sequential".into(), layers: Vec::new(), seed: DEFAULT_SEED, frozen: Vec::new() }
     }
 
     /// Renames the model.
@@ -113,8 +117,10 @@ impl Sequential {
     /// assert!(tiny.build_with(&Limits::default().max_params(9)).is_ok());
     /// ```
     pub fn build_with(self, limits: &Limits) -> Result<Model> {
-        let Sequential { name, layers, seed } = self;
-        Model::from_plan(crate::plan::plan(name, layers, seed, limits)?, true)
+        let Sequential { name, layers, seed, frozen } = self;
+        let mut model = Model::from_plan(crate::plan::plan(name, layers, seed, limits)?, true)?;
+        model.freeze_named(&frozen)?;
+        Ok(model)
     }
 }
 
@@ -145,6 +151,7 @@ impl Model {
                 output: l.output,
                 params: ids,
                 param_count: l.param_count,
+                trainable: true,
             });
         }
         Ok(Model {
@@ -210,6 +217,83 @@ impl Model {
         self.layers.iter().map(|l| l.param_count).sum()
     }
 
+    /// Parameters training updates (Keras's "Trainable params").
+    pub fn trainable_param_count(&self) -> usize {
+        self.layers.iter().filter(|l| l.trainable).map(|l| l.param_count).sum()
+    }
+
+    /// Parameters of frozen layers (Keras's "Non-trainable params").
+    pub fn non_trainable_param_count(&self) -> usize {
+        self.param_count() - self.trainable_param_count()
+    }
+
+    /// Freezes (`false`) or unfreezes (`true`) every layer, as Keras's
+    /// `model.trainable = False` does for a model and all its layers (the
+    /// book's `conv_base.trainable = False`). Takes effect at the next `fit`;
+    /// the optimizer's state of a frozen parameter is kept, not updated.
+    ///
+    /// ```
+    /// use convnet::applications::vgg16::Vgg16;
+    /// let mut conv_base = Vgg16::new().include_top(false).input_shape((32, 32, 3)).build()?;
+    /// conv_base.set_trainable(false);
+    /// assert_eq!(conv_base.trainable_param_count(), 0);
+    /// conv_base.set_trainable_from("block5_conv1")?; // the book's fine-tuning: block 5 only
+    /// assert_eq!(conv_base.trainable_param_count(), 3 * (3 * 3 * 512 * 512 + 512));
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn set_trainable(&mut self, trainable: bool) {
+        self.layers.iter_mut().for_each(|l| l.trainable = trainable);
+    }
+
+    /// Freezes or unfreezes the layer called `name` (Keras's
+    /// `model.get_layer(name).trainable = ...`); an unknown name is an error
+    /// and changes nothing.
+    pub fn set_layer_trainable(&mut self, name: &str, trainable: bool) -> Result<()> {
+        let i = self.layer_index(name)?;
+        self.layers[i].trainable = trainable;
+        Ok(())
+    }
+
+    /// Freezes every layer before `name` and unfreezes `name` and every layer
+    /// after it: the book's fine-tuning loop (`set_trainable = True` from
+    /// `block5_conv1` on). An unknown name is an error and changes nothing.
+    pub fn set_trainable_from(&mut self, name: &str) -> Result<()> {
+        let first = self.layer_index(name)?;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.trainable = i >= first;
+        }
+        Ok(())
+    }
+
+    /// Whether the layer called `name` is trainable (false for an unknown name).
+    pub fn is_trainable(&self, name: &str) -> bool {
+        self.layers.iter().any(|l| l.name == name && l.trainable)
+    }
+
+    fn layer_index(&self, name: &str) -> Result<usize> {
+        self.layers.iter().position(|l| l.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.layers.iter().map(|l| l.name.as_str()).collect();
+            Error::invalid(
+                "layer name",
+                format!("model {} has no layer {name:?} (it has {})", self.name, names.join(", ")),
+            )
+        })
+    }
+
+    /// Freezes the layers named in `frozen` (a [`Sequential`]'s list), every
+    /// name checked first.
+    pub(crate) fn freeze_named(&mut self, frozen: &[String]) -> Result<()> {
+        for name in frozen {
+            self.layer_index(name)?;
+        }
+        for l in &mut self.layers {
+            if frozen.contains(&l.name) {
+                l.trainable = false;
+            }
+        }
+        Ok(())
+    }
+
     /// Input shape without the batch axis (`[28, 28, 1]`).
     pub fn input_shape(&self) -> &[usize] {
         &self.layers[0].input
@@ -233,6 +317,7 @@ impl Model {
             name: self.name.clone(),
             layers: self.layers.iter().map(|l| l.layer.clone()).collect(),
             seed: self.seed,
+            frozen: self.layers.iter().filter(|l| !l.trainable).map(|l| l.name.clone()).collect(),
         }
     }
 

@@ -61,8 +61,10 @@ pub(crate) fn summary(name: &str, layers: &[BuiltLayer], total: usize) -> String
         push(&if i + 1 == layers.len() { "=" } else { "_" }.repeat(LINE));
     }
     push(&format!("Total params: {}", thousands(total)));
-    push(&format!("Trainable params: {}", thousands(total)));
-    push("Non-trainable params: 0");
+    // Keras 2 counts a frozen layer's weights (`trainable = False`) as non-trainable.
+    let trainable: usize = layers.iter().filter(|l| l.trainable).map(|l| l.param_count).sum();
+    push(&format!("Trainable params: {}", thousands(trainable)));
+    push(&format!("Non-trainable params: {}", thousands(total.saturating_sub(trainable))));
     push(&"_".repeat(LINE));
     out
 }

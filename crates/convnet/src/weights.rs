@@ -262,6 +262,7 @@ impl Model {
             .and_then(|m| m.get(MODEL_METADATA_KEY))
             .ok_or("no model architecture in the file (written by save_weights, not save?)")?;
         let seq = Sequential::from_json(json).map_err(|e| format!("metadata {MODEL_METADATA_KEY}: {e}"))?;
+        let frozen = seq.frozen;
         let plan = crate::plan::plan(seq.name, seq.layers, seq.seed, &opts.limits)
             .map_err(|e| format!("metadata {MODEL_METADATA_KEY}: {e}"))?;
         let expected: Vec<(String, Vec<usize>)> = plan
@@ -272,6 +273,7 @@ impl Model {
         let ranges = check_tensors(bytes, header_len, &meta, &expected, opts)?;
         // Everything is checked: only now are the weights allocated.
         let mut model = Model::from_plan(plan, false).map_err(|e| e.to_string())?;
+        model.freeze_named(&frozen).map_err(|e| format!("metadata {MODEL_METADATA_KEY}: {e}"))?;
         model.assign(bytes, &ranges).map_err(|e| e.to_string())?;
         Ok(model)
     }

@@ -46,14 +46,15 @@ pub(crate) fn sequential_from_value(v: &Value) -> Result<Sequential, String> {
     let class = str_field(v, "class_name", "the model config")?;
     let config = v.get("config").ok_or("the model config has no \"config\"")?;
     let name = config.get("name").and_then(Value::as_str).unwrap_or("model").to_string();
-    let mut flat = Flat { layers: Vec::new(), input: None };
-    model(class, config, &name, &mut flat, 0)?;
-    let Flat { mut layers, input } = flat;
+    let mut flat = Flat { layers: Vec::new(), input: None, frozen: Vec::new() };
+    model(class, config, &name, &mut flat, 0, false)?;
+    let Flat { mut layers, input, frozen } = flat;
     let input = input.ok_or_else(|| format!("model {name}: no input shape (no InputLayer or batch_input_shape)"))?;
     let Some(first) = layers.first_mut() else { return Err(format!("model {name} has no layers")) };
     set_input_shape(first, input);
     let mut seq = Sequential::new().named(name);
     seq.layers = layers;
+    seq.frozen = frozen;
     Ok(seq)
 }
 
@@ -61,6 +62,9 @@ pub(crate) fn sequential_from_value(v: &Value) -> Result<Sequential, String> {
 struct Flat {
     layers: Vec<Layer>,
     input: Option<Vec<usize>>,
+    /// Layers with `"trainable": false`, or inside a model with it (Keras
+    /// freezes a model's layers with the model).
+    frozen: Vec<String>,
 }
 
 impl Flat {
@@ -78,7 +82,13 @@ impl Flat {
     }
 }
 
-fn model(class: &str, config: &Value, name: &str, flat: &mut Flat, depth: usize) -> Result<(), String> {
+/// `"trainable": false` in a layer's or model's config (absent means true).
+fn frozen_here(config: &Value) -> bool {
+    config.get("trainable").and_then(Value::as_bool) == Some(false)
+}
+
+fn model(class: &str, config: &Value, name: &str, flat: &mut Flat, depth: usize, frozen: bool) -> Result<(), String> {
+    let frozen = frozen || frozen_here(config);
     if depth > MAX_NESTING {
         return Err(format!("model {name}: models nested more than {MAX_NESTING} deep"));
     }
@@ -95,13 +105,13 @@ fn model(class: &str, config: &Value, name: &str, flat: &mut Flat, depth: usize)
                 }
             }
             for l in layers {
-                entry(l, flat, depth)?;
+                entry(l, flat, depth, frozen)?;
             }
         }
         "Functional" | "Model" => {
             check_chain(config, layers, name)?;
             for l in layers {
-                entry(l, flat, depth)?;
+                entry(l, flat, depth, frozen)?;
             }
         }
         other => return Err(format!("model {name}: class {other} is not a model convnet reads ({SUPPORTED})")),
@@ -110,7 +120,7 @@ fn model(class: &str, config: &Value, name: &str, flat: &mut Flat, depth: usize)
 }
 
 /// One entry of a model's `layers` list: a layer, an `InputLayer`, or a nested model.
-fn entry(l: &Value, flat: &mut Flat, depth: usize) -> Result<(), String> {
+fn entry(l: &Value, flat: &mut Flat, depth: usize, frozen: bool) -> Result<(), String> {
     let class = str_field(l, "class_name", "a layer entry")?;
     let config = l.get("config").ok_or_else(|| format!("a {class} layer has no config"))?;
     let name = config.get("name").and_then(Value::as_str).or_else(|| l.get("name").and_then(Value::as_str));
@@ -124,13 +134,16 @@ fn entry(l: &Value, flat: &mut Flat, depth: usize) -> Result<(), String> {
                 .ok_or_else(|| format!("layer {name}: InputLayer without batch_shape"))?;
             flat.input_layer(batch_shape(shape, &name)?, &name)
         }
-        "Sequential" | "Functional" | "Model" => model(class, config, &name, flat, depth + 1),
+        "Sequential" | "Functional" | "Model" => model(class, config, &name, flat, depth + 1, frozen),
         _ => {
             let mut layer = layer(class, config, &name)?;
             if flat.input.is_none() && flat.layers.is_empty() {
                 if let Some(shape) = config.get("batch_input_shape").or_else(|| config.get("batch_shape")) {
                     flat.input = Some(batch_shape(shape, &name)?);
                 }
+            }
+            if frozen || frozen_here(config) {
+                flat.frozen.push(name.clone());
             }
             layer.set_name(name);
             flat.layers.push(layer);

@@ -33,6 +33,7 @@ mod archive;
 mod config;
 mod hdf5;
 mod layouts;
+mod save;
 
 use crate::layers::InputShape;
 use crate::model::{Model, Sequential};
@@ -40,6 +41,7 @@ use crate::{Error, Result};
 use std::path::Path;
 
 pub use archive::MAX_CONFIG_BYTES;
+pub use save::KERAS_VERSION;
 
 /// Size limits of the Keras readers (see `docs/LIMITS.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +136,54 @@ impl Model {
     /// [`Model::load_keras_weights`] from the file's bytes.
     pub fn load_keras_weights_bytes(&mut self, bytes: Vec<u8>) -> Result<()> {
         layouts::load(self, bytes).map_err(|e| Error::weights(Path::new("<keras weights>"), e))
+    }
+}
+
+impl Model {
+    /// Saves the model as a Keras 3 `.keras` archive (Keras's
+    /// `model.save("x.keras")`): `metadata.json`, `config.json` (the
+    /// architecture as a `Sequential`, each layer's `trainable` flag
+    /// included) and `model.weights.h5`. Keras 3 loads it with
+    /// `keras.saving.load_model`; the file is written atomically.
+    ///
+    /// ```no_run
+    /// let model = convnet::mnist_convnet().build()?;
+    /// model.save_keras("mnist.keras")?;
+    /// let again = convnet::keras::load_model("mnist.keras")?;
+    /// assert_eq!(again.weights().len(), model.weights().len());
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn save_keras(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = self.to_keras_bytes().map_err(|e| relabel(e, path))?;
+        crate::files::write_atomic(path, &bytes)
+    }
+
+    /// The bytes [`Model::save_keras`] writes.
+    pub fn to_keras_bytes(&self) -> Result<Vec<u8>> {
+        let fail = |e: String| Error::weights(Path::new("<keras model>"), e);
+        let config = save::config_json(self).map_err(fail)?;
+        let weights = save::weights_h5(self).map_err(fail)?;
+        save::archive(&config, &save::metadata_json(), &weights).map_err(fail)
+    }
+
+    /// Saves the weights in the Keras 3 layout (Keras's
+    /// `model.save_weights("x.weights.h5")`), atomically; Keras's
+    /// `load_weights` reads them into the same architecture.
+    pub fn save_keras_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = save::weights_h5(self).map_err(|e| Error::weights(path, e))?;
+        crate::files::write_atomic(path, &bytes)
+    }
+
+    /// Saves the weights in the legacy Keras 2 HDF5 layout (root
+    /// `layer_names`, one group per layer with `weight_names`), as Keras 2's
+    /// `save_weights("x.h5")` wrote them, atomically; Keras 3's
+    /// `load_weights("x.h5")` reads them by layer order.
+    pub fn save_legacy_h5_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = save::legacy_weights_h5(self).map_err(|e| Error::weights(path, e))?;
+        crate::files::write_atomic(path, &bytes)
     }
 }
 
