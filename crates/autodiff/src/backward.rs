@@ -24,6 +24,7 @@ pub(crate) struct Ctx<'a> {
     pub before: &'a mut [Node],
     pub buffers: &'a mut Buffers,
     pub params: &'a mut Params,
+    pub work: &'a mut crate::tape::BackwardWork,
 }
 
 fn add_into(acc: &mut [f32], x: &[f32]) {
@@ -33,6 +34,12 @@ fn add_into(acc: &mut [f32], x: &[f32]) {
 }
 
 impl Ctx<'_> {
+    /// Counts the weight and input gradients a conv or dense op is about to compute.
+    fn count(&mut self, w: u32, x: u32) {
+        self.work.weight_gradients += usize::from(self.before[w as usize].requires_grad);
+        self.work.input_gradients += usize::from(self.before[x as usize].requires_grad);
+    }
+
     /// Adds `d loss / d (node t)` into its gradient, where `f(nodes, dst)`
     /// overwrites `dst` with that contribution. Does nothing when `t` needs
     /// no gradient.
@@ -41,6 +48,7 @@ impl Ctx<'_> {
         if !self.before[t].requires_grad {
             return Ok(());
         }
+        self.work.total += 1;
         let len = self.before[t].shape.len();
         if let Op::Param(id) = self.before[t].op {
             let (_, grad, fresh) = self.params.entry_mut(id)?;
@@ -132,6 +140,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
             if let Some(b) = b {
                 ctx.emit(b, |_, d| conv::conv2d_backward_bias(&shape, gs, d).map_err(kernel_err("conv2d backward")))?;
             }
+            ctx.count(w, x);
             ctx.emit(w, |n, d| {
                 conv::conv2d_backward_filter(algo, &shape, value_of(n, x as usize), gs, d)
                     .map_err(kernel_err("conv2d backward"))
@@ -216,6 +225,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                     Ok(())
                 })?;
             }
+            ctx.count(w, x);
             ctx.emit(w, |n, d| {
                 dense::dense_backward_weights(&shape, value_of(n, x as usize), gs, d, None)
                     .map_err(kernel_err("dense backward"))

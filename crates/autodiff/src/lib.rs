@@ -119,7 +119,7 @@ pub use convnet_kernels::loss::BCE_EPSILON;
 pub use error::{Error, Result};
 pub use params::{ParamId, Params};
 pub use spec::{Conv2dSpec, PoolSpec};
-pub use tape::{Tape, Var};
+pub use tape::{BackwardWork, Tape, Var};
 
 // Re-exported so users of the ops need not depend on the kernels crate for
 // the types in their signatures.

@@ -45,6 +45,19 @@ pub struct Tape {
     epoch: u64,
     training: bool,
     spent: bool,
+    work: BackwardWork,
+}
+
+/// The gradient kernels the last [`Tape::backward`] ran: a cheap count, so a
+/// test can show that frozen weights and data cost no gradient work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackwardWork {
+    /// Weight gradients of conv and dense ops (backward-filter passes).
+    pub weight_gradients: usize,
+    /// Input gradients of conv and dense ops (backward-data passes).
+    pub input_gradients: usize,
+    /// Every gradient contribution computed, of any op.
+    pub total: usize,
 }
 
 impl Default for Tape {
@@ -62,6 +75,7 @@ impl Tape {
             epoch: NEXT_EPOCH.fetch_add(1, Ordering::Relaxed),
             training: true,
             spent: false,
+            work: BackwardWork::default(),
         }
     }
 
@@ -242,6 +256,7 @@ impl Tape {
             }
         }
         self.spent = true;
+        self.work = BackwardWork::default();
         if !self.nodes[li].requires_grad {
             return Ok(());
         }
@@ -256,7 +271,7 @@ impl Tape {
             }
             let Some(g) = node.grad.take() else { continue };
             let aux = std::mem::replace(&mut node.aux, Aux::None);
-            let mut ctx = Ctx { before, buffers: &mut self.buffers, params };
+            let mut ctx = Ctx { before, buffers: &mut self.buffers, params, work: &mut self.work };
             let result = backward::run(&mut ctx, node, g, &aux);
             match aux {
                 Aux::None => {}
@@ -266,6 +281,11 @@ impl Tape {
             result?;
         }
         Ok(())
+    }
+
+    /// What the last [`Tape::backward`] computed (zero before the first).
+    pub fn backward_work(&self) -> BackwardWork {
+        self.work
     }
 
     /// A copy of `x` as a leaf that needs no gradient (a batch of data, targets).

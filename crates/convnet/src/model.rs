@@ -162,6 +162,7 @@ impl Model {
             algo: ConvAlgo::Auto,
             compiled: None,
             infer_scratch: Default::default(),
+            last_backward: Default::default(),
         })
     }
 }
@@ -177,6 +178,8 @@ pub struct Model {
     /// Activation buffers of the tape-free inference pass, kept between
     /// `evaluate` / `predict` calls (batch-1 latency without allocation).
     pub(crate) infer_scratch: std::sync::Mutex<Scratch>,
+    /// The gradient work of `fit`'s last step (see [`Model::last_backward_work`]).
+    pub(crate) last_backward: convnet_autodiff::BackwardWork,
 }
 
 impl std::fmt::Debug for Model {
@@ -263,6 +266,27 @@ impl Model {
             l.trainable = i >= first;
         }
         Ok(())
+    }
+
+    /// The gradient kernels `fit`'s last training step ran: weight gradients
+    /// (backward-filter passes) of trainable conv and dense layers only, input
+    /// gradients (backward-data passes) only above the lowest trainable layer.
+    ///
+    /// ```
+    /// use convnet::{Activation::Sigmoid, Dense, FitOptions, Loss, Sequential, Verbose, optimizers::Sgd};
+    /// # use convnet_tensor::{Shape, Tensor};
+    /// let mut m = Sequential::new().add(Dense::new(3).input_shape(2)).add(Dense::new(1).activation(Sigmoid)).build()?;
+    /// m.set_trainable_from("dense_1")?; // the first Dense is frozen
+    /// m.compile(Sgd::new(0.1), Loss::BinaryCrossentropy, &[])?;
+    /// let x = Tensor::zeros(Shape::new(&[4, 2])?);
+    /// let y = Tensor::zeros(Shape::new(&[4, 1])?);
+    /// m.fit(&x, &y, FitOptions { epochs: 1, verbose: Verbose::Silent, ..Default::default() })?;
+    /// let work = m.last_backward_work();
+    /// assert_eq!((work.weight_gradients, work.input_gradients), (1, 0));
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn last_backward_work(&self) -> convnet_autodiff::BackwardWork {
+        self.last_backward
     }
 
     /// Whether the layer called `name` is trainable (false for an unknown name).

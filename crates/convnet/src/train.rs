@@ -110,8 +110,17 @@ impl Model {
             if i == last && logits {
                 act = Activation::Linear;
             }
+            // A frozen layer's weights go on the tape as constants: no
+            // gradient is computed for them, and when nothing below needs
+            // one either, none for its input (the tape skips the whole op).
             let param = |tape: &mut Tape, k: usize| -> Result<Option<Var>> {
-                l.params.get(k).map(|&id| tape.param(&self.params, id)).transpose().map_err(Error::from)
+                let Some(&id) = l.params.get(k) else { return Ok(None) };
+                let var = if l.trainable {
+                    tape.param(&self.params, id)?
+                } else {
+                    tape.input(self.params.value(id)?.view())?
+                };
+                Ok(Some(var))
             };
             h = match &l.layer {
                 Layer::Conv2D(c) => {
@@ -343,6 +352,14 @@ impl Model {
         let mut rng = Rng::new(options.seed);
         let mut buf = BatchBuf::new(self.input_shape(), bs, Some(form));
         let mut tape = Tape::new();
+        // Parameters of frozen layers, by index: the optimizer skips them
+        // (their gradients are never computed; they stay zero).
+        let mut frozen = vec![false; self.params.len()];
+        for l in self.layers.iter().filter(|l| !l.trainable) {
+            for id in &l.params {
+                frozen[id.index()] = true;
+            }
+        }
         let mut scratch = Scratch::default();
         let accuracy = self.compiled.as_ref().is_some_and(|c| c.accuracy);
         let live = match options.verbose {
@@ -386,6 +403,7 @@ impl Model {
                 // reported to the callbacks (TerminateOnNaN stops there).
                 if loss.is_finite() {
                     tape.backward(loss_var, &mut self.params)?;
+                    self.last_backward = tape.backward_work();
                     if check {
                         self.check_grads_finite(epoch, bi + 1)?;
                         snapshot_weights(self, &mut last_good);
@@ -393,7 +411,8 @@ impl Model {
                     let c = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
                     c.optimizer.begin_step()?;
                     let opt = &mut c.optimizer;
-                    self.params.update_with(|i, w, g| opt.update(i, w, g))?;
+                    let frozen = &frozen;
+                    self.params.update_with(|i, w, g| if frozen[i] { Ok(()) } else { opt.update(i, w, g) })?;
                     if check {
                         self.check_weights_finite(epoch, bi + 1, &last_good)?;
                     }
