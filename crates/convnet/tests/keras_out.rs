@@ -44,7 +44,7 @@ fn temp_dir(tag: &str) -> PathBuf {
 /// flag's round trip is checked too.
 fn models() -> Vec<(&'static str, Model)> {
     let mut out = Vec::new();
-    for name in ["sequential", "functional", "separable", "augmented", "nested"] {
+    for name in ["sequential", "functional", "separable", "augmented", "nested", "global_avg", "global_max"] {
         let mut m = convnet::keras::load_model(fixture(&format!("{name}.keras"))).unwrap();
         if name == "nested" {
             m.set_trainable_from("block2_conv1").unwrap(); // the book's fine-tuning shape

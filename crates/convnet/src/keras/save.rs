@@ -251,6 +251,9 @@ fn layer(l: &BuiltLayer, trainable: bool) -> Result<Value, String> {
             "activity_regularizer": null, "depthwise_constraint": null, "pointwise_constraint": null,
             "bias_constraint": null}),
         Layer::MaxPooling2D(p) | Layer::AveragePooling2D(p) => pool(p),
+        Layer::GlobalAveragePooling2D(g) | Layer::GlobalMaxPooling2D(g) => {
+            json!({"data_format": "channels_last", "keepdims": g.keepdims})
+        }
         Layer::Flatten(_) => json!({"data_format": "channels_last"}),
         Layer::Dense(d) => json!({
             "units": d.units, "activation": act(d.activation), "use_bias": d.use_bias,
