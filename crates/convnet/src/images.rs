@@ -25,6 +25,12 @@
 //! 4. Grey conversion (the `image` crate's luma weights), resize with the
 //!    triangle filter when the size differs, scale by 1/255, optional
 //!    inversion (MNIST digits are white on black).
+//!
+//! [`decode_for_model`] (what `convnet predict` uses) makes the same checks
+//! (1-3) and then prepares the image as the image-folder loader prepares a
+//! training image: its colour conversion and TensorFlow's bilinear resize,
+//! to any channel count, with MNIST's digit centring ([`center_digit`]) on
+//! request.
 
 use crate::files::read_regular_file;
 use crate::limits::{Limits, ENV_MAX_IMAGE_PIXELS, ENV_MAX_RESIZE_BYTES};
@@ -75,21 +81,10 @@ pub fn load_grey(path: impl AsRef<Path>, out_h: u32, out_w: u32, opts: &ImageOpt
     decode_grey(&path.display().to_string(), &bytes, out_h, out_w, opts)
 }
 
-/// Decodes a PNG, JPEG, BMP, GIF or PNM image from `bytes` into `out_h * out_w` grey levels
-/// in `[0, 1]` (see the module documentation for every check); `name` is
-/// used in errors.
-///
-/// ```
-/// use convnet::images::{decode_grey, ImageOptions};
-/// let pgm = b"P5 2 1 255\n\x00\xff";
-/// let d = decode_grey("two.pgm", pgm, 1, 2, &ImageOptions::default())?;
-/// assert_eq!(d.pixels, vec![0.0, 1.0]);
-/// let err = decode_grey("two.pgm", b"P5 2 1 255\n\x00\xffjunk", 1, 2, &ImageOptions::default()).unwrap_err();
-/// assert!(err.to_string().contains("4 bytes after"), "{err}");
-/// # Ok::<(), convnet::Error>(())
-/// ```
-pub fn decode_grey(name: &str, bytes: &[u8], out_h: u32, out_w: u32, opts: &ImageOptions) -> Result<Decoded> {
-    let limits = &opts.limits;
+/// Steps 1 and 2 of the module doc: the header's size checks, the strict
+/// format checks, then the decode under the decoder's memory limit. Returns
+/// the image and its pixel count.
+fn decode_checked(name: &str, bytes: &[u8], out_h: u32, out_w: u32, limits: &Limits) -> Result<(DynamicImage, u64)> {
     if out_h == 0 || out_w == 0 {
         return Err(Error::invalid("image size", format!("{out_h}x{out_w} has no pixels")));
     }
@@ -135,6 +130,25 @@ pub fn decode_grey(name: &str, bytes: &[u8], out_h: u32, out_w: u32, opts: &Imag
     dl.max_alloc = Some(limits.max_image_decode_bytes);
     reader.limits(dl);
     let img = reader.decode().map_err(|e| bad(name, format!("cannot decode the image: {e}")))?;
+    Ok((img, pixels))
+}
+
+/// Decodes a PNG, JPEG, BMP, GIF or PNM image from `bytes` into `out_h * out_w` grey levels
+/// in `[0, 1]` (see the module documentation for every check); `name` is
+/// used in errors.
+///
+/// ```
+/// use convnet::images::{decode_grey, ImageOptions};
+/// let pgm = b"P5 2 1 255\n\x00\xff";
+/// let d = decode_grey("two.pgm", pgm, 1, 2, &ImageOptions::default())?;
+/// assert_eq!(d.pixels, vec![0.0, 1.0]);
+/// let err = decode_grey("two.pgm", b"P5 2 1 255\n\x00\xffjunk", 1, 2, &ImageOptions::default()).unwrap_err();
+/// assert!(err.to_string().contains("4 bytes after"), "{err}");
+/// # Ok::<(), convnet::Error>(())
+/// ```
+pub fn decode_grey(name: &str, bytes: &[u8], out_h: u32, out_w: u32, opts: &ImageOptions) -> Result<Decoded> {
+    let (img, pixels) = decode_checked(name, bytes, out_h, out_w, &opts.limits)?;
+    let (width, height) = (img.width(), img.height());
     let mut notes = Vec::new();
     let grey = if img.color().has_alpha() {
         let rgba = img.into_rgba8();
@@ -173,6 +187,187 @@ pub fn decode_grey(name: &str, bytes: &[u8], out_h: u32, out_w: u32, opts: &Imag
 /// An indexed PNG must not index past its palette (PNG specification,
 /// 11.2.3: "any out-of-range pixel value found in the image data is an
 /// error"). Decodes the raw indices (the dimensions are already checked).
+/// An image as a model's input: `height * width * channels` samples
+/// (0-255, interleaved), at the model's input size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelImage {
+    /// The samples, row-major, channels interleaved.
+    pub pixels: Vec<u8>,
+    /// Things the user should know (transparency composited), one sentence each.
+    pub notes: Vec<String>,
+}
+
+/// How [`decode_for_model`] prepares an image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ModelImageOptions {
+    /// Channels of the model's input: 1 (grey), 3 (RGB) or 4 (RGBA).
+    pub channels: usize,
+    /// Invert the colour samples (not alpha): dark ink on light paper
+    /// becomes MNIST's white on black.
+    pub invert: bool,
+    /// MNIST's digit preprocessing (grey only; see [`center_digit`]).
+    pub center: bool,
+    /// Size limits, as [`ImageOptions::limits`].
+    pub limits: Limits,
+}
+
+/// Decodes a PNG, JPEG, BMP, GIF or PNM image of any size and colour into
+/// the model's input: with the checks of the module doc (steps 1-3, the
+/// transparency of an RGB or grey target composited over black, white with
+/// `invert`, with a note), the colour conversion of the image-folder loader
+/// (`convnet_datasets::folder`: TensorFlow's grey weights, grey repeated
+/// into RGB, alpha 255 added), optional inversion and [`center_digit`],
+/// then the loader's TensorFlow bilinear resize to `out_h x out_w`, rounded
+/// to `u8` as the loader holds its images: a file goes through `predict`
+/// exactly as it would have gone through training.
+///
+/// ```
+/// use convnet::images::{decode_for_model, ModelImageOptions};
+/// let ppm = b"P6 2 1 255\n\xff\x00\x00\x00\x00\xff"; // a red and a blue pixel
+/// let opts = ModelImageOptions { channels: 3, ..ModelImageOptions::default() };
+/// let img = decode_for_model("rb.ppm", ppm, 1, 2, &opts)?;
+/// assert_eq!(img.pixels, vec![255, 0, 0, 0, 0, 255]);
+/// let grey = decode_for_model("rb.ppm", ppm, 1, 1, &ModelImageOptions { channels: 1, ..opts })?;
+/// assert_eq!(grey.pixels, vec![53]); // grey 76 and 29, blended half and half, rounded
+/// # Ok::<(), convnet::Error>(())
+/// ```
+pub fn decode_for_model(
+    name: &str,
+    bytes: &[u8],
+    out_h: u32,
+    out_w: u32,
+    opts: &ModelImageOptions,
+) -> Result<ModelImage> {
+    let channels = opts.channels;
+    if !matches!(channels, 1 | 3 | 4) {
+        return Err(Error::invalid("channels", format!("{channels}: images have 1, 3 or 4 channels")));
+    }
+    if opts.center && channels != 1 {
+        return Err(Error::invalid("--center", format!("applies to grey (1-channel) models, not {channels} channels")));
+    }
+    let (img, pixels) = decode_checked(name, bytes, out_h, out_w, &opts.limits)?;
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    let mut notes = Vec::new();
+    let rgba = img.into_rgba8().into_raw();
+    let background: u32 = if opts.invert { 255 } else { 0 };
+    if channels != 4 {
+        let translucent = rgba.chunks_exact(4).filter(|p| p[3] != 255).count();
+        if translucent > 0 {
+            notes.push(format!(
+                "{name}: {translucent} of {pixels} pixels are not opaque; composited over a {} background (the \
+                 model's background{})",
+                if opts.invert { "white" } else { "black" },
+                if opts.invert { " after --invert" } else { "" }
+            ));
+        }
+    }
+    let over = |v: u8, a: u8| ((u32::from(v) * u32::from(a) + background * (255 - u32::from(a)) + 127) / 255) as u8;
+    let flip = |v: u8| if opts.invert { 255 - v } else { v };
+    let mut src = Vec::with_capacity(width * height * channels);
+    for p in rgba.chunks_exact(4) {
+        let [r, g, b, a] = [p[0], p[1], p[2], p[3]];
+        match channels {
+            1 => src.push(flip(over(convnet_datasets::folder::rgb_to_gray(r, g, b), a))),
+            3 => src.extend([flip(over(r, a)), flip(over(g, a)), flip(over(b, a))]),
+            _ => src.extend([flip(r), flip(g), flip(b), a]),
+        }
+    }
+    let (mut src, mut size) = (src, (height, width));
+    if opts.center {
+        src = center_digit(&src, height, width);
+        size = (MNIST_SIDE, MNIST_SIDE);
+    }
+    let out = (out_h as usize, out_w as usize);
+    let pixels = if size == out {
+        src
+    } else {
+        let mut resized = vec![0u8; out.0 * out.1 * channels];
+        convnet_datasets::folder::resize_bilinear_u8(&src, size, channels, out, &mut resized);
+        resized
+    };
+    Ok(ModelImage { pixels, notes })
+}
+
+/// Side of an MNIST image.
+pub const MNIST_SIDE: usize = 28;
+/// Side of the box MNIST fits each digit into before centring it.
+pub const MNIST_BOX: usize = 20;
+
+/// MNIST's digit preprocessing, as LeCun et al. describe making the set: the
+/// digit's bounding box is scaled, keeping its aspect ratio and with
+/// anti-aliasing, to fit a 20x20 box, then placed in a 28x28 image so that
+/// its centre of mass is at the centre. `grey` is `h x w`, light ink on a
+/// dark background (invert first otherwise); the result is 28x28.
+///
+/// The levels are first stretched so the darkest pixel is 0 and the
+/// lightest 255 (a grey paper becomes MNIST's black); the bounding box is
+/// that of the pixels at least half way up. An image of one level gives a
+/// black 28x28 image. The scaling uses the `image` crate's triangle filter,
+/// whose support widens with the scale factor (the anti-aliasing).
+///
+/// ```
+/// use convnet::images::center_digit;
+/// // A 4x4 bright square in the corner of a 100x100 canvas ends up centred.
+/// let mut canvas = vec![0u8; 100 * 100];
+/// for y in 0..4 { for x in 0..4 { canvas[y * 100 + x] = 255; } }
+/// let out = center_digit(&canvas, 100, 100);
+/// assert_eq!(out.len(), 28 * 28);
+/// assert_eq!(out[14 * 28 + 14], 255);
+/// assert_eq!(out[0], 0);
+/// ```
+pub fn center_digit(grey: &[u8], h: usize, w: usize) -> Vec<u8> {
+    let mut out = vec![0u8; MNIST_SIDE * MNIST_SIDE];
+    let (lo, hi) = grey.iter().fold((u8::MAX, u8::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if grey.len() != h * w || hi <= lo {
+        return out;
+    }
+    let span = u32::from(hi - lo);
+    let stretched: Vec<u8> = grey.iter().map(|&v| ((u32::from(v - lo) * 255 + span / 2) / span) as u8).collect();
+    let (mut top, mut bottom, mut left, mut right) = (h, 0, w, 0);
+    for (y, row) in stretched.chunks_exact(w).enumerate() {
+        for (x, &v) in row.iter().enumerate() {
+            if v >= 128 {
+                top = top.min(y);
+                bottom = bottom.max(y);
+                left = left.min(x);
+                right = right.max(x);
+            }
+        }
+    }
+    let (bh, bw) = (bottom + 1 - top, right + 1 - left);
+    let mut crop = image::GrayImage::new(bw as u32, bh as u32);
+    for (y, row) in crop.rows_mut().enumerate() {
+        for (x, p) in row.enumerate() {
+            p.0[0] = stretched[(top + y) * w + left + x];
+        }
+    }
+    let (nh, nw) = if bh >= bw {
+        (MNIST_BOX, ((bw * MNIST_BOX) as f64 / bh as f64).round().max(1.0) as usize)
+    } else {
+        (((bh * MNIST_BOX) as f64 / bw as f64).round().max(1.0) as usize, MNIST_BOX)
+    };
+    let digit = image::imageops::resize(&crop, nw as u32, nh as u32, image::imageops::FilterType::Triangle);
+    let (mut mass, mut my, mut mx) = (0.0f64, 0.0f64, 0.0f64);
+    for (y, row) in digit.rows().enumerate() {
+        for (x, p) in row.enumerate() {
+            let v = f64::from(p.0[0]);
+            mass += v;
+            my += v * (y as f64 + 0.5);
+            mx += v * (x as f64 + 0.5);
+        }
+    }
+    let half = MNIST_SIDE as f64 / 2.0;
+    let (cy, cx) = if mass > 0.0 { (my / mass, mx / mass) } else { (nh as f64 / 2.0, nw as f64 / 2.0) };
+    let place = |centre: f64, len: usize| ((half - centre).round().max(0.0) as usize).min(MNIST_SIDE - len);
+    let (oy, ox) = (place(cy, nh), place(cx, nw));
+    for (y, row) in digit.rows().enumerate() {
+        for (x, p) in row.enumerate() {
+            out[(oy + y) * MNIST_SIDE + ox + x] = p.0[0];
+        }
+    }
+    out
+}
+
 fn check_png_palette(name: &str, bytes: &[u8], limits: &Limits) -> Result<()> {
     let mut decoder = png::Decoder::new_with_limits(
         Cursor::new(bytes),

@@ -139,7 +139,7 @@ pub use layers::{
     RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling, SeparableConv2D,
 };
 pub use logs::{BatchLogs, EpochLogs, History};
-pub use model::{mnist_convnet, Model, Sequential, DEFAULT_SEED};
+pub use model::{mnist_convnet, Model, Sequential, CLASS_NAMES_KEY, DEFAULT_SEED, MAX_METADATA_BYTES, PIXEL_SCALE_KEY};
 pub use train::{FitOptions, Verbose};
 
 /// The optimizers (`convnet-optim`), as Keras's `keras.optimizers`.

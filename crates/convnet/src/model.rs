@@ -23,6 +23,21 @@ use serde::{Deserialize, Serialize};
 /// Seed of the weight initialisers when none is given.
 pub const DEFAULT_SEED: u64 = 42;
 
+/// Metadata key of the class names, a JSON array of strings, label `k`
+/// being entry `k` (`["cats", "dogs"]`); `convnet train` stores the image
+/// folder's class names here and `convnet predict` prints them.
+pub const CLASS_NAMES_KEY: &str = "convnet.class_names";
+
+/// Metadata key of the factor the training data's 0-255 pixel values were
+/// multiplied by before they reached the model, as a decimal number:
+/// `0.00392156862745098` (1/255) for MNIST-format data, `1` for image folders
+/// (whose scaling, if any, is a `Rescaling` layer inside the model).
+/// `convnet predict` scales images the same way.
+pub const PIXEL_SCALE_KEY: &str = "convnet.pixel_scale";
+
+/// Largest total size of a model's metadata keys and values (1 MiB).
+pub const MAX_METADATA_BYTES: usize = 1 << 20;
+
 /// A stack of layers, each feeding the next (Keras `Sequential`). Build it with
 /// [`Sequential::add`], then [`Sequential::build`] infers every shape and
 /// initialises the weights.
@@ -86,6 +101,30 @@ impl Sequential {
     /// building anything.
     pub fn from_json(json: &str) -> Result<Sequential> {
         serde_json::from_str(json).map_err(|e| Error::invalid("model JSON", e.to_string()))
+    }
+
+    /// Declares `shape` as the model's input shape (on its first layer),
+    /// replacing whatever shape any layer declared: the same definition at
+    /// another image size or channel count.
+    ///
+    /// ```
+    /// let m = convnet::mnist_convnet().with_input_shape((32, 32, 3)).build()?;
+    /// assert_eq!(m.input_shape(), &[32, 32, 3]);
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn with_input_shape(mut self, shape: impl Into<crate::layers::InputShape>) -> Self {
+        for l in &mut self.layers {
+            *l.input_shape_slot() = None;
+        }
+        if let Some(first) = self.layers.first_mut() {
+            *first.input_shape_slot() = Some(shape.into());
+        }
+        self
+    }
+
+    /// The input shape the first layer declares, if any.
+    pub fn input_shape(&self) -> Option<&[usize]> {
+        self.layers.first().and_then(|l| l.declared_input_shape()).map(|s| s.0.as_slice())
     }
 
     /// Sets the seed of the weight initialisers (default [`DEFAULT_SEED`]).
@@ -163,6 +202,7 @@ impl Model {
             compiled: None,
             infer_scratch: Default::default(),
             last_backward: Default::default(),
+            metadata: std::collections::BTreeMap::new(),
         })
     }
 }
@@ -180,6 +220,9 @@ pub struct Model {
     pub(crate) infer_scratch: std::sync::Mutex<Scratch>,
     /// The gradient work of `fit`'s last step (see [`Model::last_backward_work`]).
     pub(crate) last_backward: convnet_autodiff::BackwardWork,
+    /// Facts about the model's inputs and outputs that are not layers (class
+    /// names, the pixel scale its data had), saved with it; see [`Model::metadata`].
+    pub(crate) metadata: std::collections::BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -387,6 +430,45 @@ impl Model {
         for ((id, _, _), v) in ids.into_iter().zip(values) {
             self.params.set_value(id, v)?;
         }
+        Ok(())
+    }
+
+    /// The value stored under `key` in the model's metadata: text saved with
+    /// the model (in the safetensors header, beside the architecture) and
+    /// read back by [`Model::load`]. The `convnet` CLI stores
+    /// [`CLASS_NAMES_KEY`] and [`PIXEL_SCALE_KEY`] there (docs/MODEL_FILES.md).
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+
+    /// Every metadata entry, sorted by key.
+    pub fn metadata_entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Stores `value` under `key` in the model's metadata (saved by
+    /// [`Model::save`]). The keys the file format itself uses
+    /// (`format`, `convnet.model`) are refused, as are keys and values over
+    /// [`MAX_METADATA_BYTES`] bytes together.
+    ///
+    /// ```
+    /// let mut m = convnet::mnist_convnet().build()?;
+    /// m.set_metadata(convnet::CLASS_NAMES_KEY, r#"["0","1","2","3","4","5","6","7","8","9"]"#)?;
+    /// assert!(m.metadata(convnet::CLASS_NAMES_KEY).unwrap().starts_with("[\"0\""));
+    /// assert!(m.set_metadata("format", "x").is_err());
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn set_metadata(&mut self, key: impl Into<String>, value: impl Into<String>) -> Result<()> {
+        let (key, value) = (key.into(), value.into());
+        // The keys `weights.rs` writes itself (FORMAT_METADATA_KEY, MODEL_METADATA_KEY).
+        if key == "format" || key == "convnet.model" {
+            return Err(Error::invalid("metadata", format!("{key:?} is the file format's own key")));
+        }
+        let used: usize = self.metadata.iter().filter(|(k, _)| **k != key).map(|(k, v)| k.len() + v.len()).sum();
+        if used.saturating_add(key.len()).saturating_add(value.len()) > MAX_METADATA_BYTES {
+            return Err(Error::invalid("metadata", format!("more than {MAX_METADATA_BYTES} bytes of metadata")));
+        }
+        self.metadata.insert(key, value);
         Ok(())
     }
 

@@ -4,7 +4,9 @@
 //!   (`conv2d/kernel`, `conv2d/bias`, `dense/kernel`, ...), f32 little-endian,
 //!   conv kernels HWIO and dense kernels `[in, out]` as Keras stores them.
 //! - `save` writes the same file plus the architecture JSON in the safetensors
-//!   metadata (`convnet.model`), so [`Model::load`] rebuilds the model alone.
+//!   metadata (`convnet.model`), so [`Model::load`] rebuilds the model alone,
+//!   and the model's own metadata entries ([`Model::metadata`]: class names,
+//!   the pixel scale of its training data) beside it.
 //!
 //! The same model always gives the same file bytes: the header is written in
 //! a fixed order (metadata keys sorted, tensors by name), so checkpoints can
@@ -214,10 +216,10 @@ impl Model {
     /// safetensors bytes (what [`Model::save`] writes): the same model always
     /// gives the same bytes, so checkpoints can be compared by hash.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        self.to_safetensors(&BTreeMap::from([
-            (FORMAT_METADATA_KEY, FORMAT.to_string()),
-            (MODEL_METADATA_KEY, self.to_json()),
-        ]))
+        let mut metadata: BTreeMap<&str, String> = self.metadata.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        metadata.insert(FORMAT_METADATA_KEY, FORMAT.to_string());
+        metadata.insert(MODEL_METADATA_KEY, self.to_json());
+        self.to_safetensors(&metadata)
     }
 
     /// Saves every parameter to a safetensors file under Keras names, atomically.
@@ -275,6 +277,11 @@ impl Model {
         let mut model = Model::from_plan(plan, false).map_err(|e| e.to_string())?;
         model.freeze_named(&frozen).map_err(|e| format!("metadata {MODEL_METADATA_KEY}: {e}"))?;
         model.assign(bytes, &ranges).map_err(|e| e.to_string())?;
+        for (key, value) in meta.metadata().iter().flatten() {
+            if key != FORMAT_METADATA_KEY && key != MODEL_METADATA_KEY {
+                model.set_metadata(key.clone(), value.clone()).map_err(|e| e.to_string())?;
+            }
+        }
         Ok(model)
     }
 

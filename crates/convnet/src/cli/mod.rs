@@ -1,16 +1,18 @@
 //! Command-line definitions (clap) and dispatch.
 
 mod bench;
+mod eval;
+mod models;
 mod predict;
+mod step;
+mod train;
 
 use clap::{Args, Parser, Subcommand};
-use convnet::applications::vgg16::Vgg16;
-use convnet::limits::{Limits, INFERENCE_BATCH_BYTES, MAX_THREADS_PER_CORE};
+use convnet::limits::{Limits, MAX_THREADS_PER_CORE};
 use convnet::weights::LoadOptions;
-use convnet::{mnist_convnet, FitOptions, Loss, Metric, Model, OnBatchEnd, Verbose};
+use convnet::{mnist_convnet, Model};
 use convnet_datasets::Mnist;
 use convnet_kernels::conv::ConvAlgo;
-use convnet_optim::RMSprop;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -42,13 +44,14 @@ pub struct Cli {
 enum Command {
     /// Print a model's summary table (Keras format): the chapter's model by default.
     Summary(SummaryArgs),
-    /// Train the chapter's model on MNIST (5 epochs, batch 64, RMSprop) and print the test accuracy.
-    Train(TrainArgs),
-    /// Evaluate saved weights on the MNIST test set.
-    Eval(EvalArgs),
-    /// Classify digit images (PNG or PGM, grey; resized to 28x28). MNIST digits are
-    /// white on black: pass --invert for black-on-white drawings.
-    Predict(PredictArgs),
+    /// Train a model (the chapter's MNIST convnet by default: 5 epochs, batch 64, RMSprop) on
+    /// MNIST-format data or an image folder, and print the test accuracy.
+    Train(train::TrainArgs),
+    /// Evaluate a saved model on the MNIST test set.
+    Eval(eval::EvalArgs),
+    /// Classify image files (PNG, JPEG, BMP, GIF, PNM; any size and colour) with a saved model:
+    /// the top classes with their probabilities.
+    Predict(predict::PredictArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -58,9 +61,10 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct SummaryArgs {
-    /// A built-in model (`mnist`, the chapter's; `vgg16`, VGG16's convolutional base at 150x150x3 as
-    /// the chapter uses it), or a model file: Keras `.keras` or legacy `.h5`, or a whole-model
-    /// safetensors file written by `train --save`.
+    /// A built-in model (`mnist`, the chapter's; `small-data`, its 150x150x3 cats-vs-dogs convnet;
+    /// `vgg16`, VGG16's convolutional base at 150x150x3 as the chapter uses it), or a model file:
+    /// an architecture JSON, Keras `.keras` or legacy `.h5`, or a whole-model safetensors file
+    /// written by `train --save`.
     #[arg(long, value_name = "FILE|NAME", default_value = "mnist")]
     model: String,
 }
@@ -69,80 +73,17 @@ struct SummaryArgs {
 enum BenchCommand {
     /// Time the kernels crate's convolution algorithms on one shape.
     Conv(bench::ConvArgs),
+    /// Time one training step (or, with --inference, one forward pass) of a model on random inputs.
+    Step(step::StepArgs),
 }
 
 #[derive(Args, Debug)]
-struct DataArg {
-    /// Directory with the four MNIST files (raw or .gz) or mnist.npz; default: $CONVNET_DATA, then
-    /// data/mnist (verified against MNIST's digests).
+pub(crate) struct DataArg {
+    /// MNIST-format data: a directory with the four MNIST files (raw or .gz), or mnist.npz; default:
+    /// $CONVNET_DATA, then data/mnist (verified against MNIST's digests). `train` also takes an
+    /// image folder: one folder of class folders, or train/ (+ validation/, test/) holding them.
     #[arg(long, value_name = "DIR")]
-    data: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-struct TrainArgs {
-    #[command(flatten)]
-    data: DataArg,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
-    epochs: u64,
-    /// Examples per gradient step.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    batch_size: u64,
-    /// Seed of the initial weights and the shuffles: the same seed gives bit-identical runs.
-    #[arg(long, default_value_t = convnet::DEFAULT_SEED)]
-    seed: u64,
-    /// Worker threads (default: one per core; capped at two per core).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    threads: Option<u64>,
-    /// Convolution algorithm: auto, direct, im2col, winograd (F(4x4,3x3)), winograd_f2, reference.
-    /// The forward pass runs exactly this algorithm; the backward passes use it where it can run
-    /// both of them, else auto.
-    #[arg(long, default_value = "auto", value_parser = parse_algo)]
-    algo: ConvAlgo,
-    /// Train on the first N training examples and test on the first N test examples.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    limit: Option<u64>,
-    /// Save the trained model (architecture and weights, safetensors) to FILE.
-    #[arg(long, value_name = "FILE")]
-    save: Option<PathBuf>,
-    /// Write per-epoch loss, accuracy and seconds and the test loss/accuracy as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    metrics_json: Option<PathBuf>,
-    /// No summary and no progress bar; only the test result.
-    #[arg(long)]
-    quiet: bool,
-}
-
-#[derive(Args, Debug)]
-struct EvalArgs {
-    /// A file written by `train --save` (or by save_weights), or a Keras `.keras` / legacy `.h5` model.
-    #[arg(long, value_name = "FILE")]
-    weights: PathBuf,
-    #[command(flatten)]
-    data: DataArg,
-    /// Worker threads (default: one per core; capped at two per core).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    threads: Option<u64>,
-    /// Load weights even if some are NaN or infinite (refused by default).
-    #[arg(long)]
-    allow_non_finite: bool,
-}
-
-#[derive(Args, Debug)]
-struct PredictArgs {
-    /// A file written by `train --save` (or by save_weights), or a Keras `.keras` / legacy `.h5` model.
-    #[arg(long, value_name = "FILE")]
-    weights: PathBuf,
-    /// Invert the grey levels first (for dark digits on a light background).
-    #[arg(long)]
-    invert: bool,
-    /// Load weights even if some are NaN or infinite (refused by default).
-    #[arg(long)]
-    allow_non_finite: bool,
-    /// Images to classify.
-    #[arg(required = true, value_name = "IMAGE")]
-    images: Vec<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
 }
 
 pub(crate) fn parse_algo(s: &str) -> Result<ConvAlgo, String> {
@@ -163,7 +104,7 @@ pub(crate) fn parse_algo(s: &str) -> Result<ConvAlgo, String> {
 /// core is capped, with a note: results do not depend on the thread count,
 /// and oversubscribed pools only lose time (1024 threads on 2 cores ran a
 /// training step 260x slower).
-fn set_threads(threads: Option<u64>) -> CliResult<()> {
+pub(crate) fn set_threads(threads: Option<u64>) -> CliResult<()> {
     let mut builder = rayon::ThreadPoolBuilder::new().use_current_thread();
     let from_env =
         || std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&n| n > 0);
@@ -189,7 +130,7 @@ fn set_threads(threads: Option<u64>) -> CliResult<()> {
     Ok(())
 }
 
-fn load_mnist(data: &DataArg) -> CliResult<Mnist> {
+pub(crate) fn load_mnist(data: &DataArg) -> CliResult<Mnist> {
     Ok(match &data.data {
         Some(dir) => Mnist::load(dir)?,
         None => Mnist::load_default()?,
@@ -204,7 +145,7 @@ fn is_keras_file(bytes: &[u8]) -> bool {
 /// A model file's model: the architecture stored in it (a whole-model
 /// safetensors file, a Keras `.keras` archive or legacy `.h5` model), or the
 /// chapter's model for a safetensors weights-only file. The file is read once, bounded.
-fn load_model(path: &Path, opts: &LoadOptions) -> CliResult<Model> {
+pub(crate) fn load_model(path: &Path, opts: &LoadOptions) -> CliResult<Model> {
     let named = |e: convnet::Error| match e {
         convnet::Error::WeightsFile { reason, .. } => {
             convnet::Error::WeightsFile { path: path.display().to_string(), reason }
@@ -232,139 +173,30 @@ pub fn run(cli: Cli, started: Instant) -> CliResult<()> {
     let limits = Limits::from_env().map_err(|e| UsageError(e.to_string()))?;
     match cli.command {
         Command::Summary(a) => {
-            let model = match a.model.as_str() {
-                "mnist" => mnist_convnet().build()?,
-                "vgg16" => Vgg16::new().include_top(false).input_shape((150, 150, 3)).build()?,
-                file => load_model(Path::new(file), &LoadOptions { limits, allow_non_finite: true })?,
-            };
+            let opts = LoadOptions { limits, allow_non_finite: true };
+            let model = models::resolve(&a.model, &opts)?.build(None, convnet::DEFAULT_SEED, &opts)?;
             print!("{}", model.summary());
             Ok(())
         }
-        Command::Train(a) => train(a, started),
-        Command::Eval(a) => {
-            set_threads(a.threads)?;
-            let opts = LoadOptions { limits, allow_non_finite: a.allow_non_finite };
-            // The weights first: a bad file is reported without reading the data.
-            let mut model = load_model(&a.weights, &opts)?;
-            let mnist = load_mnist(&a.data)?;
-            model.compile(RMSprop::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
-            let batch = model.inference_batch(64, INFERENCE_BATCH_BYTES);
-            let (loss, acc) = model.evaluate_examples(&mnist.test, batch)?;
-            println!("test loss: {loss:.4}");
-            println!("test accuracy: {acc:.4}");
-            Ok(())
-        }
+        Command::Train(a) => train::run(a, started, limits),
+        Command::Eval(a) => eval::run(a, limits),
         Command::Predict(a) => {
             set_threads(None)?;
-            let opts = LoadOptions { limits, allow_non_finite: a.allow_non_finite };
-            predict::run(&a.weights, &a.images, a.invert, &opts)
+            predict::run(a, limits)
         }
         Command::Bench { what: BenchCommand::Conv(a) } => {
             set_threads(None)?;
             bench::run(a, &limits)
         }
-    }
-}
-
-fn train(a: TrainArgs, started: Instant) -> CliResult<()> {
-    // Everything that would make the run's result unsavable is checked
-    // before training: the output paths, then the data.
-    if let (Some(s), Some(m)) = (&a.save, &a.metrics_json) {
-        if s == m {
-            return Err(UsageError(format!("--save and --metrics-json both name {}", s.display())).into());
+        Command::Bench { what: BenchCommand::Step(a) } => {
+            set_threads(None)?;
+            step::run(a, limits)
         }
     }
-    for (flag, path) in [("--save", &a.save), ("--metrics-json", &a.metrics_json)] {
-        if let Some(p) = path {
-            convnet::files::check_writable(p).map_err(|e| format!("{flag}: {e}"))?;
-        }
-    }
-    set_threads(a.threads)?;
-    let mnist = load_mnist(&a.data)?;
-    let (train, test) = match a.limit {
-        Some(n) => (mnist.train.take(n as usize), mnist.test.take(n as usize)),
-        None => (mnist.train, mnist.test),
-    };
-    let source = a.data.data.as_ref().map_or("the default MNIST copy".to_string(), |d| d.display().to_string());
-    if train.is_empty() {
-        return Err(format!("{source}: the training set is empty").into());
-    }
-    if test.is_empty() {
-        return Err(format!("{source}: the test set is empty: nothing to evaluate the trained model on").into());
-    }
-    let mut model = mnist_convnet().seed(a.seed).build()?;
-    model.set_conv_algo(a.algo);
-    if !a.quiet {
-        print!("{}", model.summary());
-    }
-    model.compile(RMSprop::default(), Loss::CategoricalCrossentropy, &[Metric::Accuracy])?;
-    let startup = started.elapsed().as_secs_f64();
-    let mut first_batch: Option<f64> = None;
-    let options = FitOptions {
-        epochs: a.epochs as usize,
-        batch_size: a.batch_size as usize,
-        shuffle: true,
-        seed: a.seed,
-        verbose: if a.quiet { Verbose::Silent } else { Verbose::Auto },
-        callbacks: vec![Box::new(OnBatchEnd(|_: &convnet::BatchLogs| {
-            first_batch.get_or_insert_with(|| started.elapsed().as_secs_f64());
-            convnet::Control::Continue
-        }))],
-        ..FitOptions::default()
-    };
-    let fit_started = Instant::now();
-    let history = model.fit_examples(&train, options)?;
-    let fit_seconds = fit_started.elapsed().as_secs_f64();
-    // Save the trained model before anything else can fail.
-    if let Some(path) = &a.save {
-        model.save(path)?;
-    }
-    let eval_started = Instant::now();
-    let (test_loss, test_acc) = model.evaluate_examples(&test, 64)?;
-    let eval_seconds = eval_started.elapsed().as_secs_f64();
-    println!("test loss: {test_loss:.4}");
-    println!("test accuracy: {test_acc:.4}");
-    if let Some(path) = &a.metrics_json {
-        let epochs: Vec<serde_json::Value> = history
-            .epochs
-            .iter()
-            .map(|e| {
-                let mut v = serde_json::json!({
-                    "epoch": e.epoch, "loss": e.loss, "accuracy": e.accuracy, "seconds": e.seconds,
-                });
-                if let Some(vl) = e.val_loss {
-                    v["val_loss"] = vl.into();
-                    v["val_accuracy"] = e.val_accuracy.into();
-                }
-                v
-            })
-            .collect();
-        let json = serde_json::json!({
-            "epochs": epochs,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
-            "train_examples": train.len(),
-            "test_examples": test.len(),
-            "batch_size": a.batch_size,
-            "seed": a.seed,
-            "threads": rayon::current_num_threads(),
-            "algo": a.algo.name(),
-            "startup_seconds": startup,
-            "first_batch_end_seconds": first_batch,
-            "fit_seconds": fit_seconds,
-            "evaluate_seconds": eval_seconds,
-            "evaluate_images_per_second": test.len() as f64 / eval_seconds,
-            "weights_fnv1a64": format!("{:016x}", weights_hash(&model)),
-        });
-        let mut text = serde_json::to_string_pretty(&json)?;
-        text.push('\n');
-        convnet::weights::write_atomic(path, text.as_bytes())?;
-    }
-    Ok(())
 }
 
 /// FNV-1a over every weight's bits: equal for bit-identical weights.
-fn weights_hash(model: &Model) -> u64 {
+pub(crate) fn weights_hash(model: &Model) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (_, t) in model.weights() {
         for x in t.data() {
