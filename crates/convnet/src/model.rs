@@ -142,6 +142,16 @@ impl Sequential {
         self.build_with(&Limits::default())
     }
 
+    /// Builds the model with every weight zero instead of initialised, for
+    /// a caller that overwrites them all at once (a weights loader): the
+    /// initialisers' random draws cost as much as reading a large file.
+    pub(crate) fn build_uninitialised(self) -> Result<Model> {
+        let Sequential { name, layers, seed, frozen } = self;
+        let mut model = Model::from_plan(crate::plan::plan(name, layers, seed, &Limits::default())?, false)?;
+        model.freeze_named(&frozen)?;
+        Ok(model)
+    }
+
     /// [`Sequential::build`] within `limits`: the layer count, the
     /// parameter count and the activation values per example are computed
     /// with checked arithmetic and compared with the limits before any

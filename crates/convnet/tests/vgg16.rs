@@ -1,7 +1,7 @@
 //! VGG16 against what Keras 3.15 built (`tests/fixtures/keras/vgg16_summary.json`
 //! and `vgg16_preprocess.json`, written by `make_fixtures.py`).
 
-use convnet::applications::vgg16::{preprocess_input, Vgg16};
+use convnet::applications::vgg16::{preprocess_input, Pooling, Vgg16};
 use convnet::layers::InputShape;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -77,6 +77,17 @@ fn full_model_layers_are_keras_s() {
     assert_eq!(rows(&v), keras_rows("top_224"));
     let total: usize = rows(&v).iter().map(|r| r.2).sum();
     assert_eq!(total as u64, fixture("vgg16_summary.json")["models"]["top_224"]["params"].as_u64().unwrap());
+}
+
+#[test]
+fn pooling_avg_and_max_are_keras_s() {
+    for (key, pooling) in [("notop_150_avg", Pooling::Avg), ("notop_150_max", Pooling::Max)] {
+        let v = Vgg16::new().include_top(false).input_shape((150, 150, 3)).pooling(Some(pooling));
+        assert_eq!(rows(&v), keras_rows(key), "{key}");
+    }
+    // With the top, pooling is ignored, as in Keras.
+    assert_eq!(rows(&Vgg16::new().pooling(Some(Pooling::Max))), keras_rows("top_224"));
+    assert!("mean".parse::<Pooling>().is_err());
 }
 
 #[test]

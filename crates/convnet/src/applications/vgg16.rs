@@ -20,7 +20,9 @@
 //! ```
 
 use crate::layers::Activation::{Relu, Softmax};
-use crate::layers::{Activation, Conv2D, Dense, Flatten, MaxPooling2D, Padding};
+use crate::layers::{
+    Activation, Conv2D, Dense, Flatten, GlobalAveragePooling2D, GlobalMaxPooling2D, MaxPooling2D, Padding,
+};
 use crate::model::{Model, Sequential};
 use crate::{Error, Result};
 use std::path::Path;
@@ -35,6 +37,27 @@ pub const MIN_INPUT_SIDE: usize = 32;
 /// The filters of each block's convolutions.
 const BLOCKS: [&[usize]; 5] = [&[64, 64], &[128, 128], &[256, 256, 256], &[512, 512, 512], &[512, 512, 512]];
 
+/// Keras's `pooling` argument of the applications: what follows the
+/// convolutional base when `include_top` is false.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// `pooling="avg"`: a `GlobalAveragePooling2D`, output `(512,)`.
+    Avg,
+    /// `pooling="max"`: a `GlobalMaxPooling2D`, output `(512,)`.
+    Max,
+}
+
+impl std::str::FromStr for Pooling {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "avg" => Ok(Pooling::Avg),
+            "max" => Ok(Pooling::Max),
+            other => Err(Error::invalid("VGG16 pooling", format!("{other:?} is not avg or max"))),
+        }
+    }
+}
+
 /// The configuration of a VGG16 model (Keras's `VGG16(...)` arguments); build
 /// it with [`Vgg16::build`] or load ImageNet weights with [`Vgg16::load_imagenet`].
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +70,9 @@ pub struct Vgg16 {
     pub classes: usize,
     /// The activation of `predictions` (default softmax).
     pub classifier_activation: Activation,
+    /// Global pooling after the base when `include_top` is false (default
+    /// `None`: the 4D output of `block5_pool`); ignored with the top, as in Keras.
+    pub pooling: Option<Pooling>,
 }
 
 impl Default for Vgg16 {
@@ -58,7 +84,13 @@ impl Default for Vgg16 {
 impl Vgg16 {
     /// Keras's defaults: with the top, 224x224x3 input, 1000 classes, softmax.
     pub fn new() -> Self {
-        Vgg16 { include_top: true, input_shape: (224, 224, 3), classes: 1000, classifier_activation: Softmax }
+        Vgg16 {
+            include_top: true,
+            input_shape: (224, 224, 3),
+            classes: 1000,
+            classifier_activation: Softmax,
+            pooling: None,
+        }
     }
     /// With or without the dense classifier on top.
     pub fn include_top(mut self, include: bool) -> Self {
@@ -78,6 +110,19 @@ impl Vgg16 {
     /// The activation of `predictions`.
     pub fn classifier_activation(mut self, a: Activation) -> Self {
         self.classifier_activation = a;
+        self
+    }
+    /// Global pooling after the base (Keras's `pooling=None|"avg"|"max"`),
+    /// used when `include_top` is false.
+    ///
+    /// ```
+    /// use convnet::applications::vgg16::{Pooling, Vgg16};
+    /// let v = Vgg16::new().include_top(false).input_shape((64, 64, 3)).pooling(Some(Pooling::Avg));
+    /// assert_eq!(v.build()?.output_shape(), &[512]);
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn pooling(mut self, pooling: Option<Pooling>) -> Self {
+        self.pooling = pooling;
         self
     }
 
@@ -105,6 +150,16 @@ impl Vgg16 {
             }
             s = s.add(MaxPooling2D::new((2, 2)).strides((2, 2)).name(format!("block{}_pool", b + 1)));
         }
+        if self.include_top && self.classes == 0 {
+            return Err(Error::invalid("VGG16 classes", "must be at least 1"));
+        }
+        if !self.include_top {
+            s = match self.pooling {
+                None => s,
+                Some(Pooling::Avg) => s.add(GlobalAveragePooling2D::new().name("global_average_pooling2d")),
+                Some(Pooling::Max) => s.add(GlobalMaxPooling2D::new().name("global_max_pooling2d")),
+            };
+        }
         if self.include_top {
             s = s
                 .add(Flatten::new().name("flatten"))
@@ -118,6 +173,13 @@ impl Vgg16 {
     /// Builds the model (weights initialised as Keras does without `weights=`).
     pub fn build(&self) -> Result<Model> {
         self.sequential()?.build()
+    }
+
+    /// Builds the model with every weight zero, for a loader to overwrite:
+    /// skips the initialisation (a quarter of a second for the base) that
+    /// loading would throw away.
+    pub(crate) fn build_uninitialised(&self) -> Result<Model> {
+        self.sequential()?.build_uninitialised()
     }
 
     /// Builds the model and loads Keras's ImageNet weights from `path`:
@@ -136,7 +198,7 @@ impl Vgg16 {
                  for other sizes",
             ));
         }
-        let mut model = self.build()?;
+        let mut model = self.build_uninitialised()?;
         model.load_keras_weights(path)?;
         Ok(model)
     }

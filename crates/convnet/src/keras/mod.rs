@@ -223,7 +223,7 @@ fn build_bounded(seq: Sequential, limits: &Limits) -> Result<Model> {
         }
         input = Some(out);
     }
-    seq.build()
+    seq.build_uninitialised()
 }
 
 /// Reads a regular file of at most `max` bytes (a FIFO, device or directory
