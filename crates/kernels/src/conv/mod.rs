@@ -23,6 +23,7 @@
 //! [`Error::Simd`].
 
 mod bias;
+mod builder;
 pub mod depthwise;
 pub mod direct;
 mod grouped;
@@ -32,6 +33,7 @@ mod select;
 mod shape;
 pub mod winograd;
 
+pub use builder::ConvShapeBuilder;
 pub use select::select;
 pub use shape::{pad_amounts, ConvShape, Padding};
 

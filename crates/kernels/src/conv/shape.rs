@@ -53,16 +53,22 @@ pub fn pad_amounts(padding: Padding, input: usize, window: usize, stride: usize,
 /// multiplier `c_out / c_in`; its filter `[kh, kw, 1, c_in * multiplier]`
 /// is Keras's `depthwise_kernel` `[kh, kw, c_in, multiplier]` read flat.
 ///
+/// Build one with [`ConvShape::nhwc`] (named parts, validated by
+/// [`build`](super::ConvShapeBuilder::build)), or [`ConvShape::new`] plus the
+/// `with_*` setters.
+///
 /// ```
 /// use convnet_kernels::conv::{ConvShape, Padding};
-/// let s = ConvShape::new(64, 28, 28, 1, 32, 3, 3).unwrap();
+/// // The chapter's first layer: 64 images of 28x28x1, 32 filters of 3x3.
+/// let s = ConvShape::nhwc(64, 28, 28, 1).filter(3, 3, 32).build()?;
 /// assert_eq!((s.out_h(), s.out_w()), (26, 26));
 /// assert_eq!(s.flops(), 2 * 64 * 26 * 26 * 32 * 9);
-/// let same = ConvShape::new(1, 5, 5, 1, 1, 3, 3).unwrap()
-///     .with_stride(2, 2).unwrap()
-///     .with_padding(Padding::Same).unwrap();
+/// let same = ConvShape::nhwc(1, 5, 5, 1).filter(3, 3, 1).stride(2, 2).padding(Padding::Same).build()?;
 /// assert_eq!((same.out_h(), same.out_w()), (3, 3));
-/// assert!(ConvShape::new(1, 2, 2, 1, 1, 3, 3).is_err()); // window larger than input
+/// assert!(ConvShape::nhwc(1, 2, 2, 1).filter(3, 3, 1).build().is_err()); // window larger than input
+/// // The positional constructor: n, h, w, c_in, c_out, kh, kw.
+/// assert_eq!(ConvShape::new(64, 28, 28, 1, 32, 3, 3)?, s);
+/// # Ok::<(), convnet_kernels::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConvShape {
@@ -102,7 +108,10 @@ pub struct ConvShape {
 }
 
 impl ConvShape {
-    /// A stride-1, undilated, `valid` convolution; validated.
+    /// A stride-1, undilated, `valid` convolution; validated. The arguments
+    /// are positional (`n, h, w, c_in, c_out, kh, kw`: note `c_out` before
+    /// the window, unlike the HWIO filter); [`ConvShape::nhwc`] names them
+    /// and takes stride, dilation, padding and groups in any order.
     pub fn new(n: usize, h: usize, w: usize, c_in: usize, c_out: usize, kh: usize, kw: usize) -> Result<Self> {
         let s = ConvShape {
             n,

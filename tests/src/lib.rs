@@ -1,1 +1,0 @@
-//! Integration and property tests live in `tests/`; this library is empty.
