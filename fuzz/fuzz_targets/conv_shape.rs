@@ -16,7 +16,7 @@ use convnet_kernels::conv::{self, reference, ConvAlgo, ConvPass, ConvShape, Padd
 use convnet_kernels::Error;
 use libfuzzer_sys::fuzz_target;
 
-/// Relative tolerance per algorithm (as in `tests/tests/common/mod.rs`).
+/// Relative tolerance per algorithm (as in `crates/kernels/tests/common/mod.rs`).
 fn tolerance(algo: ConvAlgo) -> f64 {
     match algo {
         ConvAlgo::Reference => 1e-7,
@@ -27,7 +27,7 @@ fn tolerance(algo: ConvAlgo) -> f64 {
 }
 
 /// Neighbourhood radius whose magnitudes bound the error (Winograd mixes a
-/// whole tile; as `radius` in `tests/tests/common/mod.rs`).
+/// whole tile; as `radius` in `crates/kernels/tests/common/mod.rs`).
 fn radius(algo: ConvAlgo) -> usize {
     match algo {
         ConvAlgo::WinogradF2 => 3,

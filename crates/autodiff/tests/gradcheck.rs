@@ -170,8 +170,16 @@ fn padding(same: bool) -> Padding {
     }
 }
 
+/// `cases` cases unless `PROPTEST_CASES` says otherwise; shrunk failures are
+/// kept in this file's `.proptest-regressions` twin (`docs/TESTING.md`).
+fn proptest_config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    let persistence = proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions");
+    ProptestConfig { cases, failure_persistence: Some(Box::new(persistence)), ..ProptestConfig::default() }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(32))]
 
     /// conv2d: every algorithm that runs the shape (all three passes), stride
     /// 1-2, `valid`/`same`, 1x1, 3x3 and 5x5 windows, fused relu, with and

@@ -316,8 +316,16 @@ mod robustness {
         prop::collection::vec(0usize..max, 1..5)
     }
 
+    /// `cases` cases unless `PROPTEST_CASES` says otherwise; shrunk failures are
+    /// kept in this file's `.proptest-regressions` twin (`docs/TESTING.md`).
+    fn proptest_config(cases: u32) -> ProptestConfig {
+        let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+        let persistence = proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions");
+        ProptestConfig { cases, failure_persistence: Some(Box::new(persistence)), ..ProptestConfig::default() }
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #![proptest_config(proptest_config(64))]
 
         /// Arbitrary shapes (zero sizes included) into every op, then backward:
         /// each call returns `Ok` or `Err`, never panics.

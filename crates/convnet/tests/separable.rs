@@ -145,7 +145,7 @@ fn a_separable_network_trains() {
 }
 
 /// The same three layers in Keras 3 (`crates/convnet/tests/fixtures/keras_separable.json`,
-/// written by `tests/fixtures/gen_grouped_depthwise_pool.py`): output shapes,
+/// written by `crates/kernels/tests/fixtures/gen_grouped_depthwise_pool.py`): output shapes,
 /// parameter counts, weight shapes in `get_weights()` order, and the output
 /// Keras computed for the given weights and input.
 #[test]

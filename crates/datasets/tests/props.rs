@@ -24,8 +24,16 @@ fn visit(it: &mut BatchIter<'_>, epoch: u64) -> (Vec<usize>, Vec<usize>) {
     (order, sizes)
 }
 
+/// `cases` cases unless `PROPTEST_CASES` says otherwise; shrunk failures are
+/// kept in this file's `.proptest-regressions` twin (`docs/TESTING.md`).
+fn proptest_config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    let persistence = proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions");
+    ProptestConfig { cases, failure_persistence: Some(Box::new(persistence)), ..ProptestConfig::default() }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config(48))]
 
     #[test]
     fn idx_round_trips_raw_and_gz(

@@ -76,6 +76,26 @@ pub fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) -> Result<()> {
+    sgemm_at(crate::simd::try_level()?, alpha, a, a_layout, transpose_a, b, b_layout, transpose_b, beta, c)
+}
+
+/// [`sgemm`] on an explicit SIMD level (an [`Error::Simd`] if this CPU cannot
+/// run it): tests run every micro-kernel through this without touching the
+/// process-wide level.
+#[allow(clippy::too_many_arguments)] // sgemm's arguments, plus the level
+pub fn sgemm_at(
+    level: crate::simd::SimdLevel,
+    alpha: f32,
+    a: &[f32],
+    a_layout: MatLayout,
+    transpose_a: bool,
+    b: &[f32],
+    b_layout: MatLayout,
+    transpose_b: bool,
+    beta: f32,
+    c: &mut [f32],
+) -> Result<()> {
+    let token = Token::new(level)?;
     let (m, k) = if transpose_a { (a_layout.cols, a_layout.rows) } else { (a_layout.rows, a_layout.cols) };
     let (k2, n) = if transpose_b { (b_layout.cols, b_layout.rows) } else { (b_layout.rows, b_layout.cols) };
     let bad = |what: &str| Error::InvalidShape {
@@ -97,7 +117,6 @@ pub fn sgemm(
     if m.checked_mul(n).is_none_or(|need| c.len() != need) {
         return Err(bad("c does not hold m*n elements"));
     }
-    let token = Token::current()?;
     if m == 0 || n == 0 {
         return Ok(());
     }

@@ -99,8 +99,12 @@ pub fn try_level() -> Result<SimdLevel> {
     Ok(level)
 }
 
-/// Forces a level for the whole process (tests use this to run every path);
-/// an unavailable level is an error.
+/// Forces a level for the whole process, as `CONVNET_SIMD` does, for a
+/// program that chooses at run time; an unavailable level is an error.
+///
+/// Every kernel call after it, on every thread, uses the new level, so a
+/// test must not call this (tests run in parallel): call the kernels'
+/// explicit-level `*_at(level, ..)` entry points instead.
 pub fn force(level: SimdLevel) -> Result<()> {
     if !level.is_available() {
         return Err(Error::Simd(format!("this CPU cannot run {}", level.name())));

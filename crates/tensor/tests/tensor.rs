@@ -133,8 +133,16 @@ fn same_seed_same_weights_different_seed_different_weights() {
     assert_ne!(a, c);
 }
 
+/// `cases` cases unless `PROPTEST_CASES` says otherwise; shrunk failures are
+/// kept in this file's `.proptest-regressions` twin (`docs/TESTING.md`).
+fn proptest_config(cases: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    let persistence = proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions");
+    ProptestConfig { cases, failure_persistence: Some(Box::new(persistence)), ..ProptestConfig::default() }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(proptest_config(64))]
 
     #[test]
     fn uniform_stays_in_half_open_interval(seed in any::<u64>(), lo in -10.0f32..10.0, width in 1e-3f32..10.0) {
