@@ -6,7 +6,11 @@
 //!
 //! ```text
 //! cargo bench -p convnet-benches --bench augment
+//! cargo bench -p convnet-benches --bench augment -- --warm-up-time 1 --measurement-time 5 --sample-size 30
 //! ```
+//!
+//! Sample size 20, warm-up 0.5 s and measurement 2 s are the defaults of the
+//! group config at the bottom; the command-line flags override them.
 
 use convnet_kernels::image::{affine_warp_at, reference, Affine, WarpOptions, WarpShape};
 use convnet_kernels::simd::SimdLevel;
@@ -38,7 +42,6 @@ fn warp(c: &mut Criterion) {
     let o = WarpOptions::default();
     let mut out = vec![0.0; len];
     let mut group = c.benchmark_group("affine_warp/32x150x150x3");
-    group.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     group.throughput(Throughput::Elements(len as u64));
     for level in SimdLevel::available() {
         group.bench_function(level.name(), |b| {
@@ -65,5 +68,13 @@ fn warp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, warp);
+criterion_group! {
+    name = benches;
+    // Defaults only: criterion applies the command line after this config.
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = warp
+}
 criterion_main!(benches);

@@ -14,12 +14,15 @@
 //! ```text
 //! cargo bench -p convnet-benches --bench conv              # everything (9 min at load 6)
 //! cargo bench -p convnet-benches --bench conv -- mnist     # a filter
-//! cargo bench -p convnet-benches --bench conv -- conv/vgg_8x28x28x256 --warm-up-time 1 --measurement-time 5
+//! cargo bench -p convnet-benches --bench conv -- conv/vgg_8x28x28x256-256/forward --warm-up-time 1 --measurement-time 5
 //! ```
 //!
-//! Each `conv/<layer>` group puts every algorithm and pass of one layer side
-//! by side (`<algo>/<pass>` ids). Sample size 10, warm-up 0.3 s and
-//! measurement 1.5 s are the defaults of the group config below; the
+//! Each `conv/<layer>/<pass>` group puts every algorithm that runs one layer
+//! and pass side by side (ids are the algorithm names; `auto(<algo>)` is the
+//! one `Auto` picks), so criterion's report for the group
+//! (`target/criterion/conv_<layer>_<pass>/report/index.html`, a violin plot
+//! of the algorithms) compares them directly. Sample size 10, warm-up 0.3 s
+//! and measurement 1.5 s are the defaults of the group config below; the
 //! command-line flags override them.
 
 use convnet_kernels::activation::Activation;
@@ -34,8 +37,11 @@ const REFERENCE_MAX_FLOPS: usize = 100_000_000;
 
 /// The benchmarked layers: name and shape.
 fn layers() -> Vec<(&'static str, ConvShape)> {
-    let valid = |n, h, c_in, c_out| ConvShape::new(n, h, h, c_in, c_out, 3, 3).unwrap();
-    let same = |n, h, c_in, c_out| valid(n, h, c_in, c_out).with_padding(Padding::Same).unwrap();
+    let layer = |n, h, c_in, c_out, padding| {
+        ConvShape::nhwc(n, h, h, c_in).filter(3, 3, c_out).padding(padding).build().unwrap()
+    };
+    let valid = |n, h, c_in, c_out| layer(n, h, c_in, c_out, Padding::Valid);
+    let same = |n, h, c_in, c_out| layer(n, h, c_in, c_out, Padding::Same);
     vec![
         ("mnist1_64x28x28x1-32", valid(64, 28, 1, 32)),
         ("mnist2_64x13x13x32-64", valid(64, 13, 32, 64)),
@@ -59,18 +65,21 @@ fn conv_layers(c: &mut Criterion) {
         let b = uniform(s.c_out, &mut rng);
         let gy = uniform(s.output_len(), &mut rng);
         let (mut y, mut gx, mut gw) = (vec![0.0; s.output_len()], vec![0.0; s.input_len()], vec![0.0; s.filter_len()]);
-        let mut group = c.benchmark_group(format!("conv/{name}"));
-        group.throughput(Throughput::Elements(s.flops() as u64));
-        for algo in ConvAlgo::ALL.into_iter().chain([ConvAlgo::Auto]) {
-            if algo == ConvAlgo::Reference && s.flops() > REFERENCE_MAX_FLOPS {
-                continue;
-            }
-            for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
+        for pass in [ConvPass::Forward, ConvPass::BackwardData, ConvPass::BackwardFilter] {
+            let mut group = c.benchmark_group(format!("conv/{name}/{}", pass.name()));
+            group.throughput(Throughput::Elements(s.flops() as u64));
+            for algo in ConvAlgo::ALL.into_iter().chain([ConvAlgo::Auto]) {
+                if algo == ConvAlgo::Reference && s.flops() > REFERENCE_MAX_FLOPS {
+                    continue;
+                }
                 if let Err(e) = conv::supports(algo, &s, pass) {
                     eprintln!("note: skipping {name} {algo} {}: {e}", pass.name());
                     continue;
                 }
-                let id = BenchmarkId::new(algo.name(), pass.name());
+                let id = match algo {
+                    ConvAlgo::Auto => format!("auto({})", conv::select(&s, pass).name()),
+                    a => a.name().to_string(),
+                };
                 match pass {
                     ConvPass::Forward => group.bench_function(id, |bench| {
                         bench.iter(|| {
@@ -92,8 +101,8 @@ fn conv_layers(c: &mut Criterion) {
                     }),
                 };
             }
+            group.finish();
         }
-        group.finish();
     }
 }
 
