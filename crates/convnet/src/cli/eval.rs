@@ -23,7 +23,8 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE", required_unless_present = "weights")]
     model: Option<String>,
     /// Weights: alone, a file as --model takes (a weights-only safetensors file is the chapter's
-    /// MNIST model); with --model, weights loaded into that model.
+    /// MNIST model); with --model, weights loaded into that model (safetensors, Keras .weights.h5 or
+    /// legacy .h5).
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
     #[command(flatten)]

@@ -1,6 +1,7 @@
 //! Command-line definitions (clap) and dispatch.
 
 mod bench;
+mod convert;
 mod eval;
 mod models;
 mod predict;
@@ -52,6 +53,9 @@ enum Command {
     /// Classify image files (PNG, JPEG, BMP, GIF, PNM; any size and colour) with a saved model:
     /// the top classes with their probabilities.
     Predict(predict::PredictArgs),
+    /// Convert a model or its weights between Keras `.keras`, Keras HDF5 weights (`.weights.h5`,
+    /// legacy `.h5`) and safetensors.
+    Convert(convert::ConvertArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -180,6 +184,7 @@ pub fn run(cli: Cli, started: Instant) -> CliResult<()> {
         }
         Command::Train(a) => train::run(a, started, limits),
         Command::Eval(a) => eval::run(a, limits),
+        Command::Convert(a) => convert::run(a, limits),
         Command::Predict(a) => {
             set_threads(None)?;
             predict::run(a, limits)

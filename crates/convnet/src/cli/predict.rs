@@ -45,7 +45,8 @@ pub struct PredictArgs {
     #[arg(long, value_name = "FILE|NAME", required_unless_present = "weights")]
     model: Option<String>,
     /// Weights: alone, a file as --model takes (a weights-only safetensors file is the chapter's
-    /// MNIST model); with --model, weights loaded into that model.
+    /// MNIST model); with --model, weights loaded into that model (safetensors, Keras .weights.h5 or
+    /// legacy .h5).
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
     /// Print the K most probable classes of each image.
@@ -94,7 +95,7 @@ pub fn model_of(model: Option<&str>, weights: Option<&Path>, opts: &LoadOptions)
                 ModelSpec::Trained { model, .. } => *model,
                 def => def.build(None, convnet::DEFAULT_SEED, opts)?,
             };
-            m.load_weights_with(w, opts)?;
+            m.load_any_weights(w, opts)?; // safetensors or Keras HDF5 (.weights.h5, legacy .h5)
             Ok(m)
         }
         (None, Some(w)) => load_model(w, opts),

@@ -29,6 +29,7 @@
 //! tensors are read before any is assigned, so a failed load leaves a model
 //! unchanged. Errors name the file and the layer or tensor.
 
+mod any;
 mod archive;
 mod config;
 mod hdf5;
@@ -40,6 +41,7 @@ use crate::model::{Model, Sequential};
 use crate::{Error, Result};
 use std::path::Path;
 
+pub use any::{load_any, load_any_with, SaveFormat};
 pub use archive::MAX_CONFIG_BYTES;
 pub use save::KERAS_VERSION;
 
