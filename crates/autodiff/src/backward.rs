@@ -317,6 +317,29 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
             })?;
             ctx.buffers.give(g);
         }
+        Op::ChannelMeans { x, m, c } => {
+            let Aux::U32(channels) = aux else { unreachable!("channel_means records its channels") };
+            let gs = g.as_slice();
+            ctx.emit(x, |_, d| {
+                d.fill(0.0);
+                let inv = 1.0 / m as f32;
+                for ((item, &k), &gi) in d.chunks_exact_mut(m * c).zip(channels).zip(gs) {
+                    for px in item.chunks_exact_mut(c) {
+                        px[k as usize] = gi * inv;
+                    }
+                }
+                Ok(())
+            })?;
+            ctx.buffers.give(g);
+        }
+        Op::Sum { x } => {
+            let gv = g.as_slice()[0];
+            ctx.emit(x, |_, d| {
+                d.fill(gv);
+                Ok(())
+            })?;
+            ctx.buffers.give(g);
+        }
         Op::Mean { x } => {
             let gv = g.as_slice()[0];
             ctx.emit(x, |_, d| {

@@ -24,7 +24,8 @@
 //!   [`sparse_softmax_cross_entropy`](Tape::sparse_softmax_cross_entropy),
 //!   [`binary_cross_entropy`](Tape::binary_cross_entropy) (from
 //!   probabilities), [`binary_cross_entropy_with_logits`](Tape::binary_cross_entropy_with_logits),
-//!   [`add`](Tape::add), [`mul`](Tape::mul), [`mean`](Tape::mean).
+//!   [`add`](Tape::add), [`mul`](Tape::mul), [`mean`](Tape::mean), [`sum`](Tape::sum),
+//!   [`channel_means`](Tape::channel_means) (one channel's mean per example).
 //! - [`Tape::backward`] walks the tape in reverse and adds parameter
 //!   gradients into `Params`; it returns [`Error::NonFiniteLoss`] (and touches
 //!   nothing) when the loss is NaN or infinite, the signal a training loop
@@ -33,6 +34,12 @@
 //!   allocation (a counting allocator proves it in `tests/no_alloc.rs`; the
 //!   one allocation left per GEMM call is `matrixmultiply`'s packing buffer).
 //! - [`Tape::inference`] records no backward rules (evaluate / predict).
+//! - Gradients beyond the parameters: record the input (or any value you
+//!   want the gradient of, such as a layer's output fed back in) with
+//!   [`Tape::variable`] instead of [`Tape::input`], and weights you do not
+//!   want gradients for with `input`: `backward` then computes the input's
+//!   gradient and no parameter work at all ([`Tape::grad`] reads it). Data
+//!   recorded with `input` still costs nothing extra, so training is unchanged.
 //!
 //! Layouts are Keras's: NHWC activations, HWIO conv filters, `[in, out]`
 //! dense weights; `flatten` keeps (h, w, c) order.

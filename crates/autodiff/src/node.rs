@@ -19,25 +19,92 @@ pub(crate) enum Op {
     Input,
     Variable,
     Param(ParamId),
-    Conv2d { x: u32, w: u32, b: Option<u32>, shape: ConvShape, algo: ConvAlgo, act: Activation },
-    MaxPool { x: u32, shape: PoolShape },
-    AvgPool { x: u32, shape: PoolShape },
-    GlobalAvgPool { x: u32, n: usize, hw: usize, c: usize },
-    Relu { x: u32 },
-    Sigmoid { x: u32 },
-    Tanh { x: u32 },
-    BiasAdd { x: u32, b: u32 },
-    Dense { x: u32, w: u32, b: Option<u32>, shape: DenseShape, act: Activation },
-    Reshape { x: u32 },
-    Dropout { x: u32 },
-    Softmax { x: u32 },
-    SoftmaxCe { logits: u32 },
-    SparseSoftmaxCe { logits: u32 },
-    Bce { probs: u32, targets: u32 },
-    BceLogits { logits: u32, targets: u32 },
-    Add { a: u32, b: u32 },
-    Mul { a: u32, b: u32 },
-    Mean { x: u32 },
+    Conv2d {
+        x: u32,
+        w: u32,
+        b: Option<u32>,
+        shape: ConvShape,
+        algo: ConvAlgo,
+        act: Activation,
+    },
+    MaxPool {
+        x: u32,
+        shape: PoolShape,
+    },
+    AvgPool {
+        x: u32,
+        shape: PoolShape,
+    },
+    GlobalAvgPool {
+        x: u32,
+        n: usize,
+        hw: usize,
+        c: usize,
+    },
+    Relu {
+        x: u32,
+    },
+    Sigmoid {
+        x: u32,
+    },
+    Tanh {
+        x: u32,
+    },
+    BiasAdd {
+        x: u32,
+        b: u32,
+    },
+    Dense {
+        x: u32,
+        w: u32,
+        b: Option<u32>,
+        shape: DenseShape,
+        act: Activation,
+    },
+    Reshape {
+        x: u32,
+    },
+    Dropout {
+        x: u32,
+    },
+    Softmax {
+        x: u32,
+    },
+    SoftmaxCe {
+        logits: u32,
+    },
+    SparseSoftmaxCe {
+        logits: u32,
+    },
+    Bce {
+        probs: u32,
+        targets: u32,
+    },
+    BceLogits {
+        logits: u32,
+        targets: u32,
+    },
+    Add {
+        a: u32,
+        b: u32,
+    },
+    Mul {
+        a: u32,
+        b: u32,
+    },
+    Mean {
+        x: u32,
+    },
+    /// Per example `i`, the mean of channel `channels[i]` (the `u32` aux) over
+    /// every other axis of that example; `m` elements per channel.
+    ChannelMeans {
+        x: u32,
+        m: usize,
+        c: usize,
+    },
+    Sum {
+        x: u32,
+    },
 }
 
 /// Where a node's value lives.

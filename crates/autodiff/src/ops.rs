@@ -463,4 +463,66 @@ impl Tape {
         let requires = self.needs_grad(&[xi]);
         self.scalar_node(Op::Mean { x: xi as u32 }, value, requires, Aux::None)
     }
+
+    /// Per example, the mean of one channel: for `x` of shape `[n, ..., c]`
+    /// (NHWC activations, or `[n, c]` scores) and `channels` of length `n`,
+    /// the `[n]` vector whose element `i` is the mean of `x[i, ..., channels[i]]`
+    /// over every other axis (accumulated in f64). With `[n, classes]`
+    /// scores it picks one class score per example; on a conv layer's output
+    /// it is the "mean activation of one filter" that filter visualisation
+    /// maximises, one filter per example.
+    ///
+    /// ```
+    /// use convnet_autodiff::{Params, Tape};
+    /// use convnet_tensor::{Shape, Tensor};
+    /// let x = Tensor::from_slice(Shape::nhwc(2, 1, 2, 2), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])?;
+    /// let mut tape = Tape::new();
+    /// let v = tape.variable(x.view())?;
+    /// let m = tape.channel_means(v, &[1, 0])?; // [mean(2, 4), mean(5, 7)]
+    /// assert_eq!(tape.value(m)?.data(), &[3.0, 6.0]);
+    /// let s = tape.sum(m)?;
+    /// tape.backward(s, &mut Params::new())?;
+    /// assert_eq!(tape.grad(v)?.data(), &[0.0, 0.5, 0.0, 0.5, 0.5, 0.0, 0.5, 0.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn channel_means(&mut self, x: Var, channels: &[u32]) -> Result<Var> {
+        const OP: &str = "channel_means";
+        let xi = self.idx(OP, x)?;
+        let shape = self.nodes[xi].shape;
+        if shape.rank() < 2 {
+            return Err(shape_err(OP, format!("input must be [batch, ..., channels], got {shape}")));
+        }
+        let (n, c) = (shape.batch(), shape.last());
+        if channels.len() != n {
+            return Err(shape_err(OP, format!("{} channels for input {shape} ({n} examples)", channels.len())));
+        }
+        if let Some(&k) = channels.iter().find(|&&k| k as usize >= c) {
+            return Err(Error::BadArgument { op: OP, detail: format!("channel {k} out of range for input {shape}") });
+        }
+        let m = shape.item_len() / c;
+        let mut out = self.buffers.take(n);
+        for ((o, item), &k) in out.as_mut_slice().iter_mut().zip(self.val(xi).chunks_exact(m * c)).zip(channels) {
+            let sum: f64 = item.chunks_exact(c).map(|px| px[k as usize] as f64).sum();
+            *o = (sum / m as f64) as f32;
+        }
+        let requires = self.needs_grad(&[xi]);
+        let aux = if requires {
+            let mut v = self.buffers.take_u32(n);
+            v.copy_from_slice(channels);
+            Aux::U32(v)
+        } else {
+            Aux::None
+        };
+        self.push(Op::ChannelMeans { x: xi as u32, m, c }, Shape::vector(n), Storage::Own(out), requires, aux)
+    }
+
+    /// The sum of all elements (accumulated in f64), a scalar: the sum of
+    /// per-example objectives, whose gradient is each example's own.
+    pub fn sum(&mut self, x: Var) -> Result<Var> {
+        const OP: &str = "sum";
+        let xi = self.idx(OP, x)?;
+        let value = self.val(xi).iter().map(|&x| x as f64).sum::<f64>() as f32;
+        let requires = self.needs_grad(&[xi]);
+        self.scalar_node(Op::Sum { x: xi as u32 }, value, requires, Aux::None)
+    }
 }

@@ -401,6 +401,26 @@ proptest! {
         check("relu then max_pool2d", leaves, vec![], &build, LINEAR, seed);
     }
 
+    /// One channel's mean per example (filter visualisation's objective, a
+    /// class score on `[n, classes]`), and the sum of all elements.
+    #[test]
+    fn channel_means_and_sum(n in 1usize..4, h in 1usize..4, w in 1usize..4, c in 1usize..5, flat in any::<bool>(),
+                             seed in any::<u64>()) {
+        let mut rng = Rng::new(seed);
+        let s = if flat { Shape::matrix(n, c) } else { Shape::nhwc(n, h, w, c) };
+        let x = rand(s, -2.0, 2.0, &mut rng);
+        let channels: Vec<u32> = (0..n).map(|_| rng.below(c) as u32).collect();
+        let build = move |t: &mut Tape, v: &[Var], _: &[Var]| {
+            let m = t.channel_means(v[0], &channels)?;
+            let sq = t.mul(m, m)?; // not linear, so a wrong scale shows
+            let total = t.sum(sq)?;
+            let th = t.tanh(v[0])?;
+            let all = t.sum(th)?;
+            t.add(total, all)
+        };
+        check("channel_means, sum", vec![leaf(x, false)], vec![], &build, SMOOTH, seed);
+    }
+
     /// A value used twice (`x * x + x`): gradients from several consumers accumulate.
     #[test]
     fn shared_use(rows in 1usize..4, cols in 1usize..5, as_param in any::<bool>(), seed in any::<u64>()) {

@@ -194,6 +194,10 @@ fn shape_mismatches_name_the_op_and_shapes() {
     assert!(matches!(e, Error::Kernel { op: "max_pool2d", .. }), "{e:?}");
     let e = tape.dropout(x, 1.0, 0).unwrap_err();
     assert!(matches!(e, Error::BadArgument { op: "dropout", .. }), "{e:?}");
+    let e = tape.channel_means(img, &[2]).unwrap_err();
+    assert!(matches!(e, Error::BadArgument { op: "channel_means", .. }) && e.to_string().contains("channel 2"), "{e}");
+    let e = tape.channel_means(img, &[0, 1]).unwrap_err();
+    assert!(matches!(e, Error::Shape { op: "channel_means", .. }), "{e:?}");
 }
 
 #[test]
