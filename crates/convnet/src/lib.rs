@@ -98,6 +98,7 @@
 //   evaluate, weights -> model (evaluate also batch, compile, infer, plan; weights also files, limits, plan)
 //   callbacks -> logs, model
 //   train -> augment, batch, callbacks, compile, infer, layers, logs, model, progress
+//   gradients -> infer, layers, model, train   (activations, gradients w.r.t. inputs and layer outputs)
 //   keras -> augment, files, layers, limits, model (Keras files in)
 //   applications -> keras, layers, model   (VGG16)
 pub mod applications;
@@ -111,6 +112,7 @@ mod error;
 mod evaluate;
 pub mod files;
 mod global_pool;
+pub mod gradients;
 pub mod images;
 mod infer;
 pub mod keras;

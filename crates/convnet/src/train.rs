@@ -99,10 +99,28 @@ impl Default for FitOptions<'_> {
 impl Model {
     /// Records the forward pass of every layer on `tape`. With `logits`, the
     /// last layer's activation is left out (it is fused into the loss).
-    fn forward(&self, tape: &mut Tape, mut h: Var, logits: bool, dropout_seed: u64) -> Result<Var> {
-        let last = self.layers.len() - 1;
+    fn forward(&self, tape: &mut Tape, h: Var, logits: bool, dropout_seed: u64) -> Result<Var> {
+        self.forward_layers(tape, h, 0..self.layers.len(), logits, dropout_seed, false)
+    }
+
+    /// Records the forward pass of `layers` (a range of layer indices) on
+    /// `tape`, from `h`, the input of the first of them. With `logits`, the
+    /// activation of the range's last layer is left out. With `constants`
+    /// (the gradients of `gradients.rs`), the weights are recorded as plain
+    /// inputs, so backward does no parameter work, and dropout and the random
+    /// layers are the identity, as at inference.
+    pub(crate) fn forward_layers(
+        &self,
+        tape: &mut Tape,
+        mut h: Var,
+        layers: std::ops::Range<usize>,
+        logits: bool,
+        dropout_seed: u64,
+        constants: bool,
+    ) -> Result<Var> {
+        let last = layers.end.saturating_sub(1);
         let mut fused_until = 0;
-        for (i, l) in self.layers.iter().enumerate() {
+        for (i, l) in self.layers.iter().enumerate().take(layers.end).skip(layers.start) {
             if i < fused_until {
                 continue; // warped together with an earlier random layer
             }
@@ -115,7 +133,7 @@ impl Model {
             // one either, none for its input (the tape skips the whole op).
             let param = |tape: &mut Tape, k: usize| -> Result<Option<Var>> {
                 let Some(&id) = l.params.get(k) else { return Ok(None) };
-                let var = if l.trainable {
+                let var = if l.trainable && !constants {
                     tape.param(&self.params, id)?
                 } else {
                     tape.input(self.params.value(id)?.view())?
@@ -210,6 +228,7 @@ impl Model {
                     let b = param(tape, 1)?;
                     tape.dense(h, w, b, kact)?
                 }
+                Layer::Dropout(_) if constants => h,
                 Layer::Dropout(d) => {
                     tape.dropout(h, d.rate, dropout_seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))?
                 }
@@ -218,7 +237,7 @@ impl Model {
                 | Layer::RandomRotation(_)
                 | Layer::RandomZoom(_)
                 | Layer::RandomTranslation(_) => {
-                    if !tape.is_training() {
+                    if !tape.is_training() || constants {
                         h
                     } else {
                         let (out, end) = self.augment(tape, h, i, dropout_seed)?;
