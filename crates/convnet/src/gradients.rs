@@ -192,8 +192,33 @@ impl Model {
         wrt: &Wrt,
     ) -> Result<Gradient> {
         let n = self.batch_of(x, "gradient")?;
+        let (end, _) = self.check_objective(objective, n)?;
+        // Where the tape starts: the input, or the output of layer `j`.
+        let start = match wrt {
+            Wrt::Input => 0,
+            Wrt::Layer(name) => {
+                let j = self.layer_index(name)?;
+                let allowed = match objective {
+                    Objective::ChannelMean { .. } => j <= end,
+                    _ => j < end,
+                };
+                if !allowed {
+                    return Err(Error::invalid(
+                        "wrt",
+                        format!("layer {name} does not come before the objective's layer {}", self.layers[end].name),
+                    ));
+                }
+                j + 1
+            }
+        };
+        let leaf = if start == 0 { x.clone() } else { self.run_layers(&mut self.scratch(), 0..start, x, n)? };
+        self.gradient_from(tape, start, &leaf, objective)
+    }
+
+    /// The objective's last layer and its per-example indices (one per
+    /// example of a batch of `n`), after checking them.
+    fn check_objective(&self, objective: &Objective, n: usize) -> Result<(usize, Vec<u32>)> {
         let last = self.layers.len() - 1;
-        // The layers the objective needs, and its per-example indices.
         let (end, picks, bound, what) = match objective {
             Objective::ClassScore(c) | Objective::CrossEntropy(c) => (last, c, self.output_shape(), "class"),
             Objective::ChannelMean { layer, channels } => {
@@ -221,34 +246,34 @@ impl Model {
             };
             return Err(Error::invalid(what, format!("{what} {k} is out of range for {of} (0..{count})")));
         }
-        let picks: Vec<u32> = (0..n).map(|i| picks[if picks.len() == 1 { 0 } else { i }] as u32).collect();
-        let softmax = self.layers[last].layer.activation() == Activation::Softmax;
-        if matches!(objective, Objective::CrossEntropy(_)) && !softmax {
+        if matches!(objective, Objective::CrossEntropy(_))
+            && self.layers[last].layer.activation() != Activation::Softmax
+        {
             return Err(Error::invalid("objective", "cross-entropy needs a model whose last layer is a softmax"));
         }
-        // Where the tape starts: the input, or the output of layer `j`.
-        let start = match wrt {
-            Wrt::Input => 0,
-            Wrt::Layer(name) => {
-                let j = self.layer_index(name)?;
-                let allowed = match objective {
-                    Objective::ChannelMean { .. } => j <= end,
-                    _ => j < end,
-                };
-                if !allowed {
-                    return Err(Error::invalid(
-                        "wrt",
-                        format!("layer {name} does not come before the objective's layer {}", self.layers[end].name),
-                    ));
-                }
-                j + 1
-            }
-        };
-        let leaf_value = if start == 0 { x.clone() } else { self.run_layers(&mut self.scratch(), 0..start, x, n)? };
+        Ok((end, (0..n).map(|i| picks[if picks.len() == 1 { 0 } else { i }] as u32).collect()))
+    }
+
+    /// The gradient of `objective` with respect to `leaf`, the batch that
+    /// enters layer `start` (the input when `start` is 0; layer `start - 1`'s
+    /// output otherwise): layers `start..` up to the objective's are
+    /// recorded on `tape` (reset first).
+    pub(crate) fn gradient_from(
+        &self,
+        tape: &mut Tape,
+        start: usize,
+        leaf: &Tensor,
+        objective: &Objective,
+    ) -> Result<Gradient> {
+        let n = leaf.shape().batch();
+        let (end, picks) = self.check_objective(objective, n)?;
+        if start > end + 1 {
+            return Err(Error::invalid("wrt", "the value differentiated by comes after the objective's layer"));
+        }
         tape.set_training(true);
-        let leaf = tape.variable(leaf_value.view())?;
+        let leaf_var = tape.variable(leaf.view())?;
         let logits = !matches!(objective, Objective::ChannelMean { .. });
-        let out = self.forward_layers(tape, leaf, start..end + 1, logits, 0, true)?;
+        let out = self.forward_layers(tape, leaf_var, start..end + 1, logits, 0, true)?;
         let (objective_var, values): (Var, Option<Vec<f32>>) = match objective {
             Objective::CrossEntropy(_) => (tape.sparse_softmax_cross_entropy(out, &picks)?, None),
             _ => {
@@ -267,10 +292,10 @@ impl Model {
             return Err(Error::invalid("objective", "does not depend on the value it is differentiated by"));
         }
         tape.backward(objective_var, &mut Params::new())?;
-        let grad = match tape.grad(leaf) {
+        let grad = match tape.grad(leaf_var) {
             Ok(g) => g.to_tensor(),
             // The leaf influenced nothing (a relu that is zero everywhere, say): its gradient is zero.
-            Err(convnet_autodiff::Error::NoGrad(_)) => Tensor::zeros(leaf_value.shape()),
+            Err(convnet_autodiff::Error::NoGrad(_)) => Tensor::zeros(leaf.shape()),
             Err(e) => return Err(e.into()),
         };
         Ok(Gradient { values, grad })

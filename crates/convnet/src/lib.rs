@@ -101,6 +101,7 @@
 //   gradients -> infer, layers, model, train   (activations, gradients w.r.t. inputs and layer outputs)
 //   keras -> augment, files, layers, limits, model (Keras files in)
 //   applications -> keras, layers, model   (VGG16)
+//   visualize -> files, gradients, layers, model (activation grids, filter patterns, Grad-CAM)
 pub mod applications;
 mod augment;
 mod batch;
@@ -126,6 +127,7 @@ pub mod progress;
 mod separable;
 mod summary;
 mod train;
+pub mod visualize;
 pub mod weights;
 
 pub use built::BuiltLayer;
