@@ -146,7 +146,7 @@ pub fn filter_patterns(model: &Model, layer: &str, options: &FilterOptions) -> R
 ///
 /// ```
 /// let v = convnet::visualize::deprocess(&[0.0, 2.0]);
-/// assert_eq!(v, vec![102, 153]); // mean 1, std 1: 0.4 and 0.6 of 255
+/// assert_eq!(v, vec![102, 152]); // mean 1, std 1: 0.4 and 0.6 of 255, truncated as astype("uint8")
 /// ```
 pub fn deprocess(values: &[f32]) -> Vec<u8> {
     let n = values.len().max(1) as f64;
