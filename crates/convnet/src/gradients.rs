@@ -307,8 +307,8 @@ mod tests {
     use super::{Objective, Wrt};
     use crate::layers::Activation::{Relu, Sigmoid, Softmax, Tanh};
     use crate::{
-        AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, FlipMode, MaxPooling2D, Model, Padding,
-        RandomFlip, Rescaling, SeparableConv2D, Sequential,
+        AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, FlipMode, GlobalAveragePooling2D,
+        GlobalMaxPooling2D, MaxPooling2D, Model, Padding, RandomFlip, Rescaling, SeparableConv2D, Sequential,
     };
     use convnet_tensor::{Rng, Shape, Tensor};
 
@@ -461,6 +461,35 @@ mod tests {
                     assert_eq!(v, if p % c == k { 1.0 / positions } else { 0.0 });
                 }
             }
+        }
+    }
+
+    /// The global pooling layers (both forms of each) and a classifier on them.
+    #[test]
+    fn global_pooling_gradients_match_central_differences() {
+        let model = Sequential::new()
+            .add(Conv2D::new(4, 3).activation(Tanh).input_shape((7, 7, 2)))
+            .add(GlobalMaxPooling2D::new().keepdims(true))
+            .add(Conv2D::new(3, 1).activation(Tanh))
+            .add(Flatten::new())
+            .add(Dense::new(3).activation(Softmax))
+            .seed(5)
+            .build()
+            .unwrap();
+        let other = Sequential::new()
+            .add(Conv2D::new(4, 3).activation(Relu).input_shape((7, 7, 2)))
+            .add(GlobalAveragePooling2D::new())
+            .add(Dense::new(3).activation(Softmax))
+            .seed(6)
+            .build()
+            .unwrap();
+        let mut rng = Rng::new(9);
+        let x = Tensor::uniform(Shape::nhwc(2, 7, 7, 2), -1.0, 1.0, &mut rng).unwrap();
+        for m in [&model, &other] {
+            for (i, l) in m.layers.iter().enumerate().take(m.layers.len() - 1) {
+                check(m, &x, &Objective::ClassScore(vec![1, 2]), &Wrt::Layer(l.name.clone()), 60 + i as u64);
+            }
+            check(m, &x, &Objective::ClassScore(vec![0]), &Wrt::Input, 70);
         }
     }
 

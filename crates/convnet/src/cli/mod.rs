@@ -7,6 +7,7 @@ mod models;
 mod predict;
 mod step;
 mod train;
+mod visualize;
 
 use clap::{Args, Parser, Subcommand};
 use convnet::limits::{Limits, MAX_THREADS_PER_CORE};
@@ -60,6 +61,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
+    },
+    /// Pictures of what a model computes: activation grids, filter patterns, Grad-CAM heatmaps.
+    Visualize {
+        #[command(subcommand)]
+        what: visualize::VisualizeCommand,
     },
 }
 
@@ -188,6 +194,10 @@ pub fn run(cli: Cli, started: Instant) -> CliResult<()> {
         Command::Predict(a) => {
             set_threads(None)?;
             predict::run(a, limits)
+        }
+        Command::Visualize { what } => {
+            set_threads(None)?;
+            visualize::run(what, limits)
         }
         Command::Bench { what: BenchCommand::Conv(a) } => {
             set_threads(None)?;
