@@ -67,23 +67,6 @@ pub struct Gradient {
 }
 
 impl Model {
-    /// The index of the layer called `name`, or an [`Error::Invalid`]
-    /// listing the model's layer names.
-    ///
-    /// ```
-    /// let model = convnet::mnist_convnet().build()?;
-    /// assert_eq!(model.layer_index("conv2d_2")?, 4);
-    /// let err = model.layer_index("conv9").unwrap_err().to_string();
-    /// assert!(err.contains("no layer named conv9") && err.contains("max_pooling2d_1"), "{err}");
-    /// # Ok::<(), convnet::Error>(())
-    /// ```
-    pub fn layer_index(&self, name: &str) -> Result<usize> {
-        self.layers.iter().position(|l| l.name == name).ok_or_else(|| {
-            let names: Vec<&str> = self.layers.iter().map(|l| l.name.as_str()).collect();
-            Error::invalid("layer", format!("no layer named {name}; the model has {}", names.join(", ")))
-        })
-    }
-
     /// Checks that `x` is a non-empty batch of the model's input shape and
     /// returns the batch size.
     fn batch_of(&self, x: &Tensor, what: &str) -> Result<usize> {
@@ -551,7 +534,7 @@ mod tests {
         let x = Tensor::full(Shape::nhwc(2, 28, 28, 1), 0.5);
         let err = |o: &Objective, w: &Wrt| model.gradient(&x, o, w).unwrap_err().to_string();
         let e = err(&Objective::ChannelMean { layer: "conv7".into(), channels: vec![0] }, &Wrt::Input);
-        assert!(e.contains("no layer named conv7") && e.contains("conv2d_2"), "{e}");
+        assert!(e.contains("no layer \"conv7\"") && e.contains("conv2d_2"), "{e}");
         let e = err(&Objective::ClassScore(vec![10]), &Wrt::Input);
         assert!(e.contains("class 10 is out of range") && e.contains("10 classes"), "{e}");
         let e = err(&Objective::ChannelMean { layer: "conv2d".into(), channels: vec![32] }, &Wrt::Input);
@@ -567,7 +550,7 @@ mod tests {
             model.gradient(&Tensor::full(Shape::nhwc(1, 27, 28, 1), 0.5), &Objective::ClassScore(vec![1]), &Wrt::Input);
         assert!(e.unwrap_err().to_string().contains("(n, 28, 28, 1)"));
         let e = model.activations(&x, &["nope"]).unwrap_err().to_string();
-        assert!(e.contains("no layer named nope"), "{e}");
+        assert!(e.contains("no layer \"nope\""), "{e}");
         let linear = Sequential::new().add(Dense::new(3).input_shape(4)).build().unwrap();
         let e =
             linear.gradient(&Tensor::full(Shape::matrix(1, 4), 1.0), &Objective::CrossEntropy(vec![0]), &Wrt::Input);

@@ -347,7 +347,17 @@ impl Model {
         self.layers.iter().any(|l| l.name == name && l.trainable)
     }
 
-    fn layer_index(&self, name: &str) -> Result<usize> {
+    /// The index of the layer called `name`, or an [`Error::Invalid`]
+    /// listing the model's layer names.
+    ///
+    /// ```
+    /// let model = convnet::mnist_convnet().build()?;
+    /// assert_eq!(model.layer_index("conv2d_2")?, 4);
+    /// let err = model.layer_index("conv9").unwrap_err().to_string();
+    /// assert!(err.contains("no layer \"conv9\"") && err.contains("max_pooling2d_1"), "{err}");
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn layer_index(&self, name: &str) -> Result<usize> {
         self.layers.iter().position(|l| l.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.layers.iter().map(|l| l.name.as_str()).collect();
             Error::invalid(

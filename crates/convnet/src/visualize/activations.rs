@@ -200,7 +200,7 @@ mod tests {
         let bad = GridOptions { layers: vec!["dense".into()], ..GridOptions::default() };
         assert!(activation_grids(&model, &x, &bad).unwrap_err().to_string().contains("dense has a flat output"));
         let bad = GridOptions { layers: vec!["conv9".into()], ..GridOptions::default() };
-        assert!(activation_grids(&model, &x, &bad).unwrap_err().to_string().contains("no layer named conv9"));
+        assert!(activation_grids(&model, &x, &bad).unwrap_err().to_string().contains("no layer \"conv9\""));
         let wrong = Tensor::zeros(Shape::new(&[7, 8, 1]).unwrap());
         assert!(activation_grids(&model, &wrong, &options).is_err());
     }

@@ -238,7 +238,7 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(run("conv5", 1).contains("no layer named conv5"));
+        assert!(run("conv5", 1).contains("no layer \"conv5\""));
         assert!(run("conv2d", 33).contains("33 filters asked of conv2d, which has 32"));
         assert!(run("conv2d", 0).contains("0 filters"));
         assert!(run("dense", 1).contains("flat output"));

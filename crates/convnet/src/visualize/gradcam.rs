@@ -273,7 +273,7 @@ mod tests {
         let picture = RgbImage::new(16, 16);
         let run = |o: GradCamOptions| grad_cam(&model, &x, &picture, &o).unwrap_err().to_string();
         assert!(run(GradCamOptions { class: Some(2), ..Default::default() }).contains("class 2 is out of range"));
-        assert!(run(GradCamOptions { layer: Some("nope".into()), ..Default::default() }).contains("no layer named"));
+        assert!(run(GradCamOptions { layer: Some("nope".into()), ..Default::default() }).contains("no layer \"nope\""));
         assert!(run(GradCamOptions { layer: Some("flatten".into()), ..Default::default() }).contains("flat output"));
         assert!(run(GradCamOptions { alpha: 1.5, ..Default::default() }).contains("alpha"));
         let dense_only = Sequential::new()
