@@ -321,6 +321,59 @@ impl Model {
         Ok(())
     }
 
+    /// Copies the weights of every layer of `other` into this model's layer
+    /// of the same name (Keras's `layer.set_weights(other_layer.get_weights())`
+    /// for each): how a pretrained base goes into a bigger model, such as the
+    /// book's VGG16 base below a new classifier. Every matching layer's
+    /// shapes are checked before anything is copied; a layer of `other` that
+    /// this model lacks is an error. Returns the number of layers copied.
+    ///
+    /// ```
+    /// use convnet::applications::vgg16::Vgg16;
+    /// use convnet::{Activation::{Relu, Sigmoid}, Dense, Flatten};
+    /// let v = Vgg16::new().include_top(false).input_shape((32, 32, 3));
+    /// let conv_base = v.build()?; // or v.load_imagenet("..._notop.h5")?
+    /// let mut model = v.sequential()?
+    ///     .add(Flatten::new())
+    ///     .add(Dense::new(256).activation(Relu))
+    ///     .add(Dense::new(1).activation(Sigmoid))
+    ///     .build()?;
+    /// assert_eq!(model.copy_weights_from(&conv_base)?, 13);
+    /// # Ok::<(), convnet::Error>(())
+    /// ```
+    pub fn copy_weights_from(&mut self, other: &Model) -> Result<usize> {
+        let mut pairs = Vec::new();
+        for theirs in other.layers.iter().filter(|l| !l.params.is_empty()) {
+            let mine = self.layer_index(&theirs.name)?;
+            let ours = &self.layers[mine];
+            if ours.params.len() != theirs.params.len() {
+                return Err(Error::invalid(
+                    "copy_weights_from",
+                    format!(
+                        "layer {} has {} weights here, {} there",
+                        theirs.name,
+                        ours.params.len(),
+                        theirs.params.len()
+                    ),
+                ));
+            }
+            for (&a, &b) in ours.params.iter().zip(&theirs.params) {
+                let (sa, sb) = (self.params.shape(a)?, other.params.shape(b)?);
+                if sa != sb {
+                    return Err(Error::invalid(
+                        "copy_weights_from",
+                        format!("layer {}: a weight of shape {sa} here, {sb} there", theirs.name),
+                    ));
+                }
+                pairs.push((a, b));
+            }
+        }
+        for (a, b) in pairs {
+            self.params.set_value(a, other.params.value(b)?.data())?;
+        }
+        Ok(other.layers.iter().filter(|l| !l.params.is_empty()).count())
+    }
+
     /// The gradient kernels `fit`'s last training step ran: weight gradients
     /// (backward-filter passes) of trainable conv and dense layers only, input
     /// gradients (backward-data passes) only above the lowest trainable layer.
