@@ -371,6 +371,8 @@ impl Model {
         let mut rng = Rng::new(options.seed);
         let mut buf = BatchBuf::new(self.input_shape(), bs, Some(form));
         let mut tape = Tape::new();
+        // The batch size the tape's pooled buffers were sized for.
+        let mut tape_batch = bs;
         // Parameters of frozen layers, by index: the optimizer skips them
         // (their gradients are never computed; they stay zero).
         let mut frozen = vec![false; self.params.len()];
@@ -406,6 +408,16 @@ impl Model {
             for (bi, idx) in order.chunks(bs).enumerate() {
                 let b = idx.len();
                 buf.fill(data, idx, Some(form))?;
+                if b != tape_batch {
+                    // The tape pools its buffers by exact length, so the
+                    // smaller last batch of an epoch would allocate a second
+                    // set of activations beside the idle full-size set (on
+                    // the small-data model at batch 32, peak RSS 897 MB
+                    // instead of 700 MB). A fresh tape frees the idle set
+                    // first; the next epoch's first batch refills it.
+                    tape = Tape::new();
+                    tape_batch = b;
+                }
                 tape.reset();
                 self.params.zero_grad();
                 let x = tape.input(TensorView::new(buf.shape(b)?, &buf.x[..b * buf.item_len])?)?;
