@@ -102,6 +102,13 @@ pub struct FiltersArgs {
     /// pixels (default for vgg16).
     #[arg(long, value_name = "F")]
     input_max: Option<f32>,
+    /// The start images' grey level, 0-255 scale (the book's 128).
+    #[arg(long, default_value_t = 128.0)]
+    grey: f32,
+    /// The start images' noise amplitude, 0-255 scale (the book's 20); `--grey 0 --noise 255` starts
+    /// from uniform noise, which wakes filters that are zero everywhere on grey.
+    #[arg(long, default_value_t = 20.0)]
+    noise: f32,
     /// Seed of the start images' noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -288,6 +295,8 @@ pub fn run(command: VisualizeCommand, limits: Limits) -> CliResult<()> {
                 steps: a.steps as usize,
                 step: a.step,
                 input_max: a.input_max.unwrap_or(if vgg16 { 255.0 } else { 1.0 }),
+                grey: a.grey,
+                noise: a.noise,
                 seed: a.seed,
                 per_row: a.per_row as usize,
                 ..FilterOptions::default()

@@ -6,8 +6,9 @@
 //! (minus its mean, divided by its standard deviation), times 64, plus 128,
 //! clipped to 0-255, then coloured by a [`Colormap`] (viridis, the book's
 //! `imshow` default). A channel that is constant (a filter that does not
-//! fire on this input) has no spread to standardise and is drawn black, as
-//! the book's NaN tiles show blank. Layers whose output is flat (`Flatten`,
+//! fire on this input) has no spread to standardise: its values become 0,
+//! the colormap's lowest colour (where the book's NaN tiles show blank).
+//! Layers whose output is flat (`Flatten`,
 //! `Dense`) have no picture and are left out.
 
 use super::canvas::{self, GAP, TEXT};

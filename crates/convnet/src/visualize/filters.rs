@@ -40,6 +40,13 @@ pub struct FilterOptions {
     /// for raw pixels (VGG16 as the book feeds it). The start image and the
     /// step are scaled by `input_max / 255`.
     pub input_max: f32,
+    /// The start images' grey level on a 0-255 scale (default 128, as the book).
+    pub grey: f32,
+    /// The start images' noise: uniform in `[0, noise)` added to `grey`, on a
+    /// 0-255 scale (default 20, as the book). A filter that is zero everywhere
+    /// on the start image gets no gradient and cannot ascend; a start with
+    /// more spread (`grey` 0, `noise` 255: uniform noise) wakes more of them.
+    pub noise: f32,
     /// Seed of the start images' noise (default 0).
     pub seed: u64,
     /// Tiles per row of the grid (default 8, as the book's 8x8 grid).
@@ -51,7 +58,17 @@ pub struct FilterOptions {
 
 impl Default for FilterOptions {
     fn default() -> Self {
-        FilterOptions { filters: 64, steps: 40, step: 1.0, input_max: 1.0, seed: 0, per_row: 8, min_tile: 64 }
+        FilterOptions {
+            filters: 64,
+            steps: 40,
+            step: 1.0,
+            input_max: 1.0,
+            grey: 128.0,
+            noise: 20.0,
+            seed: 0,
+            per_row: 8,
+            min_tile: 64,
+        }
     }
 }
 
@@ -95,8 +112,9 @@ pub fn filter_patterns(model: &Model, layer: &str, options: &FilterOptions) -> R
             format!("{} filters asked of {layer}, which has {channels} (1..={channels})", options.filters),
         ));
     }
-    if !(options.input_max.is_finite() && options.input_max > 0.0 && options.step.is_finite()) {
-        return Err(Error::invalid("filter options", "input_max must be positive and step finite"));
+    let finite = options.step.is_finite() && options.grey.is_finite() && options.noise.is_finite();
+    if !(options.input_max.is_finite() && options.input_max > 0.0 && finite && options.noise >= 0.0) {
+        return Err(Error::invalid("filter options", "input_max must be positive, noise non-negative, all finite"));
     }
     if options.per_row == 0 {
         return Err(Error::invalid("per_row", "must be at least 1"));
@@ -107,7 +125,8 @@ pub fn filter_patterns(model: &Model, layer: &str, options: &FilterOptions) -> R
     let shape = Shape::new(&dims)?;
     let unit = options.input_max / 255.0;
     let mut rng = Rng::new(options.seed);
-    let mut x = Tensor::uniform(shape, 128.0 * unit, 148.0 * unit, &mut rng)?;
+    let (lo, hi) = (options.grey * unit, (options.grey + options.noise) * unit);
+    let mut x = if hi > lo { Tensor::uniform(shape, lo, hi, &mut rng)? } else { Tensor::full(shape, lo) };
     let objective = Objective::ChannelMean { layer: layer.to_string(), channels: (0..n).collect() };
     let mut tape = Tape::new();
     let item = shape.item_len();
