@@ -1,5 +1,5 @@
 //! Preprocessing layers: `Rescaling`, and the data-augmentation layers
-//! `RandomFlip`, `RandomRotation`, `RandomZoom` and `RandomTranslation`, with
+//! `RandomFlip`, `RandomRotation`, `RandomZoom`, `RandomTranslation` and `RandomShear`, with
 //! Keras 3's arguments, defaults and meanings.
 //!
 //! The random layers are active only in training (`fit`): there each image of
@@ -18,7 +18,12 @@
 //! width_factor)` scales by `1 + uniform(lower, upper)` (positive zooms out,
 //! negative zooms in; without `width_factor` the width follows the height);
 //! `RandomTranslation(height_factor, width_factor)` shifts by a uniform
-//! fraction of the height and width; `RandomFlip(mode)` flips each image with
+//! fraction of the height and width; `RandomShear(x_factor, y_factor)` shears
+//! by Keras's matrix `[[1, sx, 0], [sy, 1, 0]]` (output pixel `(x, y)` reads
+//! the input at `(x + sx * y, sy * x + y)`: about the top-left corner, in
+//! pixels), with `sx` uniform in the `x_factor` range, `sy` in the `y_factor`
+//! range and one random sign for both (a single number `f` is the range
+//! `[-f, f]`; Keras allows magnitudes up to 1); `RandomFlip(mode)` flips each image with
 //! probability 1/2 (`horizontal_and_vertical` flips both ways at once, as
 //! Keras 3 draws one decision per image). Fill mode `reflect` and bilinear
 //! interpolation are the defaults, as in Keras. The random numbers are convnet's
@@ -211,6 +216,29 @@ random_layer! {
     }
 }
 
+random_layer! {
+    /// Shears each image at random in training (Keras `RandomShear`): output
+    /// pixel `(x, y)` reads the input at `(x + sx * y, sy * x + y)`, with
+    /// `sx` drawn from `x_factor`, `sy` from `y_factor` and one random sign
+    /// applied to both (Keras's `invert`).
+    ///
+    /// ```
+    /// use convnet::{RandomShear, Sequential};
+    /// use convnet_tensor::{Shape, Tensor};
+    /// let model = Sequential::new().add(RandomShear::new(0.2, 0.0).input_shape((4, 4, 1))).build()?;
+    /// let x = Tensor::full(Shape::nhwc(1, 4, 4, 1), 3.0);
+    /// assert_eq!(model.predict(&x, 1)?.data(), x.data()); // the identity outside training
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    RandomShear {
+        /// The range of the horizontal shear factor `sx` (a single number
+        /// `f` is `[-f, f]`); magnitudes at most 1.
+        x_factor: Factor,
+        /// The range of the vertical shear factor `sy`.
+        y_factor: Factor,
+    }
+}
+
 fn defaults() -> (FillMode, Interpolation, f32, Option<u64>, Option<InputShape>) {
     (FillMode::Reflect, Interpolation::Bilinear, 0.0, None, None)
 }
@@ -262,6 +290,24 @@ impl RandomTranslation {
             name: None,
             height_factor: height_factor.into(),
             width_factor: width_factor.into(),
+            fill_mode,
+            interpolation,
+            fill_value,
+            seed,
+            input_shape,
+        }
+    }
+}
+
+impl RandomShear {
+    /// `RandomShear(x_factor, y_factor)`: `0.2` or `(0.1, 0.3)` each (Keras's
+    /// defaults are 0, no shear).
+    pub fn new(x_factor: impl Into<Factor>, y_factor: impl Into<Factor>) -> Self {
+        let (fill_mode, interpolation, fill_value, seed, input_shape) = defaults();
+        RandomShear {
+            name: None,
+            x_factor: x_factor.into(),
+            y_factor: y_factor.into(),
             fill_mode,
             interpolation,
             fill_value,
@@ -334,6 +380,8 @@ pub(crate) enum RandomLayer<'a> {
     Zoom(&'a RandomZoom),
     /// `RandomTranslation`.
     Translation(&'a RandomTranslation),
+    /// `RandomShear`.
+    Shear(&'a RandomShear),
 }
 
 /// One transform per image for a random layer, and its warp options; `None`
@@ -402,6 +450,20 @@ pub(crate) fn transforms(
                 .collect();
             (t, options(l.fill_mode, l.interpolation, l.fill_value))
         }
+        Some(RandomLayer::Shear(l)) => {
+            let mut rng = Rng::new(mix(l.seed));
+            let t = (0..n)
+                .map(|_| {
+                    // Keras draws the sign, then the vertical factor, then the horizontal one.
+                    let sign = if rng.uniform(0.0, 1.0) > 0.5 { -1.0 } else { 1.0 };
+                    let sy = draw(&mut rng, l.y_factor) * sign;
+                    let sx = draw(&mut rng, l.x_factor) * sign;
+                    // Keras's _get_shear_matrix: [1, sx, 0, sy, 1, 0].
+                    Affine { a1: sx, b0: sy, ..Affine::IDENTITY }
+                })
+                .collect();
+            (t, options(l.fill_mode, l.interpolation, l.fill_value))
+        }
         None => return None,
     })
 }
@@ -457,5 +519,26 @@ mod tests {
         assert!(bad.unwrap_err().to_string().contains("above -1"));
         let flat = Sequential::new().add(RandomFlip::new(FlipMode::Horizontal).input_shape(10)).build();
         assert!(flat.is_err());
+    }
+
+    #[test]
+    fn shear_draws_kerass_matrix_with_one_sign_for_both_factors() {
+        let l = RandomShear::new((0.3, 0.3), (0.1, 0.1));
+        let draw = |seed| transforms(Some(RandomLayer::Shear(&l)), 64, 10, 12, seed).unwrap().0;
+        let t = draw(7);
+        let mut signs = [0; 2];
+        for a in &t {
+            assert_eq!((a.a0, a.b1, a.a2, a.b2), (1.0, 1.0, 0.0, 0.0), "{a:?}");
+            let sign = a.a1 / 0.3;
+            assert!((sign.abs() - 1.0).abs() < 1e-6 && (a.b0 - 0.1 * sign).abs() < 1e-6, "{a:?}");
+            signs[(sign > 0.0) as usize] += 1;
+        }
+        assert!(signs[0] > 10 && signs[1] > 10, "both signs drawn: {signs:?}");
+        assert_eq!(t, draw(7), "same seed, same shears");
+        assert_ne!(t, draw(8), "another seed, other shears");
+        let range = RandomShear::new(0.2, 0.0);
+        let (t, _) = transforms(Some(RandomLayer::Shear(&range)), 64, 10, 12, 1).unwrap();
+        assert!(t.iter().all(|a| a.a1.abs() <= 0.2 && a.b0 == 0.0));
+        assert!(t.iter().any(|a| a.a1.abs() < 0.1) && t.iter().any(|a| a.a1.abs() > 0.1), "spread over the range");
     }
 }

@@ -117,9 +117,11 @@ pub(crate) fn run<'s>(
             // Flatten keeps NHWC order (h, w, c), exactly Keras's; dropout is the identity here.
             Layer::Flatten(_) | Layer::Dropout(_) => wrote = false,
             // Augmentation is training only.
-            Layer::RandomFlip(_) | Layer::RandomRotation(_) | Layer::RandomZoom(_) | Layer::RandomTranslation(_) => {
-                wrote = false
-            }
+            Layer::RandomFlip(_)
+            | Layer::RandomRotation(_)
+            | Layer::RandomZoom(_)
+            | Layer::RandomTranslation(_)
+            | Layer::RandomShear(_) => wrote = false,
             Layer::Rescaling(r) => {
                 s.next.resize(out_len, 0.0);
                 for (o, &v) in s.next[..out_len].iter_mut().zip(input) {

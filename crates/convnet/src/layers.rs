@@ -14,7 +14,8 @@ use convnet_kernels::pool::PoolShape;
 use serde::{Deserialize, Serialize};
 
 pub use crate::augment::{
-    Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling,
+    Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomRotation, RandomShear, RandomTranslation, RandomZoom,
+    Rescaling,
 };
 pub use crate::global_pool::{GlobalAveragePooling2D, GlobalMaxPooling2D, GlobalPool2D};
 use crate::options::algo_name;
@@ -355,6 +356,8 @@ pub enum Layer {
     RandomZoom(RandomZoom),
     /// See [`RandomTranslation`].
     RandomTranslation(RandomTranslation),
+    /// See [`RandomShear`].
+    RandomShear(RandomShear),
 }
 
 macro_rules! into_layer {
@@ -366,7 +369,7 @@ macro_rules! into_layer {
         }
     )*};
 }
-into_layer!(Rescaling, RandomFlip, RandomRotation, RandomZoom, RandomTranslation);
+into_layer!(Rescaling, RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomShear);
 
 impl From<Conv2D> for Layer {
     fn from(l: Conv2D) -> Self {
@@ -441,6 +444,7 @@ impl Layer {
             Layer::RandomRotation(l) => RandomLayer::Rotation(l),
             Layer::RandomZoom(l) => RandomLayer::Zoom(l),
             Layer::RandomTranslation(l) => RandomLayer::Translation(l),
+            Layer::RandomShear(l) => RandomLayer::Shear(l),
             _ => return None,
         })
     }
@@ -465,6 +469,7 @@ impl Layer {
             Layer::RandomRotation(_) => "RandomRotation",
             Layer::RandomZoom(_) => "RandomZoom",
             Layer::RandomTranslation(_) => "RandomTranslation",
+            Layer::RandomShear(_) => "RandomShear",
         }
     }
 
@@ -486,6 +491,7 @@ impl Layer {
             Layer::RandomRotation(_) => "random_rotation",
             Layer::RandomZoom(_) => "random_zoom",
             Layer::RandomTranslation(_) => "random_translation",
+            Layer::RandomShear(_) => "random_shear",
         }
     }
 
@@ -505,6 +511,7 @@ impl Layer {
             Layer::RandomRotation(l) => l.name.as_deref(),
             Layer::RandomZoom(l) => l.name.as_deref(),
             Layer::RandomTranslation(l) => l.name.as_deref(),
+            Layer::RandomShear(l) => l.name.as_deref(),
         }
     }
 
@@ -523,6 +530,7 @@ impl Layer {
             Layer::RandomRotation(l) => &mut l.name,
             Layer::RandomZoom(l) => &mut l.name,
             Layer::RandomTranslation(l) => &mut l.name,
+            Layer::RandomShear(l) => &mut l.name,
         };
         *slot = Some(name);
     }
@@ -543,6 +551,7 @@ impl Layer {
             Layer::RandomRotation(l) => l.input_shape.as_ref(),
             Layer::RandomZoom(l) => l.input_shape.as_ref(),
             Layer::RandomTranslation(l) => l.input_shape.as_ref(),
+            Layer::RandomShear(l) => l.input_shape.as_ref(),
         }
     }
 
@@ -562,6 +571,7 @@ impl Layer {
             Layer::RandomRotation(l) => &mut l.input_shape,
             Layer::RandomZoom(l) => &mut l.input_shape,
             Layer::RandomTranslation(l) => &mut l.input_shape,
+            Layer::RandomShear(l) => &mut l.input_shape,
         }
     }
 
@@ -668,6 +678,19 @@ impl Layer {
                 crate::augment::check(name, "RandomTranslation", input, &[l.height_factor, l.width_factor])?;
                 Ok(input.to_vec())
             }
+            Layer::RandomShear(l) => {
+                crate::augment::check(name, "RandomShear", input, &[l.x_factor, l.y_factor])?;
+                if [l.x_factor.0, l.x_factor.1, l.y_factor.0, l.y_factor.1].iter().any(|f| f.abs() > 1.0) {
+                    return Err(Error::build(
+                        name,
+                        format!(
+                            "RandomShear factors must be within [-1, 1] (Keras's range), got x_factor {:?}, y_factor {:?}",
+                            l.x_factor, l.y_factor
+                        ),
+                    ));
+                }
+                Ok(input.to_vec())
+            }
         }
     }
 
@@ -675,7 +698,11 @@ impl Layer {
     pub fn is_random_augmentation(&self) -> bool {
         matches!(
             self,
-            Layer::RandomFlip(_) | Layer::RandomRotation(_) | Layer::RandomZoom(_) | Layer::RandomTranslation(_)
+            Layer::RandomFlip(_)
+                | Layer::RandomRotation(_)
+                | Layer::RandomZoom(_)
+                | Layer::RandomTranslation(_)
+                | Layer::RandomShear(_)
         )
     }
 

@@ -76,7 +76,7 @@
 //! (built weights, [`summary`](Model::summary); `compile` in `compile.rs`,
 //! `fit` in `train.rs`, `evaluate`/`predict` in `evaluate.rs` on the
 //! tape-free engine in `infer.rs`), [`data`] (where batches come from),
-//! [`callbacks`], [`progress`] (Keras's bar), [`weights`] (safetensors
+//! [`callbacks`], [`progress`] (Keras's bar), [`plot`] (training curves), [`weights`] (safetensors
 //! files), [`files`] (bounded reads, atomic saves), [`images`] (images as
 //! input), [`limits`] (the resource limits, `docs/LIMITS.md`), [`keras`] (Keras `.keras` /
 //! `.h5` files in), [`applications`] (VGG16). The modules
@@ -96,6 +96,7 @@
 //   batch -> compile, data
 //   model -> built, compile, infer, layers, limits, plan, summary
 //   evaluate, weights -> model (evaluate also batch, compile, infer, plan; weights also files, limits, plan)
+//   plot -> logs, files                      (History::plot, the training curves)
 //   callbacks -> logs, model
 //   train -> augment, batch, callbacks, compile, infer, layers, logs, model, progress
 //   gradients -> infer, layers, model, train   (activations, gradients w.r.t. inputs and layer outputs)
@@ -123,6 +124,7 @@ mod logs;
 mod model;
 mod options;
 mod plan;
+pub mod plot;
 pub mod progress;
 mod separable;
 mod summary;
@@ -140,10 +142,13 @@ pub use error::{Error, Result};
 pub use layers::{
     Activation, AveragePooling2D, Conv2D, Dense, DepthwiseConv2D, Dropout, Factor, FillMode, Flatten, FlipMode,
     GlobalAveragePooling2D, GlobalMaxPooling2D, Initializer, InputShape, Interpolation, Layer, MaxPooling2D, Padding,
-    RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling, SeparableConv2D,
+    RandomFlip, RandomRotation, RandomShear, RandomTranslation, RandomZoom, Rescaling, SeparableConv2D,
 };
 pub use logs::{BatchLogs, EpochLogs, History};
-pub use model::{mnist_convnet, Model, Sequential, CLASS_NAMES_KEY, DEFAULT_SEED, MAX_METADATA_BYTES, PIXEL_SCALE_KEY};
+pub use model::{
+    mnist_convnet, small_data_convnet, Model, Sequential, CLASS_NAMES_KEY, DEFAULT_SEED, MAX_METADATA_BYTES,
+    PIXEL_SCALE_KEY,
+};
 pub use train::{FitOptions, Verbose};
 
 /// The optimizers (`convnet-optim`), as Keras's `keras.optimizers`.

@@ -597,3 +597,36 @@ pub fn mnist_convnet() -> Sequential {
         .add(Dense::new(64).activation(Relu))
         .add(Dense::new(10).activation(Softmax))
 }
+
+/// The chapter's small-data convnet (section 5.2, the cats-vs-dogs model
+/// with dropout, Listing 5.13): four 3x3 ReLU convolutions (32, 64, 128, 128
+/// filters) each followed by 2x2 max pooling, then `Flatten`,
+/// `Dropout(0.5)`, `Dense(512, relu)` and `Dense(1, sigmoid)` on 150x150 RGB
+/// input; 3,453,121 parameters. Compile it as the book does, with
+/// `RMSprop(1e-4)` and binary cross-entropy; feed it images scaled to
+/// `[0, 1]` (put a `Rescaling(1/255)` in front for raw 0-255 pixels, as
+/// `examples/5_2_small_data.rs` does).
+///
+/// ```
+/// let model = convnet::small_data_convnet().build()?;
+/// assert_eq!(model.param_count(), 3_453_121);
+/// assert_eq!(model.output_shape(), [1]);
+/// # Ok::<(), convnet::Error>(())
+/// ```
+pub fn small_data_convnet() -> Sequential {
+    use crate::layers::Activation::{Relu, Sigmoid};
+    use crate::layers::{Conv2D, Dense, Dropout, Flatten, MaxPooling2D};
+    Sequential::new()
+        .add(Conv2D::new(32, (3, 3)).activation(Relu).input_shape((150, 150, 3)))
+        .add(MaxPooling2D::new((2, 2)))
+        .add(Conv2D::new(64, (3, 3)).activation(Relu))
+        .add(MaxPooling2D::new((2, 2)))
+        .add(Conv2D::new(128, (3, 3)).activation(Relu))
+        .add(MaxPooling2D::new((2, 2)))
+        .add(Conv2D::new(128, (3, 3)).activation(Relu))
+        .add(MaxPooling2D::new((2, 2)))
+        .add(Flatten::new())
+        .add(Dropout::new(0.5))
+        .add(Dense::new(512).activation(Relu))
+        .add(Dense::new(1).activation(Sigmoid))
+}

@@ -236,7 +236,8 @@ impl Model {
                 Layer::RandomFlip(_)
                 | Layer::RandomRotation(_)
                 | Layer::RandomZoom(_)
-                | Layer::RandomTranslation(_) => {
+                | Layer::RandomTranslation(_)
+                | Layer::RandomShear(_) => {
                     if !tape.is_training() || constants {
                         h
                     } else {

@@ -1,6 +1,6 @@
 //! `GlobalAveragePooling2D` / `GlobalMaxPooling2D` and the chapter's binary
 //! ending (`Dense(1, sigmoid)` + binary cross-entropy), against numbers real
-//! Keras 3.15 produced (`tests/fixtures/keras/make_pool_bce_fixtures.py`),
+//! Keras 3.15 produced (`tests/fixtures/keras/make_layer_fixtures.py`),
 //! plus their gradients checked by central differences.
 
 use convnet::optimizers::Sgd;

@@ -11,9 +11,8 @@
 
 use super::{load_model, CliResult};
 use convnet::applications::vgg16::Vgg16;
-use convnet::layers::Activation::{Relu, Sigmoid};
 use convnet::weights::LoadOptions;
-use convnet::{Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Model, Sequential};
+use convnet::{Model, Sequential};
 use std::path::{Path, PathBuf};
 
 /// The built-in model names, for messages.
@@ -40,31 +39,11 @@ pub enum ModelSpec {
     },
 }
 
-/// The chapter's small-data convnet (listing 5.5 with the dropout of 5.13):
-/// Conv2D 32/64/128/128 (3x3, relu) each followed by MaxPooling2D(2),
-/// Flatten, Dropout(0.5), Dense(512, relu), Dense(1, sigmoid) on 150x150x3;
-/// 3,453,121 parameters.
-pub fn small_data() -> Sequential {
-    Sequential::new()
-        .add(Conv2D::new(32, (3, 3)).activation(Relu).input_shape((150, 150, 3)))
-        .add(MaxPooling2D::new((2, 2)))
-        .add(Conv2D::new(64, (3, 3)).activation(Relu))
-        .add(MaxPooling2D::new((2, 2)))
-        .add(Conv2D::new(128, (3, 3)).activation(Relu))
-        .add(MaxPooling2D::new((2, 2)))
-        .add(Conv2D::new(128, (3, 3)).activation(Relu))
-        .add(MaxPooling2D::new((2, 2)))
-        .add(Flatten::new())
-        .add(Dropout::new(0.5))
-        .add(Dense::new(512).activation(Relu))
-        .add(Dense::new(1).activation(Sigmoid))
-}
-
 /// The built-in definition called `name`, if there is one.
 pub fn builtin(name: &str) -> CliResult<Option<ModelSpec>> {
     let (seq, vgg16) = match name {
         "mnist" => (convnet::mnist_convnet(), false),
-        "small-data" => (small_data(), false),
+        "small-data" => (convnet::small_data_convnet(), false),
         "vgg16" => (Vgg16::new().include_top(false).input_shape((150, 150, 3)).sequential()?, true),
         _ => return Ok(None),
     };

@@ -11,12 +11,13 @@
 //!
 //! Accepted layers: `InputLayer`, `Conv2D` (with `groups`), `DepthwiseConv2D`,
 //! `SeparableConv2D`, `MaxPooling2D`, `Rescaling`, `RandomFlip`, `RandomRotation`,
-//! `RandomZoom`, `RandomTranslation`,
+//! `RandomZoom`, `RandomTranslation`, `RandomShear`,
 //! `AveragePooling2D`, `GlobalAveragePooling2D`, `GlobalMaxPooling2D`, `Flatten`, `Dense`, `Dropout`, float32 only,
 //! `channels_last` only. Anything else is an error naming the layer.
 
 use crate::augment::{
-    Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling,
+    Factor, FillMode, FlipMode, Interpolation, RandomFlip, RandomRotation, RandomShear, RandomTranslation, RandomZoom,
+    Rescaling,
 };
 use crate::layers::{
     Activation, Conv2D, Dense, DepthwiseConv2D, Dropout, Flatten, GlobalPool2D, InputShape, Layer, Padding, Pool2D,
@@ -32,7 +33,7 @@ const MAX_NESTING: usize = 8;
 const SUPPORTED: &str =
     "InputLayer, Conv2D, DepthwiseConv2D, SeparableConv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, \
      GlobalMaxPooling2D, Flatten, Dense, Dropout, \
-     Rescaling, RandomFlip, RandomRotation, RandomZoom, RandomTranslation, and Sequential or single-chain \
+     Rescaling, RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomShear, and Sequential or single-chain \
      Functional models of them";
 
 /// The model in `json` (`{"class_name": ..., "config": {...}}`) as a [`Sequential`].
@@ -280,6 +281,13 @@ fn layer(class: &str, c: &Value, name: &str) -> Result<Layer, String> {
             let mut l = RandomTranslation::new(h, w);
             (l.fill_mode, l.interpolation, l.fill_value, l.seed) = warp_options(c, name)?;
             Layer::RandomTranslation(l)
+        }
+        "RandomShear" => {
+            let x = factor(c, "x_factor", name)?.unwrap_or(Factor(0.0, 0.0));
+            let y = factor(c, "y_factor", name)?.unwrap_or(Factor(0.0, 0.0));
+            let mut l = RandomShear::new(x, y);
+            (l.fill_mode, l.interpolation, l.fill_value, l.seed) = warp_options(c, name)?;
+            Layer::RandomShear(l)
         }
         "Dropout" => {
             let rate = c.get("rate").and_then(Value::as_f64).ok_or_else(|| bad("no rate"))?;
