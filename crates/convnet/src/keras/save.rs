@@ -285,6 +285,14 @@ fn layer(l: &BuiltLayer, trainable: bool) -> Result<Value, String> {
             c["width_factor"] = factor(t.width_factor);
             c
         }
+        Layer::RandomShear(r) => {
+            let mut c = warp(r.fill_mode, r.interpolation, r.fill_value, r.seed);
+            // Keras refuses a negative end in a pair, so a symmetric range goes as its one number.
+            let shear = |f: crate::Factor| if f.0 == -f.1 { json!(f64::from(f.1)) } else { factor(f) };
+            c["x_factor"] = shear(r.x_factor);
+            c["y_factor"] = shear(r.y_factor);
+            c
+        }
     };
     let map = config.as_object_mut().ok_or("a layer config is not an object")?;
     map.insert("name".into(), json!(l.name));
