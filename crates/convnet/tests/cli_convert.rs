@@ -65,3 +65,13 @@ fn convert_keeps_weights_bit_identical_through_every_format() {
     assert!(!dir.join("x.onnx").exists());
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn bench_step_freezes_below_trainable_from() {
+    let said = ok(&["bench", "step", "--model", "mnist", "--batch-size", "4", "--trainable-from", "dense", "--json"]);
+    assert!(said.contains("median_s"), "{said}");
+    let out = convnet(&["bench", "step", "--model", "mnist", "--batch-size", "4", "--trainable-from", "block5_conv1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("block5_conv1") && err.contains("conv2d"), "{err}");
+}

@@ -50,6 +50,10 @@ pub struct StepArgs {
     /// Seed of the weights, the inputs and the labels.
     #[arg(long, default_value_t = convnet::DEFAULT_SEED)]
     seed: u64,
+    /// Freeze every layer before this one (the book's fine-tuning: `block5_conv1`); frozen layers
+    /// cost a forward pass only.
+    #[arg(long, value_name = "LAYER")]
+    trainable_from: Option<String>,
 }
 
 fn parse_shape3(s: &str) -> Result<[usize; 3], String> {
@@ -70,6 +74,9 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
     let spec = models::resolve(&a.model, &opts)?;
     let mut model = spec.build(a.input_shape, a.seed, &opts)?;
     model.set_conv_algo(a.algo);
+    if let Some(name) = &a.trainable_from {
+        model.set_trainable_from(name)?;
+    }
     let n = usize::try_from(a.batch_size)?;
     let shape = model.input_shape().to_vec();
     let item: usize = shape.iter().product();
