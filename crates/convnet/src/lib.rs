@@ -100,7 +100,7 @@
 //   callbacks -> logs, model
 //   train -> augment, batch, callbacks, compile, infer, layers, logs, model, progress
 //   gradients -> infer, layers, model, train   (activations, gradients w.r.t. inputs and layer outputs)
-//   keras -> augment, files, layers, limits, model (Keras files in)
+//   keras -> augment, files, layers, limits, model, weights (Keras files in and out, any-format load/save)
 //   applications -> keras, layers, model   (VGG16)
 //   visualize -> files, gradients, layers, model (activation grids, filter patterns, Grad-CAM)
 pub mod applications;
