@@ -423,12 +423,15 @@ unsafe fn gather_tile<S: Isa, const P: usize, const NV: usize>(
             }
         }
     }
-    for r in 0..xo.len() {
-        let x_off = xo[r];
+    // `zip`, not `wo[r]`: the two lists come from one slice split in two,
+    // and LLVM cannot prove their lengths equal, so an indexed `wo[r]` keeps
+    // a bounds check in this loop, whose registers then push the `P` pixel
+    // pointers out to memory: 1.3x slower on the chapter's second layer.
+    for (&x_off, &w_off) in xo.iter().zip(wo) {
         let mut wv = [isa.zero(); NV];
         for j in 0..NV {
             // SAFETY: packed row r holds NV*LANES readable floats.
-            wv[j] = unsafe { isa.load(w.offset(wo[r]).add(j * S::LANES)) };
+            wv[j] = unsafe { isa.load(w.offset(w_off).add(j * S::LANES)) };
         }
         for p in 0..P {
             // SAFETY: src[p] + x_off is inside the source (contract).
