@@ -99,7 +99,7 @@ fn train_a_model_file_on_an_image_folder_then_eval_and_predict() {
     write_class(&data.join("cats"), 0, 12, 40);
     write_class(&data.join("dogs"), 1, 12, 40);
     std::fs::write(data.join("cats/notes.txt"), "not an image").unwrap();
-    let (model, metrics) = (dir.join("m.safetensors"), dir.join("metrics.json"));
+    let (model, metrics, plot) = (dir.join("m.safetensors"), dir.join("metrics.json"), dir.join("curves.png"));
     let out = convnet(&[
         "train",
         "--model",
@@ -122,8 +122,12 @@ fn train_a_model_file_on_an_image_folder_then_eval_and_predict() {
         s(&model),
         "--metrics-json",
         s(&metrics),
+        "--plot",
+        s(&plot),
     ]);
     let stdout = ok(&out);
+    let png = image::open(&plot).expect("--plot writes a PNG");
+    assert!(png.width() > 100 && png.height() > 100);
     assert!(stdout.contains("rescaling (Rescaling)        (None, 48, 48, 3)"), "{stdout}");
     assert!(stdout.contains("Epoch 2/2\n3/3 [="), "{stdout}");
     assert!(stdout.contains("val_accuracy"), "{stdout}");

@@ -76,6 +76,9 @@ pub struct TrainArgs {
     /// Write per-epoch loss, accuracy and seconds and the test loss/accuracy as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     metrics_json: Option<PathBuf>,
+    /// Draw the training curves (accuracy and loss, training and validation, per epoch) as a PNG.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
     /// No summary and no progress bar; only the test result.
     #[arg(long)]
     quiet: bool,
@@ -303,7 +306,7 @@ fn compile(model: &mut Model, a: &TrainArgs, loss: Loss) -> CliResult<()> {
 
 pub fn run(a: TrainArgs, started: Instant, limits: Limits) -> CliResult<()> {
     // Output paths first: a run whose result cannot be saved does not start.
-    let outputs = [("--save", &a.save), ("--metrics-json", &a.metrics_json)];
+    let outputs = [("--save", &a.save), ("--metrics-json", &a.metrics_json), ("--plot", &a.plot)];
     for (i, (f1, p1)) in outputs.iter().enumerate() {
         for (f2, p2) in &outputs[i + 1..] {
             if let (Some(p1), Some(p2)) = (p1, p2) {
@@ -467,6 +470,9 @@ pub fn run(a: TrainArgs, started: Instant, limits: Limits) -> CliResult<()> {
     // Save the trained model before anything else can fail.
     if let Some(path) = &a.save {
         model.save(path)?;
+    }
+    if let Some(path) = &a.plot {
+        history.plot(path).map_err(|e| format!("--plot: {e}"))?;
     }
     let eval_started = Instant::now();
     let test = match data.test() {
