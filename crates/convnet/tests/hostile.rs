@@ -95,11 +95,34 @@ fn assert_error(run: &Run, needles: &[&str]) {
     assert!(run.stderr.len() < 2000, "unbounded message ({} bytes)", run.stderr.len());
 }
 
-fn tmp(tag: &str) -> PathBuf {
+/// A test's scratch directory, removed when the test ends (pass or fail), so
+/// repeated runs do not fill the system temp dir.
+struct TmpDir(PathBuf);
+
+impl std::ops::Deref for TmpDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TmpDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmp(tag: &str) -> TmpDir {
     let d = std::env::temp_dir().join(format!("convnet-hostile-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    TmpDir(d)
 }
 
 fn s(p: &Path) -> &str {
@@ -357,7 +380,7 @@ fn issue_5_save_refuses_fifos_directories_and_links_to_them() {
     let train = |save: &Path| convnet(&["train", "--data", s(&data), "--epochs", "1", "--quiet", "--save", s(save)]);
     for (target, needle) in [
         (&fifo, "is a FIFO (named pipe), not a regular file"),
-        (&dir, "is a directory, not a regular file"),
+        (&*dir, "is a directory, not a regular file"),
         (&link_to_fifo, "is a symbolic link to"),
         (&dangling, "is a symbolic link that cannot be followed"),
     ] {
@@ -540,7 +563,8 @@ fn issue_10_outputs_and_data_are_checked_before_training() {
     let same = dir.join("same");
     let run = with(&["--save", s(&same), "--metrics-json", s(&same)]);
     assert_eq!(run.code, Some(2), "{run:?}");
-    let empty_test = data_dir(&tmp("empty-test"), 4, 0);
+    let empty_dir = tmp("empty-test");
+    let empty_test = data_dir(&empty_dir, 4, 0);
     let run = convnet(&["train", "--data", s(&empty_test), "--epochs", "1", "--save", s(&dir.join("m.st"))]);
     assert_error(&run, &["the test set is empty"]);
     assert!(!run.stdout.contains("Epoch"), "trained first: {run:?}");

@@ -19,8 +19,8 @@ fn default_copy_digests_and_convnet_data() {
             std::fs::write(dir.join(format!("{name}.gz")), gz).unwrap();
         }
     }
-    std::env::set_var("CONVNET_DATA", &dir);
-    assert_eq!(Mnist::default_dir().unwrap(), dir);
+    std::env::set_var("CONVNET_DATA", &*dir);
+    assert_eq!(Mnist::default_dir().unwrap(), *dir);
     let m = Mnist::load_default().unwrap();
     assert_eq!((m.train.len(), m.test.len()), (60_000, 10_000));
     assert_eq!(m.train.labels()[..3], [5, 0, 4]);

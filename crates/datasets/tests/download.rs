@@ -146,7 +146,7 @@ fn a_good_mirror_after_a_bad_one_fills_the_cache_with_verified_raw_files() {
 #[test]
 fn load_default_downloads_into_an_empty_cache() {
     let dir = temp_dir("download-default");
-    std::env::set_var("CONVNET_DATA", &dir);
+    std::env::set_var("CONVNET_DATA", &*dir);
     std::env::set_var(MIRRORS_ENV, format!("{} , {}", mirror("missing"), mirror("good")));
     assert_eq!(Mnist::mirrors(), vec![mirror("missing"), mirror("good")]);
     let m = Mnist::load_default().unwrap();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{gzip, npy_bytes, temp_dir, zip_bytes};
+use common::{gzip, npy_bytes, temp_dir, zip_bytes, TempDir};
 use convnet_datasets::idx::{encode_images, encode_labels, IdxImages, IdxLabels};
 use convnet_datasets::{Error, Mnist};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ fn labels(n: usize) -> Vec<u8> {
 }
 
 /// Writes a complete 28x28 MNIST-format dir with `n_train`/`n_test` examples.
-fn mnist_dir(tag: &str, n_train: usize, n_test: usize, gz: bool) -> PathBuf {
+fn mnist_dir(tag: &str, n_train: usize, n_test: usize, gz: bool) -> TempDir {
     let dir = temp_dir(tag);
     let ext = if gz { ".gz" } else { "" };
     let enc = |b: Vec<u8>| if gz { gzip(&b) } else { b };

@@ -19,7 +19,7 @@ use std::path::Path;
 
 const HDF5_MAGIC: &[u8] = b"\x89HDF\r\n\x1a\n";
 
-/// The formats [`save_as`] writes, chosen from a file name.
+/// The formats [`Model::save_as`](crate::Model::save_as) writes, chosen from a file name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SaveFormat {
     /// `.keras`: the Keras 3 archive (architecture and weights).
