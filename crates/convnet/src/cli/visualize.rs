@@ -16,7 +16,7 @@
 use super::{load_model, CliResult};
 use clap::{Args, Subcommand};
 use convnet::applications::vgg16::{preprocess_input, Vgg16};
-use convnet::images::{load_grey, ImageOptions};
+use convnet::images::{decode_for_model, load_grey, ImageOptions, ModelImageOptions};
 use convnet::limits::Limits;
 use convnet::visualize::{self, Colormap, FilterOptions, GradCamOptions, GridOptions};
 use convnet::weights::LoadOptions;
@@ -223,25 +223,17 @@ fn image_of(model: &Model, a: &ImageArgs, vgg16: bool, limits: Limits) -> CliRes
     if a.invert {
         return Err("--invert applies to one-channel (grey) models".into());
     }
+    // The path `predict` takes: the same header, pixel and resize-buffer
+    // checks, colour conversion and TensorFlow bilinear resize as training.
     let bytes = convnet::files::read_regular_file(&a.image, limits.max_file_bytes)?;
     let name = a.image.display().to_string();
-    let reader = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format()?;
-    let (width, height) = reader.into_dimensions().map_err(|e| format!("{name}: {e}"))?;
-    if u64::from(width) * u64::from(height) > limits.max_image_pixels {
-        return Err(
-            format!("{name}: {width}x{height} is more pixels than the limit ({})", limits.max_image_pixels).into()
-        );
+    let opts = ModelImageOptions { channels: 3, limits, ..ModelImageOptions::default() };
+    let decoded = decode_for_model(&name, &bytes, h32, w32, &opts)?;
+    for note in &decoded.notes {
+        eprintln!("note: {note}");
     }
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format()?;
-    let mut dl = image::Limits::default();
-    dl.max_alloc = Some(limits.max_image_decode_bytes);
-    reader.limits(dl);
-    let rgb = reader.decode().map_err(|e| format!("{name}: {e}"))?.to_rgb8();
-    let picture = if rgb.dimensions() == (w32, h32) {
-        rgb
-    } else {
-        image::imageops::resize(&rgb, w32, h32, image::imageops::FilterType::Triangle)
-    };
+    let picture = RgbImage::from_raw(w32, h32, decoded.pixels)
+        .ok_or_else(|| format!("{name}: decoded to the wrong number of samples"))?;
     let mut values: Vec<f32> = picture.as_raw().iter().map(|&v| v as f32).collect();
     if vgg16 {
         preprocess_input(&mut values)?;
