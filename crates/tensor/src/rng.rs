@@ -54,8 +54,10 @@ impl Rng {
         let x = lo as f64 + (hi as f64 - lo as f64) * self.next_f64();
         // Rounding to f32 may land on `hi`; keep the interval half-open.
         let x = x as f32;
+        // `next_down` is the float just below `hi` whatever its sign (stepping
+        // the bit pattern down moves a negative `hi` *up*, out of the interval).
         if x >= hi {
-            lo.max(f32::from_bits(hi.to_bits() - 1))
+            lo.max(hi.next_down())
         } else {
             x
         }

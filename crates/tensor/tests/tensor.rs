@@ -133,6 +133,23 @@ fn same_seed_same_weights_different_seed_different_weights() {
     assert_ne!(a, c);
 }
 
+/// A draw that rounds up onto a *negative* `hi` must step down to the float
+/// below it; stepping the bit pattern down (the old code) moved it above `hi`.
+/// The seed and interval are the case CI's proptest shrank to.
+#[test]
+fn uniform_never_returns_a_negative_hi() {
+    let (lo, width) = (-9.590542f32, 0.001f32);
+    let hi = lo + width;
+    let mut rng = Rng::new(2258595969941657920);
+    for _ in 0..4096 {
+        let x = rng.uniform(lo, hi);
+        assert!(x >= lo && x < hi, "{x} outside [{lo}, {hi})");
+    }
+    // Exactly one float wide: every draw is `lo`.
+    let one_ulp = lo.next_up();
+    assert!((0..64).all(|_| rng.uniform(lo, one_ulp) == lo));
+}
+
 /// `cases` cases unless `PROPTEST_CASES` says otherwise; shrunk failures are
 /// kept in this file's `.proptest-regressions` twin (`docs/TESTING.md`).
 fn proptest_config(cases: u32) -> ProptestConfig {
