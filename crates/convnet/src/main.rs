@@ -9,6 +9,17 @@ mod cli;
 
 use clap::Parser;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set by the panic hook when `println!` found standard output closed (the
+/// reader of `convnet ... | head` went away): not a bug, so the process ends
+/// quietly with status 0, as `ripgrep` and the coreutils-like tools do.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a panic message is std's report of a write to a closed stdout.
+fn is_closed_stdout(msg: &str) -> bool {
+    msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe")
+}
 
 fn main() -> ExitCode {
     let started = std::time::Instant::now();
@@ -20,6 +31,10 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
+        if is_closed_stdout(&msg) {
+            STDOUT_CLOSED.store(true, Ordering::SeqCst);
+            return;
+        }
         let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
         eprintln!("error: internal error (a bug in convnet){at}: {msg}");
     }));
@@ -43,6 +58,7 @@ fn main() -> ExitCode {
             eprintln!("{msg}");
             ExitCode::from(1)
         }
+        Err(_) if STDOUT_CLOSED.load(Ordering::SeqCst) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
     }
 }

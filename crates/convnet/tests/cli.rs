@@ -31,6 +31,24 @@ fn summary_prints_the_keras_table() {
     assert!(s.contains("Total params: 93,322"));
 }
 
+/// `convnet summary | head -0`: the reader is gone before the first line, so
+/// every write fails with EPIPE. That is the reader's choice, not a bug: exit
+/// 0 with nothing on stderr (it used to print "internal error" and exit 1).
+#[test]
+fn a_closed_stdout_is_not_an_internal_error() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convnet"))
+        .arg("summary")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // close the only read end before the child writes
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+}
+
 #[test]
 fn train_with_limit_then_eval_and_predict_the_saved_model() {
     let dir = tmp("train");
