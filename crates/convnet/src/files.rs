@@ -31,35 +31,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// What a path holds, in the words an error message uses ("a FIFO").
-fn kind_of(ft: &std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return "a FIFO (named pipe)";
-        }
-        if ft.is_char_device() {
-            return "a character device";
-        }
-        if ft.is_block_device() {
-            return "a block device";
-        }
-        if ft.is_socket() {
-            return "a socket";
-        }
-    }
-    if ft.is_dir() {
-        "a directory"
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else if ft.is_file() {
-        "a regular file"
-    } else {
-        "not a regular file"
-    }
-}
-
 fn io_err(path: &Path, kind: std::io::ErrorKind, msg: impl Into<String>) -> Error {
     Error::io(path, std::io::Error::new(kind, msg.into()))
 }
@@ -109,7 +80,11 @@ pub(crate) fn check_regular(path: &Path, ft: &std::fs::FileType) -> Result<()> {
     if ft.is_file() {
         Ok(())
     } else {
-        Err(io_err(path, std::io::ErrorKind::InvalidInput, format!("is {}, not a regular file", kind_of(ft))))
+        Err(io_err(
+            path,
+            std::io::ErrorKind::InvalidInput,
+            format!("is {}, not a regular file", convnet_datasets::file_kind(ft)),
+        ))
     }
 }
 
@@ -135,7 +110,7 @@ pub(crate) fn resolve_save_target(path: &Path) -> Result<PathBuf> {
                     format!(
                         "is a symbolic link to {}, which is {}; refusing to replace it",
                         target.display(),
-                        kind_of(&tm.file_type())
+                        convnet_datasets::file_kind(&tm.file_type())
                     ),
                 ));
             }
@@ -145,7 +120,7 @@ pub(crate) fn resolve_save_target(path: &Path) -> Result<PathBuf> {
         Ok(m) => Err(io_err(
             path,
             std::io::ErrorKind::InvalidInput,
-            format!("is {}, not a regular file; refusing to replace it", kind_of(&m.file_type())),
+            format!("is {}, not a regular file; refusing to replace it", convnet_datasets::file_kind(&m.file_type())),
         )),
     }
 }
@@ -296,7 +271,10 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
             if !m.file_type().is_file() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    format!("is {}, not a regular file; refusing to replace it", kind_of(&m.file_type())),
+                    format!(
+                        "is {}, not a regular file; refusing to replace it",
+                        convnet_datasets::file_kind(&m.file_type())
+                    ),
                 ));
             }
         }

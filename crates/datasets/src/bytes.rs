@@ -44,8 +44,16 @@ pub(crate) fn io_error(path: &Path, source: std::io::Error) -> Error {
     }
 }
 
-/// What a file type is, in the words of an error message (`"a FIFO (named pipe)"`).
-pub(crate) fn kind_of(ft: &std::fs::FileType) -> &'static str {
+/// What a file system entry is, as the noun phrase an error message needs:
+/// "a directory", "a FIFO (named pipe)", "a regular file", ... The one
+/// wording every crate of the workspace uses when it refuses something that
+/// is not a regular file (`convnet`'s atomic writer uses it too).
+///
+/// ```
+/// let ft = std::fs::metadata(std::env::temp_dir()).unwrap().file_type();
+/// assert_eq!(convnet_datasets::file_kind(&ft), "a directory");
+/// ```
+pub fn file_kind(ft: &std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
@@ -64,6 +72,8 @@ pub(crate) fn kind_of(ft: &std::fs::FileType) -> &'static str {
     }
     if ft.is_dir() {
         "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link"
     } else if ft.is_file() {
         "a regular file"
     } else {
@@ -80,7 +90,7 @@ pub(crate) fn map_file(path: &Path) -> Result<Bytes> {
     if !meta.is_file() {
         return Err(Error::WrongFileType {
             path: path.display().to_string(),
-            found: kind_of(&meta.file_type()),
+            found: file_kind(&meta.file_type()),
             expected: "a regular file",
         });
     }
@@ -89,7 +99,7 @@ pub(crate) fn map_file(path: &Path) -> Result<Bytes> {
     if !opened.is_file() {
         return Err(Error::WrongFileType {
             path: path.display().to_string(),
-            found: kind_of(&opened.file_type()),
+            found: file_kind(&opened.file_type()),
             expected: "a regular file",
         });
     }

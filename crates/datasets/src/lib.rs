@@ -72,6 +72,7 @@ mod mnist;
 pub mod npy;
 
 pub use batch::{Batch, BatchIter};
+pub use bytes::file_kind;
 pub use dataset::{Dataset, CLASSES};
 #[cfg(feature = "download")]
 pub use download::{DEFAULT_MIRRORS, MIRRORS_ENV, RAW_LEN};

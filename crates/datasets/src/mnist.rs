@@ -82,7 +82,7 @@ pub(crate) fn find_file(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
             Ok(m) => {
                 return Err(Error::WrongFileType {
                     path: candidate.display().to_string(),
-                    found: crate::bytes::kind_of(&m.file_type()),
+                    found: crate::file_kind(&m.file_type()),
                     expected: "a regular file",
                 })
             }
@@ -102,7 +102,7 @@ fn dir_or_file(path: &Path, shown: String) -> Result<bool> {
         Ok(m) if m.is_file() => Ok(false),
         Ok(m) => Err(Error::WrongFileType {
             path: shown,
-            found: crate::bytes::kind_of(&m.file_type()),
+            found: crate::file_kind(&m.file_type()),
             expected: "a directory or an .npz file",
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::MissingDir { path: shown }),
