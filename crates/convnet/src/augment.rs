@@ -95,6 +95,7 @@ impl From<(f32, f32)> for Factor {
 /// `x * scale + offset` on every value (Keras `Rescaling`; the book's
 /// `Rescaling(1./255)`). Active in training and inference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rescaling {
     /// Layer name.
     pub name: Option<String>,
@@ -125,6 +126,7 @@ macro_rules! random_layer {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
         pub struct $name {
             /// Layer name.
             pub name: Option<String>,

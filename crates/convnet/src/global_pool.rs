@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 /// The configuration both global pooling layers share.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GlobalPool2D {
     /// Layer name; `None` lets the model name it (`global_average_pooling2d`, ...).
     pub name: Option<String>,

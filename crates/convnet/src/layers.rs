@@ -30,6 +30,7 @@ pub use crate::separable::{DepthwiseConv2D, SeparableConv2D};
 /// assert_eq!(c.filters, 32);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Conv2D {
     /// Layer name; `None` lets the model name it `conv2d`, `conv2d_1`, ...
     pub name: Option<String>,
@@ -38,16 +39,22 @@ pub struct Conv2D {
     /// `(kh, kw)`.
     pub kernel_size: Size2,
     /// `(stride_h, stride_w)`, default `(1, 1)`.
+    #[serde(default = "crate::options::defaults::unit_strides")]
     pub strides: Size2,
     /// `valid` (default) or `same`.
+    #[serde(default = "crate::options::defaults::valid")]
     pub padding: Padding,
     /// Applied after the bias.
+    #[serde(default = "crate::options::defaults::linear")]
     pub activation: Activation,
     /// Whether the layer has a bias (default true).
+    #[serde(default = "crate::options::defaults::yes")]
     pub use_bias: bool,
     /// Kernel initialiser, default `glorot_uniform`.
+    #[serde(default = "crate::options::defaults::glorot")]
     pub kernel_initializer: Initializer,
     /// Bias initialiser, default `zeros`.
+    #[serde(default = "crate::options::defaults::zeros")]
     pub bias_initializer: Initializer,
     /// The convolution algorithm; `None` means [`ConvAlgo::Auto`] (or the model-wide choice).
     #[serde(with = "algo_name", default)]
@@ -149,14 +156,17 @@ impl Conv2D {
 
 /// Max or average pooling configuration (Keras `MaxPooling2D` / `AveragePooling2D`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Pool2D {
     /// Layer name; `None` lets the model name it.
     pub name: Option<String>,
     /// `(ph, pw)`, default `(2, 2)`.
+    #[serde(default = "crate::options::defaults::pool_size")]
     pub pool_size: Size2,
     /// Strides; `None` means the pool size (Keras's default).
     pub strides: Option<Size2>,
     /// `valid` (default) or `same`.
+    #[serde(default = "crate::options::defaults::valid")]
     pub padding: Padding,
     /// The input shape `(h, w, c)`, needed on the first layer.
     pub input_shape: Option<InputShape>,
@@ -215,6 +225,7 @@ pool_layer!(
 
 /// Flattens `(h, w, c)` to `(h * w * c,)` in Keras order (h, then w, then c).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Flatten {
     /// Layer name; `None` lets the model name it.
     pub name: Option<String>,
@@ -241,18 +252,23 @@ impl Flatten {
 
 /// Fully connected layer `y = activation(x W + b)`, `W` stored `[in, out]` (Keras `Dense`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dense {
     /// Layer name; `None` lets the model name it `dense`, `dense_1`, ...
     pub name: Option<String>,
     /// Output units.
     pub units: usize,
     /// Applied after the bias.
+    #[serde(default = "crate::options::defaults::linear")]
     pub activation: Activation,
     /// Whether the layer has a bias (default true).
+    #[serde(default = "crate::options::defaults::yes")]
     pub use_bias: bool,
     /// Kernel initialiser, default `glorot_uniform`.
+    #[serde(default = "crate::options::defaults::glorot")]
     pub kernel_initializer: Initializer,
     /// Bias initialiser, default `zeros`.
+    #[serde(default = "crate::options::defaults::zeros")]
     pub bias_initializer: Initializer,
     /// The input shape `(features,)`, needed on the first layer.
     pub input_shape: Option<InputShape>,
@@ -301,6 +317,7 @@ impl Dense {
 /// Zeroes a fraction `rate` of its inputs during training and scales the rest
 /// by `1 / (1 - rate)` (inverted dropout); the identity in inference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dropout {
     /// Layer name; `None` lets the model name it.
     pub name: Option<String>,

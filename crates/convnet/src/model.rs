@@ -54,8 +54,10 @@ pub const MAX_METADATA_BYTES: usize = 1 << 20;
 /// # Ok::<(), convnet::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Sequential {
     /// The model's name (`sequential` by default), shown by `summary`.
+    #[serde(default = "default_name")]
     pub name: String,
     /// The layers, in order.
     pub layers: Vec<Layer>,
@@ -66,6 +68,10 @@ pub struct Sequential {
     /// layers); see [`Model::set_trainable`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frozen: Vec<String>,
+}
+
+fn default_name() -> String {
+    "sequential".into()
 }
 
 fn default_seed() -> u64 {
@@ -81,7 +87,7 @@ impl Default for Sequential {
 impl Sequential {
     /// An empty model named `sequential`.
     pub fn new() -> Self {
-        Sequential { name: "sequential".into(), layers: Vec::new(), seed: DEFAULT_SEED, frozen: Vec::new() }
+        Sequential { name: default_name(), layers: Vec::new(), seed: DEFAULT_SEED, frozen: Vec::new() }
     }
 
     /// Renames the model.

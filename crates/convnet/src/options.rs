@@ -125,6 +125,42 @@ impl From<(usize, usize)> for Size2 {
     }
 }
 
+/// Keras's defaults for the fields an architecture JSON may leave out
+/// (`#[serde(default = "...")]` on the layer configs): a layer written as
+/// `{"filters": 32, "kernel_size": [3, 3]}` means what `Conv2D(32, 3)` means.
+pub(crate) mod defaults {
+    use super::{Activation, Initializer, Padding, Size2};
+
+    /// `strides` of a convolution: `(1, 1)`.
+    pub(crate) fn unit_strides() -> Size2 {
+        Size2(1, 1)
+    }
+    /// `pool_size` of a pooling layer: `(2, 2)`.
+    pub(crate) fn pool_size() -> Size2 {
+        Size2(2, 2)
+    }
+    /// `padding`: `valid`.
+    pub(crate) fn valid() -> Padding {
+        Padding::Valid
+    }
+    /// `activation`: linear (none).
+    pub(crate) fn linear() -> Activation {
+        Activation::Linear
+    }
+    /// `use_bias`: true.
+    pub(crate) fn yes() -> bool {
+        true
+    }
+    /// Kernel initialisers: `glorot_uniform`.
+    pub(crate) fn glorot() -> Initializer {
+        Initializer::GlorotUniform
+    }
+    /// `bias_initializer`: `zeros`.
+    pub(crate) fn zeros() -> Initializer {
+        Initializer::Zeros
+    }
+}
+
 pub(crate) mod algo_name {
     //! `Option<ConvAlgo>` as its CLI name in JSON.
     use convnet_kernels::conv::ConvAlgo;

@@ -27,25 +27,32 @@ fn one() -> usize {
 /// # Ok::<(), convnet::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DepthwiseConv2D {
     /// Layer name; `None` lets the model name it `depthwise_conv2d`, ...
     pub name: Option<String>,
     /// `(kh, kw)`.
     pub kernel_size: Size2,
     /// `(stride_h, stride_w)`, default `(1, 1)`.
+    #[serde(default = "crate::options::defaults::unit_strides")]
     pub strides: Size2,
     /// `valid` (default) or `same`.
+    #[serde(default = "crate::options::defaults::valid")]
     pub padding: Padding,
     /// Filters per input channel, default 1.
     #[serde(default = "one")]
     pub depth_multiplier: usize,
     /// Applied after the bias.
+    #[serde(default = "crate::options::defaults::linear")]
     pub activation: Activation,
     /// Whether the layer has a bias (default true).
+    #[serde(default = "crate::options::defaults::yes")]
     pub use_bias: bool,
     /// Depthwise kernel initialiser, default `glorot_uniform`.
+    #[serde(default = "crate::options::defaults::glorot")]
     pub depthwise_initializer: Initializer,
     /// Bias initialiser, default `zeros`.
+    #[serde(default = "crate::options::defaults::zeros")]
     pub bias_initializer: Initializer,
     /// The convolution algorithm; `None` means [`ConvAlgo::Auto`] (the depthwise kernel).
     #[serde(with = "algo_name", default)]
@@ -134,6 +141,7 @@ impl DepthwiseConv2D {
 /// # Ok::<(), convnet::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SeparableConv2D {
     /// Layer name; `None` lets the model name it `separable_conv2d`, ...
     pub name: Option<String>,
@@ -142,21 +150,28 @@ pub struct SeparableConv2D {
     /// `(kh, kw)` of the depthwise convolution.
     pub kernel_size: Size2,
     /// `(stride_h, stride_w)` of the depthwise convolution, default `(1, 1)`.
+    #[serde(default = "crate::options::defaults::unit_strides")]
     pub strides: Size2,
     /// `valid` (default) or `same`.
+    #[serde(default = "crate::options::defaults::valid")]
     pub padding: Padding,
     /// Depthwise filters per input channel, default 1.
     #[serde(default = "one")]
     pub depth_multiplier: usize,
     /// Applied after the bias.
+    #[serde(default = "crate::options::defaults::linear")]
     pub activation: Activation,
     /// Whether the layer has a bias (default true).
+    #[serde(default = "crate::options::defaults::yes")]
     pub use_bias: bool,
     /// Depthwise kernel initialiser, default `glorot_uniform`.
+    #[serde(default = "crate::options::defaults::glorot")]
     pub depthwise_initializer: Initializer,
     /// Pointwise kernel initialiser, default `glorot_uniform`.
+    #[serde(default = "crate::options::defaults::glorot")]
     pub pointwise_initializer: Initializer,
     /// Bias initialiser, default `zeros`.
+    #[serde(default = "crate::options::defaults::zeros")]
     pub bias_initializer: Initializer,
     /// The input shape `(h, w, c)`, needed on the first layer.
     pub input_shape: Option<InputShape>,
