@@ -16,7 +16,7 @@
 use crate::arch::{scratch_f32, FtzGuard, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
-use crate::arch::{Isa, Token, Vf32};
+use crate::arch::{Isa, Scalar, Token, Vf32};
 use rayon::prelude::*;
 
 use super::TapTable;
@@ -112,7 +112,8 @@ unsafe fn chunk_avx2(isa: Avx2, job: &FilterJob, j: usize, part: &mut [f32]) {
 unsafe fn chunk<S: Isa>(isa: S, job: &FilterJob, j: usize, part: &mut [f32]) {
     let (n, h, w, c) = job.in_dims;
     let (oh, ow) = job.out_hw;
-    let (ce, kw) = (job.ce, job.k.1);
+    let ce = job.ce;
+    let kw = job.k.1;
     let mult = ce / c;
     let total = n * oh;
     let chunks = job.chunks();
@@ -132,20 +133,151 @@ unsafe fn chunk<S: Isa>(isa: S, job: &FilterJob, j: usize, part: &mut [f32]) {
             } else {
                 x_row
             };
-            for kx in 0..kw {
-                let r = &job.col_ranges[kx * 3..][..3];
-                let (lo, hi, ix0) = (r[0] as usize, r[1] as usize, r[2] as usize);
-                if lo >= hi {
-                    continue;
+            // SAFETY: the column ranges were built so that output columns
+            // lo..hi of tap kx read input columns ix0 + (ox - lo) * stride_w,
+            // all inside the row; gy_row holds ow * ce and x_row w * ce
+            // floats; the taps of ky are inside `part`.
+            unsafe { row_taps::<S>(isa, job, x_row, gy_row, &mut part[ky * kw * ce..][..kw * ce]) };
+        }
+    }
+}
+
+/// Adds one `(output row, ky)` pair's contribution to the `kw` taps
+/// `acc[kx, :]` (`kw * ce` floats).
+///
+/// The taps go three at a time (`kx .. kx + 3`, the whole row of a 3x3
+/// filter): over the output columns where all three read inside the image
+/// (`max lo .. min hi`), one pass keeps `3 x 2` accumulators in registers
+/// and loads each output-gradient vector once for the three taps; the
+/// columns at the borders, and the taps left over, go one tap at a time
+/// ([`tap_dot`]).
+///
+/// # Safety
+///
+/// As [`tap_dot`], for every tap's column range in `job.col_ranges`.
+#[inline(always)]
+unsafe fn row_taps<S: Isa>(isa: S, job: &FilterJob, x_row: &[f32], gy_row: &[f32], acc: &mut [f32]) {
+    const KT: usize = 3;
+    let (ce, kw, stride) = (job.ce, job.k.1, job.stride_w);
+    let range = |kx: usize| {
+        let r = &job.col_ranges[kx * 3..][..3];
+        (r[0] as usize, r[1] as usize, r[2] as usize)
+    };
+    let (x, gy, acc) = (x_row.as_ptr(), gy_row.as_ptr(), acc.as_mut_ptr());
+    let mut kx = 0;
+    // SAFETY: the contract above, for every call below; sub-ranges of a
+    // tap's range start at the input column of their first output column.
+    unsafe {
+        while kx + KT <= kw {
+            let r: [(usize, usize, usize); KT] = std::array::from_fn(|k| range(kx + k));
+            let lo = r.iter().map(|r| r.0).max().unwrap_or(0);
+            let hi = r.iter().map(|r| r.1).min().unwrap_or(0);
+            if lo < hi {
+                let ix: [usize; KT] = std::array::from_fn(|k| r[k].2 + (lo - r[k].0) * stride);
+                taps_dot::<S, KT>(isa, x, gy, lo, hi, ix, stride * ce, ce, acc.add(kx * ce));
+                for (k, &(rlo, rhi, ix0)) in r.iter().enumerate() {
+                    let a = acc.add((kx + k) * ce);
+                    tap_dot::<S>(isa, x, gy, rlo, lo.min(rhi), ix0, stride, ce, a);
+                    if hi > rlo {
+                        tap_dot::<S>(isa, x, gy, hi, rhi, ix0 + (hi - rlo) * stride, stride, ce, a);
+                    }
                 }
-                let acc = &mut part[(ky * kw + kx) * ce..][..ce];
-                // SAFETY: output columns lo..hi read input columns
-                // ix0 + (ox - lo) * stride_w, all inside the row (the
-                // range was built that way); gy_row holds ow * ce and
-                // x_row w * ce floats; acc holds ce floats.
-                unsafe {
-                    tap_dot::<S>(isa, x_row.as_ptr(), gy_row.as_ptr(), lo, hi, ix0, job.stride_w, ce, acc.as_mut_ptr())
-                };
+            } else {
+                for (k, &(rlo, rhi, ix0)) in r.iter().enumerate() {
+                    tap_dot::<S>(isa, x, gy, rlo, rhi, ix0, stride, ce, acc.add((kx + k) * ce));
+                }
+            }
+            kx += KT;
+        }
+        for kx in kx..kw {
+            let (rlo, rhi, ix0) = range(kx);
+            tap_dot::<S>(isa, x, gy, rlo, rhi, ix0, stride, ce, acc.add(kx * ce));
+        }
+    }
+}
+
+/// `acc[k, c] += sum_{ox in lo..hi} x[ix[k] + (ox - lo) * stride, c] *
+/// gy[ox, c]` for the `KT` taps `k` at once, lanes in blocks of two
+/// vectors (one cache line), then one vector, then one lane; `xstep` is
+/// `stride * ce`.
+///
+/// # Safety
+///
+/// Every addressed pixel is inside `x` and `gy` (rows of `ce` floats per
+/// pixel); `acc` valid for `KT * ce` reads and writes.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn taps_dot<S: Isa, const KT: usize>(
+    isa: S,
+    x: *const f32,
+    gy: *const f32,
+    lo: usize,
+    hi: usize,
+    ix: [usize; KT],
+    xstep: usize,
+    ce: usize,
+    acc: *mut f32,
+) {
+    let l = S::LANES;
+    // SAFETY: the contract above.
+    unsafe {
+        let mut c = 0;
+        while c + 2 * l <= ce {
+            taps_dot_block::<S, KT, 2>(isa, x, gy, lo, hi, ix, xstep, ce, c, acc);
+            c += 2 * l;
+        }
+        while c + l <= ce {
+            taps_dot_block::<S, KT, 1>(isa, x, gy, lo, hi, ix, xstep, ce, c, acc);
+            c += l;
+        }
+        while c < ce {
+            taps_dot_block::<Scalar, KT, 1>(isa.scalar(), x, gy, lo, hi, ix, xstep, ce, c, acc);
+            c += 1;
+        }
+    }
+}
+
+/// Lanes `c .. c + U * LANES` of [`taps_dot`]: `KT x U` accumulators.
+///
+/// # Safety
+///
+/// As [`taps_dot`]; `c + U * LANES <= ce`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn taps_dot_block<S: Isa, const KT: usize, const U: usize>(
+    isa: S,
+    x: *const f32,
+    gy: *const f32,
+    lo: usize,
+    hi: usize,
+    ix: [usize; KT],
+    xstep: usize,
+    ce: usize,
+    c: usize,
+    acc: *mut f32,
+) {
+    let l = S::LANES;
+    // SAFETY: the contract of `taps_dot`.
+    unsafe {
+        let mut a = [[isa.zero(); U]; KT];
+        let xp: [*const f32; KT] = std::array::from_fn(|k| x.add(ix[k] * ce + c));
+        for (i, ox) in (lo..hi).enumerate() {
+            let gp = gy.add(ox * ce + c);
+            let mut g = [isa.zero(); U];
+            for (u, g) in g.iter_mut().enumerate() {
+                *g = isa.load(gp.add(u * l));
+            }
+            for (k, a) in a.iter_mut().enumerate() {
+                let p = xp[k].add(i * xstep);
+                for (u, a) in a.iter_mut().enumerate() {
+                    *a = isa.load(p.add(u * l)).mul_add(g[u], *a);
+                }
+            }
+        }
+        for (k, a) in a.iter().enumerate() {
+            for (u, a) in a.iter().enumerate() {
+                let p = acc.add(k * ce + c + u * l);
+                a.add(isa.load(p)).store(p);
             }
         }
     }

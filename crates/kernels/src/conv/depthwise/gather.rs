@@ -8,7 +8,7 @@ use super::TapTable;
 use crate::arch::{scratch_f32_task, FtzGuard, SendPtr, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
-use crate::arch::{Isa, Token, Vf32};
+use crate::arch::{Isa, Scalar, Token, Vf32};
 use rayon::prelude::*;
 
 /// One gather call: `dst[n, r, p, :] = bias + sum_{(ky, sr) in rows[r]}
@@ -46,6 +46,12 @@ pub(super) struct Gather<'a> {
     pub rows: TapTable<'a>,
     /// Per destination column: the `(kx, source column)` pairs.
     pub cols: TapTable<'a>,
+    /// The destination columns as runs, `(start, len)` pairs covering every
+    /// column once (see [`super::column_runs`]).
+    pub runs: &'a [isize],
+    /// `(dstep, sstep)`: run members are `dstep` destination columns apart
+    /// and read sources `sstep` columns apart.
+    pub steps: (usize, usize),
     /// Destination rows per task.
     pub block: usize,
 }
@@ -166,11 +172,12 @@ unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
                 g.kw,
                 g.rows.taps(r),
                 &g.cols,
+                g.runs,
+                g.steps,
                 g.filt.as_ptr(),
                 bias,
                 g.relu,
                 target,
-                dw,
             )
         };
         if g.reduce > 1 {
@@ -184,13 +191,19 @@ unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
     }
 }
 
-/// Gathers one destination row of `dst_w` pixels of `ce` lanes.
+/// Gathers one destination row of `ce` lanes per pixel, run by run.
+///
+/// `runs` holds `(start, len)` pairs: destination columns `start + t *
+/// dstep` for `t < len`, whose taps are those of `start` with every source
+/// column moved by `t * sstep` (see [`super::column_runs`]). Each run goes
+/// in register tiles of several pixels (see [`Pixels::run`]).
 ///
 /// # Safety
 ///
 /// `src` row `sr - row0` (row stride `row_stride`) holds every column the
-/// tables name, `filt` is `[kh, kw, ce]`, `bias` (if any) `[ce]`, `dst`
-/// valid for `dst_w * ce` writes.
+/// tables name (plus each run's shifts), `filt` is `[kh, kw, ce]`, `bias`
+/// (if any) `[ce]`, `dst` valid for writes of every pixel the runs name
+/// (`ce` floats each).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn gather_row<S: Isa>(
@@ -202,37 +215,31 @@ unsafe fn gather_row<S: Isa>(
     kw: usize,
     row_taps: &[isize],
     cols: &TapTable,
+    runs: &[isize],
+    steps: (usize, usize),
     filt: *const f32,
     bias: Option<*const f32>,
     relu: bool,
     dst: *mut f32,
-    dst_w: usize,
 ) {
-    let l = S::LANES;
-    for p in 0..dst_w {
-        let col_taps = cols.taps(p);
-        let px = Pixel { src, row_stride, row0, ce, kw, row_taps, col_taps, filt, bias, relu };
-        // SAFETY: pixel p of dst holds ce floats; the blocks stay below ce.
+    let (dstep, sstep) = steps;
+    for run in runs.chunks_exact(2) {
+        let (start, len) = (run[0] as usize, run[1] as usize);
+        let col_taps = cols.taps(start);
+        let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps, filt, bias, relu, sstep, dstep };
+        // SAFETY: the contract above, for every member of the run.
         unsafe {
-            let out = dst.add(p * ce);
-            let mut c = 0;
-            while c + 4 * l <= ce {
-                px.block::<S, 4>(isa, c, out);
-                c += 4 * l;
-            }
-            while c + l <= ce {
-                px.block::<S, 1>(isa, c, out);
-                c += l;
-            }
-            for c in c..ce {
-                px.scalar(c, out);
+            if ce >= 2 * S::LANES {
+                px.run::<S, 4, 2>(isa, start, len, dst)
+            } else {
+                px.run::<S, 8, 1>(isa, start, len, dst)
             }
         }
     }
 }
 
-/// One destination pixel's inputs (see [`gather_row`]).
-struct Pixel<'a> {
+/// One run's inputs (see [`gather_row`]).
+struct Pixels<'a> {
     src: *const f32,
     row_stride: usize,
     row0: usize,
@@ -243,62 +250,118 @@ struct Pixel<'a> {
     filt: *const f32,
     bias: Option<*const f32>,
     relu: bool,
+    sstep: usize,
+    dstep: usize,
 }
 
-impl Pixel<'_> {
-    /// Lanes `c .. c + U * LANES` of the pixel into `out`.
+impl Pixels<'_> {
+    /// The `len` members of the run from destination column `start`: tiles
+    /// of `T` pixels times `U` vectors of lanes (`T * U` accumulators, 8
+    /// independent FMA chains to hide the FMA latency at two FMAs per
+    /// cycle), then single pixels. Each filter vector, loaded once per tap,
+    /// serves `T` pixels. Two vectors (`U = 2`, 64 bytes: one cache line)
+    /// per pixel when there are that many lanes: walking the pixels of a
+    /// tile at one channel offset touches addresses `ce * 4` bytes apart,
+    /// which for 256 or 512 channels all fall in the same L1 sets; taking a
+    /// whole line at each visit means no line has to survive until the
+    /// next channel offset. The lanes left over go one vector, then one
+    /// lane at a time.
     ///
     /// # Safety
     ///
-    /// As [`gather_row`]; `c + U * LANES <= ce`.
+    /// As [`gather_row`], for members `0 .. len` of the run.
     #[inline(always)]
-    unsafe fn block<S: Isa, const U: usize>(&self, isa: S, c: usize, out: *mut f32) {
+    unsafe fn run<S: Isa, const T: usize, const U: usize>(&self, isa: S, start: usize, len: usize, dst: *mut f32) {
         let l = S::LANES;
-        let mut acc = [isa.zero(); U];
-        // SAFETY: every address is inside the buffers by the
-        // contract of `gather_row` and `c + U * l <= ce`.
+        let wide = self.ce - self.ce % (U * l);
+        let one = self.ce - self.ce % l;
+        let mut t = 0;
+        // SAFETY: members t .. t + T (then t) are in the run; the lane
+        // ranges stay below ce.
         unsafe {
-            if let Some(b) = self.bias {
-                for (u, a) in acc.iter_mut().enumerate() {
-                    *a = isa.load(b.add(c + u * l));
-                }
+            while t + T <= len {
+                let p = self.start_col(start, t);
+                self.tile::<S, T, U>(isa, t, p, (0, wide), dst);
+                self.tile::<S, T, 1>(isa, t, p, (wide, one), dst);
+                self.tile::<Scalar, T, 1>(isa.scalar(), t, p, (one, self.ce), dst);
+                t += T;
             }
-            for rt in self.row_taps.chunks_exact(2) {
-                let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
-                let frow = self.filt.add(rt[0] as usize * self.kw * self.ce + c);
-                for ct in self.col_taps.chunks_exact(2) {
-                    let xp = srow.add(ct[1] as usize * self.ce);
-                    let wp = frow.add(ct[0] as usize * self.ce);
-                    for (u, a) in acc.iter_mut().enumerate() {
-                        *a = isa.load(xp.add(u * l)).mul_add(isa.load(wp.add(u * l)), *a);
-                    }
-                }
-            }
-            for (u, a) in acc.iter().enumerate() {
-                let v = if self.relu { a.max(isa.zero()) } else { *a };
-                v.store(out.add(c + u * l));
+            while t < len {
+                let p = self.start_col(start, t);
+                self.tile::<S, 1, U>(isa, t, p, (0, wide), dst);
+                self.tile::<S, 1, 1>(isa, t, p, (wide, one), dst);
+                self.tile::<Scalar, 1, 1>(isa.scalar(), t, p, (one, self.ce), dst);
+                t += 1;
             }
         }
     }
 
-    /// Lane `c` alone (the tail below one vector).
+    /// Destination column of member `t` of the run starting at `start`.
+    #[inline(always)]
+    fn start_col(&self, start: usize, t: usize) -> usize {
+        start + t * self.dstep
+    }
+
+    /// `T` pixels of the run from member `t` on (destination column `p`),
+    /// lanes `c0 .. c1` in blocks of `U` vectors (`c1 - c0` a multiple of
+    /// `U * S::LANES`).
     ///
     /// # Safety
     ///
-    /// As [`gather_row`]; `c < ce`.
+    /// As [`gather_row`]; members `t .. t + T` are in the run; `c1 <= ce`.
     #[inline(always)]
-    unsafe fn scalar(&self, c: usize, out: *mut f32) {
-        // SAFETY: as `block`, one lane.
+    unsafe fn tile<S: Isa, const T: usize, const U: usize>(
+        &self,
+        isa: S,
+        t: usize,
+        p: usize,
+        lanes: (usize, usize),
+        dst: *mut f32,
+    ) {
+        let l = S::LANES;
+        let ce = self.ce;
+        let (mut c, c_end) = lanes;
+        let shift = t * self.sstep;
+        let sstep = self.sstep * ce;
+        // SAFETY: every address is inside the buffers by the contract of
+        // `gather_row`: source columns `sc + shift + i * sstep` are the
+        // taps of run members `t + i`, destination pixel `p + i * dstep`
+        // is member `t + i`, and `c + l <= c1 <= ce`.
         unsafe {
-            let mut a = self.bias.map_or(0.0, |b| *b.add(c));
-            for rt in self.row_taps.chunks_exact(2) {
-                let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
-                let frow = self.filt.add(rt[0] as usize * self.kw * self.ce + c);
-                for ct in self.col_taps.chunks_exact(2) {
-                    a += *srow.add(ct[1] as usize * self.ce) * *frow.add(ct[0] as usize * self.ce);
+            while c + U * l <= c_end {
+                let mut acc = [[isa.zero(); U]; T];
+                if let Some(b) = self.bias {
+                    let mut bv = [isa.zero(); U];
+                    for (u, v) in bv.iter_mut().enumerate() {
+                        *v = isa.load(b.add(c + u * l));
+                    }
+                    acc = [bv; T];
                 }
+                for rt in self.row_taps.chunks_exact(2) {
+                    let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
+                    let frow = self.filt.add(rt[0] as usize * self.kw * ce + c);
+                    for ct in self.col_taps.chunks_exact(2) {
+                        let wp = frow.add(ct[0] as usize * ce);
+                        let mut w = [isa.zero(); U];
+                        for (u, v) in w.iter_mut().enumerate() {
+                            *v = isa.load(wp.add(u * l));
+                        }
+                        let xp = srow.add((ct[1] as usize + shift) * ce);
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            for (u, a) in a.iter_mut().enumerate() {
+                                *a = isa.load(xp.add(i * sstep + u * l)).mul_add(w[u], *a);
+                            }
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().enumerate() {
+                    for (u, a) in a.iter().enumerate() {
+                        let v = if self.relu { a.max(isa.zero()) } else { *a };
+                        v.store(dst.add((p + i * self.dstep) * ce + c + u * l));
+                    }
+                }
+                c += U * l;
             }
-            *out.add(c) = if self.relu { a.max(0.0) } else { a };
         }
     }
 }

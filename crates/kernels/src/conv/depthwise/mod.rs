@@ -12,18 +12,26 @@
 //! - **forward** and **backward-data** are one gather
 //!   (`gather`): each destination pixel is
 //!   `sum over (row tap) x (column tap)` of a source pixel times a filter
-//!   vector, up to four vectors of channels at a time in registers. The
-//!   per-axis tap tables make padding, stride and dilation free in the
-//!   inner loop: forward lists, per output row (column), the `(ky, iy)`
-//!   pairs inside the image; backward-data lists, per INPUT row (column),
-//!   the `(ky, oy)` pairs with `oy * stride + ky * dilation - pad = iy`,
-//!   so every input gradient element is written exactly once (no scatter,
-//!   no atomics) for any stride. A multiplier `m > 1` repeats each input
-//!   channel `m` times in a per-task row buffer (forward) or sums `m`
-//!   lanes per input channel (backward-data).
+//!   vector. The per-axis tap tables make padding, stride and dilation free
+//!   in the inner loop: forward lists, per output row (column), the
+//!   `(ky, iy)` pairs inside the image; backward-data lists, per INPUT row
+//!   (column), the `(ky, oy)` pairs with `oy * stride + ky * dilation - pad
+//!   = iy`, so every input gradient element is written exactly once (no
+//!   scatter, no atomics) for any stride. The columns of a row are cut into
+//!   runs of pixels whose taps are the same up to a shift (`column_runs`:
+//!   the interior of a row is one run, each border pixel its own; for
+//!   backward-data with stride `s`, one run per phase `ix % s`), and a run
+//!   goes in register tiles of 4 pixels x 2 vectors of channels (8 for
+//!   fewer than two vectors of channels): 8 independent FMA chains, every
+//!   filter vector loaded once per tap for the whole tile, the source read
+//!   straight from the image rows (no im2col, no copy). A multiplier
+//!   `m > 1` repeats each input channel `m` times in a per-task row buffer
+//!   (forward) or sums `m` lanes per input channel (backward-data).
 //! - **backward-filter** (`filter`) sums fixed chunks of
 //!   output rows into per-chunk partial filters, added in chunk order:
-//!   no atomics, bit-identical for any thread count.
+//!   no atomics, bit-identical for any thread count. Within a row, the three
+//!   taps of a filter row share each output-gradient load, with `3 x 2`
+//!   vector accumulators over the columns where all three are inside.
 //!
 //! Threads: forward and backward-data split `n x rows` into fixed blocks.
 //! Each body is generic over the vector type and instantiated for
@@ -86,6 +94,40 @@ impl<'a> TapTable<'a> {
         let e = &self.data[o * self.stride..][..self.stride];
         &e[1..1 + 2 * e[0] as usize]
     }
+}
+
+/// Cuts the `len` destination columns of `cols` into runs, written to
+/// `out` as `(start, len)` pairs; returns the number of pairs. A run is a
+/// maximal sequence of columns `start, start + dstep, ...` in which each
+/// column's taps are its predecessor's with every source column moved by
+/// `sstep`: the interior of a row, where one register tile can serve
+/// several pixels with the same filter vectors. Forward: `dstep = 1`,
+/// `sstep = stride` (the border columns, with fewer taps, are runs of
+/// one). Backward-data: `dstep = stride`, `sstep = 1`, one set of runs per
+/// phase `start % stride`. Every column is in exactly one run.
+fn column_runs(cols: &TapTable, len: usize, dstep: usize, sstep: usize, out: &mut [isize]) -> usize {
+    let follows = |a: usize, b: usize| {
+        let (ta, tb) = (cols.taps(a), cols.taps(b));
+        ta.len() == tb.len()
+            && ta.chunks_exact(2).zip(tb.chunks_exact(2)).all(|(x, y)| x[0] == y[0] && x[1] + sstep as isize == y[1])
+    };
+    let mut count = 0;
+    for phase in 0..dstep.min(len) {
+        let mut p = phase;
+        while p < len {
+            let start = p;
+            let mut n = 1;
+            while p + dstep < len && follows(p, p + dstep) {
+                p += dstep;
+                n += 1;
+            }
+            out[2 * count] = start as isize;
+            out[2 * count + 1] = n as isize;
+            count += 1;
+            p += dstep;
+        }
+    }
+    count
 }
 
 /// Forward tap: input coordinate of output `o`, tap `k`, if inside.
@@ -168,10 +210,12 @@ pub(crate) fn forward(
 ) {
     let _ftz = FtzGuard::new();
     let (oh, ow) = (s.out_h(), s.out_w());
-    let mut buf = scratch_isize(Slot::Table, oh * (2 * s.kh + 1) + ow * (2 * s.kw + 1));
-    let (rbuf, cbuf) = buf.split_at_mut(oh * (2 * s.kh + 1));
+    let mut buf = scratch_isize(Slot::Table, oh * (2 * s.kh + 1) + ow * (2 * s.kw + 1) + 2 * ow);
+    let (rbuf, rest) = buf.split_at_mut(oh * (2 * s.kh + 1));
+    let (cbuf, runs) = rest.split_at_mut(ow * (2 * s.kw + 1));
     let rows = TapTable::build(rbuf, oh, s.kh, |o, k| forward_tap(o, k, s.stride_h, s.dilation_h, s.pad_top, s.h));
     let cols = TapTable::build(cbuf, ow, s.kw, |o, k| forward_tap(o, k, s.stride_w, s.dilation_w, s.pad_left, s.w));
+    let nruns = column_runs(&cols, ow, 1, s.stride_w, runs);
     let g = gather::Gather {
         n: s.n,
         src: input,
@@ -187,6 +231,8 @@ pub(crate) fn forward(
         relu: activation == Activation::Relu,
         rows,
         cols,
+        runs: &runs[..2 * nruns],
+        steps: (1, s.stride_w),
         block: block_rows(s.n, oh),
     };
     gather::run(token, &g);
@@ -196,10 +242,12 @@ pub(crate) fn forward(
 pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
     let _ftz = FtzGuard::new();
     let (oh, ow) = (s.out_h(), s.out_w());
-    let mut buf = scratch_isize(Slot::Table, s.h * (2 * s.kh + 1) + s.w * (2 * s.kw + 1));
-    let (rbuf, cbuf) = buf.split_at_mut(s.h * (2 * s.kh + 1));
+    let mut buf = scratch_isize(Slot::Table, s.h * (2 * s.kh + 1) + s.w * (2 * s.kw + 1) + 2 * s.w);
+    let (rbuf, rest) = buf.split_at_mut(s.h * (2 * s.kh + 1));
+    let (cbuf, runs) = rest.split_at_mut(s.w * (2 * s.kw + 1));
     let rows = TapTable::build(rbuf, s.h, s.kh, |i, k| backward_tap(i, k, s.stride_h, s.dilation_h, s.pad_top, oh));
     let cols = TapTable::build(cbuf, s.w, s.kw, |i, k| backward_tap(i, k, s.stride_w, s.dilation_w, s.pad_left, ow));
+    let nruns = column_runs(&cols, s.w, s.stride_w, 1, runs);
     let g = gather::Gather {
         n: s.n,
         src: grad_output,
@@ -215,6 +263,8 @@ pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], fi
         relu: false,
         rows,
         cols,
+        runs: &runs[..2 * nruns],
+        steps: (s.stride_w, 1),
         block: block_rows(s.n, s.h),
     };
     gather::run(token, &g);

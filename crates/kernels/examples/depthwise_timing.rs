@@ -1,0 +1,145 @@
+//! Quick timing of the depthwise and grouped layers of
+//! `../shared/anchors/run.sh depthwise` (batch 8, 3x3 `same`), each pass
+//! apart, next to this machine's copy bandwidth (release build):
+//!
+//! ```text
+//! RAYON_NUM_THREADS=2 cargo run --release -p convnet-kernels --example depthwise_timing [-- FILTER [REPS]]
+//! ```
+//!
+//! `DW_BATCH=N` sets another batch size than the anchor's 8.
+//! FILTER (optional) keeps the layers whose label contains it (`copy`
+//! alone runs only the bandwidth measurement). For each layer it prints the
+//! median milliseconds of forward, backward-data and backward-filter, their
+//! sum (what PyTorch's `y = conv(x); y.backward(g)` step does, less the
+//! autograd overhead), in brackets the mean CPU milliseconds per call summed
+//! over all threads (Linux; less sensitive to a loaded machine than the
+//! wall time), and for the depthwise forward the memory bound:
+//! input and output bytes moved once, at the measured copy bandwidth.
+//!
+//! Copy bandwidth: the median time of `copy_from_slice` between two
+//! buffers of the layer's input size, split in two halves over the rayon
+//! pool, counted as bytes read plus bytes written. Repeated copies of a
+//! buffer that fits in L3 (this EPYC has 32 MiB) run at L3 bandwidth, as
+//! repeated calls of the kernel do; both figures are printed.
+//! The criterion bench `cargo bench -p convnet-benches --bench depthwise`
+//! is the reference measurement; this is the quick look.
+
+use convnet_kernels::activation::Activation;
+use convnet_kernels::conv::{
+    conv2d_backward_data, conv2d_backward_filter, conv2d_forward, select, ConvAlgo, ConvPass, ConvShape, Padding,
+};
+use rayon::prelude::*;
+use std::time::Instant;
+
+fn median_ms(reps: usize, f: impl FnMut()) -> f64 {
+    timed(reps, f).0
+}
+
+/// CPU nanoseconds this process's threads have run so far (Linux
+/// `/proc/self/task/*/schedstat`; 0 elsewhere): on a loaded machine the
+/// CPU time per call says more about a kernel than its wall time.
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+/// Median wall milliseconds and mean CPU milliseconds (all threads) per call.
+fn timed(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    f();
+    let cpu0 = process_cpu_ns();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    let cpu = (process_cpu_ns() - cpu0) as f64 / 1e6 / reps as f64;
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (t[reps / 2], cpu)
+}
+
+/// Copy bandwidth in GB/s (read + write) for buffers of `bytes`.
+fn copy_gbps(bytes: usize, reps: usize) -> f64 {
+    let len = bytes / 4;
+    let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
+    let mut dst = vec![0.0f32; len];
+    let half = len.div_ceil(2);
+    let ms = median_ms(reps, || {
+        dst.par_chunks_mut(half).zip(src.par_chunks(half)).for_each(|(d, s)| d.copy_from_slice(s));
+        std::hint::black_box(&dst);
+    });
+    2.0 * bytes as f64 / (ms * 1e-3) / 1e9
+}
+
+fn main() {
+    let filter = std::env::args().nth(1).unwrap_or_default();
+    let reps: usize = std::env::args().nth(2).and_then(|r| r.parse().ok()).unwrap_or(21);
+    // DW_BATCH overrides the anchor's batch of 8 (a smaller batch stays in cache).
+    let batch: usize = std::env::var("DW_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(8);
+    let layer = |h: usize, c: usize, stride: usize, groups: usize| {
+        ConvShape::new(batch, h, h, c, c, 3, 3)
+            .and_then(|s| s.with_stride(stride, stride))
+            .and_then(|s| s.with_padding(Padding::Same))
+            .and_then(|s| s.with_groups(groups))
+            .unwrap()
+    };
+    let layers = [
+        ("dw 112x112x32 s1", layer(112, 32, 1, 32)),
+        ("dw 112x112x64 s2", layer(112, 64, 2, 64)),
+        ("dw 28x28x256 s1", layer(28, 256, 1, 256)),
+        ("dw 14x14x512 s1", layer(14, 512, 1, 512)),
+        ("grouped 56x56x128 g4", layer(56, 128, 1, 4)),
+    ];
+    println!(
+        "simd level: {}, threads {}",
+        convnet_kernels::simd::try_level().map_or_else(|e| e.to_string(), |l| l.name().to_string()),
+        rayon::current_num_threads()
+    );
+    let mut bw = Vec::new();
+    for mb in [3.2f64, 6.4, 12.8, 25.7] {
+        let g = copy_gbps((mb * 1e6) as usize, reps.max(11));
+        println!("copy {mb:>5.1} MB buffers: {g:6.1} GB/s (read + write)");
+        bw.push((mb, g));
+    }
+    if filter == "copy" {
+        return;
+    }
+    for (label, s) in layers {
+        if !label.contains(&filter) {
+            continue;
+        }
+        let x: Vec<f32> = (0..s.input_len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let w: Vec<f32> = (0..s.filter_len()).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let gy: Vec<f32> = (0..s.output_len()).map(|i| ((i * 7717) % 1000) as f32 / 1000.0 - 0.5).collect();
+        let (mut y, mut gx, mut gw) = (vec![0.0; s.output_len()], vec![0.0; s.input_len()], vec![0.0; s.filter_len()]);
+        let algo = select(&s, ConvPass::Forward);
+        let (f, fc) =
+            timed(reps, || conv2d_forward(ConvAlgo::Auto, &s, &x, &w, None, Activation::Linear, &mut y).unwrap());
+        let (d, dc) = timed(reps, || conv2d_backward_data(ConvAlgo::Auto, &s, &gy, &w, &mut gx).unwrap());
+        let (b, bc) = timed(reps, || conv2d_backward_filter(ConvAlgo::Auto, &s, &x, &gy, &mut gw).unwrap());
+        print!(
+            "{label:<22} {algo:<10} fwd {f:7.3} ({fc:.3} cpu)  bwd-data {d:7.3} ({dc:.3})  bwd-filter {b:7.3} ({bc:.3})  \
+             fwd+bwd {:7.3} ms",
+            f + d + b
+        );
+        if s.groups == s.c_in {
+            let bytes = 4.0 * (s.input_len() + s.output_len()) as f64;
+            // The copy figure measured on the buffer size nearest the layer's input.
+            let (_, g) =
+                bw.iter().min_by(|a, b| (a.0 - bytes / 2e6).abs().total_cmp(&(b.0 - bytes / 2e6).abs())).unwrap();
+            let bound = bytes / (g * 1e9) * 1e3;
+            print!(
+                "  | {:.1} MB moved, bound {bound:.3} ms at {g:.1} GB/s, fwd = {:.2}x bound",
+                bytes / 1e6,
+                f / bound
+            );
+        }
+        println!();
+    }
+}
