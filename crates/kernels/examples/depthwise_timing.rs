@@ -6,7 +6,8 @@
 //! RAYON_NUM_THREADS=2 cargo run --release -p convnet-kernels --example depthwise_timing [-- FILTER [REPS]]
 //! ```
 //!
-//! `DW_BATCH=N` sets another batch size than the anchor's 8.
+//! `DW_BATCH=N` sets another batch size than the anchor's 8, `DW_ALGO=NAME`
+//! an algorithm instead of `auto` (layers it cannot run are left out).
 //! FILTER (optional) keeps the layers whose label contains it (`copy`
 //! alone runs only the bandwidth measurement). For each layer it prints the
 //! median milliseconds of forward, backward-data and backward-filter, their
@@ -26,7 +27,7 @@
 
 use convnet_kernels::activation::Activation;
 use convnet_kernels::conv::{
-    conv2d_backward_data, conv2d_backward_filter, conv2d_forward, select, ConvAlgo, ConvPass, ConvShape, Padding,
+    self, conv2d_backward_data, conv2d_backward_filter, conv2d_forward, select, ConvAlgo, ConvPass, ConvShape, Padding,
 };
 use rayon::prelude::*;
 use std::time::Instant;
@@ -118,13 +119,16 @@ fn main() {
         let w: Vec<f32> = (0..s.filter_len()).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
         let gy: Vec<f32> = (0..s.output_len()).map(|i| ((i * 7717) % 1000) as f32 / 1000.0 - 0.5).collect();
         let (mut y, mut gx, mut gw) = (vec![0.0; s.output_len()], vec![0.0; s.input_len()], vec![0.0; s.filter_len()]);
-        let algo = select(&s, ConvPass::Forward);
-        let (f, fc) =
-            timed(reps, || conv2d_forward(ConvAlgo::Auto, &s, &x, &w, None, Activation::Linear, &mut y).unwrap());
-        let (d, dc) = timed(reps, || conv2d_backward_data(ConvAlgo::Auto, &s, &gy, &w, &mut gx).unwrap());
-        let (b, bc) = timed(reps, || conv2d_backward_filter(ConvAlgo::Auto, &s, &x, &gy, &mut gw).unwrap());
+        let algo: ConvAlgo = std::env::var("DW_ALGO").ok().and_then(|a| a.parse().ok()).unwrap_or(ConvAlgo::Auto);
+        if conv::supports(algo, &s, ConvPass::Forward).is_err() {
+            continue;
+        }
+        let shown = if algo == ConvAlgo::Auto { select(&s, ConvPass::Forward) } else { algo };
+        let (f, fc) = timed(reps, || conv2d_forward(algo, &s, &x, &w, None, Activation::Linear, &mut y).unwrap());
+        let (d, dc) = timed(reps, || conv2d_backward_data(algo, &s, &gy, &w, &mut gx).unwrap());
+        let (b, bc) = timed(reps, || conv2d_backward_filter(algo, &s, &x, &gy, &mut gw).unwrap());
         print!(
-            "{label:<22} {algo:<10} fwd {f:7.3} ({fc:.3} cpu)  bwd-data {d:7.3} ({dc:.3})  bwd-filter {b:7.3} ({bc:.3})  \
+            "{label:<22} {shown:<11} fwd {f:7.3} ({fc:.3} cpu)  bwd-data {d:7.3} ({dc:.3})  bwd-filter {b:7.3} ({bc:.3})  \
              fwd+bwd {:7.3} ms",
             f + d + b
         );

@@ -25,7 +25,7 @@
 //! `Kg = kh * kw`, GEMMs too thin to be fast), so `Im2col` stays fully
 //! general.
 
-use super::im2col::{epilogue, MAX_COL_BUFFER_BYTES};
+use super::im2col::{epilogue, pack_channel_rows, unpack_add_channel_rows, MAX_COL_BUFFER_BYTES};
 use super::ConvShape;
 use crate::activation::Activation;
 use crate::arch::Token;
@@ -50,69 +50,19 @@ fn budget_rows(s: &ConvShape) -> usize {
     (MAX_COL_BUFFER_BYTES / (4 * s.kh * s.kw * s.c_in)).max(1)
 }
 
-/// Input coordinate of output `o`, tap `k` along one axis, if inside.
-#[inline(always)]
-fn tap(o: usize, k: usize, stride: usize, dilation: usize, pad: usize, size: usize) -> Option<usize> {
-    (o * stride + k * dilation).checked_sub(pad).filter(|&i| i < size)
-}
-
 /// Packs rows `first_row .. first_row + rows` of group `g`'s column matrix
-/// into `out` (`rows * Kg` values, overwritten; zeros for padding taps).
+/// into `out` (`rows * Kg` values, overwritten; zeros for padding taps):
+/// the dense packing over the group's channel window.
 fn pack_group_rows(s: &ConvShape, input: &[f32], g: usize, first_row: usize, rows: usize, out: &mut [f32]) {
-    let (oh, ow, c, cig) = (s.out_h(), s.out_w(), s.c_in, s.c_in_per_group());
-    let k = group_patch_len(s);
-    debug_assert_eq!(out.len(), rows * k);
-    let (mut n, mut oy, mut ox) = (first_row / (oh * ow), first_row / ow % oh, first_row % ow);
-    for dst in out.chunks_exact_mut(k) {
-        let img = &input[n * s.h * s.w * c..][..s.h * s.w * c];
-        for ky in 0..s.kh {
-            let drow = &mut dst[ky * s.kw * cig..][..s.kw * cig];
-            let Some(iy) = tap(oy, ky, s.stride_h, s.dilation_h, s.pad_top, s.h) else {
-                drow.fill(0.0);
-                continue;
-            };
-            for (kx, d) in drow.chunks_exact_mut(cig).enumerate() {
-                match tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w) {
-                    Some(ix) => d.copy_from_slice(&img[(iy * s.w + ix) * c + g * cig..][..cig]),
-                    None => d.fill(0.0),
-                }
-            }
-        }
-        ox += 1;
-        if ox == ow {
-            ox = 0;
-            oy += 1;
-            if oy == oh {
-                oy = 0;
-                n += 1;
-            }
-        }
-    }
+    let cig = s.c_in_per_group();
+    pack_channel_rows(s, input, (g * cig, cig), first_row, rows, out);
 }
 
 /// col2im of group `g` for rows `first .. first + rows` of ONE image,
 /// adding into that image's gradient `img` (`[h, w, c_in]`).
 fn unpack_add_group(s: &ConvShape, col: &[f32], g: usize, first: usize, rows: usize, img: &mut [f32]) {
-    let (ow, c, cig) = (s.out_w(), s.c_in, s.c_in_per_group());
-    let k = group_patch_len(s);
-    debug_assert_eq!(col.len(), rows * k);
-    let (mut oy, mut ox) = (first / ow, first % ow);
-    for src in col.chunks_exact(k) {
-        for ky in 0..s.kh {
-            let Some(iy) = tap(oy, ky, s.stride_h, s.dilation_h, s.pad_top, s.h) else { continue };
-            for (kx, v) in src[ky * s.kw * cig..][..s.kw * cig].chunks_exact(cig).enumerate() {
-                if let Some(ix) = tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w) {
-                    let d = &mut img[(iy * s.w + ix) * c + g * cig..][..cig];
-                    d.iter_mut().zip(v).for_each(|(d, &v)| *d += v);
-                }
-            }
-        }
-        ox += 1;
-        if ox == ow {
-            ox = 0;
-            oy += 1;
-        }
-    }
+    let cig = s.c_in_per_group();
+    unpack_add_channel_rows(s, col, (g * cig, cig), first, rows, img);
 }
 
 /// Forward pass with the activation fused into the epilogue (lengths checked by the caller).

@@ -127,10 +127,27 @@ fn tap(o: usize, k: usize, stride: usize, dilation: usize, pad: usize, size: usi
     (o * stride + k * dilation).checked_sub(pad).filter(|&i| i < size)
 }
 
-/// The body of [`im2col_pack`] (lengths already checked).
+/// The body of [`im2col_pack`] (lengths already checked): all channels.
 pub(crate) fn pack_rows(s: &ConvShape, input: &[f32], first_row: usize, rows: usize, out: &mut [f32]) {
+    pack_channel_rows(s, input, (0, s.c_in), first_row, rows, out);
+}
+
+/// Packs rows `first_row .. first_row + rows` of the column matrix of the
+/// input channels `c0 .. c0 + cn` (`channels = (c0, cn)`) into `out`
+/// (`rows * kh*kw*cn` values, overwritten; zeros for padding taps): the
+/// whole matrix for `(0, c_in)`, one group's for a grouped convolution
+/// (see [`super::grouped`]). Exact data movement.
+pub(crate) fn pack_channel_rows(
+    s: &ConvShape,
+    input: &[f32],
+    channels: (usize, usize),
+    first_row: usize,
+    rows: usize,
+    out: &mut [f32],
+) {
     let (oh, ow, c) = (s.out_h(), s.out_w(), s.c_in);
-    let k = patch_len(s);
+    let (c0, cn) = channels;
+    let k = s.kh * s.kw * cn;
     debug_assert_eq!(out.len(), rows * k);
     let mut n = first_row / (oh * ow);
     let mut oy = first_row / ow % oh;
@@ -138,15 +155,15 @@ pub(crate) fn pack_rows(s: &ConvShape, input: &[f32], first_row: usize, rows: us
     for dst in out.chunks_exact_mut(k) {
         let img = &input[n * s.h * s.w * c..][..s.h * s.w * c];
         for ky in 0..s.kh {
-            let drow = &mut dst[ky * s.kw * c..][..s.kw * c];
+            let drow = &mut dst[ky * s.kw * cn..][..s.kw * cn];
             let Some(iy) = tap(oy, ky, s.stride_h, s.dilation_h, s.pad_top, s.h) else {
                 drow.fill(0.0);
                 continue;
             };
             let srow = &img[iy * s.w * c..][..s.w * c];
-            for (kx, d) in drow.chunks_exact_mut(c).enumerate() {
+            for (kx, d) in drow.chunks_exact_mut(cn).enumerate() {
                 match tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w) {
-                    Some(ix) => d.copy_from_slice(&srow[ix * c..][..c]),
+                    Some(ix) => d.copy_from_slice(&srow[ix * c + c0..][..cn]),
                     None => d.fill(0.0),
                 }
             }
@@ -166,19 +183,35 @@ pub(crate) fn pack_rows(s: &ConvShape, input: &[f32], first_row: usize, rows: us
 /// col2im for rows `first .. first + rows` of ONE image (`first` counted
 /// from that image's first pixel), adding into that image's gradient.
 fn unpack_add_image(s: &ConvShape, col: &[f32], first: usize, rows: usize, img: &mut [f32]) {
+    unpack_add_channel_rows(s, col, (0, s.c_in), first, rows, img);
+}
+
+/// The adjoint of [`pack_channel_rows`] for rows `first .. first + rows`
+/// of ONE image: adds each row of `col` (`rows * kh*kw*cn` values) into
+/// input channels `c0 .. c0 + cn` of that image's gradient `img`
+/// (`[h, w, c_in]`), skipping padding taps.
+pub(crate) fn unpack_add_channel_rows(
+    s: &ConvShape,
+    col: &[f32],
+    channels: (usize, usize),
+    first: usize,
+    rows: usize,
+    img: &mut [f32],
+) {
     let (ow, c) = (s.out_w(), s.c_in);
-    let k = patch_len(s);
+    let (c0, cn) = channels;
+    let k = s.kh * s.kw * cn;
     debug_assert_eq!(col.len(), rows * k);
     let mut oy = first / ow;
     let mut ox = first % ow;
     for src in col.chunks_exact(k) {
         for ky in 0..s.kh {
             let Some(iy) = tap(oy, ky, s.stride_h, s.dilation_h, s.pad_top, s.h) else { continue };
-            let srow = &src[ky * s.kw * c..][..s.kw * c];
+            let srow = &src[ky * s.kw * cn..][..s.kw * cn];
             let drow = &mut img[iy * s.w * c..][..s.w * c];
-            for (kx, v) in srow.chunks_exact(c).enumerate() {
+            for (kx, v) in srow.chunks_exact(cn).enumerate() {
                 if let Some(ix) = tap(ox, kx, s.stride_w, s.dilation_w, s.pad_left, s.w) {
-                    for (d, &v) in drow[ix * c..][..c].iter_mut().zip(v) {
+                    for (d, &v) in drow[ix * c + c0..][..cn].iter_mut().zip(v) {
                         *d += v;
                     }
                 }

@@ -10,7 +10,9 @@
 //! | [`ConvAlgo::Depthwise`] | [`depthwise`] | depthwise shapes (`groups == c_in`), any multiplier, stride, padding |
 //!
 //! Grouped shapes (`groups > 1`) run on `Reference`, `Im2col` (one GEMM per
-//! group) and, when depthwise, `Depthwise`; `Direct` and Winograd refuse them.
+//! group), Winograd (each group's channels gathered into a dense tensor and
+//! run on the dense kernel, `grouped_winograd`) and, when depthwise,
+//! `Depthwise`; `Direct` refuses them.
 //!
 //! Entry points are safe: they validate the shape and check every slice
 //! length once, then dispatch. An explicitly requested algorithm that cannot
@@ -27,6 +29,7 @@ mod builder;
 pub mod depthwise;
 pub mod direct;
 mod grouped;
+mod grouped_winograd;
 pub mod im2col;
 pub mod reference;
 mod select;
@@ -142,9 +145,11 @@ impl ConvPass {
 /// Whether `algo` (not `Auto`) can run `pass` on `shape`; the error says why not.
 pub fn supports(algo: ConvAlgo, shape: &ConvShape, pass: ConvPass) -> Result<()> {
     let verdict = match algo {
-        ConvAlgo::Direct | ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 if shape.groups > 1 => {
-            Err(format!("{} groups: grouped convolution runs on im2col, depthwise or reference", shape.groups))
-        }
+        ConvAlgo::Direct if shape.groups > 1 => Err(format!(
+            "{} groups: grouped convolution runs on im2col, winograd, depthwise or reference",
+            shape.groups
+        )),
+        ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 if shape.groups > 1 => grouped_winograd::supports(shape),
         ConvAlgo::Auto => Ok(()),
         // Fully general: every validated shape, every pass.
         ConvAlgo::Reference | ConvAlgo::Direct | ConvAlgo::Im2col => Ok(()),
@@ -221,6 +226,9 @@ pub fn conv2d_forward_at(
         ConvAlgo::Direct => direct::forward(token, shape, input, filter, bias, activation, output),
         ConvAlgo::Im2col if shape.groups > 1 => grouped::forward(token, shape, input, filter, bias, activation, output),
         ConvAlgo::Im2col => im2col::forward(token, shape, input, filter, bias, activation, output),
+        a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) if shape.groups > 1 => {
+            grouped_winograd::forward(token, a, shape, input, filter, bias, activation, output)
+        }
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
             winograd::forward(token, a, shape, input, filter, bias, activation, output)
         }
@@ -261,6 +269,9 @@ pub fn conv2d_backward_data_at(
         ConvAlgo::Direct => direct::backward_data(token, shape, grad_output, filter, grad_input),
         ConvAlgo::Im2col if shape.groups > 1 => grouped::backward_data(token, shape, grad_output, filter, grad_input),
         ConvAlgo::Im2col => im2col::backward_data(token, shape, grad_output, filter, grad_input),
+        a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) if shape.groups > 1 => {
+            grouped_winograd::backward_data(token, a, shape, grad_output, filter, grad_input)
+        }
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
             winograd::backward_data(token, a, shape, grad_output, filter, grad_input)
         }
@@ -301,6 +312,9 @@ pub fn conv2d_backward_filter_at(
         ConvAlgo::Direct => direct::backward_filter(token, shape, input, grad_output, grad_filter),
         ConvAlgo::Im2col if shape.groups > 1 => grouped::backward_filter(token, shape, input, grad_output, grad_filter),
         ConvAlgo::Im2col => im2col::backward_filter(token, shape, input, grad_output, grad_filter),
+        a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) if shape.groups > 1 => {
+            grouped_winograd::backward_filter(token, a, shape, input, grad_output, grad_filter)
+        }
         a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => {
             winograd::backward_filter(token, a, shape, input, grad_output, grad_filter)
         }

@@ -2,9 +2,11 @@
 //! the shape and pass.
 //!
 //! Grouped shapes (`groups > 1`) go to [`ConvAlgo::Depthwise`] when they
-//! are depthwise (`groups == c_in`: memory-bound, channels on the lanes)
-//! and to [`ConvAlgo::Im2col`] (one GEMM per group) otherwise. For dense
-//! shapes, the ladder, per pass:
+//! are depthwise (`groups == c_in`: memory-bound, channels on the lanes);
+//! otherwise to Winograd F(4x4, 3x3) when the ladder below picks it for one
+//! group's dense shape (`c_in / groups -> c_out / groups`; each group is
+//! gathered and run dense), and to [`ConvAlgo::Im2col`] (one GEMM per
+//! group) when it does not. For dense shapes, the ladder, per pass:
 //!
 //! 1. **Winograd F(4x4, 3x3)** for 3x3, stride-1, undilated layers with at
 //!    least [`WINOGRAD_MIN_CHANNELS`] channels on both sides (and, for the
@@ -86,10 +88,18 @@ pub const DIRECT_BWD_DATA_MIN_CIN: usize = 8;
 /// ```
 pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
     // Grouped shapes: the depthwise kernel when each group has one input
-    // channel, else one GEMM per group. (A one-channel input is depthwise
-    // too, but dense: it keeps the dense ladder below.)
+    // channel, else Winograd if one group's dense shape would run it, else
+    // one GEMM per group. (A one-channel input is depthwise too, but dense:
+    // it keeps the dense ladder below.)
     if shape.groups > 1 {
-        return if shape.depthwise_multiplier().is_some() { ConvAlgo::Depthwise } else { ConvAlgo::Im2col };
+        if shape.depthwise_multiplier().is_some() {
+            return ConvAlgo::Depthwise;
+        }
+        let group = ConvShape { c_in: shape.c_in_per_group(), c_out: shape.c_out_per_group(), groups: 1, ..*shape };
+        return match select(&group, pass) {
+            a @ (ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4) => a,
+            _ => ConvAlgo::Im2col,
+        };
     }
     let filter_bytes = shape.filter_len() * 4;
     let out_pixels = shape.out_h() * shape.out_w();

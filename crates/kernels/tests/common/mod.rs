@@ -84,8 +84,9 @@ pub fn must_support(algo: ConvAlgo, s: &ConvShape) -> bool {
         ConvAlgo::Reference | ConvAlgo::Im2col | ConvAlgo::Auto => true,
         ConvAlgo::Direct => s.groups == 1,
         ConvAlgo::Depthwise => s.groups == s.c_in,
+        // Grouped shapes too: each group runs on the dense kernel.
         ConvAlgo::WinogradF2 | ConvAlgo::WinogradF4 => {
-            s.groups == 1 && (s.kh, s.kw, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w) == (3, 3, 1, 1, 1, 1)
+            (s.kh, s.kw, s.stride_h, s.stride_w, s.dilation_h, s.dilation_w) == (3, 3, 1, 1, 1, 1)
         }
     }
 }
