@@ -93,6 +93,10 @@ pub enum Error {
     /// A user callback asked to stop with an error.
     #[error("callback: {0}")]
     Callback(String),
+    /// Data-parallel training: the ranks disagree (model, seed, data), a
+    /// rank failed, or the communication failed.
+    #[error("distributed: {0}")]
+    Distributed(String),
 }
 
 impl Error {

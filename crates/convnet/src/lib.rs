@@ -110,6 +110,7 @@ mod built;
 pub mod callbacks;
 mod compile;
 pub mod data;
+pub mod distributed;
 mod error;
 mod evaluate;
 pub mod files;

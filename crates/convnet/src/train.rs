@@ -78,6 +78,12 @@ pub struct FitOptions<'a> {
     /// [`TerminateOnNaN`](crate::callbacks::TerminateOnNaN) to stop at the
     /// first such batch, as in Keras.
     pub check_finite: bool,
+    /// Train data-parallel over this group of ranks (default `None`: this
+    /// process alone): each rank computes its share of every batch and the
+    /// gradients are summed in rank order, so every rank ends with the same
+    /// weights; see [`crate::distributed`]. Every rank calls `fit` with the
+    /// same model, seed, options and data; only rank 0 prints progress.
+    pub distributed: Option<&'a mut dyn crate::distributed::Collective>,
 }
 
 impl Default for FitOptions<'_> {
@@ -92,6 +98,7 @@ impl Default for FitOptions<'_> {
             callbacks: Vec::new(),
             verbose: Verbose::Auto,
             check_finite: true,
+            distributed: None,
         }
     }
 }
@@ -384,6 +391,13 @@ impl Model {
         }
         let mut scratch = Scratch::default();
         let accuracy = self.compiled.as_ref().is_some_and(|c| c.accuracy);
+        let mut dp = match options.distributed.take() {
+            Some(group) => Some(self.start_data_parallel(group, data, &options, &frozen, form)?),
+            None => None,
+        };
+        if dp.as_ref().is_some_and(|d| d.rank() != 0) {
+            options.verbose = Verbose::Silent; // rank 0 reports
+        }
         let live = match options.verbose {
             Verbose::Silent => None,
             Verbose::Auto => Some(std::io::stdout().is_terminal()),
@@ -406,7 +420,9 @@ impl Model {
                 rng.shuffle(&mut order);
             }
             let mut run = Running::default();
-            for (bi, idx) in order.chunks(bs).enumerate() {
+            for (bi, batch) in order.chunks(bs).enumerate() {
+                // Data-parallel: this rank's share of the batch, and how many of its examples count.
+                let (idx, counted) = dp.as_ref().map_or((batch, batch.len()), |d| d.shard(batch));
                 let b = idx.len();
                 buf.fill(data, idx, Some(form))?;
                 if b != tape_batch {
@@ -422,11 +438,34 @@ impl Model {
                 tape.reset();
                 self.params.zero_grad();
                 let x = tape.input(TensorView::new(buf.shape(b)?, &buf.x[..b * buf.item_len])?)?;
-                let step_seed = options.seed ^ ((epoch as u64) << 32 | bi as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+                let mut step_seed =
+                    options.seed ^ ((epoch as u64) << 32 | bi as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+                if let Some(d) = &dp {
+                    step_seed = d.step_seed(step_seed);
+                }
                 let fused = self.compiled.as_ref().is_some_and(|c| c.fused);
                 let out = self.forward(&mut tape, x, fused, step_seed)?;
                 let loss_var = self.loss_node(&mut tape, out, &buf, b, form)?;
-                let loss = tape.scalar(loss_var)?;
+                let mut loss = tape.scalar(loss_var)?;
+                let mut batch_correct = 0.0;
+                if accuracy {
+                    let c = self.compiled("fit")?;
+                    batch_correct = correct(c, tape.value(out)?.data(), &buf, b, form);
+                }
+                let mut b = b;
+                if let Some(d) = dp.as_mut() {
+                    // Every rank differentiates its share, then the shares are
+                    // summed: from here on every rank holds the global batch's
+                    // loss and gradients, and decides alike.
+                    if loss.is_finite() {
+                        tape.backward(loss_var, &mut self.params)?;
+                        self.last_backward = tape.backward_work();
+                    }
+                    let (loss_sum, correct_sum, global) =
+                        d.reduce_step(&self.params, counted, batch.len(), loss, batch_correct)?;
+                    (b, batch_correct) = (global, correct_sum);
+                    loss = (loss_sum / global as f64) as f32;
+                }
                 if check && !loss.is_finite() {
                     return Err(Error::NonFiniteLoss { value: loss, epoch, batch: bi + 1 });
                 }
@@ -434,27 +473,38 @@ impl Model {
                 // learned from (the tape cannot differentiate it) but is
                 // reported to the callbacks (TerminateOnNaN stops there).
                 if loss.is_finite() {
-                    tape.backward(loss_var, &mut self.params)?;
-                    self.last_backward = tape.backward_work();
+                    if dp.is_none() {
+                        tape.backward(loss_var, &mut self.params)?;
+                        self.last_backward = tape.backward_work();
+                    }
                     if check {
-                        self.check_grads_finite(epoch, bi + 1)?;
+                        match &dp {
+                            Some(d) => {
+                                if let Some(what) = d.non_finite_gradient(&self.params) {
+                                    return Err(Error::NonFiniteParameter { what, epoch, batch: bi + 1 });
+                                }
+                            }
+                            None => self.check_grads_finite(epoch, bi + 1)?,
+                        }
                         snapshot_weights(self, &mut last_good);
                     }
                     let c = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
                     c.optimizer.begin_step()?;
                     let opt = &mut c.optimizer;
                     let frozen = &frozen;
-                    self.params.update_with(|i, w, g| if frozen[i] { Ok(()) } else { opt.update(i, w, g) })?;
+                    let dp = &dp;
+                    self.params.update_with(|i, w, g| match (frozen[i], dp) {
+                        (true, _) => Ok(()),
+                        (false, Some(d)) => opt.update(i, w, d.gradient(i).unwrap_or(g)),
+                        (false, None) => opt.update(i, w, g),
+                    })?;
                     if check {
                         self.check_weights_finite(epoch, bi + 1, &last_good)?;
                     }
                 }
                 run.loss += loss as f64 * b as f64;
                 run.seen += b;
-                if accuracy {
-                    let c = self.compiled("fit")?;
-                    run.correct += correct(c, tape.value(out)?.data(), &buf, b, form);
-                }
+                run.correct += batch_correct;
                 let metrics = epoch_metrics(&run, accuracy, None);
                 if let Some(bar) = bar.as_mut() {
                     bar.update(bi + 1, &metrics);
@@ -480,9 +530,23 @@ impl Model {
                 }
             }
             let val = if has_val {
-                let (l, a) = match options.validation_data {
-                    Some(v) => self.evaluate_on(&mut scratch, v, None, bs.max(64))?,
-                    None => self.evaluate_on(&mut scratch, data, Some(&val_indices), bs.max(64))?,
+                let (l, a) = match (options.validation_data, dp.as_mut()) {
+                    (Some(v), None) => self.evaluate_on(&mut scratch, v, None, bs.max(64))?,
+                    (None, None) => self.evaluate_on(&mut scratch, data, Some(&val_indices), bs.max(64))?,
+                    (v, Some(d)) => {
+                        // Each rank evaluates its block; the sums are added in rank order.
+                        let all: Vec<usize>;
+                        let (set, idx) = match v {
+                            Some(v) => {
+                                all = (0..v.len()).collect();
+                                (v, &all[..])
+                            }
+                            None => (data, &val_indices[..]),
+                        };
+                        let own = d.block(idx);
+                        let local = self.evaluate_on(&mut scratch, set, Some(own), bs.max(64))?;
+                        d.reduce_validation(local, own.len())?
+                    }
                 };
                 Some((l, a))
             } else {
