@@ -46,16 +46,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Ok(Err(e)) => {
-            let mut msg = format!("error: {e}");
-            let mut source = std::error::Error::source(&*e);
-            while let Some(s) = source {
-                let text = s.to_string();
-                if !msg.contains(&text) {
-                    msg.push_str(&format!(": {text}"));
-                }
-                source = s.source();
-            }
-            eprintln!("{msg}");
+            eprintln!("{}", cli::error_chain(&*e));
             ExitCode::from(1)
         }
         Err(_) if STDOUT_CLOSED.load(Ordering::SeqCst) => ExitCode::SUCCESS,

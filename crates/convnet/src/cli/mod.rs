@@ -2,6 +2,7 @@
 
 mod bench;
 mod convert;
+mod distributed;
 mod eval;
 mod models;
 mod predict;
@@ -19,6 +20,20 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 pub type CliResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// `error: message: cause: ...` (each cause once), as `main` prints an error.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = format!("error: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(&format!(": {text}"));
+        }
+        source = s.source();
+    }
+    msg
+}
 
 /// An error in how the command was invoked (exit code 2, as clap's own):
 /// options that contradict each other, a malformed `CONVNET_MAX_*` variable.

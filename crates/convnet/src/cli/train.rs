@@ -21,6 +21,7 @@
 //! apply it without being told. The saved model also records the class
 //! names and the pixel scale of its data (docs/MODEL_FILES.md).
 
+use super::distributed::Session;
 use super::models::{self, ModelSpec};
 use super::{set_threads, CliResult, DataArg, UsageError};
 use clap::Args;
@@ -111,6 +112,8 @@ pub struct TrainArgs {
     /// same folder and settings decodes nothing.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    dist: super::distributed::DistributedArgs,
 }
 
 fn parse_positive(s: &str) -> Result<f64, String> {
@@ -304,7 +307,17 @@ fn compile(model: &mut Model, a: &TrainArgs, loss: Loss) -> CliResult<()> {
     Ok(())
 }
 
-pub fn run(a: TrainArgs, started: Instant, limits: Limits) -> CliResult<()> {
+pub fn run(mut a: TrainArgs, started: Instant, limits: Limits) -> CliResult<()> {
+    let Some(mut session) = Session::start(&a.dist)? else { return train(a, started, limits, None) };
+    if session.rank() != 0 {
+        // Rank 0 reports and writes; the others train silently.
+        (a.save, a.metrics_json, a.plot, a.quiet) = (None, None, None, true);
+    }
+    let result = train(a, started, limits, Some(&mut session));
+    session.finish(result)
+}
+
+fn train(a: TrainArgs, started: Instant, limits: Limits, mut session: Option<&mut Session>) -> CliResult<()> {
     // Output paths first: a run whose result cannot be saved does not start.
     let outputs = [("--save", &a.save), ("--metrics-json", &a.metrics_json), ("--plot", &a.plot)];
     for (i, (f1, p1)) in outputs.iter().enumerate() {
@@ -445,6 +458,9 @@ pub fn run(a: TrainArgs, started: Instant, limits: Limits) -> CliResult<()> {
     if !a.quiet {
         print!("{}", model.summary());
     }
+    if let Some(s) = session.as_deref_mut() {
+        s.ready()?;
+    }
     let startup = started.elapsed().as_secs_f64();
     let mut first_batch: Option<f64> = None;
     let options = FitOptions {
@@ -462,11 +478,33 @@ pub fn run(a: TrainArgs, started: Instant, limits: Limits) -> CliResult<()> {
             first_batch.get_or_insert_with(|| started.elapsed().as_secs_f64());
             convnet::Control::Continue
         }))],
+        distributed: session.as_deref_mut().and_then(Session::group),
         ..FitOptions::default()
     };
     let fit_started = Instant::now();
     let history = model.fit_examples(data.train(), options)?;
     let fit_seconds = fit_started.elapsed().as_secs_f64();
+    let mut distributed = None;
+    if let Some(s) = session {
+        s.check_same_weights(&model)?;
+        if s.rank() != 0 {
+            return Ok(());
+        }
+        let (median, wait, steps, bytes) = s.sum_stats();
+        if !a.quiet {
+            println!(
+                "distributed: {} ranks, identical weights; gradient sum of {bytes} bytes per step: median {:.3} ms \
+                 (after {:.3} ms waiting for the slowest rank) over {steps} steps",
+                s.size(),
+                median * 1e3,
+                wait * 1e3
+            );
+        }
+        distributed = Some(serde_json::json!({
+            "world_size": s.size(), "sum_median_seconds": median, "sum_wait_median_seconds": wait,
+            "sum_steps": steps, "sum_bytes_per_step": bytes,
+        }));
+    }
     // Save the trained model before anything else can fail.
     if let Some(path) = &a.save {
         model.save(path)?;
@@ -521,6 +559,9 @@ pub fn run(a: TrainArgs, started: Instant, limits: Limits) -> CliResult<()> {
             "fit_seconds": fit_seconds,
             "weights_fnv1a64": format!("{:016x}", super::weights_hash(&model)),
         });
+        if let Some(d) = distributed {
+            json["distributed"] = d;
+        }
         if let Some((l, acc, n)) = test {
             json["test_loss"] = l.into();
             json["test_accuracy"] = acc.into();
