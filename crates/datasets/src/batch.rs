@@ -62,9 +62,7 @@ impl Batch<'_> {
 pub struct BatchIter<'d> {
     data: &'d Dataset,
     batch_size: usize,
-    seed: Option<u64>,
-    order: Vec<usize>,
-    pos: usize,
+    order: EpochOrder,
     images: Tensor,
     onehot: Tensor,
     labels: Vec<u8>,
@@ -73,34 +71,42 @@ pub struct BatchIter<'d> {
 
 /// The shuffle seed of `epoch` under `seed`: distinct epochs get unrelated
 /// streams (the generator's SplitMix64 seeding decorrelates nearby seeds).
-pub(crate) fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+fn epoch_seed(seed: u64, epoch: u64) -> u64 {
     seed ^ epoch.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-impl<'d> BatchIter<'d> {
-    /// Batches of `batch_size` (at least 1) over `data`, positioned at the start
-    /// of epoch 0. With a seed, every epoch is shuffled; without, examples come
-    /// in dataset order.
-    pub fn new(data: &'d Dataset, batch_size: usize, seed: Option<u64>) -> Result<Self> {
-        if batch_size == 0 {
-            return Err(Error::InvalidArgument("batch size must be at least 1".into()));
-        }
-        let cap = batch_size.min(data.len().max(1));
-        let shape = Shape::new(&[cap, data.rows(), data.cols(), 1])
-            .map_err(|e| Error::InvalidArgument(format!("batch of {cap}: {e}")))?;
-        let mut it = BatchIter {
-            data,
-            batch_size,
-            seed,
-            order: (0..data.len()).collect(),
-            pos: 0,
-            images: Tensor::zeros(shape),
-            onehot: Tensor::zeros(Shape::matrix(cap, CLASSES)),
-            labels: Vec::with_capacity(cap),
-            sparse: Vec::with_capacity(cap),
-        };
-        it.epoch(0);
-        Ok(it)
+/// The order in which one epoch visits `len` examples, handed out a batch at
+/// a time: a Fisher-Yates shuffle seeded by `(seed, epoch)`, or dataset order
+/// without a seed. Both batch iterators ([`BatchIter`] for MNIST-format data,
+/// [`ImageBatches`](crate::folder::ImageBatches) for image folders) walk one,
+/// so a seed gives the same order whatever the data; a data-parallel trainer
+/// can take the whole [`order`](Self::order) and split it across workers.
+///
+/// ```
+/// use convnet_datasets::EpochOrder;
+/// let mut o = EpochOrder::new(5, Some(42));
+/// o.epoch(3);
+/// let first = o.order().to_vec();
+/// let mut seen: Vec<usize> = std::iter::from_fn(|| o.next_batch(2).map(|b| b.to_vec())).flatten().collect();
+/// assert_eq!(seen, first); // batches of 2, 2 and 1, in the epoch's order
+/// seen.sort();
+/// assert_eq!(seen, [0, 1, 2, 3, 4]);
+/// o.epoch(3);
+/// assert_eq!(o.order(), first); // the same (seed, epoch), the same order
+/// ```
+#[derive(Clone, Debug)]
+pub struct EpochOrder {
+    seed: Option<u64>,
+    order: Vec<usize>,
+    pos: usize,
+}
+
+impl EpochOrder {
+    /// An order over `0..len`, positioned at the start of epoch 0.
+    pub fn new(len: usize, seed: Option<u64>) -> Self {
+        let mut o = EpochOrder { seed, order: (0..len).collect(), pos: 0 };
+        o.epoch(0);
+        o
     }
 
     /// Restarts at the beginning of `epoch`, in that epoch's order (the same
@@ -115,15 +121,58 @@ impl<'d> BatchIter<'d> {
         }
     }
 
-    /// The next batch of the current epoch, or `None` when the epoch is done.
-    pub fn next_batch(&mut self) -> Option<Batch<'_>> {
-        let n = self.data.len();
+    /// The next `batch_size` indices of the epoch (fewer at its end), or
+    /// `None` when the epoch is done. `batch_size` 0 is taken as 1.
+    pub fn next_batch(&mut self, batch_size: usize) -> Option<&[usize]> {
+        let n = self.order.len();
         if self.pos >= n {
             return None;
         }
-        let b = self.batch_size.min(n - self.pos);
+        let b = batch_size.max(1).min(n - self.pos);
         let indices = &self.order[self.pos..self.pos + b];
         self.pos += b;
+        Some(indices)
+    }
+
+    /// This epoch's whole order: `order()[k]` is the index visited k-th.
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+}
+
+impl<'d> BatchIter<'d> {
+    /// Batches of `batch_size` (at least 1) over `data`, positioned at the start
+    /// of epoch 0. With a seed, every epoch is shuffled; without, examples come
+    /// in dataset order.
+    pub fn new(data: &'d Dataset, batch_size: usize, seed: Option<u64>) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::InvalidArgument("batch size must be at least 1".into()));
+        }
+        let cap = batch_size.min(data.len().max(1));
+        let shape = Shape::new(&[cap, data.rows(), data.cols(), 1])
+            .map_err(|e| Error::InvalidArgument(format!("batch of {cap}: {e}")))?;
+        let it = BatchIter {
+            data,
+            batch_size,
+            order: EpochOrder::new(data.len(), seed),
+            images: Tensor::zeros(shape),
+            onehot: Tensor::zeros(Shape::matrix(cap, CLASSES)),
+            labels: Vec::with_capacity(cap),
+            sparse: Vec::with_capacity(cap),
+        };
+        Ok(it)
+    }
+
+    /// Restarts at the beginning of `epoch`, in that epoch's order (the same
+    /// order whenever the same seed and epoch are given).
+    pub fn epoch(&mut self, epoch: u64) {
+        self.order.epoch(epoch);
+    }
+
+    /// The next batch of the current epoch, or `None` when the epoch is done.
+    pub fn next_batch(&mut self) -> Option<Batch<'_>> {
+        let indices = self.order.next_batch(self.batch_size)?;
+        let b = indices.len();
         let per = self.data.pixels_per_image();
         let pixels = self.data.pixels();
         let labels = self.data.labels();
@@ -169,6 +218,6 @@ impl<'d> BatchIter<'d> {
 
     /// This epoch's order: `order()[k]` is the dataset index visited k-th.
     pub fn order(&self) -> &[usize] {
-        &self.order
+        self.order.order()
     }
 }

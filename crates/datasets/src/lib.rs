@@ -71,7 +71,7 @@ pub mod idx;
 mod mnist;
 pub mod npy;
 
-pub use batch::{Batch, BatchIter};
+pub use batch::{Batch, BatchIter, EpochOrder};
 pub use bytes::file_kind;
 pub use dataset::{Dataset, CLASSES};
 #[cfg(feature = "download")]

@@ -4,9 +4,8 @@
 //! into buffers allocated once.
 
 use super::{ImageDataset, LabelMode};
-use crate::batch::epoch_seed;
-use crate::{Error, Result};
-use convnet_tensor::{Rng, Shape, Tensor, TensorView};
+use crate::{EpochOrder, Error, Result};
+use convnet_tensor::{Shape, Tensor, TensorView};
 
 /// One mini-batch, borrowed from the [`ImageBatches`] that made it.
 #[derive(Clone, Copy, Debug)]
@@ -51,10 +50,8 @@ impl ImageBatch<'_> {
 pub struct ImageBatches<'d> {
     data: &'d ImageDataset,
     batch_size: usize,
-    seed: Option<u64>,
     scale: Option<f32>,
-    order: Vec<usize>,
-    pos: usize,
+    order: EpochOrder,
     images: Tensor,
     labels: Tensor,
     sparse: Vec<u32>,
@@ -72,18 +69,15 @@ impl<'d> ImageBatches<'d> {
         let label_len = cap
             .checked_mul(data.label_width())
             .ok_or_else(|| Error::InvalidArgument("label buffer overflows".into()))?;
-        let mut it = ImageBatches {
+        let it = ImageBatches {
             data,
             batch_size,
-            seed,
             scale: None,
-            order: (0..data.len()).collect(),
-            pos: 0,
+            order: EpochOrder::new(data.len(), seed),
             images: Tensor::zeros(shape),
             labels: Tensor::zeros(Shape::new(&[label_len.max(1)]).map_err(|e| Error::InvalidArgument(e.to_string()))?),
             sparse: Vec::with_capacity(cap),
         };
-        it.epoch(0);
         Ok(it)
     }
 
@@ -96,24 +90,13 @@ impl<'d> ImageBatches<'d> {
 
     /// Restarts at the beginning of `epoch`, in that epoch's order.
     pub fn epoch(&mut self, epoch: u64) {
-        self.pos = 0;
-        for (i, o) in self.order.iter_mut().enumerate() {
-            *o = i;
-        }
-        if let Some(seed) = self.seed {
-            Rng::new(epoch_seed(seed, epoch)).shuffle(&mut self.order);
-        }
+        self.order.epoch(epoch);
     }
 
     /// The next batch of the current epoch, or `None` when the epoch is done.
     pub fn next_batch(&mut self) -> Option<ImageBatch<'_>> {
-        let n = self.data.len();
-        if self.pos >= n {
-            return None;
-        }
-        let b = self.batch_size.min(n - self.pos);
-        let indices = &self.order[self.pos..self.pos + b];
-        self.pos += b;
+        let indices = self.order.next_batch(self.batch_size)?;
+        let b = indices.len();
         let per = self.data.image_len();
         let [h, w, c] = self.data.input_shape();
         let images = &mut self.images.data_mut()[..b * per];
@@ -147,6 +130,6 @@ impl<'d> ImageBatches<'d> {
 
     /// This epoch's order: `order()[k]` is the dataset index visited k-th.
     pub fn order(&self) -> &[usize] {
-        &self.order
+        self.order.order()
     }
 }
