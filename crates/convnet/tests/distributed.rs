@@ -109,11 +109,42 @@ fn floats(b: &[u8]) -> Vec<f32> {
 
 /// The per-rank program (under mpirun, with `CONVNET_MPI_SCENARIO` set):
 /// `fit` writes `rank<R>.weights` and `rank<R>.val_loss`; `die` kills rank 1
-/// mid-training; `hang` stalls rank 1 past the 3 s timeout.
+/// mid-training; `hang` stalls rank 1 past the 3 s timeout; `sum-bench`
+/// (docs/DISTRIBUTED.md, not a test) times 100 rank-order sums and all-gathers
+/// of the MNIST model's gradient buffer, `BENCH_GAP_MS` of busy work apart.
 #[test]
 fn rank_program() {
     let Ok(scenario) = std::env::var(SCENARIO) else { return };
     let out = PathBuf::from(std::env::var(OUT).unwrap());
+    if scenario == "sum-bench" {
+        let mut group = MpiGroup::init(Duration::from_secs(120)).unwrap();
+        let mut buf = vec![1.0f32; 93_325];
+        let bytes = vec![1u8; 93_325 * 4];
+        let mut ag = Vec::new();
+        let gap: u64 = std::env::var("BENCH_GAP_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        for _ in 0..100 {
+            let t = Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < Duration::from_millis(gap) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            convnet::distributed::Collective::sum_in_rank_order(&mut group, &mut buf).unwrap();
+            let t = Instant::now();
+            convnet::distributed::Collective::all_gather(&mut group, &bytes).unwrap();
+            ag.push(t.elapsed().as_secs_f64());
+        }
+        ag.sort_by(f64::total_cmp);
+        let rank = convnet::distributed::Collective::rank(&group);
+        let s = group.stats();
+        eprintln!(
+            "sum-bench rank {rank}: gap {gap} ms: rank-order sum median {:.3} ms (barrier {:.3} ms), all-gather of the \
+             same bytes {:.3} ms",
+            s.median() * 1e3,
+            s.median_wait() * 1e3,
+            ag[50] * 1e3
+        );
+        return;
+    }
     let timeout = if scenario == "hang" { 3 } else { 120 };
     let mut group = MpiGroup::init(Duration::from_secs(timeout)).unwrap();
     let rank = convnet::distributed::Collective::rank(&group);
