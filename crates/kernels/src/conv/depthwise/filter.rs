@@ -26,6 +26,11 @@ use super::TapTable;
 /// the partials of a 512-channel 3x3 layer (32 x 18 KiB) stay in L2.
 pub(super) const MAX_CHUNKS: usize = 32;
 
+/// Each chunk reads at least about this many bytes of output gradient (and
+/// as much input), so a small layer is a few chunks, not 32 rayon tasks
+/// and 32 partial filters to add.
+const MIN_CHUNK_BYTES: usize = 128 << 10;
+
 /// One backward-filter call.
 pub(super) struct FilterJob<'a> {
     /// Input `[n, h, w, c]`.
@@ -50,9 +55,13 @@ pub(super) struct FilterJob<'a> {
 }
 
 impl FilterJob<'_> {
-    /// Chunks of the batch's `n * oh` output rows: a function of the shape only.
+    /// Chunks of the batch's `n * oh` output rows: at most [`MAX_CHUNKS`],
+    /// each reading at least [`MIN_CHUNK_BYTES`] of output gradient where
+    /// the call is that big. A function of the shape only.
     pub fn chunks(&self) -> usize {
-        (self.in_dims.0 * self.out_hw.0).min(MAX_CHUNKS)
+        let rows = self.in_dims.0 * self.out_hw.0;
+        let bytes = rows * self.out_hw.1 * self.ce * 4;
+        (bytes / MIN_CHUNK_BYTES).clamp(1, MAX_CHUNKS).min(rows)
     }
 }
 

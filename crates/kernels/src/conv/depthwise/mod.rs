@@ -33,7 +33,8 @@
 //!   taps of a filter row share each output-gradient load, with `3 x 2`
 //!   vector accumulators over the columns where all three are inside.
 //!
-//! Threads: forward and backward-data split `n x rows` into fixed blocks.
+//! Threads: forward and backward-data split `n x rows` into fixed blocks
+//! (at most 32, each writing at least 128 KiB where the call is that big).
 //! Each body is generic over the vector type and instantiated for
 //! AVX-512, AVX2+FMA and the portable baseline; the `*_at` entry points
 //! take the level explicitly, so tests run every path without touching
@@ -141,9 +142,23 @@ fn backward_tap(i: usize, k: usize, stride: usize, dilation: usize, pad: usize, 
     (t.is_multiple_of(stride) && t / stride < out).then_some(t / stride)
 }
 
-/// Destination rows per task: about 32 tasks per call, whole rows.
-fn block_rows(n: usize, rows: usize) -> usize {
-    (n * rows).div_ceil(32).clamp(1, rows)
+/// At most this many tasks per call: enough for load balance on any pool
+/// we target.
+const MAX_TASKS: usize = 32;
+
+/// Each task writes at least about this many bytes of destination, so a
+/// small layer (batch-1 inference, a 14x14 map) runs as a few tasks and
+/// does not pay a rayon hand-off per row: 128 KiB is a few tens of
+/// microseconds of streaming, against a few microseconds per hand-off.
+const MIN_TASK_BYTES: usize = 128 << 10;
+
+/// Destination rows per task (whole rows of one image): at most
+/// [`MAX_TASKS`] tasks, each writing at least [`MIN_TASK_BYTES`] where the
+/// call is big enough. A function of the shape only.
+fn block_rows(n: usize, rows: usize, row_floats: usize) -> usize {
+    let total = n * rows;
+    let tasks = (total * row_floats * 4 / MIN_TASK_BYTES).clamp(1, MAX_TASKS);
+    total.div_ceil(tasks).clamp(1, rows)
 }
 
 /// Depthwise forward at an explicit SIMD level: `output = activation(conv(input, filter) + bias)`,
@@ -233,7 +248,7 @@ pub(crate) fn forward(
         cols,
         runs: &runs[..2 * nruns],
         steps: (1, s.stride_w),
-        block: block_rows(s.n, oh),
+        block: block_rows(s.n, oh, ow * s.c_out),
     };
     gather::run(token, &g);
 }
@@ -265,7 +280,7 @@ pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], fi
         cols,
         runs: &runs[..2 * nruns],
         steps: (s.stride_w, 1),
-        block: block_rows(s.n, s.h),
+        block: block_rows(s.n, s.h, s.w * s.c_in),
     };
     gather::run(token, &g);
 }

@@ -131,3 +131,19 @@ fn tap_tables_list_inside_taps_only() {
     assert_eq!(t.taps(2), &[0, 1, 2, 0]);
     assert_eq!(t.taps(1), &[1, 0]);
 }
+
+#[test]
+fn row_blocks_stay_in_one_image_and_bound_the_task_count() {
+    // (n, rows, floats per row): a big layer, a small one, batch-1 inference.
+    for (n, rows, row) in [(8, 112, 112 * 32), (8, 14, 14 * 512), (1, 7, 7 * 64), (3, 1, 5)] {
+        let b = block_rows(n, rows, row);
+        assert!((1..=rows).contains(&b), "{n} {rows} {row}: {b}");
+        let tasks = n * rows.div_ceil(b);
+        assert!(tasks <= MAX_TASKS + n, "{n} {rows} {row}: {tasks} tasks");
+        if n * rows * row * 4 >= MAX_TASKS * MIN_TASK_BYTES {
+            assert!(tasks >= MAX_TASKS / 2, "a big call keeps enough tasks: {tasks}");
+        }
+    }
+    // A batch-1 14x14x64 map is one task.
+    assert_eq!(block_rows(1, 14, 14 * 64), 14);
+}
