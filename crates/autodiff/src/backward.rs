@@ -51,7 +51,7 @@ impl Ctx<'_> {
         self.work.total += 1;
         let len = self.before[t].shape.len();
         if let Op::Param(id) = self.before[t].op {
-            let (_, grad, fresh) = self.params.entry_mut(id)?;
+            let (grad, fresh) = self.params.grad_slot(id)?;
             if *fresh {
                 *fresh = false;
                 return f(self.before, grad.data_mut());
@@ -128,6 +128,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
     // inference-mode dropout alias, and they do not read it).
     let y: &[f32] = match &node.value {
         Storage::Own(b) => b.as_slice(),
+        Storage::Shared(t) => t.data(),
         Storage::Alias(_) => &[],
     };
     match node.op {

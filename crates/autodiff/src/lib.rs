@@ -8,11 +8,14 @@
 //!   `update_with(|index, value, grad| ..)`, the allocation-free hook an
 //!   optimizer (such as `convnet-optim`'s, which knows nothing of this crate)
 //!   updates through. Gradients accumulate across `backward` calls until
-//!   `zero_grad`.
+//!   `zero_grad`; a gradient buffer exists only once a `backward` has reached
+//!   its parameter, so frozen weights cost no gradient memory and no
+//!   optimizer state.
 //! - [`Tape`] records one forward pass. Leaves: [`Tape::input`] (data, copied
 //!   into a pooled buffer, no gradient), [`Tape::param`] (a parameter, its
-//!   gradient goes to `Params`), [`Tape::variable`] (a leaf whose gradient you
-//!   read with [`Tape::grad`]). Ops return [`Var`] handles:
+//!   gradient goes to `Params`), [`Tape::constant`] (a parameter shared with
+//!   `Params`, not copied, and given no gradient: frozen weights),
+//!   [`Tape::variable`] (a leaf whose gradient you read with [`Tape::grad`]). Ops return [`Var`] handles:
 //!   [`conv2d`](Tape::conv2d) (any `ConvAlgo`, fused relu),
 //!   [`max_pool2d`](Tape::max_pool2d), [`avg_pool2d`](Tape::avg_pool2d),
 //!   [`global_avg_pool2d`](Tape::global_avg_pool2d),
@@ -37,7 +40,7 @@
 //! - Gradients beyond the parameters: record the input (or any value you
 //!   want the gradient of, such as a layer's output fed back in) with
 //!   [`Tape::variable`] instead of [`Tape::input`], and weights you do not
-//!   want gradients for with `input`: `backward` then computes the input's
+//!   want gradients for with [`Tape::constant`]: `backward` then computes the input's
 //!   gradient and no parameter work at all ([`Tape::grad`] reads it). Data
 //!   recorded with `input` still costs nothing extra, so training is unchanged.
 //!

@@ -11,7 +11,8 @@ use convnet_kernels::activation::Activation;
 use convnet_kernels::conv::{ConvAlgo, ConvShape};
 use convnet_kernels::dense::DenseShape;
 use convnet_kernels::pool::PoolShape;
-use convnet_tensor::{AlignedBuf, Shape};
+use convnet_tensor::{AlignedBuf, Shape, Tensor};
+use std::sync::Arc;
 
 /// What produced a node, with the indices of its inputs.
 #[derive(Clone, Copy, Debug)]
@@ -114,6 +115,9 @@ pub(crate) enum Storage {
     Own(AlignedBuf),
     /// The same elements as an earlier node (reshape, inference dropout): no copy.
     Alias(u32),
+    /// A parameter's value, shared with its [`Params`](crate::Params) (a
+    /// constant leaf): no copy.
+    Shared(Arc<Tensor>),
 }
 
 /// Saved by the forward pass for the backward rule.
@@ -143,6 +147,7 @@ pub(crate) fn value_of(nodes: &[Node], mut i: usize) -> &[f32] {
     loop {
         match &nodes[i].value {
             Storage::Own(b) => return b.as_slice(),
+            Storage::Shared(t) => return t.data(),
             Storage::Alias(j) => i = *j as usize,
         }
     }

@@ -306,6 +306,68 @@ impl Tape {
         self.push(Op::Variable, x.shape(), Storage::Own(b), training, Aux::None)
     }
 
+    /// Parameter `id` of `params` as a constant leaf that needs no gradient
+    /// (a frozen layer's weights, or the weights Grad-CAM differentiates
+    /// through to the input), with no copy: the tape shares the value with
+    /// `params` until [`Tape::reset`], and `backward` does no work for it.
+    /// Writing the value through `params` meanwhile copies it first
+    /// (copy-on-write), so the tape keeps the value it recorded.
+    ///
+    /// ```
+    /// use convnet_autodiff::{Params, Tape};
+    /// use convnet_tensor::{Shape, Tensor};
+    /// let mut params = Params::new();
+    /// let w = params.add("w", Tensor::full(Shape::vector(2), 3.0))?;
+    /// let mut tape = Tape::new();
+    /// let x = tape.variable(Tensor::ones(Shape::vector(2)).view())?;
+    /// let c = tape.constant(&params, w)?;
+    /// let loss = tape.mul(x, c)?;
+    /// let loss = tape.sum(loss)?;
+    /// params.value_mut(w)?.fill(0.0); // the tape still holds the 3s
+    /// tape.backward(loss, &mut params)?;
+    /// assert_eq!(tape.grad(x)?.data(), &[3.0, 3.0]);
+    /// assert!(!params.has_grad(w)?); // no gradient work for a constant
+    /// # Ok::<(), convnet_autodiff::Error>(())
+    /// ```
+    pub fn constant(&mut self, params: &Params, id: ParamId) -> Result<Var> {
+        self.recording("constant")?;
+        let value = params.shared_value(id)?;
+        let shape = value.shape();
+        self.push(Op::Input, shape, Storage::Shared(value), false, Aux::None)
+    }
+
+    /// [`Tape::param`] without the copy: the tape shares the value with
+    /// `params` until [`Tape::reset`]. For a training loop that resets the
+    /// tape before its optimizer update (as `fit` does): updating while the
+    /// tape still shares the value copies it first (copy-on-write, an
+    /// allocation per parameter), which is correct but costs what `param`'s
+    /// copy saves.
+    ///
+    /// ```
+    /// use convnet_autodiff::{Params, Tape};
+    /// use convnet_tensor::{Shape, Tensor};
+    /// let mut params = Params::new();
+    /// let w = params.add("w", Tensor::full(Shape::vector(2), 3.0))?;
+    /// let mut tape = Tape::new();
+    /// let v = tape.param_shared(&params, w)?;
+    /// let loss = tape.sum(v)?;
+    /// tape.backward(loss, &mut params)?;
+    /// tape.reset(); // release the shared value, then update in place
+    /// params.update_with(|_, value, grad| {
+    ///     value.iter_mut().zip(grad).for_each(|(v, g)| *v -= g);
+    ///     Ok::<(), convnet_autodiff::Error>(())
+    /// })?;
+    /// assert_eq!(params.value(w)?.data(), &[2.0, 2.0]);
+    /// # Ok::<(), convnet_autodiff::Error>(())
+    /// ```
+    pub fn param_shared(&mut self, params: &Params, id: ParamId) -> Result<Var> {
+        self.recording("param_shared")?;
+        let value = params.shared_value(id)?;
+        let shape = value.shape();
+        let training = self.training;
+        self.push(Op::Param(id), shape, Storage::Shared(value), training, Aux::None)
+    }
+
     /// Parameter `id` of `params` as a leaf: its value is copied onto the tape
     /// (so an optimizer may update `params` before this tape is reset), and
     /// `backward` adds its gradient into `params`.

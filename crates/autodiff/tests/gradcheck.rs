@@ -124,6 +124,8 @@ fn check(
         .zip(&ids)
         .map(|(&v, id)| {
             let g = match id {
+                // A parameter the loss does not reach gets no gradient buffer: its gradient is zero.
+                Some(id) if !params.has_grad(*id).unwrap() => vec![0.0; params.shape(*id).unwrap().len()],
                 Some(id) => params.grad(*id).unwrap().data().to_vec(),
                 None => tape.grad(v).unwrap().data().to_vec(),
             };

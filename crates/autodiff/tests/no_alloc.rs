@@ -318,3 +318,76 @@ fn steady_state_training_step_makes_no_allocation_body() {
     let (_, allocs) = count(|| step(&mut tape, &mut m, &mut opt, &x, &onehot));
     assert_eq!(allocs, 0, "step 9 made {allocs} heap allocations");
 }
+
+/// [`step`] as `fit` runs a fine-tuning step: the first conv frozen
+/// (recorded with `constant`), the other weights shared with the tape
+/// (`param_shared`), and the tape reset before the update so that the
+/// update writes the weights in place.
+fn fine_tuning_step(tape: &mut Tape, m: &mut Model, opt: &mut RMSprop, x: &Tensor, onehot: &Tensor) -> f32 {
+    tape.reset();
+    m.params.zero_grad();
+    let p = &m.params;
+    let xv = tape.input(x.view()).unwrap();
+    let (k1, b1) = (tape.constant(p, m.ids[0]).unwrap(), tape.constant(p, m.ids[1]).unwrap());
+    let h = tape.conv2d(xv, k1, Some(b1), Conv2dSpec::new().relu()).unwrap();
+    let h = tape.max_pool2d(h, PoolSpec::new(2, 2)).unwrap();
+    let (k2, b2) = (tape.param_shared(p, m.ids[2]).unwrap(), tape.param_shared(p, m.ids[3]).unwrap());
+    let h = tape.conv2d(h, k2, Some(b2), Conv2dSpec::new().relu()).unwrap();
+    let h = tape.flatten(h).unwrap();
+    let (dk, db) = (tape.param_shared(p, m.ids[4]).unwrap(), tape.param_shared(p, m.ids[5]).unwrap());
+    let logits = tape.dense(h, dk, Some(db), Activation::Linear).unwrap();
+    let t = tape.input(onehot.view()).unwrap();
+    let loss = tape.softmax_cross_entropy(logits, t).unwrap();
+    let value = tape.scalar(loss).unwrap();
+    tape.backward(loss, &mut m.params).unwrap();
+    tape.reset();
+    opt.begin_step().unwrap();
+    m.params.update_with(|i, w, g| opt.update(i, w, g)).unwrap();
+    value
+}
+
+/// Frozen weights recorded as shared constants and trainable ones shared
+/// with the tape: no copy, no gradient buffer for the frozen ones, and still
+/// zero allocations after warm-up (no copy-on-write in the update).
+#[test]
+fn fine_tuning_step_with_shared_weights_makes_no_allocation() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    on_pool_worker(fine_tuning_step_with_shared_weights_makes_no_allocation_body)
+}
+
+fn fine_tuning_step_with_shared_weights_makes_no_allocation_body() {
+    let mut rng = Rng::new(3);
+    let mut m = model(&mut rng);
+    let (x, onehot) = data(&mut rng);
+    let frozen: Vec<u32> =
+        [0, 1].iter().flat_map(|&i| m.params.value(m.ids[i]).unwrap().data().to_vec()).map(f32::to_bits).collect();
+    let mut tape = Tape::new();
+    let mut opt = RMSprop::new(0.001);
+    let mut losses = Vec::with_capacity(16);
+    for _ in 0..8 {
+        losses.push(fine_tuning_step(&mut tape, &mut m, &mut opt, &x, &onehot));
+    }
+    let (loss, allocs) = count(|| fine_tuning_step(&mut tape, &mut m, &mut opt, &x, &onehot));
+    losses.push(loss);
+    assert_eq!(allocs, 0, "step 9 made {allocs} heap allocations");
+    assert!(losses[8] < losses[0], "{losses:?}");
+    // The frozen conv: untouched, and never given a gradient buffer.
+    let after: Vec<u32> =
+        [0, 1].iter().flat_map(|&i| m.params.value(m.ids[i]).unwrap().data().to_vec()).map(f32::to_bits).collect();
+    assert_eq!(after, frozen);
+    assert!(!m.params.has_grad(m.ids[0]).unwrap() && !m.params.has_grad(m.ids[1]).unwrap());
+    assert!(m.params.has_grad(m.ids[2]).unwrap() && m.params.has_grad(m.ids[5]).unwrap());
+    // No weight was copied into the tape's pool: every pooled buffer is an
+    // activation, gradient or mask, none the size of a weight tensor.
+    let copying = {
+        let mut t = Tape::new();
+        let mut m2 = model(&mut Rng::new(3));
+        let mut o = RMSprop::new(0.001);
+        step(&mut t, &mut m2, &mut o, &x, &onehot);
+        t.reset();
+        t.pooled_bytes()
+    };
+    let weights: usize = m.ids.iter().map(|&id| 4 * m.params.value(id).unwrap().len()).sum();
+    tape.reset();
+    assert!(tape.pooled_bytes() + weights <= copying, "{} + {weights} > {copying}", tape.pooled_bytes());
+}

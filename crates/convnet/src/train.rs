@@ -135,15 +135,18 @@ impl Model {
             if i == last && logits {
                 act = Activation::Linear;
             }
-            // A frozen layer's weights go on the tape as constants: no
-            // gradient is computed for them, and when nothing below needs
-            // one either, none for its input (the tape skips the whole op).
+            // A frozen layer's weights go on the tape as constants, shared
+            // with the model's parameters (no copy): no gradient is computed
+            // for them, and when nothing below needs one either, none for
+            // its input (the tape skips the whole op).
             let param = |tape: &mut Tape, k: usize| -> Result<Option<Var>> {
                 let Some(&id) = l.params.get(k) else { return Ok(None) };
+                // Trainable weights are shared with the tape too (no copy):
+                // `fit` resets the tape before its optimizer update.
                 let var = if l.trainable && !constants {
-                    tape.param(&self.params, id)?
+                    tape.param_shared(&self.params, id)?
                 } else {
-                    tape.input(self.params.value(id)?.view())?
+                    tape.constant(&self.params, id)?
                 };
                 Ok(Some(var))
             };
@@ -381,12 +384,23 @@ impl Model {
         let mut tape = Tape::new();
         // The batch size the tape's pooled buffers were sized for.
         let mut tape_batch = bs;
-        // Parameters of frozen layers, by index: the optimizer skips them
-        // (their gradients are never computed; they stay zero).
+        // Parameters of frozen layers, by index: the optimizer skips them.
+        // Their gradients are never computed, so their buffers are released
+        // (a layer trained before and frozen now): no gradient memory, no
+        // optimizer state, and `update_with` does not visit their values.
+        // Every trainable parameter gets its buffer now, so the optimizer
+        // updates each of them every step, as Keras does (also a step whose
+        // loss did not reach one, or a data-parallel rank that had no
+        // examples in a batch: ranks stay alike).
         let mut frozen = vec![false; self.params.len()];
-        for l in self.layers.iter().filter(|l| !l.trainable) {
-            for id in &l.params {
-                frozen[id.index()] = true;
+        for l in &self.layers {
+            for &id in &l.params {
+                frozen[id.index()] = !l.trainable;
+                if l.trainable {
+                    self.params.ensure_grad(id)?;
+                } else {
+                    self.params.release_grad(id)?;
+                }
             }
         }
         let mut scratch = Scratch::default();
@@ -477,6 +491,9 @@ impl Model {
                         tape.backward(loss_var, &mut self.params)?;
                         self.last_backward = tape.backward_work();
                     }
+                    // The tape shares the weights (no copy); released here,
+                    // the update below writes them in place.
+                    tape.reset();
                     if check {
                         match &dp {
                             Some(d) => {
@@ -486,7 +503,7 @@ impl Model {
                             }
                             None => self.check_grads_finite(epoch, bi + 1)?,
                         }
-                        snapshot_weights(self, &mut last_good);
+                        snapshot_weights(self, &frozen, &mut last_good);
                     }
                     let c = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
                     c.optimizer.begin_step()?;
@@ -499,7 +516,7 @@ impl Model {
                         (false, None) => opt.update(i, w, g),
                     })?;
                     if check {
-                        self.check_weights_finite(epoch, bi + 1, &last_good)?;
+                        self.check_weights_finite(epoch, bi + 1, &frozen, &last_good)?;
                     }
                 }
                 run.loss += loss as f64 * b as f64;
@@ -579,11 +596,15 @@ impl Model {
     }
 }
 
-/// Copies every weight, in parameter order, into `buf` (reused).
-fn snapshot_weights(model: &Model, buf: &mut Vec<f32>) {
+/// Copies every weight the optimizer may change (not `frozen`), in parameter
+/// order, into `buf` (reused): frozen weights cannot change in a step, so
+/// fine-tuning VGG16 from block 5 copies 37 MB per step, not 67 MB.
+fn snapshot_weights(model: &Model, frozen: &[bool], buf: &mut Vec<f32>) {
     buf.clear();
-    for (_, _, value, _) in model.params.iter() {
-        buf.extend_from_slice(value.data());
+    for (id, _, value, _) in model.params.iter() {
+        if !frozen[id.index()] {
+            buf.extend_from_slice(value.data());
+        }
     }
 }
 
@@ -592,7 +613,7 @@ impl Model {
     /// infinity; checked before the update, so the weights stay good.
     fn check_grads_finite(&self, epoch: usize, batch: usize) -> Result<()> {
         for (_, name, _, grad) in self.params.iter() {
-            if let Some(v) = grad.data().iter().find(|v| !v.is_finite()) {
+            if let Some(v) = grad.and_then(|g| g.data().iter().find(|v| !v.is_finite())) {
                 return Err(Error::NonFiniteParameter {
                     what: format!("the gradient of {name} holds {v}"),
                     epoch,
@@ -604,14 +625,14 @@ impl Model {
     }
 
     /// After an update: `Err` naming the first weight that became NaN or
-    /// infinite, with every weight first put back from `last_good` (the
-    /// copy taken before the update).
-    fn check_weights_finite(&mut self, epoch: usize, batch: usize, last_good: &[f32]) -> Result<()> {
-        let bad = self.params.iter().find_map(|(_, name, value, _)| {
+    /// infinite, with every weight that is not `frozen` first put back from
+    /// `last_good` (the copy taken before the update).
+    fn check_weights_finite(&mut self, epoch: usize, batch: usize, frozen: &[bool], last_good: &[f32]) -> Result<()> {
+        let bad = self.params.iter().filter(|(id, ..)| !frozen[id.index()]).find_map(|(_, name, value, _)| {
             value.data().iter().find(|v| !v.is_finite()).map(|v| format!("{name} became {v}"))
         });
         let Some(what) = bad else { return Ok(()) };
-        let ids: Vec<_> = self.params.ids().collect();
+        let ids: Vec<_> = self.params.ids().filter(|id| !frozen[id.index()]).collect();
         let mut offset = 0;
         for id in ids {
             let value = self.params.value_mut(id)?.data_mut();

@@ -138,3 +138,30 @@ fn keras_trainable_flags_on_layers_and_nested_models_are_read() {
     assert_eq!(m.trainable_param_count(), m.param_count() - m.non_trainable_param_count());
     assert!(m.non_trainable_param_count() > 0);
 }
+
+/// Frozen parameters cost no gradient memory (and so no optimizer state:
+/// the optimizer visits only parameters with a gradient): after a fit, only
+/// the trainable layers' parameters have gradient buffers, also when the
+/// frozen ones had gradients from an earlier fit.
+#[test]
+fn frozen_parameters_hold_no_gradient_buffers() {
+    let with_grads = |m: &Model| -> Vec<String> {
+        let p = m.params();
+        p.iter().filter(|(_, _, _, g)| g.is_some()).map(|(_, name, _, _)| name.to_string()).collect()
+    };
+    let mut m = model();
+    assert!(with_grads(&m).is_empty(), "no gradient before any backward");
+    fit(&mut m); // everything trainable first
+    assert_eq!(with_grads(&m).len(), m.params().len());
+
+    m.set_trainable_from("block2_conv1").unwrap();
+    let before = layer_bits(&m, "block1_conv1");
+    fit(&mut m);
+    let grads = with_grads(&m);
+    assert!(grads.iter().all(|n| !n.starts_with("block1_")), "{grads:?}");
+    assert!(grads.iter().any(|n| n.starts_with("block2_conv1/")), "{grads:?}");
+    assert_eq!(grads.len(), m.params().len() - 4, "{grads:?}");
+    assert_eq!(layer_bits(&m, "block1_conv1"), before, "frozen after training: still bit-identical");
+    let id = m.params().find("block1_conv1/kernel").unwrap();
+    assert!(m.params().grad(id).is_err());
+}
