@@ -325,3 +325,151 @@ fn bench_step_times_a_training_step_and_a_forward_pass() {
     let out = convnet(&["bench", "step", "--model", "small-data", "--batch-size", "100000"]);
     err(&out, &["--batch-size 100000", "more than the limit", "CONVNET_MAX_BENCH_BYTES"]);
 }
+
+fn keras_fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras").join(name)
+}
+
+/// The bits of every weight of `layer` (`layer/kernel`, `layer/bias`).
+fn layer_bits(m: &convnet::Model, layer: &str) -> Vec<u32> {
+    let prefix = format!("{layer}/");
+    m.weights()
+        .iter()
+        .filter(|(n, _)| n.starts_with(&prefix))
+        .flat_map(|(_, t)| t.data().to_vec())
+        .map(f32::to_bits)
+        .collect()
+}
+
+/// The chapter's fine-tuning from one command: the book's model (a tiny
+/// VGG-shaped base under Flatten, Dense, Dense, written by Keras), the base's
+/// weights from a file in the ImageNet files' layout (which holds the base
+/// only), block 1 frozen. After the run, block 1 holds the file's weights bit
+/// for bit, block 2 and the head have moved; `--weights` with a whole-model
+/// file loads every layer.
+#[test]
+fn train_weights_and_trainable_from_fine_tune_a_pretrained_base() {
+    let dir = tmp("finetune");
+    let data = dir.join("photos");
+    write_class(&data.join("cats"), 0, 6, 16);
+    write_class(&data.join("dogs"), 1, 6, 16);
+    let saved = dir.join("tuned.safetensors");
+    let (book, base_file) = (keras_fixture("nested.keras"), keras_fixture("vgg_legacy.legacy.weights.h5"));
+    let out = convnet(&[
+        "train",
+        "--model",
+        s(&book),
+        "--weights",
+        s(&base_file),
+        "--trainable-from",
+        "block2_conv1",
+        "--data",
+        s(&data),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--learning-rate",
+        "0.01",
+        "--save",
+        s(&saved),
+    ]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("Trainable params: "), "{stdout}");
+    let frozen_count = 3 * 3 * 3 * 4 + 4 + 3 * 3 * 4 * 4 + 4; // block1_conv1 + block1_conv2
+    assert!(stdout.contains(&format!("Non-trainable params: {frozen_count}\n")), "{stdout}");
+
+    let tuned = convnet::Model::load(&saved).unwrap();
+    let mut base = convnet::keras::load_any(keras_fixture("nested.keras")).unwrap();
+    let pristine = convnet::keras::load_any(keras_fixture("nested.keras")).unwrap();
+    // The base's weights as the file holds them, through the library's own loader.
+    let mut tiny = convnet::Sequential { layers: base.to_sequential().layers[..5].to_vec(), ..base.to_sequential() }
+        .build()
+        .unwrap();
+    tiny.load_keras_weights(&base_file).unwrap();
+    base.copy_weights_from(&tiny).unwrap();
+    for layer in ["block1_conv1", "block1_conv2"] {
+        assert_eq!(layer_bits(&tuned, layer), layer_bits(&tiny, layer), "{layer}: loaded and frozen");
+        assert_ne!(layer_bits(&tuned, layer), layer_bits(&pristine, layer), "{layer}: the file's, not the model's");
+    }
+    assert_ne!(layer_bits(&tuned, "block2_conv1"), layer_bits(&tiny, "block2_conv1"), "block2_conv1 trains");
+    let head = tuned.layers().last().unwrap().name.clone();
+    assert_ne!(layer_bits(&tuned, &head), layer_bits(&pristine, &head), "{head} trains");
+
+    // A whole-model file loads every layer: start from the tuned model's
+    // weights with everything but the top layer frozen; every frozen layer
+    // then ends the run with the tuned model's weights. (The classes swapped,
+    // so the tuned model is confidently wrong and its top layer must move;
+    // on the data it fitted its sigmoid saturates and the gradient is 0.)
+    let swapped = dir.join("swapped");
+    write_class(&swapped.join("cats"), 1, 6, 16);
+    write_class(&swapped.join("dogs"), 0, 6, 16);
+    let again = dir.join("again.safetensors");
+    let out = convnet(&[
+        "train",
+        "--model",
+        s(&book),
+        "--weights",
+        s(&saved),
+        "--trainable-from",
+        &head,
+        "--data",
+        s(&swapped),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--quiet",
+        "--save",
+        s(&again),
+    ]);
+    ok(&out);
+    let again = convnet::Model::load(&again).unwrap();
+    for l in tuned.layers().iter().filter(|l| !l.params.is_empty() && l.name != head) {
+        assert_eq!(
+            layer_bits(&again, &l.name),
+            layer_bits(&tuned, &l.name),
+            "{}: loaded from the whole-model file",
+            l.name
+        );
+    }
+    assert_ne!(layer_bits(&again, &head), layer_bits(&tuned, &head), "{head} trains");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Bad `--weights` and `--trainable-from`: exit 1 before any training, the
+/// flag, the file or layer, and the problem named.
+#[test]
+fn bad_weights_and_trainable_from_are_clear_errors_before_training() {
+    let dir = tmp("finetune-bad");
+    let data = dir.join("photos");
+    write_class(&data.join("cats"), 0, 2, 16);
+    write_class(&data.join("dogs"), 1, 2, 16);
+    let book = keras_fixture("nested.keras");
+    let train = |extra: &[&str]| {
+        convnet(&[&["train", "--epochs", "1", "--model", s(&book), "--data", s(&data)][..], extra].concat())
+    };
+    // An unknown layer: named, with the model's layers listed.
+    err(&train(&["--trainable-from", "block9_conv1"]), &["--trainable-from", "block9_conv1", "block1_conv1"]);
+    // No such file.
+    let missing = dir.join("missing.h5");
+    err(&train(&["--weights", s(&missing)]), &["--weights", "missing.h5"]);
+    // Weights of another architecture: the whole model and its base both refused, shapes named.
+    let other = keras_fixture("sequential.weights.h5");
+    err(&train(&["--weights", s(&other)]), &["--weights", "sequential.weights.h5", "convolutional base"]);
+    // The same layers, one of another shape (Dense(6) where the model has Dense(5)): named, with both shapes.
+    let mut seq = convnet::keras::load_any(&book).unwrap().to_sequential();
+    let convnet::Layer::Dense(d) = &mut seq.layers[6] else { panic!("layer 6 of the book model is a Dense") };
+    d.units = 6;
+    let wider = dir.join("wider.weights.h5");
+    seq.build().unwrap().save_as(&wider).unwrap();
+    err(
+        &train(&["--weights", s(&wider)]),
+        &["--weights", "wider.weights.h5", "dense_4", "(128, 6), the model expects (128, 5)"],
+    );
+    // A file that is not weights at all.
+    let junk = dir.join("junk.h5");
+    std::fs::write(&junk, b"not an hdf5 file").unwrap();
+    err(&train(&["--weights", s(&junk)]), &["--weights", "junk.h5"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}

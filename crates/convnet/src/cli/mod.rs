@@ -4,6 +4,7 @@ mod bench;
 mod convert;
 mod distributed;
 mod eval;
+mod finetune;
 mod models;
 mod predict;
 mod step;

@@ -112,6 +112,16 @@ pub struct TrainArgs {
     /// same folder and settings decodes nothing.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// Start from these weights (safetensors, Keras .weights.h5, legacy .h5, .keras): for the whole
+    /// model, or for its convolutional base (the layers before its first Flatten or global pooling,
+    /// such as the VGG16 notop file below the book's classifier); the other layers keep their
+    /// initial weights.
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// Freeze every layer before LAYER (the book's fine-tuning: block5_conv1); frozen layers cost
+    /// a forward pass only and keep their weights bit for bit.
+    #[arg(long, value_name = "LAYER")]
+    trainable_from: Option<String>,
     #[command(flatten)]
     dist: super::distributed::DistributedArgs,
 }
@@ -413,6 +423,12 @@ fn train(a: TrainArgs, started: Instant, limits: Limits, mut session: Option<&mu
     };
     let mut model = spec.build(input, a.seed, &load_opts)?;
     model.set_conv_algo(a.algo);
+    if let Some(path) = &a.weights {
+        super::finetune::load_weights(&mut model, path, &load_opts)?;
+    }
+    if let Some(name) = &a.trainable_from {
+        super::finetune::trainable_from(&mut model, name)?;
+    }
     let loss = choose_loss(a.loss.as_deref(), &model)?;
     compile(&mut model, &a, loss)?;
     set_threads(a.threads)?;
