@@ -86,6 +86,14 @@ fn the_model_files_are_the_builtin_models() {
         let model = convnet::Sequential::from_json(&json).unwrap().build().unwrap();
         assert_eq!(model.to_json().replace(char::is_whitespace, ""), json.replace(char::is_whitespace, ""));
     }
+    // The book's VGG16 fine-tuning model: the VGG16 base (Keras's layer names, so the ImageNet notop
+    // file loads into it with train --weights), Flatten, Dense(256, relu), Dense(1, sigmoid).
+    let book = ok(&convnet(&["summary", "--model", s(&repo("models/vgg16-fine-tuning.json"))]));
+    assert!(book.contains("Total params: 16,812,353\n"), "{book}");
+    assert!(book.contains("block5_pool (MaxPooling2D)   (None, 4, 4, 512)         0"), "{book}");
+    let json = std::fs::read_to_string(repo("models/vgg16-fine-tuning.json")).unwrap();
+    let model = convnet::Sequential::from_json(&json).unwrap().build().unwrap();
+    assert_eq!(model.to_json().replace(char::is_whitespace, ""), json.replace(char::is_whitespace, ""));
     let aug = ok(&convnet(&["summary", "--model", s(&repo("models/small-data-augmented.json"))]));
     for layer in ["random_flip (RandomFlip)", "random_rotation (RandomRotat", "random_zoom (RandomZoom)"] {
         assert!(aug.contains(layer), "{aug}");
