@@ -8,7 +8,8 @@
 //! tape-free engine, records that output on a [`Tape`] as a
 //! [`variable`](Tape::variable) leaf and runs only the layers after it on the
 //! tape; with respect to the input, the input itself is the leaf. Either way
-//! the weights go on the tape as plain inputs, so `backward` computes the
+//! the weights go on the tape as constants shared with the model (no copy:
+//! [`Tape::constant`]), so `backward` computes the
 //! leaf's gradient and no weight gradient at all (no `backward_filter`, no
 //! `dW` GEMM), dropout and the random layers are the identity (as at
 //! inference), and the training path is untouched. The objective is a sum

@@ -113,8 +113,8 @@ impl Model {
     /// Records the forward pass of `layers` (a range of layer indices) on
     /// `tape`, from `h`, the input of the first of them. With `logits`, the
     /// activation of the range's last layer is left out. With `constants`
-    /// (the gradients of `gradients.rs`), the weights are recorded as plain
-    /// inputs, so backward does no parameter work, and dropout and the random
+    /// (the gradients of `gradients.rs`), the weights are recorded as shared
+    /// constants, so backward does no parameter work, and dropout and the random
     /// layers are the identity, as at inference.
     pub(crate) fn forward_layers(
         &self,
@@ -516,7 +516,7 @@ impl Model {
                         (false, None) => opt.update(i, w, g),
                     })?;
                     if check {
-                        self.check_weights_finite(epoch, bi + 1, &frozen, &last_good)?;
+                        self.check_weights_finite(epoch, bi + 1, frozen, &last_good)?;
                     }
                 }
                 run.loss += loss as f64 * b as f64;

@@ -64,7 +64,7 @@ enum Command {
     Summary(SummaryArgs),
     /// Train a model (the chapter's MNIST convnet by default: 5 epochs, batch 64, RMSprop) on
     /// MNIST-format data or an image folder, and print the test accuracy.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Evaluate a saved model on the MNIST test set.
     Eval(eval::EvalArgs),
     /// Classify image files (PNG, JPEG, BMP, GIF, PNM; any size and colour) with a saved model:
@@ -204,7 +204,7 @@ pub fn run(cli: Cli, started: Instant) -> CliResult<()> {
             print!("{}", model.summary());
             Ok(())
         }
-        Command::Train(a) => train::run(a, started, limits),
+        Command::Train(a) => train::run(*a, started, limits),
         Command::Eval(a) => eval::run(a, limits),
         Command::Convert(a) => convert::run(a, limits),
         Command::Predict(a) => {
