@@ -137,10 +137,11 @@ fn rank_program() {
         let rank = convnet::distributed::Collective::rank(&group);
         let s = group.stats();
         eprintln!(
-            "sum-bench rank {rank}: gap {gap} ms: rank-order sum median {:.3} ms (barrier {:.3} ms), all-gather of the \
-             same bytes {:.3} ms",
+            "sum-bench rank {rank} of {}: gap {gap} ms: rank-order sum median {:.3} ms (barrier {:?} s), all-gather \
+             of the same bytes {:.3} ms",
+            convnet::distributed::Collective::size(&group),
             s.median() * 1e3,
-            s.median_wait() * 1e3,
+            s.median_wait(),
             ag[50] * 1e3
         );
         return;

@@ -172,8 +172,9 @@ impl Session {
     }
 
     /// The gradient sums: median seconds, median seconds waiting for the
-    /// slowest rank first, count, and bytes per step.
-    pub fn sum_stats(&self) -> (f64, f64, usize, usize) {
+    /// slowest rank first (measured with three ranks or more), count, and
+    /// bytes per step.
+    pub fn sum_stats(&self) -> (f64, Option<f64>, usize, usize) {
         #[cfg(feature = "mpi")]
         {
             let s = self.group.stats();
@@ -181,7 +182,7 @@ impl Session {
         }
         #[cfg(not(feature = "mpi"))]
         {
-            (0.0, 0.0, 0, 0)
+            (0.0, None, 0, 0)
         }
     }
 }

@@ -508,12 +508,15 @@ fn train(a: TrainArgs, started: Instant, limits: Limits, mut session: Option<&mu
         }
         let (median, wait, steps, bytes) = s.sum_stats();
         if !a.quiet {
+            let waited = match wait {
+                Some(w) => format!(" (after {:.3} ms waiting for the slowest rank)", w * 1e3),
+                None => String::new(),
+            };
             println!(
-                "distributed: {} ranks, identical weights; gradient sum of {bytes} bytes per step: median {:.3} ms \
-                 (after {:.3} ms waiting for the slowest rank) over {steps} steps",
+                "distributed: {} ranks, identical weights; gradient sum of {bytes} bytes per step: median {:.3} ms{waited} \
+                 over {steps} steps",
                 s.size(),
                 median * 1e3,
-                wait * 1e3
             );
         }
         distributed = Some(serde_json::json!({

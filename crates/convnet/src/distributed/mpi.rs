@@ -1,7 +1,11 @@
 //! [`MpiGroup`]: the [`Collective`] of the processes `mpirun` started (the
 //! `mpi` feature; Open MPI or MPICH through the `mpi` crate).
 //!
-//! **The rank-order sum** is a reduce-scatter then an all-gather, both on
+//! **The rank-order sum**, with two ranks, is one `MPI_Allgather` of the
+//! whole buffers, each rank adding the two copies in rank order: one
+//! synchronisation per step, and the same bytes a reduce-scatter plus
+//! all-gather would move. With more ranks it is a reduce-scatter then an
+//! all-gather, both on
 //! MPI's own collectives, with the additions done here: the buffer is cut
 //! into one contiguous chunk per rank; `MPI_Alltoallv` sends every rank's
 //! copy of chunk `c` to rank `c`, which adds the copies in rank order
@@ -33,16 +37,19 @@ pub const WATCHDOG_EXIT: i32 = 75;
 
 /// Time spent in the gradient sums, per step.
 ///
-/// Each sum first waits at a barrier for the slowest rank to finish its
-/// share of the step (`wait_seconds`: load imbalance, not communication),
-/// then moves and adds the buffers (`seconds`: the cost of the sum itself,
-/// what a faster network shrinks).
+/// With three ranks or more, each sum first waits at a barrier for the
+/// slowest rank to finish its share of the step (`wait_seconds`: load
+/// imbalance, not communication), then moves and adds the buffers
+/// (`seconds`: the cost of the sum itself, what a faster network shrinks).
+/// With two ranks the sum is one all-gather and the barrier is left out
+/// (it would be a second synchronisation per step): `seconds` then includes
+/// the wait and `wait_seconds` stays empty.
 #[derive(Clone, Debug, Default)]
 pub struct SumStats {
     /// Seconds of every [`Collective::sum_in_rank_order`] call after the
     /// barrier: reduce-scatter, additions, all-gather.
     pub seconds: Vec<f64>,
-    /// Seconds every call waited at the barrier before it.
+    /// Seconds every call waited at the barrier before it (three ranks or more).
     pub wait_seconds: Vec<f64>,
     /// Bytes of the buffer summed by the last call (per rank, before the sum).
     pub bytes: usize,
@@ -54,9 +61,9 @@ impl SumStats {
         median(&self.seconds)
     }
 
-    /// The median of [`Self::wait_seconds`].
-    pub fn median_wait(&self) -> f64 {
-        median(&self.wait_seconds)
+    /// The median of [`Self::wait_seconds`], `None` when not measured.
+    pub fn median_wait(&self) -> Option<f64> {
+        (!self.wait_seconds.is_empty()).then(|| median(&self.wait_seconds))
     }
 }
 
@@ -145,19 +152,34 @@ impl Collective for MpiGroup {
 
     fn sum_in_rank_order(&mut self, buf: &mut [f32]) -> Result<()> {
         let w = self.size;
+        let len = buf.len();
+        self.stats.bytes = std::mem::size_of_val(buf);
+        if w == 1 {
+            self.stats.seconds.push(0.0);
+            return Ok(());
+        }
+        if w == 2 {
+            let started = Instant::now();
+            count(len.saturating_mul(2), "the gradient all-gather")?;
+            self.scratch.resize(2 * len, 0.0);
+            {
+                let _guard = self.watchdog.arm("the gradient sum (all-gather)");
+                self.world.all_gather_into(&buf[..], &mut self.scratch[..]);
+            }
+            let (first, second) = self.scratch.split_at(len);
+            for ((b, x0), x1) in buf.iter_mut().zip(first).zip(second) {
+                *b = x0 + x1;
+            }
+            self.stats.seconds.push(started.elapsed().as_secs_f64());
+            return Ok(());
+        }
         let waited = Instant::now();
-        if w > 1 {
+        {
             let _guard = self.watchdog.arm("the barrier before a gradient sum");
             self.world.barrier();
         }
         self.stats.wait_seconds.push(waited.elapsed().as_secs_f64());
         let started = Instant::now();
-        if w == 1 {
-            self.stats.seconds.push(0.0);
-            self.stats.bytes = std::mem::size_of_val(buf);
-            return Ok(());
-        }
-        let len = buf.len();
         count(len, "the gradient buffer")?;
         let (lo, hi) = self.chunk(self.rank, len);
         let mine = hi - lo;
@@ -185,7 +207,6 @@ impl Collective for MpiGroup {
             self.world.all_gather_varcount_into(&sum[..], &mut recv);
         }
         self.stats.seconds.push(started.elapsed().as_secs_f64());
-        self.stats.bytes = len * 4;
         Ok(())
     }
 
