@@ -12,8 +12,10 @@ use crate::buffers::Buffers;
 use crate::error::kernel_err;
 use crate::node::{value_of, Aux, Node, Op, Storage};
 use crate::params::Params;
+use crate::profile::{self, Profile, ProfilePass};
 use crate::Result;
 use convnet_kernels::activation::{relu_backward_inplace, Activation};
+use convnet_kernels::conv::{ConvAlgo, ConvPass};
 use convnet_kernels::loss::{sigmoid, BCE_EPSILON};
 use convnet_kernels::{conv, dense, pool};
 use convnet_tensor::AlignedBuf;
@@ -25,6 +27,9 @@ pub(crate) struct Ctx<'a> {
     pub buffers: &'a mut Buffers,
     pub params: &'a mut Params,
     pub work: &'a mut crate::tape::BackwardWork,
+    /// The profiler (`None` when off) and the scope of the node being run.
+    pub profile: &'a mut Option<Box<Profile>>,
+    pub scope: u32,
 }
 
 fn add_into(acc: &mut [f32], x: &[f32]) {
@@ -34,6 +39,16 @@ fn add_into(acc: &mut [f32], x: &[f32]) {
 }
 
 impl Ctx<'_> {
+    /// Starts a timed call (no clock read when profiling is off).
+    fn clock(&self) -> Option<std::time::Instant> {
+        profile::start(self.profile)
+    }
+
+    /// Ends a call started by [`Ctx::clock`].
+    fn lap(&mut self, started: Option<std::time::Instant>, pass: ProfilePass, kernel: &'static str, flops: usize) {
+        profile::stop(self.profile, started, self.scope, pass, kernel, flops as u64);
+    }
+
     /// Counts the weight and input gradients a conv or dense op is about to compute.
     fn count(&mut self, w: u32, x: u32) {
         self.work.weight_gradients += usize::from(self.before[w as usize].requires_grad);
@@ -135,21 +150,39 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
         Op::Input | Op::Variable | Op::Param(_) => ctx.buffers.give(g),
         Op::Conv2d { x, w, b, shape, algo, act } => {
             if act == Activation::Relu && !node.grad_relu_masked {
+                let t = ctx.clock();
                 relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("conv2d backward"))?;
+                ctx.lap(t, ProfilePass::BackwardActivation, "relu", 0);
             }
             let gs = g.as_slice();
             if let Some(b) = b {
+                let t = ctx.clock();
+                let needed = ctx.before[b as usize].requires_grad;
                 ctx.emit(b, |_, d| conv::conv2d_backward_bias(&shape, gs, d).map_err(kernel_err("conv2d backward")))?;
+                if needed {
+                    ctx.lap(t, ProfilePass::BackwardBias, "bias", 0);
+                }
             }
             ctx.count(w, x);
+            let ran = |pass| if algo == ConvAlgo::Auto { conv::select(&shape, pass) } else { algo }.name();
+            let t = ctx.clock();
+            let needed = ctx.before[w as usize].requires_grad;
             ctx.emit(w, |n, d| {
                 conv::conv2d_backward_filter(algo, &shape, value_of(n, x as usize), gs, d)
                     .map_err(kernel_err("conv2d backward"))
             })?;
+            if needed {
+                ctx.lap(t, ProfilePass::BackwardFilter, ran(ConvPass::BackwardFilter), shape.flops());
+            }
+            let t = ctx.clock();
+            let needed = ctx.before[x as usize].requires_grad;
             ctx.emit(x, |n, d| {
                 conv::conv2d_backward_data(algo, &shape, gs, value_of(n, w as usize), d)
                     .map_err(kernel_err("conv2d backward"))
             })?;
+            if needed {
+                ctx.lap(t, ProfilePass::BackwardData, ran(ConvPass::BackwardData), shape.flops());
+            }
             ctx.buffers.give(g);
         }
         Op::MaxPool { x, shape } => {
@@ -217,23 +250,41 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
         }
         Op::Dense { x, w, b, shape, act } => {
             if act == Activation::Relu && !node.grad_relu_masked {
+                let t = ctx.clock();
                 relu_backward_inplace(y, g.as_mut_slice()).map_err(kernel_err("dense backward"))?;
+                ctx.lap(t, ProfilePass::BackwardActivation, "relu", 0);
             }
             let gs = g.as_slice();
             if let Some(b) = b {
+                let t = ctx.clock();
+                let needed = ctx.before[b as usize].requires_grad;
                 ctx.emit(b, |_, d| {
                     column_sums(gs, d);
                     Ok(())
                 })?;
+                if needed {
+                    ctx.lap(t, ProfilePass::BackwardBias, "bias", 0);
+                }
             }
             ctx.count(w, x);
+            let flops = 2 * shape.batch * shape.inputs * shape.outputs;
+            let t = ctx.clock();
+            let needed = ctx.before[w as usize].requires_grad;
             ctx.emit(w, |n, d| {
                 dense::dense_backward_weights(&shape, value_of(n, x as usize), gs, d, None)
                     .map_err(kernel_err("dense backward"))
             })?;
+            if needed {
+                ctx.lap(t, ProfilePass::BackwardFilter, "dense", flops);
+            }
+            let t = ctx.clock();
+            let needed = ctx.before[x as usize].requires_grad;
             ctx.emit(x, |n, d| {
                 dense::dense_backward_data(&shape, gs, value_of(n, w as usize), d).map_err(kernel_err("dense backward"))
             })?;
+            if needed {
+                ctx.lap(t, ProfilePass::BackwardData, "dense", flops);
+            }
             ctx.buffers.give(g);
         }
         Op::Reshape { x } => ctx.pass(x, g)?,

@@ -122,12 +122,14 @@ mod error;
 mod node;
 mod ops;
 mod params;
+mod profile;
 mod spec;
 mod tape;
 
 pub use convnet_kernels::loss::BCE_EPSILON;
 pub use error::{Error, Result};
 pub use params::{ParamId, Params};
+pub use profile::{Profile, ProfileEntry, ProfilePass};
 pub use spec::{Conv2dSpec, PoolSpec};
 pub use tape::{BackwardWork, Tape, Var};
 

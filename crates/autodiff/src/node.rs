@@ -7,6 +7,7 @@
 //! tape depends on the backward rules and never the other way round.
 
 use crate::params::ParamId;
+use crate::profile::ProfilePass;
 use convnet_kernels::activation::Activation;
 use convnet_kernels::conv::{ConvAlgo, ConvShape};
 use convnet_kernels::dense::DenseShape;
@@ -108,6 +109,50 @@ pub(crate) enum Op {
     },
 }
 
+impl Op {
+    /// The op's name in a profile.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Input => "input",
+            Op::Variable => "variable",
+            Op::Param(_) => "param",
+            Op::Conv2d { .. } => "conv2d",
+            Op::MaxPool { .. } => "max_pool2d",
+            Op::AvgPool { .. } => "avg_pool2d",
+            Op::GlobalAvgPool { .. } => "global_avg_pool2d",
+            Op::Relu { .. } => "relu",
+            Op::Sigmoid { .. } => "sigmoid",
+            Op::Tanh { .. } => "tanh",
+            Op::BiasAdd { .. } => "bias_add",
+            Op::Dense { .. } => "dense",
+            Op::Reshape { .. } => "reshape",
+            Op::Dropout { .. } => "dropout",
+            Op::Softmax { .. } => "softmax",
+            Op::SoftmaxCe { .. } => "softmax_cross_entropy",
+            Op::SparseSoftmaxCe { .. } => "sparse_softmax_cross_entropy",
+            Op::Bce { .. } => "binary_cross_entropy",
+            Op::BceLogits { .. } => "binary_cross_entropy_with_logits",
+            Op::Add { .. } => "add",
+            Op::Mul { .. } => "mul",
+            Op::Mean { .. } => "mean",
+            Op::ChannelMeans { .. } => "channel_means",
+            Op::Sum { .. } => "sum",
+        }
+    }
+
+    /// The profile pass of the op's whole backward rule (conv and dense
+    /// split theirs into data, filter, bias and activation).
+    pub(crate) fn backward_pass(&self) -> ProfilePass {
+        match self {
+            Op::Relu { .. } | Op::Sigmoid { .. } | Op::Tanh { .. } | Op::Softmax { .. } => {
+                ProfilePass::BackwardActivation
+            }
+            Op::BiasAdd { .. } => ProfilePass::BackwardBias,
+            _ => ProfilePass::BackwardData,
+        }
+    }
+}
+
 /// Where a node's value lives.
 #[derive(Debug)]
 pub(crate) enum Storage {
@@ -140,6 +185,8 @@ pub(crate) struct Node {
     pub grad_relu_masked: bool,
     pub requires_grad: bool,
     pub aux: Aux,
+    /// The tape's scope when the node was recorded (for the profiler).
+    pub scope: u32,
 }
 
 /// The value of node `i`, following aliases (which always point backwards).

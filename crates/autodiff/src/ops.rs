@@ -7,7 +7,7 @@ use crate::spec::{Conv2dSpec, PoolSpec};
 use crate::tape::{Tape, Var};
 use crate::{Error, Result};
 use convnet_kernels::activation::{self, Activation};
-use convnet_kernels::conv::{self, ConvPass, ConvShape};
+use convnet_kernels::conv::{self, ConvAlgo, ConvPass, ConvShape};
 use convnet_kernels::dense::{self, DenseShape};
 use convnet_kernels::loss::{self, sigmoid};
 use convnet_kernels::pool::{self, PoolShape};
@@ -129,6 +129,7 @@ impl Tape {
         }
         let out_shape = Shape::nhwc(n, shape.out_h(), shape.out_w(), co);
         let mut out = self.buffers.take(out_shape.len());
+        let t = self.clock();
         conv::conv2d_forward(
             spec.algo,
             &shape,
@@ -139,6 +140,8 @@ impl Tape {
             out.as_mut_slice(),
         )
         .map_err(kernel_err(OP))?;
+        let ran = if spec.algo == ConvAlgo::Auto { conv::select(&shape, ConvPass::Forward) } else { spec.algo };
+        self.lap(t, ran.name(), shape.flops() as u64);
         let op = Op::Conv2d {
             x: xi as u32,
             w: wi as u32,
@@ -166,7 +169,9 @@ impl Tape {
         let out_shape = Shape::nhwc(shape.n, shape.out_h(), shape.out_w(), shape.c);
         let mut out = self.buffers.take(out_shape.len());
         let mut argmax = self.buffers.take_u32(out_shape.len());
+        let t = self.clock();
         pool::max_pool2d_forward(&shape, self.val(xi), out.as_mut_slice(), &mut argmax).map_err(kernel_err(OP))?;
+        self.lap(t, OP, 0);
         let requires = self.needs_grad(&[xi]);
         let aux = if requires {
             Aux::U32(argmax)
@@ -184,7 +189,9 @@ impl Tape {
         let shape = self.pool_shape(OP, xi, spec)?;
         let out_shape = Shape::nhwc(shape.n, shape.out_h(), shape.out_w(), shape.c);
         let mut out = self.buffers.take(out_shape.len());
+        let t = self.clock();
         pool::avg_pool2d_forward(&shape, self.val(xi), out.as_mut_slice()).map_err(kernel_err(OP))?;
+        self.lap(t, OP, 0);
         let requires = self.needs_grad(&[xi]);
         self.push(Op::AvgPool { x: xi as u32, shape }, out_shape, Storage::Own(out), requires, Aux::None)
     }
@@ -197,7 +204,9 @@ impl Tape {
         let (n, h, w, c) = rank4(OP, "input", self.nodes[xi].shape)?;
         let out_shape = Shape::matrix(n, c);
         let mut out = self.buffers.take(out_shape.len());
+        let t = self.clock();
         pool::global_avg_pool_forward(n, h * w, c, self.val(xi), out.as_mut_slice()).map_err(kernel_err(OP))?;
+        self.lap(t, OP, 0);
         let requires = self.needs_grad(&[xi]);
         let op = Op::GlobalAvgPool { x: xi as u32, n, hw: h * w, c };
         self.push(op, out_shape, Storage::Own(out), requires, Aux::None)
@@ -207,9 +216,11 @@ impl Tape {
         let xi = self.idx(op_name, x)?;
         let shape = self.nodes[xi].shape;
         let mut out = self.buffers.take(shape.len());
+        let t = self.clock();
         for (o, &x) in out.as_mut_slice().iter_mut().zip(self.val(xi)) {
             *o = f(x);
         }
+        self.lap(t, op_name, 0);
         let requires = self.needs_grad(&[xi]);
         self.push(op(xi as u32), shape, Storage::Own(out), requires, Aux::None)
     }
@@ -239,8 +250,10 @@ impl Tape {
             return Err(shape_err(OP, format!("bias {bs} must be ({},) for input {xs}", xs.last())));
         }
         let mut out = self.buffers.take(xs.len());
+        let t = self.clock();
         out.as_mut_slice().copy_from_slice(self.val(xi));
         activation::bias_add(out.as_mut_slice(), self.val(bi)).map_err(kernel_err(OP))?;
+        self.lap(t, OP, 0);
         let requires = self.needs_grad(&[xi, bi]);
         self.push(Op::BiasAdd { x: xi as u32, b: bi as u32 }, xs, Storage::Own(out), requires, Aux::None)
     }
@@ -268,6 +281,7 @@ impl Tape {
         }
         let out_shape = Shape::matrix(shape.batch, shape.outputs);
         let mut out = self.buffers.take(out_shape.len());
+        let t = self.clock();
         dense::dense_forward(
             &shape,
             self.val(xi),
@@ -277,6 +291,7 @@ impl Tape {
             out.as_mut_slice(),
         )
         .map_err(kernel_err(OP))?;
+        self.lap(t, OP, 2 * (shape.batch * shape.inputs * shape.outputs) as u64);
         let requires = match bi {
             Some(bi) => self.needs_grad(&[xi, wi, bi]),
             None => self.needs_grad(&[xi, wi]),
@@ -320,6 +335,7 @@ impl Tape {
         if !self.is_training() || rate == 0.0 {
             return self.push(Op::Reshape { x: xi as u32 }, shape, Storage::Alias(xi as u32), requires, Aux::None);
         }
+        let t = self.clock();
         let scale = 1.0 / (1.0 - rate);
         let mut rng = Rng::new(seed);
         let mut mask = self.buffers.take(shape.len());
@@ -330,6 +346,7 @@ impl Tape {
         for ((o, &x), &m) in out.as_mut_slice().iter_mut().zip(self.val(xi)).zip(mask.as_slice()) {
             *o = x * m;
         }
+        self.lap(t, OP, 0);
         let aux = if requires {
             Aux::F32(mask)
         } else {
@@ -345,7 +362,9 @@ impl Tape {
         let xi = self.idx(OP, x)?;
         let shape = self.nodes[xi].shape;
         let mut out = self.buffers.take(shape.len());
+        let t = self.clock();
         loss::softmax(shape.last(), self.val(xi), out.as_mut_slice()).map_err(kernel_err(OP))?;
+        self.lap(t, OP, 0);
         let requires = self.needs_grad(&[xi]);
         self.push(Op::Softmax { x: xi as u32 }, shape, Storage::Own(out), requires, Aux::None)
     }
@@ -367,8 +386,10 @@ impl Tape {
         let shape = self.same_shape(OP, li, ti)?;
         self.no_grad_target(OP, ti)?;
         let mut dlogits = self.buffers.take(shape.len());
+        let t = self.clock();
         let value = loss::softmax_cross_entropy(shape.last(), self.val(li), self.val(ti), dlogits.as_mut_slice())
             .map_err(kernel_err(OP))?;
+        self.lap(t, OP, 0);
         self.finish_loss(Op::SoftmaxCe { logits: li as u32 }, li, value, dlogits)
     }
 
@@ -394,8 +415,10 @@ impl Tape {
             return Err(shape_err(OP, format!("{} labels for logits {shape} ({rows} rows)", labels.len())));
         }
         let mut dlogits = self.buffers.take(shape.len());
+        let t = self.clock();
         let value = loss::sparse_softmax_cross_entropy(shape.last(), self.val(li), labels, dlogits.as_mut_slice())
             .map_err(kernel_err(OP))?;
+        self.lap(t, OP, 0);
         self.finish_loss(Op::SparseSoftmaxCe { logits: li as u32 }, li, value, dlogits)
     }
 
@@ -409,7 +432,9 @@ impl Tape {
         let (pi, ti) = (self.idx(OP, probs)?, self.idx(OP, targets)?);
         self.same_shape(OP, pi, ti)?;
         self.no_grad_target(OP, ti)?;
+        let t = self.clock();
         let value = loss::binary_cross_entropy(self.val(pi), self.val(ti)).map_err(kernel_err(OP))?;
+        self.lap(t, OP, 0);
         let requires = self.needs_grad(&[pi]);
         self.scalar_node(Op::Bce { probs: pi as u32, targets: ti as u32 }, value, requires, Aux::None)
     }
@@ -421,7 +446,9 @@ impl Tape {
         let (li, ti) = (self.idx(OP, logits)?, self.idx(OP, targets)?);
         self.same_shape(OP, li, ti)?;
         self.no_grad_target(OP, ti)?;
+        let t = self.clock();
         let value = loss::binary_cross_entropy_with_logits(self.val(li), self.val(ti)).map_err(kernel_err(OP))?;
+        self.lap(t, OP, 0);
         let requires = self.needs_grad(&[li]);
         self.scalar_node(Op::BceLogits { logits: li as u32, targets: ti as u32 }, value, requires, Aux::None)
     }
@@ -430,9 +457,11 @@ impl Tape {
         let (ai, bi) = (self.idx(op_name, a)?, self.idx(op_name, b)?);
         let shape = self.same_shape(op_name, ai, bi)?;
         let mut out = self.buffers.take(shape.len());
+        let t = self.clock();
         for ((o, &a), &b) in out.as_mut_slice().iter_mut().zip(self.val(ai)).zip(self.val(bi)) {
             *o = f(a, b);
         }
+        self.lap(t, op_name, 0);
         let requires = self.needs_grad(&[ai, bi]);
         let op = match op {
             Op::Add { .. } => Op::Add { a: ai as u32, b: bi as u32 },

@@ -13,6 +13,7 @@ use crate::backward::{self, Ctx};
 use crate::buffers::Buffers;
 use crate::node::{value_of, Aux, Node, Op, Storage};
 use crate::params::{ParamId, Params};
+use crate::profile::{self, Profile, ProfilePass};
 use crate::{Error, Result};
 use convnet_tensor::{Shape, TensorView};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +47,10 @@ pub struct Tape {
     training: bool,
     spent: bool,
     work: BackwardWork,
+    /// The profiler's timings; `None` (the default) when profiling is off.
+    pub(crate) profile: Option<Box<Profile>>,
+    /// The scope new nodes are recorded in (a layer index, for the profiler).
+    pub(crate) scope: u32,
 }
 
 /// The gradient kernels the last [`Tape::backward`] ran: a cheap count, so a
@@ -76,6 +81,8 @@ impl Tape {
             training: true,
             spent: false,
             work: BackwardWork::default(),
+            profile: None,
+            scope: 0,
         }
     }
 
@@ -155,7 +162,8 @@ impl Tape {
         if self.nodes.len() >= u32::MAX as usize {
             return Err(Error::BadArgument { op: "record", detail: "more than u32::MAX nodes on one tape".into() });
         }
-        self.nodes.push(Node { op, shape, value, grad: None, grad_relu_masked: false, requires_grad, aux });
+        let scope = self.scope;
+        self.nodes.push(Node { op, shape, value, grad: None, grad_relu_masked: false, requires_grad, aux, scope });
         Ok(Var { index: (self.nodes.len() - 1) as u32, epoch: self.epoch })
     }
 
@@ -271,8 +279,20 @@ impl Tape {
             }
             let Some(g) = node.grad.take() else { continue };
             let aux = std::mem::replace(&mut node.aux, Aux::None);
-            let mut ctx = Ctx { before, buffers: &mut self.buffers, params, work: &mut self.work };
+            let mut ctx = Ctx {
+                before,
+                buffers: &mut self.buffers,
+                params,
+                work: &mut self.work,
+                profile: &mut self.profile,
+                scope: node.scope,
+            };
+            // Conv and dense time their passes themselves; any other rule is
+            // one timed call.
+            let whole = !matches!(node.op, Op::Conv2d { .. } | Op::Dense { .. });
+            let started = if whole { profile::start(ctx.profile) } else { None };
             let result = backward::run(&mut ctx, node, g, &aux);
+            profile::stop(ctx.profile, started, node.scope, node.op.backward_pass(), node.op.name(), 0);
             match aux {
                 Aux::None => {}
                 Aux::F32(b) => self.buffers.give(b),
@@ -286,6 +306,62 @@ impl Tape {
     /// What the last [`Tape::backward`] computed (zero before the first).
     pub fn backward_work(&self) -> BackwardWork {
         self.work
+    }
+
+    /// Turns the profiler on (keeping what it has measured so far) or off
+    /// (dropping it). While on, every kernel call of a recorded op, forward
+    /// and backward, is timed into [`Tape::profile`] under the current
+    /// [`scope`](Tape::set_scope), pass and kernel; while off, no clock is read.
+    ///
+    /// ```
+    /// use convnet_autodiff::{Activation, Params, ProfilePass, Tape};
+    /// use convnet_tensor::{Shape, Tensor};
+    /// let mut tape = Tape::new();
+    /// tape.set_profiling(true);
+    /// tape.set_scope(7);
+    /// let x = tape.input(Tensor::zeros(Shape::matrix(2, 3)).view())?;
+    /// let w = tape.input(Tensor::zeros(Shape::matrix(3, 4)).view())?;
+    /// tape.dense(x, w, None, Activation::Relu)?;
+    /// let e = tape.profile().unwrap().entries()[0];
+    /// assert_eq!((e.scope, e.pass, e.kernel, e.calls, e.flops), (7, ProfilePass::Forward, "dense", 1, 48));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_profiling(&mut self, on: bool) {
+        match (on, self.profile.is_some()) {
+            (true, false) => self.profile = Some(Box::default()),
+            (false, true) => self.profile = None,
+            _ => {}
+        }
+    }
+
+    /// The profiler's timings so far, or `None` when profiling is off.
+    pub fn profile(&self) -> Option<&Profile> {
+        self.profile.as_deref()
+    }
+
+    /// The profiler's timings, to clear or merge them (`None` when off).
+    pub fn profile_mut(&mut self) -> Option<&mut Profile> {
+        self.profile.as_deref_mut()
+    }
+
+    /// Records the next ops in `scope` (0 until set; not reset by
+    /// [`Tape::reset`]): the profiler sums each op's forward and backward
+    /// calls under the scope it was recorded in, so a model numbers its
+    /// layers with it.
+    pub fn set_scope(&mut self, scope: u32) {
+        self.scope = scope;
+    }
+
+    /// The clock of one timed forward call (`None`, no clock read, when off).
+    #[inline]
+    pub(crate) fn clock(&self) -> Option<std::time::Instant> {
+        profile::start(&self.profile)
+    }
+
+    /// Ends a forward call started by [`Tape::clock`].
+    #[inline]
+    pub(crate) fn lap(&mut self, started: Option<std::time::Instant>, kernel: &'static str, flops: u64) {
+        profile::stop(&mut self.profile, started, self.scope, ProfilePass::Forward, kernel, flops);
     }
 
     /// A copy of `x` as a leaf that needs no gradient (a batch of data, targets).

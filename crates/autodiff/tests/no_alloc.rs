@@ -391,3 +391,28 @@ fn fine_tuning_step_with_shared_weights_makes_no_allocation_body() {
     tape.reset();
     assert!(tape.pooled_bytes() + weights <= copying, "{} + {weights} > {copying}", tape.pooled_bytes());
 }
+
+/// Profiling keeps the step allocation-free after warm-up: the profile's
+/// entries are created in the first step and only added to afterwards.
+#[test]
+fn profiled_training_step_makes_no_allocation() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    on_pool_worker(|| {
+        let mut rng = Rng::new(3);
+        let mut m = model(&mut rng);
+        let (x, onehot) = data(&mut rng);
+        let mut tape = Tape::new();
+        tape.set_profiling(true);
+        let mut opt = RMSprop::new(0.001);
+        for _ in 0..8 {
+            step(&mut tape, &mut m, &mut opt, &x, &onehot);
+        }
+        let entries = tape.profile().unwrap().entries().len();
+        let (_, allocs) = count(|| step(&mut tape, &mut m, &mut opt, &x, &onehot));
+        assert_eq!(allocs, 0, "profiled step 9 made {allocs} heap allocations");
+        let p = tape.profile().unwrap();
+        assert_eq!(p.entries().len(), entries);
+        // No scopes are set here, so the two convolutions share their rows.
+        assert!(p.entries().iter().all(|e| e.calls % 9 == 0), "{p:?}");
+    })
+}

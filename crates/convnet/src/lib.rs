@@ -126,6 +126,7 @@ mod model;
 mod options;
 mod plan;
 pub mod plot;
+pub mod profile;
 pub mod progress;
 mod separable;
 mod summary;

@@ -41,6 +41,9 @@ pub struct BatchLogs {
 pub struct History {
     /// One entry per epoch, in order.
     pub epochs: Vec<EpochLogs>,
+    /// Where the steps' time went, when fit ran with
+    /// [`FitOptions::profile`](crate::FitOptions::profile).
+    pub profile: Option<crate::profile::ProfileReport>,
 }
 
 impl History {

@@ -243,6 +243,7 @@ mod tests {
                     }
                 })
                 .collect(),
+            profile: None,
         }
     }
 

@@ -23,6 +23,7 @@ use crate::infer::Scratch;
 use crate::layers::{conv_shape, Activation, Conv2D, Layer};
 use crate::logs::{BatchLogs, EpochLogs, History};
 use crate::model::Model;
+use crate::profile::StepProfiler;
 use crate::progress::Progbar;
 use crate::{Error, Result};
 use convnet_autodiff::{Conv2dSpec, PoolSpec, Tape, Var};
@@ -84,6 +85,10 @@ pub struct FitOptions<'a> {
     /// weights; see [`crate::distributed`]. Every rank calls `fit` with the
     /// same model, seed, options and data; only rank 0 prints progress.
     pub distributed: Option<&'a mut dyn crate::distributed::Collective>,
+    /// Time every layer's passes, the optimizer update and data loading,
+    /// into [`History::profile`] (default false; see `profile.rs`). Off, it
+    /// costs one branch per step and no clock reads.
+    pub profile: bool,
 }
 
 impl Default for FitOptions<'_> {
@@ -99,6 +104,7 @@ impl Default for FitOptions<'_> {
             verbose: Verbose::Auto,
             check_finite: true,
             distributed: None,
+            profile: false,
         }
     }
 }
@@ -131,6 +137,7 @@ impl Model {
             if i < fused_until {
                 continue; // warped together with an earlier random layer
             }
+            tape.set_scope(i as u32); // the profiler's row for this layer
             let mut act = l.layer.activation();
             if i == last && logits {
                 act = Activation::Linear;
@@ -325,6 +332,7 @@ impl Model {
     fn loss_node(&self, tape: &mut Tape, out: Var, buf: &BatchBuf, b: usize, form: TargetForm) -> Result<Var> {
         let c = self.compiled("fit or evaluate")?;
         let w = form.width();
+        tape.set_scope(self.layers.len() as u32); // the profiler's `loss` row
         Ok(match c.loss {
             Loss::SparseCategoricalCrossentropy => tape.sparse_softmax_cross_entropy(out, &buf.labels[..b])?,
             Loss::CategoricalCrossentropy => {
@@ -404,6 +412,10 @@ impl Model {
             }
         }
         let mut scratch = Scratch::default();
+        let mut profiler = match options.profile {
+            true => Some(StepProfiler::new(&mut tape, self.compiled("fit")?.optimizer.name())),
+            false => None,
+        };
         let accuracy = self.compiled.as_ref().is_some_and(|c| c.accuracy);
         let mut dp = match options.distributed.take() {
             Some(group) => Some(self.start_data_parallel(group, data, &options, &frozen, form)?),
@@ -438,7 +450,14 @@ impl Model {
                 // Data-parallel: this rank's share of the batch, and how many of its examples count.
                 let (idx, counted) = dp.as_ref().map_or((batch, batch.len()), |d| d.shard(batch));
                 let b = idx.len();
+                let clock = profiler.as_mut().map(|p| {
+                    p.begin();
+                    Instant::now()
+                });
                 buf.fill(data, idx, Some(form))?;
+                if let (Some(p), Some(t)) = (profiler.as_mut(), clock) {
+                    p.add(0, t);
+                }
                 if b != tape_batch {
                     // The tape pools its buffers by exact length, so the
                     // smaller last batch of an epoch would allocate a second
@@ -447,6 +466,7 @@ impl Model {
                     // instead of 700 MB). A fresh tape frees the idle set
                     // first; the next epoch's first batch refills it.
                     tape = Tape::new();
+                    tape.set_profiling(profiler.is_some());
                     tape_batch = b;
                 }
                 tape.reset();
@@ -494,6 +514,7 @@ impl Model {
                     // The tape shares the weights (no copy); released here,
                     // the update below writes them in place.
                     tape.reset();
+                    let clock = profiler.as_ref().map(|_| Instant::now());
                     if check {
                         match &dp {
                             Some(d) => {
@@ -505,6 +526,10 @@ impl Model {
                         }
                         snapshot_weights(self, &frozen, &mut last_good);
                     }
+                    if let (Some(p), Some(t)) = (profiler.as_mut(), clock) {
+                        p.add(2, t);
+                    }
+                    let clock = profiler.as_ref().map(|_| Instant::now());
                     let c = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
                     c.optimizer.begin_step()?;
                     let opt = &mut c.optimizer;
@@ -515,8 +540,15 @@ impl Model {
                         (false, Some(d)) => opt.update(i, w, d.gradient(i).unwrap_or(g)),
                         (false, None) => opt.update(i, w, g),
                     })?;
+                    if let (Some(p), Some(t)) = (profiler.as_mut(), clock) {
+                        p.add(1, t);
+                    }
+                    let clock = profiler.as_ref().map(|_| Instant::now());
                     if check {
                         self.check_weights_finite(epoch, bi + 1, frozen, &last_good)?;
+                    }
+                    if let (Some(p), Some(t)) = (profiler.as_mut(), clock) {
+                        p.add(2, t);
                     }
                 }
                 run.loss += loss as f64 * b as f64;
@@ -525,6 +557,9 @@ impl Model {
                 let metrics = epoch_metrics(&run, accuracy, None);
                 if let Some(bar) = bar.as_mut() {
                     bar.update(bi + 1, &metrics);
+                }
+                if let Some(p) = profiler.as_mut() {
+                    p.end(&mut tape);
                 }
                 let logs = BatchLogs {
                     epoch,
@@ -592,6 +627,7 @@ impl Model {
         for cb in callbacks.iter_mut() {
             cb.on_train_end(self)?;
         }
+        history.profile = profiler.map(|p| p.report(self));
         Ok(history)
     }
 }

@@ -7,6 +7,7 @@ mod eval;
 mod finetune;
 mod models;
 mod predict;
+mod profile;
 mod step;
 mod train;
 mod visualize;

@@ -54,6 +54,8 @@ pub struct StepArgs {
     /// cost a forward pass only.
     #[arg(long, value_name = "LAYER")]
     trainable_from: Option<String>,
+    #[command(flatten)]
+    profile: super::profile::ProfileArgs,
 }
 
 fn parse_shape3(s: &str) -> Result<[usize; 3], String> {
@@ -70,6 +72,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
+    if a.inference && a.profile.enabled() {
+        return Err(
+            super::UsageError("--profile and --profile-json profile training steps, not --inference".into()).into()
+        );
+    }
+    a.profile.check()?;
     let opts = LoadOptions { limits, allow_non_finite: true };
     let spec = models::resolve(&a.model, &opts)?;
     let mut model = spec.build(a.input_shape, a.seed, &opts)?;
@@ -106,6 +114,7 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
     drop(x_values);
     let warm = usize::try_from(a.warm_up)?;
     let steps = usize::try_from(a.steps)?;
+    let mut report = None;
     let times: Vec<f64> = if a.inference {
         let mut t = Vec::with_capacity(steps);
         for i in 0..warm + steps {
@@ -128,6 +137,7 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
             .collect();
         let y = Tensor::from_slice(Shape::matrix(n, 1), &labels)?;
         let mut ends: Vec<Instant> = Vec::with_capacity(warm + steps);
+        let profile = a.profile.enabled();
         let options = FitOptions {
             epochs: warm + steps + 1,
             batch_size: n,
@@ -138,9 +148,11 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
                 ends.push(Instant::now());
                 convnet::Control::Continue
             }))],
+            profile,
             ..FitOptions::default()
         };
-        model.fit(&x, &y, options)?;
+        let history = model.fit(&x, &y, options)?;
+        report = history.profile;
         ends.windows(2).skip(warm).map(|w| (w[1] - w[0]).as_secs_f64()).collect()
     };
     let m = median(times.clone());
@@ -171,5 +183,6 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
             images_per_s
         );
     }
+    a.profile.emit(report.as_ref())?;
     Ok(())
 }

@@ -83,6 +83,8 @@ pub struct TrainArgs {
     /// No summary and no progress bar; only the test result.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    profile: super::profile::ProfileArgs,
     /// The loss (default from the last layer: one sigmoid unit binary_crossentropy, else
     /// categorical_crossentropy).
     #[arg(long, value_parser = ["binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy"])]
@@ -322,6 +324,7 @@ pub fn run(mut a: TrainArgs, started: Instant, limits: Limits) -> CliResult<()> 
     if session.rank() != 0 {
         // Rank 0 reports and writes; the others train silently.
         (a.save, a.metrics_json, a.plot, a.quiet) = (None, None, None, true);
+        a.profile = Default::default();
     }
     let result = train(a, started, limits, Some(&mut session));
     session.finish(result)
@@ -329,7 +332,12 @@ pub fn run(mut a: TrainArgs, started: Instant, limits: Limits) -> CliResult<()> 
 
 fn train(a: TrainArgs, started: Instant, limits: Limits, mut session: Option<&mut Session>) -> CliResult<()> {
     // Output paths first: a run whose result cannot be saved does not start.
-    let outputs = [("--save", &a.save), ("--metrics-json", &a.metrics_json), ("--plot", &a.plot)];
+    let outputs = [
+        ("--save", &a.save),
+        ("--metrics-json", &a.metrics_json),
+        ("--plot", &a.plot),
+        ("--profile-json", &a.profile.profile_json),
+    ];
     for (i, (f1, p1)) in outputs.iter().enumerate() {
         for (f2, p2) in &outputs[i + 1..] {
             if let (Some(p1), Some(p2)) = (p1, p2) {
@@ -495,6 +503,7 @@ fn train(a: TrainArgs, started: Instant, limits: Limits, mut session: Option<&mu
             convnet::Control::Continue
         }))],
         distributed: session.as_deref_mut().and_then(Session::group),
+        profile: a.profile.enabled(),
         ..FitOptions::default()
     };
     let fit_started = Instant::now();
@@ -592,6 +601,7 @@ fn train(a: TrainArgs, started: Instant, limits: Limits, mut session: Option<&mu
         text.push('\n');
         convnet::weights::write_atomic(path, text.as_bytes())?;
     }
+    a.profile.emit(history.profile.as_ref())?;
     Ok(())
 }
 
