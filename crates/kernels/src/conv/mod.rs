@@ -9,6 +9,10 @@
 //! | [`ConvAlgo::WinogradF2`], [`ConvAlgo::WinogradF4`] | [`winograd`] | 3x3, stride 1, undilated |
 //! | [`ConvAlgo::Depthwise`] | [`depthwise`] | depthwise shapes (`groups == c_in`), any multiplier, stride, padding |
 //!
+//! Inference adds [`fused`]: conv + bias + ReLU (+ 2x2 max pool) in one pass
+//! on the `direct` micro-kernel, planned once per shape (bit-identical to
+//! `direct` followed by the max pool).
+//!
 //! Grouped shapes (`groups > 1`) run on `Reference`, `Im2col` (one GEMM per
 //! group), Winograd (each group's channels gathered into a dense tensor and
 //! run on the dense kernel, `grouped_winograd`) and, when depthwise,
@@ -28,6 +32,7 @@ mod bias;
 mod builder;
 pub mod depthwise;
 pub mod direct;
+pub mod fused;
 mod grouped;
 mod grouped_winograd;
 pub mod im2col;
