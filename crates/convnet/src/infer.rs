@@ -1,24 +1,53 @@
-//! The tape-free inference engine: [`run`] calls the kernels directly on two
-//! ping-pong activation buffers (plus a max-pool index buffer), reused across
-//! batches and calls. No node is recorded, no parameter is copied, no
-//! gradient buffer exists; the kernels and their arguments are the ones the
-//! tape's forward pass uses, with ReLU fused into the conv and dense
-//! epilogues. `evaluate` and `predict` (in `evaluate.rs`, beside this file)
-//! and the validation pass of `fit` run on it.
+//! The tape-free inference engine: [`run`] executes an inference *plan*
+//! built once per layer list, batch size, algorithm and `logits` flag and
+//! cached in the [`Scratch`] that also holds the activation buffers (two
+//! ping-pong buffers, a max-pool index buffer, a separable layer's middle),
+//! sized when the plan is built and reused across batches and calls. No node
+//! is recorded, no parameter is copied, no gradient buffer exists.
 //!
-//! It needs only the built layers and their parameters, not `Model`, so the
-//! model can own its [`Scratch`] without the two files importing each other.
+//! The plan resolves each convolution's algorithm once (the layer's own
+//! `algo`, else the model's, `Auto` through
+//! [`conv::select`](convnet_kernels::conv::select) for this batch size). A
+//! `Conv2D` whose algorithm resolves to `direct`, with a ReLU or linear
+//! activation and no padding, runs on the fused kernel
+//! ([`convnet_kernels::conv::fused`]): bias and activation in the epilogue
+//! and, when a `MaxPooling2D((2, 2))` follows, the pool too, so the conv's
+//! output map is never written. That kernel is `direct`'s micro-kernel in
+//! `direct`'s reduction order, so the fused result is bit-identical to
+//! `direct` followed by the max pool, i.e. to the tape's forward pass. Every
+//! other layer (and a convolution that resolves to Winograd, im2col or the
+//! depthwise kernel, or has a sigmoid/tanh/softmax activation) runs on the
+//! same kernel calls the tape makes, with ReLU fused into conv and dense
+//! epilogues; `Flatten`, `Dropout` and the random augmentation layers are the
+//! identity here.
+//!
+//! Threads: with a batch of one ([`SINGLE_THREAD_MAX_BATCH`]) the fused
+//! kernels run on the calling thread (no rayon hand-off; dense layers
+//! already do), so a batch-1 `predict` of the chapter's model never leaves
+//! the caller's thread.
+//!
+//! `evaluate` and `predict` (in `evaluate.rs`) and the validation pass of
+//! `fit` run on it. It needs only the built layers and their parameters, not
+//! `Model`, so the model can own its [`Scratch`] without the two files
+//! importing each other.
 
 use crate::built::BuiltLayer;
 use crate::layers::{conv_shape, depthwise_shape, pool_shape, separable_shapes, Activation, Layer};
 use crate::Result;
 use convnet_autodiff::Params;
 use convnet_kernels::activation::Activation as KernelActivation;
-use convnet_kernels::conv::{self, ConvAlgo};
+use convnet_kernels::conv::fused::{FusedConv, FusedPool, Threading};
+use convnet_kernels::conv::{self, ConvAlgo, ConvPass};
 use convnet_kernels::dense::{dense_forward, DenseShape};
 use convnet_kernels::{loss, pool};
 
-/// Reusable buffers of the inference pass.
+/// Batches up to this size run the fused convolutions on the calling
+/// thread: the chapter model's whole batch-1 pass is ~5.6 MFLOP, ~0.1 ms on
+/// one core, where a rayon hand-off per layer costs more than the second
+/// core saves.
+pub(crate) const SINGLE_THREAD_MAX_BATCH: usize = 1;
+
+/// Reusable buffers of the inference pass, and the cached plan.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     cur: Vec<f32>,
@@ -27,6 +56,91 @@ pub(crate) struct Scratch {
     grad: Vec<f32>,
     /// A separable layer's depthwise output.
     mid: Vec<f32>,
+    plan: Option<Plan>,
+}
+
+/// What a plan was built for: the layer list (by address and length), the
+/// batch size, the model's algorithm and whether the last activation is left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PlanKey {
+    layers: usize,
+    count: usize,
+    n: usize,
+    algo: ConvAlgo,
+    logits: bool,
+}
+
+/// One step of a plan.
+#[derive(Debug)]
+enum Step {
+    /// `Conv2D` layer `conv` on the fused kernel; with `pooled`, the
+    /// `MaxPooling2D` after it as well.
+    Fused { conv: usize, fused: FusedConv, pooled: bool, threading: Threading },
+    /// Layer `index` on the general path; `algo` is the resolved
+    /// convolution algorithm (ignored by other layers).
+    Layer { index: usize, algo: ConvAlgo },
+}
+
+/// An inference plan: the steps, and the buffer sizes they need.
+#[derive(Debug)]
+struct Plan {
+    key: PlanKey,
+    steps: Vec<Step>,
+}
+
+/// Whether `l` is a `MaxPooling2D` with a 2x2 window, stride 2, `valid`
+/// padding (what the fused epilogue pools).
+fn is_max_pool_2x2(l: &BuiltLayer, n: usize) -> bool {
+    let Layer::MaxPooling2D(p) = &l.layer else { return false };
+    let Ok(s) = pool_shape(p, n, l.input[0], l.input[1], l.input[2]) else { return false };
+    (s.ph, s.pw, s.stride_h, s.stride_w) == (2, 2, 2, 2)
+        && s.pad_top + s.pad_bottom + s.pad_left + s.pad_right == 0
+        && s.options.is_default()
+}
+
+impl Plan {
+    /// Resolves every layer of `layers` for a batch of `n`.
+    fn new(layers: &[BuiltLayer], key: PlanKey) -> Result<Plan> {
+        let (n, last) = (key.n, layers.len() - 1);
+        let threading = if n <= SINGLE_THREAD_MAX_BATCH { Threading::CallingThread } else { Threading::Pool };
+        let mut steps = Vec::with_capacity(layers.len());
+        let mut i = 0;
+        while i < layers.len() {
+            let l = &layers[i];
+            let Layer::Conv2D(c) = &l.layer else {
+                steps.push(Step::Layer { index: i, algo: key.algo });
+                i += 1;
+                continue;
+            };
+            let shape = conv_shape(c, n, l.input[0], l.input[1], l.input[2])?;
+            let wanted = c.algo.unwrap_or(if c.groups > 1 { ConvAlgo::Auto } else { key.algo });
+            let algo = if wanted == ConvAlgo::Auto { conv::select(&shape, ConvPass::Forward) } else { wanted };
+            let act = match (i == last && key.logits, l.layer.activation()) {
+                (true, _) | (false, Activation::Linear) => Some(KernelActivation::Linear),
+                (false, Activation::Relu) => Some(KernelActivation::Relu),
+                _ => None,
+            };
+            let fusable = |pool| act.is_some_and(|a| FusedConv::supports(&shape, a, pool).is_ok());
+            if algo == ConvAlgo::Direct && fusable(FusedPool::None) {
+                let act = act.unwrap_or_default();
+                let pooled = i < last && is_max_pool_2x2(&layers[i + 1], n) && fusable(FusedPool::Max2x2);
+                let pool = if pooled { FusedPool::Max2x2 } else { FusedPool::None };
+                let fused = FusedConv::new(&shape, act, pool)?;
+                steps.push(Step::Fused { conv: i, fused, pooled, threading });
+                i += if pooled { 2 } else { 1 };
+            } else {
+                steps.push(Step::Layer { index: i, algo });
+                i += 1;
+            }
+        }
+        Ok(Plan { key, steps })
+    }
+}
+
+/// Where the current activations are: the caller's input, or `Scratch::cur`.
+struct Cursor {
+    from_x: bool,
+    len: usize,
 }
 
 /// Runs `layers` (with their weights in `params`, convolutions by `algo`
@@ -42,128 +156,194 @@ pub(crate) fn run<'s>(
     n: usize,
     logits: bool,
 ) -> Result<&'s [f32]> {
-    let last = layers.len() - 1;
-    let mut len = x.len();
-    let mut from_x = true; // the current activations are still `x` itself
-    for (i, l) in layers.iter().enumerate() {
-        let mut act = l.layer.activation();
-        if i == last && logits {
-            act = Activation::Linear;
+    let key = PlanKey { layers: layers.as_ptr() as usize, count: layers.len(), n, algo, logits };
+    let plan = match s.plan.take() {
+        Some(p) if p.key == key => p,
+        _ => {
+            let p = Plan::new(layers, key)?;
+            s.reserve(layers, n);
+            p
         }
-        let out_len = n * l.output.iter().product::<usize>();
-        let input: &[f32] = if from_x { x } else { &s.cur[..len] };
-        let weight = |k: usize| -> Result<Option<&[f32]>> {
-            Ok(match l.params.get(k) {
-                Some(&id) => Some(params.value(id)?.data()),
-                None => None,
-            })
-        };
-        let fused = if act == Activation::Relu { KernelActivation::Relu } else { KernelActivation::Linear };
-        let mut wrote = true;
-        match &l.layer {
-            Layer::Conv2D(c) => {
-                let [h, w, ch] = [l.input[0], l.input[1], l.input[2]];
-                let shape = conv_shape(c, n, h, w, ch)?;
-                s.next.resize(out_len, 0.0);
-                let (k, b) = (weight(0)?.expect("conv kernel"), weight(1)?);
-                let algo = c.algo.unwrap_or(if c.groups > 1 { ConvAlgo::Auto } else { algo });
-                conv::conv2d_forward(algo, &shape, input, k, b, fused, &mut s.next[..out_len])?;
-            }
-            Layer::DepthwiseConv2D(d) => {
-                let shape = depthwise_shape(d, n, l.input[0], l.input[1], l.input[2])?;
-                s.next.resize(out_len, 0.0);
-                let (k, b) = (weight(0)?.expect("depthwise kernel"), weight(1)?);
-                let algo = d.algo.unwrap_or(ConvAlgo::Auto);
-                conv::conv2d_forward(algo, &shape, input, k, b, fused, &mut s.next[..out_len])?;
-            }
-            Layer::SeparableConv2D(c) => {
-                let (ds, ps) = separable_shapes(c, n, l.input[0], l.input[1], l.input[2])?;
-                s.mid.resize(ds.output_len(), 0.0);
-                s.next.resize(out_len, 0.0);
-                let (dk, pk, b) =
-                    (weight(0)?.expect("depthwise kernel"), weight(1)?.expect("pointwise kernel"), weight(2)?);
-                conv::conv2d_forward(ConvAlgo::Auto, &ds, input, dk, None, KernelActivation::Linear, &mut s.mid)?;
-                conv::conv2d_forward(algo, &ps, &s.mid, pk, b, fused, &mut s.next[..out_len])?;
-            }
-            Layer::Dense(_) => {
-                let shape = DenseShape { batch: n, inputs: l.input[0], outputs: l.output[0] };
-                s.next.resize(out_len, 0.0);
-                let (k, b) = (weight(0)?.expect("dense kernel"), weight(1)?);
-                dense_forward(&shape, input, k, b, fused, &mut s.next[..out_len])?;
-            }
-            Layer::MaxPooling2D(p) | Layer::AveragePooling2D(p) => {
-                let shape = pool_shape(p, n, l.input[0], l.input[1], l.input[2])?;
-                s.next.resize(out_len, 0.0);
-                if matches!(l.layer, Layer::MaxPooling2D(_)) {
-                    s.argmax.resize(out_len, 0);
-                    pool::max_pool2d_forward(&shape, input, &mut s.next[..out_len], &mut s.argmax[..out_len])?;
-                } else {
-                    pool::avg_pool2d_forward(&shape, input, &mut s.next[..out_len])?;
-                }
-            }
-            Layer::GlobalAveragePooling2D(_) => {
-                let [h, w, ch] = [l.input[0], l.input[1], l.input[2]];
-                s.next.resize(out_len, 0.0);
-                pool::global_avg_pool_forward(n, h * w, ch, input, &mut s.next[..out_len])?;
-            }
-            Layer::GlobalMaxPooling2D(_) => {
-                // A max pool whose window is the whole map, as in training.
-                let [h, w, ch] = [l.input[0], l.input[1], l.input[2]];
-                let shape = pool::PoolShape::new(n, h, w, ch, (h, w), (h, w), conv::Padding::Valid)?;
-                s.next.resize(out_len, 0.0);
-                s.argmax.resize(out_len, 0);
-                pool::max_pool2d_forward(&shape, input, &mut s.next[..out_len], &mut s.argmax[..out_len])?;
-            }
-            // Flatten keeps NHWC order (h, w, c), exactly Keras's; dropout is the identity here.
-            Layer::Flatten(_) | Layer::Dropout(_) => wrote = false,
-            // Augmentation is training only.
-            Layer::RandomFlip(_)
-            | Layer::RandomRotation(_)
-            | Layer::RandomZoom(_)
-            | Layer::RandomTranslation(_)
-            | Layer::RandomShear(_) => wrote = false,
-            Layer::Rescaling(r) => {
-                s.next.resize(out_len, 0.0);
-                for (o, &v) in s.next[..out_len].iter_mut().zip(input) {
-                    *o = v * r.scale + r.offset;
-                }
-            }
-        }
-        if wrote {
-            std::mem::swap(&mut s.cur, &mut s.next);
-            from_x = false;
-        }
-        len = out_len;
-        if act == Activation::Linear || (act == Activation::Relu && wrote) {
-            continue; // nothing to do, or ReLU already fused into the kernel
-        }
-        if from_x {
-            // An activation directly on the input: work on a copy.
-            s.cur.clear();
-            s.cur.extend_from_slice(x);
-            from_x = false;
-        }
-        let out = &mut s.cur[..len];
-        match act {
-            Activation::Linear => {}
-            Activation::Relu => out.iter_mut().for_each(|v| *v = v.max(0.0)),
-            Activation::Sigmoid => out.iter_mut().for_each(|v| *v = loss::sigmoid(*v)),
-            Activation::Tanh => out.iter_mut().for_each(|v| *v = v.tanh()),
-            Activation::Softmax => {
-                s.next.resize(len, 0.0);
-                loss::softmax(*l.output.last().unwrap_or(&1), out, &mut s.next[..len])?;
-                std::mem::swap(&mut s.cur, &mut s.next);
-            }
-        }
-    }
-    if from_x {
+    };
+    let result = execute(&plan, layers, params, s, x);
+    s.plan = Some(plan);
+    let len = result?;
+    if len.0 {
         s.cur.clear();
         s.cur.extend_from_slice(x);
     }
-    Ok(&s.cur[..len])
+    Ok(&s.cur[..len.1])
+}
+
+/// Runs `plan`; returns (whether the output is still `x` itself, its length).
+fn execute(plan: &Plan, layers: &[BuiltLayer], params: &Params, s: &mut Scratch, x: &[f32]) -> Result<(bool, usize)> {
+    let (n, last) = (plan.key.n, layers.len() - 1);
+    let mut at = Cursor { from_x: true, len: x.len() };
+    for step in &plan.steps {
+        match step {
+            Step::Fused { conv, fused, pooled, threading } => {
+                let l = &layers[*conv];
+                let out = if *pooled { &layers[conv + 1].output } else { &l.output };
+                let out_len = n * out.iter().product::<usize>();
+                let weight = |k: usize| -> Result<Option<&[f32]>> {
+                    Ok(match l.params.get(k) {
+                        Some(&id) => Some(params.value(id)?.data()),
+                        None => None,
+                    })
+                };
+                let (k, b) = (weight(0)?.expect("conv kernel"), weight(1)?);
+                s.next.resize(out_len, 0.0);
+                let input: &[f32] = if at.from_x { x } else { &s.cur[..at.len] };
+                fused.run(input, n, k, b, &mut s.next[..out_len], *threading)?;
+                std::mem::swap(&mut s.cur, &mut s.next);
+                at = Cursor { from_x: false, len: out_len };
+            }
+            Step::Layer { index, algo } => {
+                let logits = *index == last && plan.key.logits;
+                layer(&layers[*index], params, *algo, s, x, n, logits, &mut at)?;
+            }
+        }
+    }
+    Ok((at.from_x, at.len))
+}
+
+/// One layer on the general path: the kernels the tape's forward pass
+/// calls, ReLU fused into conv and dense epilogues, other activations after.
+#[allow(clippy::too_many_arguments)] // the pass's state, spelled out
+fn layer(
+    l: &BuiltLayer,
+    params: &Params,
+    algo: ConvAlgo,
+    s: &mut Scratch,
+    x: &[f32],
+    n: usize,
+    logits: bool,
+    at: &mut Cursor,
+) -> Result<()> {
+    let mut act = l.layer.activation();
+    if logits {
+        act = Activation::Linear;
+    }
+    let out_len = n * l.output.iter().product::<usize>();
+    let input: &[f32] = if at.from_x { x } else { &s.cur[..at.len] };
+    let weight = |k: usize| -> Result<Option<&[f32]>> {
+        Ok(match l.params.get(k) {
+            Some(&id) => Some(params.value(id)?.data()),
+            None => None,
+        })
+    };
+    let fused = if act == Activation::Relu { KernelActivation::Relu } else { KernelActivation::Linear };
+    let mut wrote = true;
+    match &l.layer {
+        Layer::Conv2D(c) => {
+            let [h, w, ch] = [l.input[0], l.input[1], l.input[2]];
+            let shape = conv_shape(c, n, h, w, ch)?;
+            s.next.resize(out_len, 0.0);
+            let (k, b) = (weight(0)?.expect("conv kernel"), weight(1)?);
+            conv::conv2d_forward(algo, &shape, input, k, b, fused, &mut s.next[..out_len])?;
+        }
+        Layer::DepthwiseConv2D(d) => {
+            let shape = depthwise_shape(d, n, l.input[0], l.input[1], l.input[2])?;
+            s.next.resize(out_len, 0.0);
+            let (k, b) = (weight(0)?.expect("depthwise kernel"), weight(1)?);
+            let algo = d.algo.unwrap_or(ConvAlgo::Auto);
+            conv::conv2d_forward(algo, &shape, input, k, b, fused, &mut s.next[..out_len])?;
+        }
+        Layer::SeparableConv2D(c) => {
+            let (ds, ps) = separable_shapes(c, n, l.input[0], l.input[1], l.input[2])?;
+            s.mid.resize(ds.output_len(), 0.0);
+            s.next.resize(out_len, 0.0);
+            let (dk, pk, b) =
+                (weight(0)?.expect("depthwise kernel"), weight(1)?.expect("pointwise kernel"), weight(2)?);
+            conv::conv2d_forward(ConvAlgo::Auto, &ds, input, dk, None, KernelActivation::Linear, &mut s.mid)?;
+            conv::conv2d_forward(algo, &ps, &s.mid, pk, b, fused, &mut s.next[..out_len])?;
+        }
+        Layer::Dense(_) => {
+            let shape = DenseShape { batch: n, inputs: l.input[0], outputs: l.output[0] };
+            s.next.resize(out_len, 0.0);
+            let (k, b) = (weight(0)?.expect("dense kernel"), weight(1)?);
+            dense_forward(&shape, input, k, b, fused, &mut s.next[..out_len])?;
+        }
+        Layer::MaxPooling2D(p) | Layer::AveragePooling2D(p) => {
+            let shape = pool_shape(p, n, l.input[0], l.input[1], l.input[2])?;
+            s.next.resize(out_len, 0.0);
+            if matches!(l.layer, Layer::MaxPooling2D(_)) {
+                s.argmax.resize(out_len, 0);
+                pool::max_pool2d_forward(&shape, input, &mut s.next[..out_len], &mut s.argmax[..out_len])?;
+            } else {
+                pool::avg_pool2d_forward(&shape, input, &mut s.next[..out_len])?;
+            }
+        }
+        Layer::GlobalAveragePooling2D(_) => {
+            let [h, w, ch] = [l.input[0], l.input[1], l.input[2]];
+            s.next.resize(out_len, 0.0);
+            pool::global_avg_pool_forward(n, h * w, ch, input, &mut s.next[..out_len])?;
+        }
+        Layer::GlobalMaxPooling2D(_) => {
+            // A max pool whose window is the whole map, as in training.
+            let [h, w, ch] = [l.input[0], l.input[1], l.input[2]];
+            let shape = pool::PoolShape::new(n, h, w, ch, (h, w), (h, w), conv::Padding::Valid)?;
+            s.next.resize(out_len, 0.0);
+            s.argmax.resize(out_len, 0);
+            pool::max_pool2d_forward(&shape, input, &mut s.next[..out_len], &mut s.argmax[..out_len])?;
+        }
+        // Flatten keeps NHWC order (h, w, c), exactly Keras's; dropout is the identity here.
+        Layer::Flatten(_) | Layer::Dropout(_) => wrote = false,
+        // Augmentation is training only.
+        Layer::RandomFlip(_)
+        | Layer::RandomRotation(_)
+        | Layer::RandomZoom(_)
+        | Layer::RandomTranslation(_)
+        | Layer::RandomShear(_) => wrote = false,
+        Layer::Rescaling(r) => {
+            s.next.resize(out_len, 0.0);
+            for (o, &v) in s.next[..out_len].iter_mut().zip(input) {
+                *o = v * r.scale + r.offset;
+            }
+        }
+    }
+    if wrote {
+        std::mem::swap(&mut s.cur, &mut s.next);
+        at.from_x = false;
+    }
+    at.len = out_len;
+    let len = out_len;
+    if act == Activation::Linear || (act == Activation::Relu && wrote) {
+        return Ok(()); // nothing to do, or ReLU already fused into the kernel
+    }
+    if at.from_x {
+        // An activation directly on the input: work on a copy.
+        s.cur.clear();
+        s.cur.extend_from_slice(x);
+        at.from_x = false;
+    }
+    let out = &mut s.cur[..len];
+    match act {
+        Activation::Linear => {}
+        Activation::Relu => out.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Sigmoid => out.iter_mut().for_each(|v| *v = loss::sigmoid(*v)),
+        Activation::Tanh => out.iter_mut().for_each(|v| *v = v.tanh()),
+        Activation::Softmax => {
+            s.next.resize(len, 0.0);
+            loss::softmax(*l.output.last().unwrap_or(&1), out, &mut s.next[..len])?;
+            std::mem::swap(&mut s.cur, &mut s.next);
+        }
+    }
+    Ok(())
 }
 
 impl Scratch {
+    /// Grows the buffers to what a batch of `n` through `layers` needs, so
+    /// that running the plan does not allocate.
+    fn reserve(&mut self, layers: &[BuiltLayer], n: usize) {
+        let largest = layers.iter().map(|l| l.output.iter().product::<usize>()).max().unwrap_or(0);
+        let first = layers.first().map_or(0, |l| l.input.iter().product::<usize>());
+        let want = n.saturating_mul(largest.max(first));
+        for b in [&mut self.cur, &mut self.next] {
+            b.reserve(want.saturating_sub(b.len()));
+        }
+    }
+
     /// Mean softmax cross-entropy of `logits` against one-hot `targets`
     /// (the kernel the training tape uses).
     pub(crate) fn cross_entropy(&mut self, classes: usize, logits: &[f32], targets: &[f32]) -> Result<f32> {
@@ -175,5 +355,144 @@ impl Scratch {
     pub(crate) fn sparse_cross_entropy(&mut self, classes: usize, logits: &[f32], labels: &[u32]) -> Result<f32> {
         self.grad.resize(logits.len(), 0.0);
         Ok(loss::sparse_softmax_cross_entropy(classes, logits, labels, &mut self.grad[..logits.len()])?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::Activation::{Relu, Sigmoid, Softmax};
+    use crate::{Conv2D, Dense, Flatten, MaxPooling2D, Model, Padding, Sequential};
+    use convnet_autodiff::Tape;
+    use convnet_tensor::{Rng, Shape, Tensor};
+
+    /// The plan's steps as `(first layer, fused?, pooled?, algo)`.
+    fn steps(model: &Model, n: usize) -> Vec<(usize, bool, bool, ConvAlgo)> {
+        let key = PlanKey { layers: 0, count: model.layers.len(), n, algo: model.algo, logits: false };
+        Plan::new(&model.layers, key)
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::Fused { conv, pooled, threading, .. } => {
+                    assert_eq!(*threading == Threading::CallingThread, n <= SINGLE_THREAD_MAX_BATCH);
+                    (*conv, true, *pooled, ConvAlgo::Direct)
+                }
+                Step::Layer { index, algo } => (*index, false, false, *algo),
+            })
+            .collect()
+    }
+
+    fn taped(model: &Model, x: &Tensor, logits: bool) -> Vec<u32> {
+        let mut tape = Tape::inference();
+        let v = tape.input(x.view()).unwrap();
+        let y = model.forward(&mut tape, v, logits, 0).unwrap();
+        tape.value(y).unwrap().data().iter().map(|v| v.to_bits()).collect()
+    }
+
+    fn input(model: &Model, n: usize) -> Tensor {
+        let mut dims = vec![n];
+        dims.extend_from_slice(model.input_shape());
+        Tensor::uniform(Shape::new(&dims).unwrap(), 0.0, 1.0, &mut Rng::new(n as u64)).unwrap()
+    }
+
+    #[test]
+    fn the_chapter_model_fuses_its_pooled_convolutions() {
+        let model = crate::mnist_convnet().build().unwrap();
+        let (f, d) = (true, false);
+        // Batch 1: every conv on the fused kernel, on the calling thread.
+        assert_eq!(
+            steps(&model, 1),
+            [
+                (0, f, true, ConvAlgo::Direct),
+                (2, f, true, ConvAlgo::Direct),
+                (4, f, false, ConvAlgo::Direct),
+                (5, d, false, ConvAlgo::Auto),
+                (6, d, false, ConvAlgo::Auto),
+                (7, d, false, ConvAlgo::Auto)
+            ]
+        );
+        // Batch 64: the 32- and 64-channel layers resolve to Winograd F4, unfused.
+        let big = steps(&model, 64);
+        assert_eq!(big[0], (0, f, true, ConvAlgo::Direct));
+        assert_eq!(big[1], (2, d, false, ConvAlgo::WinogradF4));
+        assert_eq!(big[2], (3, d, false, ConvAlgo::Auto));
+        assert_eq!(big[3], (4, d, false, ConvAlgo::WinogradF4));
+    }
+
+    #[test]
+    fn what_cannot_fuse_falls_back_to_the_general_path() {
+        let model = Sequential::new()
+            .add(Conv2D::new(4, 3).activation(Sigmoid).input_shape((9, 9, 2)))
+            .add(MaxPooling2D::new(2))
+            .add(Conv2D::new(4, 3).padding(Padding::Same).activation(Relu))
+            .add(MaxPooling2D::new(2).strides(1))
+            .add(Conv2D::new(3, 1).use_bias(false))
+            .add(MaxPooling2D::new(2))
+            .add(Flatten::new())
+            .add(Dense::new(2).activation(Softmax))
+            .build()
+            .unwrap();
+        let s = steps(&model, 1);
+        assert!(!s[0].1 && !s[2].1, "sigmoid and `same` stay unfused: {s:?}");
+        assert_eq!(s[4], (4, true, true, ConvAlgo::Direct), "the linear 1x1 conv and its 2x2 pool fuse: {s:?}");
+        assert_eq!(s.len(), 7);
+    }
+
+    /// Every model, at batch 1 (calling thread), 2 and 64 (pool), with and
+    /// without logits: the plan equals the tape's forward pass bit for bit
+    /// (the fused kernel is `direct` + max pool exactly, and every other
+    /// layer calls the kernels the tape calls).
+    #[test]
+    fn plans_equal_the_tape_bit_for_bit() {
+        let models = [
+            crate::mnist_convnet().build().unwrap(),
+            Sequential::new()
+                .add(Conv2D::new(5, 3).input_shape((11, 10, 3)))
+                .add(MaxPooling2D::new(2))
+                .add(Conv2D::new(9, 2).strides(2).activation(Relu).use_bias(false))
+                .add(MaxPooling2D::new(2))
+                .add(Flatten::new())
+                .add(Dense::new(3).activation(Sigmoid))
+                .build()
+                .unwrap(),
+            Sequential::new()
+                .add(Conv2D::new(4, 3).activation(Relu).input_shape((7, 7, 1)))
+                .add(Conv2D::new(3, 3).activation(Relu))
+                .build()
+                .unwrap(),
+        ];
+        for model in &models {
+            for n in [1, 2, 64] {
+                let x = input(model, n);
+                for logits in [false, true] {
+                    let mut s = Scratch::default();
+                    let got: Vec<u32> =
+                        model.infer(&mut s, x.data(), n, logits).unwrap().iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(got, taped(model, &x, logits), "{} n={n} logits={logits}", model.summary());
+                    // The cached plan gives the same again.
+                    let again: Vec<u32> =
+                        model.infer(&mut s, x.data(), n, logits).unwrap().iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(got, again);
+                }
+            }
+        }
+    }
+
+    /// The plan holds no weights: after the weights change, the next call
+    /// uses the new ones.
+    #[test]
+    fn a_cached_plan_sees_new_weights() {
+        let mut model = crate::mnist_convnet().build().unwrap();
+        let x = input(&model, 1);
+        let mut s = Scratch::default();
+        let before = model.infer(&mut s, x.data(), 1, true).unwrap().to_vec();
+        let id = model.layers[0].params[0];
+        let w: Vec<f32> = model.params.value(id).unwrap().data().iter().map(|v| v * 2.0).collect();
+        model.params.set_value(id, &w).unwrap();
+        let after = model.infer(&mut s, x.data(), 1, true).unwrap().to_vec();
+        assert_ne!(before, after);
+        let fresh = model.infer(&mut Scratch::default(), x.data(), 1, true).unwrap().to_vec();
+        assert_eq!(after, fresh);
     }
 }

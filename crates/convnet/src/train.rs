@@ -112,7 +112,7 @@ impl Default for FitOptions<'_> {
 impl Model {
     /// Records the forward pass of every layer on `tape`. With `logits`, the
     /// last layer's activation is left out (it is fused into the loss).
-    fn forward(&self, tape: &mut Tape, h: Var, logits: bool, dropout_seed: u64) -> Result<Var> {
+    pub(crate) fn forward(&self, tape: &mut Tape, h: Var, logits: bool, dropout_seed: u64) -> Result<Var> {
         self.forward_layers(tape, h, 0..self.layers.len(), logits, dropout_seed, false)
     }
 

@@ -34,13 +34,19 @@ fn assert_predicts_like_keras(model: &Model, name: &str) {
     let mut shape = vec![e["batch"].as_u64().unwrap() as usize];
     shape.extend(dims(&e["input_shape"]));
     let x = Tensor::from_slice(Shape::new(&shape).unwrap(), &floats(&e["inputs"])).unwrap();
-    let y = model.predict(&x, 2).unwrap();
     let want = floats(&e["outputs"]);
-    assert_eq!(y.data().len(), want.len(), "{name}: output length");
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    for (i, (a, b)) in y.data().iter().zip(&want).enumerate() {
-        let tol = 1e-5 * b.abs().max(scale);
-        assert!((a - b).abs() <= tol, "{name}: output {i}: convnet {a}, Keras {b} (tolerance {tol})");
+    // Batch 1 runs the inference plan on the calling thread, batch 2 on the pool.
+    for batch in [1, 2] {
+        let y = model.predict(&x, batch).unwrap();
+        assert_eq!(y.data().len(), want.len(), "{name}: output length");
+        for (i, (a, b)) in y.data().iter().zip(&want).enumerate() {
+            let tol = 1e-5 * b.abs().max(scale);
+            assert!(
+                (a - b).abs() <= tol,
+                "{name}: batch {batch}: output {i}: convnet {a}, Keras {b} (tolerance {tol})"
+            );
+        }
     }
     assert_eq!(model.param_count() as u64, e["params"].as_u64().unwrap(), "{name}: parameter count");
 }
