@@ -181,7 +181,11 @@ fn one_shot_entry_points_agree_with_the_plan() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    // 24 cases by default; `PROPTEST_CASES=2000` runs a longer search.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(24),
+        ..ProptestConfig::default()
+    })]
     #[test]
     fn random_shapes_match_direct_and_reference(
         n in 1usize..3, h in 1usize..12, w in 1usize..12, ci in 1usize..6, co in 1usize..21,
