@@ -21,6 +21,11 @@
 //! epilogues; `Flatten`, `Dropout` and the random augmentation layers are the
 //! identity here.
 //!
+//! A `MaxPooling2D((2, 2))` that did not fold into its conv (the conv ran on
+//! Winograd, say) runs on the inference pool
+//! ([`max_pool_2x2`](convnet_kernels::conv::fused::max_pool_2x2)): the same
+//! values as the training kernel, without its argmax.
+//!
 //! Threads: with a batch of one ([`SINGLE_THREAD_MAX_BATCH`]) the fused
 //! kernels run on the calling thread (no rayon hand-off; dense layers
 //! already do), so a batch-1 `predict` of the chapter's model never leaves
@@ -36,7 +41,7 @@ use crate::layers::{conv_shape, depthwise_shape, pool_shape, separable_shapes, A
 use crate::Result;
 use convnet_autodiff::Params;
 use convnet_kernels::activation::Activation as KernelActivation;
-use convnet_kernels::conv::fused::{FusedConv, FusedPool, Threading};
+use convnet_kernels::conv::fused::{self, FusedConv, FusedPool, Threading};
 use convnet_kernels::conv::{self, ConvAlgo, ConvPass};
 use convnet_kernels::dense::{dense_forward, DenseShape};
 use convnet_kernels::{loss, pool};
@@ -75,7 +80,10 @@ struct PlanKey {
 enum Step {
     /// `Conv2D` layer `conv` on the fused kernel; with `pooled`, the
     /// `MaxPooling2D` after it as well.
-    Fused { conv: usize, fused: FusedConv, pooled: bool, threading: Threading },
+    Fused { conv: usize, fused: Box<FusedConv>, pooled: bool, threading: Threading },
+    /// `MaxPooling2D((2, 2))` layer `index` whose conv did not fuse it: the
+    /// inference pool (no argmax).
+    Pool { index: usize, threading: Threading },
     /// Layer `index` on the general path; `algo` is the resolved
     /// convolution algorithm (ignored by other layers).
     Layer { index: usize, algo: ConvAlgo },
@@ -108,7 +116,11 @@ impl Plan {
         while i < layers.len() {
             let l = &layers[i];
             let Layer::Conv2D(c) = &l.layer else {
-                steps.push(Step::Layer { index: i, algo: key.algo });
+                steps.push(if is_max_pool_2x2(l, n) {
+                    Step::Pool { index: i, threading }
+                } else {
+                    Step::Layer { index: i, algo: key.algo }
+                });
                 i += 1;
                 continue;
             };
@@ -125,7 +137,7 @@ impl Plan {
                 let act = act.unwrap_or_default();
                 let pooled = i < last && is_max_pool_2x2(&layers[i + 1], n) && fusable(FusedPool::Max2x2);
                 let pool = if pooled { FusedPool::Max2x2 } else { FusedPool::None };
-                let fused = FusedConv::new(&shape, act, pool)?;
+                let fused = Box::new(FusedConv::new(&shape, act, pool)?);
                 steps.push(Step::Fused { conv: i, fused, pooled, threading });
                 i += if pooled { 2 } else { 1 };
             } else {
@@ -195,6 +207,16 @@ fn execute(plan: &Plan, layers: &[BuiltLayer], params: &Params, s: &mut Scratch,
                 s.next.resize(out_len, 0.0);
                 let input: &[f32] = if at.from_x { x } else { &s.cur[..at.len] };
                 fused.run(input, n, k, b, &mut s.next[..out_len], *threading)?;
+                std::mem::swap(&mut s.cur, &mut s.next);
+                at = Cursor { from_x: false, len: out_len };
+            }
+            Step::Pool { index, threading } => {
+                let l = &layers[*index];
+                let out_len = n * l.output.iter().product::<usize>();
+                s.next.resize(out_len, 0.0);
+                let input: &[f32] = if at.from_x { x } else { &s.cur[..at.len] };
+                let [h, w, c] = [l.input[0], l.input[1], l.input[2]];
+                fused::max_pool_2x2(n, h, w, c, input, &mut s.next[..out_len], *threading)?;
                 std::mem::swap(&mut s.cur, &mut s.next);
                 at = Cursor { from_x: false, len: out_len };
             }
@@ -378,6 +400,7 @@ mod tests {
                     assert_eq!(*threading == Threading::CallingThread, n <= SINGLE_THREAD_MAX_BATCH);
                     (*conv, true, *pooled, ConvAlgo::Direct)
                 }
+                Step::Pool { index, .. } => (*index, false, true, ConvAlgo::Auto),
                 Step::Layer { index, algo } => (*index, false, false, *algo),
             })
             .collect()
@@ -416,7 +439,7 @@ mod tests {
         let big = steps(&model, 64);
         assert_eq!(big[0], (0, f, true, ConvAlgo::Direct));
         assert_eq!(big[1], (2, d, false, ConvAlgo::WinogradF4));
-        assert_eq!(big[2], (3, d, false, ConvAlgo::Auto));
+        assert_eq!(big[2], (3, d, true, ConvAlgo::Auto), "the inference pool, no argmax");
         assert_eq!(big[3], (4, d, false, ConvAlgo::WinogradF4));
     }
 
@@ -436,6 +459,8 @@ mod tests {
         let s = steps(&model, 1);
         assert!(!s[0].1 && !s[2].1, "sigmoid and `same` stay unfused: {s:?}");
         assert_eq!(s[4], (4, true, true, ConvAlgo::Direct), "the linear 1x1 conv and its 2x2 pool fuse: {s:?}");
+        assert_eq!(s[1], (1, false, true, ConvAlgo::Auto), "the pool after the sigmoid conv: the inference pool");
+        assert_eq!(s[3], (3, false, false, ConvAlgo::Auto), "a stride-1 pool: the general path");
         assert_eq!(s.len(), 7);
     }
 

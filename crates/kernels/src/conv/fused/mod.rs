@@ -48,12 +48,18 @@
 //! | AVX2+FMA | 8 | 12 | 3 windows |
 //! | portable (`wide`) | 8 | 4 | 1 window |
 //!
+//! [`max_pool_2x2_at`] is the same pool on its own, without the argmax
+//! training needs, for a pool whose conv ran on another algorithm.
+//!
 //! The safe oracle is [`conv2d_fused_reference`] (f64 accumulation, then the
 //! activation and the pool); the tests also check bit-equality with the
 //! unfused `direct` + `max_pool2d_forward` on every available level.
 
+mod pool;
 #[cfg(test)]
 mod tests;
+
+pub use pool::{max_pool_2x2, max_pool_2x2_at};
 
 use super::ConvShape;
 use crate::activation::Activation;

@@ -206,3 +206,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn standalone_pool_matches_the_max_pool_kernel_bit_for_bit() {
+    for (i, &(n, h, w, c)) in
+        [(1, 2, 2, 1), (2, 11, 11, 64), (1, 7, 6, 13), (3, 5, 9, 17), (1, 26, 26, 32), (2, 3, 1, 4)].iter().enumerate()
+    {
+        let x = data(n * h * w * c, i as u32);
+        let (oh, ow) = (h / 2, w / 2);
+        let mut want = vec![f32::NAN; n * oh * ow * c];
+        if !want.is_empty() {
+            let ps = PoolShape::new(n, h, w, c, (2, 2), (2, 2), Padding::Valid).unwrap();
+            let mut am = vec![0u32; want.len()];
+            max_pool2d_forward_at(SimdLevel::Portable, &ps, &x, &mut want, &mut am).unwrap();
+        }
+        for level in levels() {
+            for threading in [Threading::Pool, Threading::CallingThread] {
+                let mut got = vec![f32::NAN; want.len()];
+                max_pool_2x2_at(level, n, h, w, c, &x, &mut got, threading).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{n}x{h}x{w}x{c} {level:?} {threading:?}");
+            }
+        }
+    }
+    let mut y = [0.0; 2];
+    assert!(max_pool_2x2(1, 4, 4, 1, &[0.0; 15], &mut y[..], Threading::Pool).is_err());
+    assert!(max_pool_2x2(1, 4, 4, 1, &[0.0; 16], &mut y[..], Threading::Pool).is_err());
+    assert!(max_pool_2x2(usize::MAX, 4, 4, 1, &[0.0; 16], &mut y[..], Threading::Pool).is_err());
+}
