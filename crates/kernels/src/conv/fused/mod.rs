@@ -34,13 +34,14 @@
 //! is a plan (the reduction list and tiling) built once per shape, and the
 //! current weights are passed on every call, never stale.
 //!
-//! Work is split into rows (one image's output row, or pooled row) and the
-//! channel blocks loop outside the rows of a task, so one filter block stays
-//! in L1 while every tile of the task uses it. [`Threading::CallingThread`]
-//! runs everything on the caller's thread (batch-1 inference: no rayon
-//! hand-off); [`Threading::Pool`] splits fixed chunks of rows over rayon.
-//! Each output is computed by exactly one task in the same order either
-//! way, so the result does not depend on the threading.
+//! Work is split into fixed runs of output pixels, flattened over images
+//! and rows, and tiles run across row ends (a 3x3 output still fills whole
+//! tiles); the channel blocks loop outside the tiles of a task, so one
+//! filter block stays in cache while every tile of the task uses it.
+//! [`Threading::CallingThread`] runs everything on the caller's thread
+//! (batch-1 inference: no rayon hand-off); [`Threading::Pool`] splits the
+//! runs over rayon. Each output is computed by exactly one task in the same
+//! order either way, so the result does not depend on the threading.
 //!
 //! | level | lanes | tile `P` (pixels) | with pool |
 //! |---|---|---|---|
@@ -93,10 +94,13 @@ pub enum Threading {
     CallingThread,
 }
 
-/// Rows (output rows of one image, pooled or not) per rayon task: fixed,
-/// so the split never depends on the pool size (the result does not
-/// depend on it either: every output is computed by exactly one task).
-const ROWS_PER_TASK: usize = 4;
+/// Output pixels (pooled or not) per rayon task: fixed, so the split never
+/// depends on the pool size (the result does not depend on it either: every
+/// output is computed by exactly one task, in the same order). 48 outputs
+/// are four AVX2 tiles of 12 pixels, or 16 tiles of three pooling windows:
+/// big enough to amortise the task, small enough that a batch-1 layer still
+/// splits into several tasks.
+const PIXELS_PER_TASK: usize = 48;
 
 /// A fused convolution planned for one shape (any batch size): the
 /// reduction list and the tiling, no weights. Build it once, run it on
@@ -262,8 +266,7 @@ impl FusedConv {
             dst: SendPtr(output.as_mut_ptr()),
             rows: self.out_h(),
         };
-        let rows = n * job.rows;
-        let tasks = rows.div_ceil(ROWS_PER_TASK);
+        let tasks = (n * job.rows * self.out_w()).div_ceil(PIXELS_PER_TASK);
         match threading {
             Threading::CallingThread => (0..tasks).for_each(|t| job.task(t)),
             Threading::Pool => (0..tasks).into_par_iter().for_each(|t| {
@@ -297,17 +300,18 @@ struct Job<'a> {
     bias: &'a [f32],
     /// The packed partial block and its bias (empty without a partial block).
     tail: &'a [f32],
-    /// `n * rows * out_w * c_out` writable floats; tasks write disjoint rows.
+    /// `n * rows * out_w * c_out` writable floats; tasks write disjoint pixels.
     dst: SendPtr<f32>,
     /// Output rows per image.
     rows: usize,
 }
 
 impl Job<'_> {
-    /// Runs rows `t * ROWS_PER_TASK ..` of the call.
+    /// Runs output pixels `t * PIXELS_PER_TASK ..` of the call (flattened
+    /// over images, rows and columns).
     fn task(&self, t: usize) {
-        let first = t * ROWS_PER_TASK;
-        let last = (first + ROWS_PER_TASK).min(self.n * self.rows);
+        let first = t * PIXELS_PER_TASK;
+        let last = (first + PIXELS_PER_TASK).min(self.n * self.rows * self.conv.out_w());
         match self.conv.token {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the token proves AVX-512F/AVX2/FMA; `run` checked every length.
@@ -335,14 +339,16 @@ unsafe fn rows_avx2(isa: Avx2, job: &Job, first: usize, last: usize) {
     unsafe { rows::<_, 12>(isa, job, first, last) }
 }
 
-/// Output rows `first..last` (over the whole batch) of `job`, in tiles of
-/// `P` pixels.
+/// Output pixels `first..last` (flattened over images, rows, columns) of
+/// `job`, in tiles of `P` conv pixels. Tiles run across row and image
+/// boundaries, so a small output (the chapter's 3x3 third layer) still
+/// fills whole tiles.
 ///
 /// # Safety
 ///
 /// `job` comes from [`FusedConv::run`] (lengths checked): every source
 /// pixel of every output is inside `src` (no padding, and the output size
-/// arithmetic of [`ConvShape`]); no other task writes these rows.
+/// arithmetic of [`ConvShape`]); no other task writes these pixels.
 #[inline(always)]
 unsafe fn rows<S: Isa, const P: usize>(isa: S, job: &Job, first: usize, last: usize) {
     let conv = job.conv;
@@ -364,36 +370,34 @@ unsafe fn rows<S: Isa, const P: usize>(isa: S, job: &Job, first: usize, last: us
             let (wt, bt) = job.tail.split_at(conv.xo.len() * S::LANES);
             (wt.as_ptr(), &conv.wo_tail[..], bt.as_ptr())
         };
-        for row in first..last {
-            let (img, r) = (row / job.rows, row % job.rows);
-            let mut ox = 0;
-            while ox < out_w {
-                let cnt = per_tile.min(out_w - ox);
-                let mut sp = [src; P];
-                let mut dp = [job.dst.get(); P];
-                for (i, tile_px) in (0..per_tile).enumerate() {
-                    let o = ox + tile_px.min(cnt - 1); // a partial tile repeats its last output
-                    let dst = (((img * job.rows + r) * out_w + o) * c_out + c0) as isize;
-                    if pool {
-                        for k in 0..4 {
-                            let (cy, cx) = (r * step + k / 2, o * step + k % 2);
-                            sp[i * 4 + k] = src.wrapping_offset(pixel(s, img, cy, cx));
-                        }
-                    } else {
-                        sp[i] = src.wrapping_offset(pixel(s, img, r, o));
+        let mut idx = first;
+        while idx < last {
+            let cnt = per_tile.min(last - idx);
+            let mut sp = [src; P];
+            let mut dp = [job.dst.get(); P];
+            for i in 0..per_tile {
+                let at = idx + i.min(cnt - 1); // a partial tile repeats its last output
+                let (o, row) = (at % out_w, at / out_w);
+                let (img, r) = (row / job.rows, row % job.rows);
+                if pool {
+                    for k in 0..4 {
+                        let (cy, cx) = (r * step + k / 2, o * step + k % 2);
+                        sp[i * 4 + k] = src.wrapping_offset(pixel(s, img, cy, cx));
                     }
-                    dp[i] = job.dst.get().wrapping_offset(dst);
+                } else {
+                    sp[i] = src.wrapping_offset(pixel(s, img, r, o));
                 }
-                // SAFETY: per this function's contract, every step of every
-                // pixel reads inside `src`; `w + wo[r]` has LANES readable
-                // floats (a full block of the filter, or the padded tail);
-                // `dp[i]` has `nvalid` writable floats in this task's rows.
-                unsafe {
-                    let acc = tile::<S, P>(isa, &sp, &conv.xo, wo, w, bias);
-                    store::<S, P>(isa, acc, &dp, per_tile, pool, relu, nvalid);
-                }
-                ox += cnt;
+                dp[i] = job.dst.get().wrapping_offset((at * c_out + c0) as isize);
             }
+            // SAFETY: per this function's contract, every step of every
+            // pixel reads inside `src`; `w + wo[r]` has LANES readable
+            // floats (a full block of the filter, or the padded tail);
+            // `dp[i]` has `nvalid` writable floats among this task's pixels.
+            unsafe {
+                let acc = tile::<S, P>(isa, &sp, &conv.xo, wo, w, bias);
+                store::<S, P>(isa, acc, &dp, per_tile, pool, relu, nvalid);
+            }
+            idx += cnt;
         }
     }
 }
