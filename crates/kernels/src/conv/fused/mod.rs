@@ -387,7 +387,7 @@ unsafe fn rows<S: Isa, const P: usize>(isa: S, job: &Job, first: usize, last: us
                 } else {
                     sp[i] = src.wrapping_offset(pixel(s, img, r, o));
                 }
-                dp[i] = job.dst.get().wrapping_offset((at * c_out + c0) as isize);
+                dp[i] = job.dst.get().wrapping_add(at * c_out + c0);
             }
             // SAFETY: per this function's contract, every step of every
             // pixel reads inside `src`; `w + wo[r]` has LANES readable
