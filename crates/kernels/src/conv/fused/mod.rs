@@ -360,6 +360,48 @@ unsafe fn rows<S: Isa, const P: usize>(isa: S, job: &Job, first: usize, last: us
     let per_tile = if pool { P / 4 } else { P }; // output pixels per tile
     let src = job.src.as_ptr();
     let blocks = c_out.div_ceil(S::LANES);
+    // Every tile's pixel pointers first (walking the coordinates, no
+    // division per pixel), then the channel blocks over all of them: the
+    // pointers are built once per task, not once per block.
+    let mut sps = [[src; P]; PIXELS_PER_TASK];
+    let mut dps = [[job.dst.get(); P]; PIXELS_PER_TASK];
+    let mut tiles = 0;
+    let (mut o, mut r, mut img) = (first % out_w, first / out_w % job.rows, first / out_w / job.rows);
+    let mut idx = first;
+    while idx < last {
+        let cnt = per_tile.min(last - idx);
+        let (sp, dp) = (&mut sps[tiles], &mut dps[tiles]);
+        for i in 0..cnt {
+            if pool {
+                for k in 0..4 {
+                    let (cy, cx) = (r * step + k / 2, o * step + k % 2);
+                    sp[i * 4 + k] = src.wrapping_offset(pixel(s, img, cy, cx));
+                }
+            } else {
+                sp[i] = src.wrapping_offset(pixel(s, img, r, o));
+            }
+            dp[i] = job.dst.get().wrapping_add((idx + i) * c_out);
+            o += 1;
+            if o == out_w {
+                o = 0;
+                r += 1;
+                if r == job.rows {
+                    r = 0;
+                    img += 1;
+                }
+            }
+        }
+        // A partial tile repeats its last output: computed and stored twice.
+        let px = if pool { 4 } else { 1 };
+        for i in cnt..per_tile {
+            dp[i] = dp[cnt - 1];
+            for k in 0..px {
+                sp[i * px + k] = sp[(cnt - 1) * px + k];
+            }
+        }
+        tiles += 1;
+        idx += cnt;
+    }
     for blk in 0..blocks {
         let c0 = blk * S::LANES;
         let nvalid = S::LANES.min(c_out - c0);
@@ -370,34 +412,19 @@ unsafe fn rows<S: Isa, const P: usize>(isa: S, job: &Job, first: usize, last: us
             let (wt, bt) = job.tail.split_at(conv.xo.len() * S::LANES);
             (wt.as_ptr(), &conv.wo_tail[..], bt.as_ptr())
         };
-        let mut idx = first;
-        while idx < last {
-            let cnt = per_tile.min(last - idx);
-            let mut sp = [src; P];
-            let mut dp = [job.dst.get(); P];
-            for i in 0..per_tile {
-                let at = idx + i.min(cnt - 1); // a partial tile repeats its last output
-                let (o, row) = (at % out_w, at / out_w);
-                let (img, r) = (row / job.rows, row % job.rows);
-                if pool {
-                    for k in 0..4 {
-                        let (cy, cx) = (r * step + k / 2, o * step + k % 2);
-                        sp[i * 4 + k] = src.wrapping_offset(pixel(s, img, cy, cx));
-                    }
-                } else {
-                    sp[i] = src.wrapping_offset(pixel(s, img, r, o));
-                }
-                dp[i] = job.dst.get().wrapping_add(at * c_out + c0);
+        for (sp, dp) in sps.iter().zip(&dps).take(tiles) {
+            let mut d = [job.dst.get(); P];
+            for (a, b) in d.iter_mut().zip(dp).take(per_tile) {
+                *a = b.wrapping_add(c0);
             }
             // SAFETY: per this function's contract, every step of every
             // pixel reads inside `src`; `w + wo[r]` has LANES readable
             // floats (a full block of the filter, or the padded tail);
-            // `dp[i]` has `nvalid` writable floats among this task's pixels.
+            // `d[i]` has `nvalid` writable floats among this task's pixels.
             unsafe {
-                let acc = tile::<S, P>(isa, &sp, &conv.xo, wo, w, bias);
-                store::<S, P>(isa, acc, &dp, per_tile, pool, relu, nvalid);
+                let acc = tile::<S, P>(isa, sp, &conv.xo, wo, w, bias);
+                store::<S, P>(isa, acc, &d, per_tile, pool, relu, nvalid);
             }
-            idx += cnt;
         }
     }
 }
