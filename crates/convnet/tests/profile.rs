@@ -124,6 +124,16 @@ fn cli_train_and_bench_step_print_and_write_the_profile() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(stdout.contains("training step") && stdout.contains("Profile: 23 steps"), "{stdout}");
 
+    // bench step --json: stdout is one JSON line, with the profile inside it.
+    let out =
+        convnet(&["bench", "step", "--model", "mnist", "--batch-size", "4", "--steps", "20", "--json", "--profile"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(stdout.trim_end().lines().count(), 1, "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim_end()).unwrap();
+    assert_eq!(json["profile"]["steps"], 23, "{json}");
+    assert!(json["profile"]["rows"].as_array().is_some_and(|r| !r.is_empty()), "{json}");
+
     // A path that cannot be written is refused before training, with the flag named.
     let bad = dir.join("no/such/dir/p.json");
     let out = convnet(&["train", "--limit", "64", "--epochs", "1", "--profile-json", bad.to_str().unwrap()]);

@@ -33,9 +33,11 @@ impl ProfileArgs {
     }
 
     /// Prints the table (with `--profile`) and writes the JSON (with `--profile-json`), atomically.
-    pub fn emit(&self, report: Option<&ProfileReport>) -> CliResult<()> {
+    /// `table` false leaves the table out (the caller printed the profile another way, as
+    /// `bench step --json` does inside its JSON line).
+    pub fn emit(&self, report: Option<&ProfileReport>, table: bool) -> CliResult<()> {
         let Some(report) = report.filter(|_| self.enabled()) else { return Ok(()) };
-        if self.profile {
+        if self.profile && table {
             print!("{report}");
         }
         if let Some(path) = &self.profile_json {

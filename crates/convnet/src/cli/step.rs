@@ -35,7 +35,8 @@ pub struct StepArgs {
     /// Time the tape-free forward pass (predict) instead of a training step.
     #[arg(long)]
     inference: bool,
-    /// Print {"median_s": .., "images_per_s": ..} (and the details) as JSON.
+    /// Print {"median_s": .., "images_per_s": ..} (and the details) as one JSON line; with
+    /// --profile the profile goes inside it, under "profile".
     #[arg(long)]
     json: bool,
     /// Timed steps (the median is reported).
@@ -157,8 +158,10 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
     };
     let m = median(times.clone());
     let images_per_s = n as f64 / m;
+    // With --json, stdout stays one JSON line: the profile goes inside it, not after it.
+    let table = !a.json;
     if a.json {
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "median_s": m,
             "images_per_s": images_per_s,
             "model": a.model,
@@ -171,6 +174,9 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
             "threads": rayon::current_num_threads(),
             "algo": a.algo.name(),
         });
+        if let Some(r) = report.as_ref().filter(|_| a.profile.profile) {
+            json["profile"] = r.to_json();
+        }
         println!("{}", serde_json::to_string(&json)?);
     } else {
         println!(
@@ -183,6 +189,6 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
             images_per_s
         );
     }
-    a.profile.emit(report.as_ref())?;
+    a.profile.emit(report.as_ref(), table)?;
     Ok(())
 }

@@ -601,7 +601,7 @@ fn train(a: TrainArgs, started: Instant, limits: Limits, mut session: Option<&mu
         text.push('\n');
         convnet::weights::write_atomic(path, text.as_bytes())?;
     }
-    a.profile.emit(history.profile.as_ref())?;
+    a.profile.emit(history.profile.as_ref(), true)?;
     Ok(())
 }
 
