@@ -6,7 +6,8 @@
 //! every kernel call of every op it records (`convnet_autodiff::Profile`,
 //! under the index of the layer that recorded it), and `fit` times what
 //! lies around the tape: gathering the batch (data loading), the optimizer
-//! update, the finite checks. What is left of the measured step is the
+//! update, the finite checks, and in a data-parallel fit the gradient sum
+//! across ranks (which includes waiting for the slowest rank). What is left of the measured step is the
 //! framework's overhead: recording the tape, copying the parameters onto it,
 //! routing gradients, the metrics and the progress bar.
 //!
@@ -24,11 +25,14 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProfileRow {
     /// The layer's name (`conv2d_1`, ...), `loss`, or `(step)` for the
-    /// optimizer update, data loading, finite checks and framework overhead.
+    /// optimizer update, data loading, finite checks, the data-parallel
+    /// gradient sum and framework overhead.
     pub layer: String,
     /// `forward`, `backward_data`, `backward_filter`, `backward_bias`,
     /// `backward_activation`, `optimizer_update`, `data_loading`,
-    /// `finite_checks` or `framework_overhead`.
+    /// `finite_checks`, `gradient_sum` (data-parallel `fit` only: the
+    /// gradients summed across ranks, waiting for the slowest included) or
+    /// `framework_overhead`.
     pub pass: &'static str,
     /// The kernel that ran: a conv algorithm as `Auto` resolved it, or the op.
     pub kernel: String,
@@ -167,6 +171,8 @@ pub(crate) struct StepProfiler {
     data: Duration,
     update: Duration,
     checks: Duration,
+    /// Data-parallel only: summing the gradients across ranks.
+    sum: Duration,
     total: Duration,
     optimizer: &'static str,
 }
@@ -182,6 +188,7 @@ impl StepProfiler {
             data: Duration::ZERO,
             update: Duration::ZERO,
             checks: Duration::ZERO,
+            sum: Duration::ZERO,
             total: Duration::ZERO,
             optimizer,
         }
@@ -193,7 +200,7 @@ impl StepProfiler {
     }
 
     /// Adds the time since `since` to data loading (`what` 0), the optimizer
-    /// update (1) or the finite checks (2).
+    /// update (1), the finite checks (2) or the data-parallel gradient sum (3).
     pub(crate) fn add(&mut self, what: u8, since: Instant) {
         if !self.counting {
             return;
@@ -202,7 +209,8 @@ impl StepProfiler {
         match what {
             0 => self.data += d,
             1 => self.update += d,
-            _ => self.checks += d,
+            2 => self.checks += d,
+            _ => self.sum += d,
         }
     }
 
@@ -252,11 +260,12 @@ impl StepProfiler {
             ("optimizer_update", self.optimizer, self.update.as_secs_f64()),
             ("data_loading", "batch", self.data.as_secs_f64()),
             ("finite_checks", "check_finite", self.checks.as_secs_f64()),
+            ("gradient_sum", "collective", self.sum.as_secs_f64()),
         ];
         let own_s: f64 = own.iter().map(|o| o.2).sum();
         let overhead = (total_s - kernels_s - own_s).max(0.0);
         for (pass, kernel, t) in own.into_iter().chain([("framework_overhead", "tape", overhead)]) {
-            if t == 0.0 && pass == "finite_checks" {
+            if t == 0.0 && (pass == "finite_checks" || pass == "gradient_sum") {
                 continue;
             }
             rows.push(ProfileRow {

@@ -495,8 +495,12 @@ impl Model {
                         tape.backward(loss_var, &mut self.params)?;
                         self.last_backward = tape.backward_work();
                     }
+                    let clock = profiler.as_ref().map(|_| Instant::now());
                     let (loss_sum, correct_sum, global) =
                         d.reduce_step(&self.params, counted, batch.len(), loss, batch_correct)?;
+                    if let (Some(p), Some(t)) = (profiler.as_mut(), clock) {
+                        p.add(3, t);
+                    }
                     (b, batch_correct) = (global, correct_sum);
                     loss = (loss_sum / global as f64) as f32;
                 }

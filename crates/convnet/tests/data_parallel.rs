@@ -256,6 +256,49 @@ fn frozen_parameters_are_not_sent() {
     assert_eq!(bits(w), bits(&ranks[1].as_ref().unwrap().0));
 }
 
+/// Profiling a data-parallel fit: every rank's report has a `gradient_sum`
+/// row (the collective) for every counted step, the rows still add up to the
+/// step, and profiling changes no weight.
+#[test]
+fn a_profiled_data_parallel_fit_times_the_gradient_sum() {
+    let plain = threads(2, |_| RUN, |_| {});
+    let groups = ThreadGroup::new(2);
+    let profiled: Vec<convnet::Result<(Vec<f32>, History)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|mut g| {
+                s.spawn(move || {
+                    let (x, y) = data();
+                    let mut m = model(RUN.seed);
+                    compile(&mut m, RUN);
+                    let h = m.fit(&x, &y, FitOptions { distributed: Some(&mut g), profile: true, ..options(RUN) })?;
+                    Ok((weights(&m), h))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, r) in profiled.iter().enumerate() {
+        let (w, h) = r.as_ref().unwrap();
+        assert_eq!(bits(w), bits(&plain[rank].as_ref().unwrap().0), "rank {rank}: profiling changed the weights");
+        let report = h.profile.as_ref().expect("a profile");
+        // 80 training examples at batch 32 (32, 32, 16), 2 epochs: 6 steps, the first not counted.
+        assert_eq!(report.steps, 5);
+        let sum = report.rows.iter().find(|r| r.pass == "gradient_sum").unwrap_or_else(|| panic!("{report}"));
+        assert_eq!((sum.layer.as_str(), sum.kernel.as_str(), sum.calls), ("(step)", "collective", 5));
+        assert!(sum.total_s > 0.0);
+        let shares: f64 = report.rows.iter().map(|r| r.share).sum();
+        assert!((shares - 1.0).abs() < 1e-9, "{shares}");
+    }
+    // One process sums nothing: no such row.
+    let (x, y) = data();
+    let mut m = model(RUN.seed);
+    compile(&mut m, RUN);
+    let h = m.fit(&x, &y, FitOptions { profile: true, ..options(RUN) }).unwrap();
+    let report = h.profile.expect("a profile");
+    assert!(report.rows.iter().all(|r| r.pass != "gradient_sum"), "{report}");
+}
+
 /// A rank given another seed (so other initial weights and shuffles) or
 /// other data makes every rank fail at the start, naming what differs.
 #[test]

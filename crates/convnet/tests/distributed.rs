@@ -252,7 +252,7 @@ fn metrics(path: &Path) -> serde_json::Value {
 
 /// The CLI: rank 0 alone prints and writes; two runs are bit-identical;
 /// the test accuracy is close to the one-process run's; the checkpoint
-/// resumes with another world size.
+/// resumes with another world size; profiling it changes nothing and times the gradient sum.
 #[test]
 fn cli_train_distributed() {
     let dir = tmp("cli");
@@ -263,12 +263,20 @@ fn cli_train_distributed() {
     for name in ["a", "b"] {
         let json = m(&format!("{name}.json"));
         let save = m(&format!("{name}.safetensors"));
+        // The second run is profiled: the weights must not change, and rank 0 alone prints the
+        // table, with the gradient sum as a row of its own.
+        let profile: &[&str] = if name == "b" { &["--profile"] } else { &[] };
         let o = convnet_cli(
             2,
-            &[&common[..], &["--metrics-json", json.to_str().unwrap(), "--save", save.to_str().unwrap()]].concat(),
+            &[&common[..], &["--metrics-json", json.to_str().unwrap(), "--save", save.to_str().unwrap()], profile]
+                .concat(),
         );
         assert!(o.status.success(), "{}", show(&o));
         let out = text(&o.stdout);
+        if name == "b" {
+            assert_eq!(out.matches("Profile:").count(), 1, "one rank prints the profile:\n{out}");
+            assert!(out.contains("gradient_sum") && out.contains("collective"), "{out}");
+        }
         assert_eq!(out.matches("test accuracy").count(), 1, "one rank reports:\n{out}");
         assert_eq!(out.matches("Total params").count(), 1, "one rank prints the summary:\n{out}");
         assert!(out.contains("distributed: 2 ranks, identical weights"), "{out}");
