@@ -49,6 +49,19 @@ impl Ctx<'_> {
         profile::stop(self.profile, started, self.scope, pass, kernel, flops as u64);
     }
 
+    /// Ends a call started by [`Ctx::clock`], timed under `scope` (a fused
+    /// rule that does another node's work files it under that node's layer).
+    fn lap_in(
+        &mut self,
+        scope: u32,
+        started: Option<std::time::Instant>,
+        pass: ProfilePass,
+        kernel: &'static str,
+        flops: usize,
+    ) {
+        profile::stop(self.profile, started, scope, pass, kernel, flops as u64);
+    }
+
     /// Counts the weight and input gradients a conv or dense op is about to compute.
     fn count(&mut self, w: u32, x: u32) {
         self.work.weight_gradients += usize::from(self.before[w as usize].requires_grad);
@@ -137,6 +150,71 @@ fn column_sums(g: &[f32], dst: &mut [f32]) {
     }
 }
 
+/// The profile's kernel name of [`pooled_conv_backward`].
+pub(crate) const MAX_POOLED_KERNEL: &str = "max_pooled";
+
+/// The backward of `conv (relu) -> 2x2 max pool` in one pass, run from the
+/// pool's rule when the conv is the first layer (its input is data, so only
+/// the filter and bias gradients are wanted): the filter and bias gradients
+/// straight from the pooled gradient `g` and the pool's `argmax`, with no
+/// map of the conv's output size (`conv::fused::conv2d_backward_filter_max_pooled`).
+/// Returns `false`, having done nothing, when the chain does not qualify:
+/// the pool's input is not a conv recorded just before it, the conv's
+/// result already has another gradient, its input needs a gradient, its
+/// filter needs none, an explicit backward algorithm was asked for, or the
+/// kernel does not run the shapes. The conv node then gets no gradient, so
+/// the walk skips it; its work is counted and timed under its own scope.
+fn pooled_conv_backward(
+    ctx: &mut Ctx<'_>,
+    x: u32,
+    pool_shape: &pool::PoolShape,
+    g: &[f32],
+    argmax: &[u32],
+    y: &[f32],
+) -> Result<bool> {
+    let ci = x as usize;
+    if ci + 1 != ctx.before.len() {
+        return Ok(false); // something was recorded in between: it may read the conv
+    }
+    let conv_node = &ctx.before[ci];
+    let Op::Conv2d { x: input, w, b, shape, algo, act } = conv_node.op else { return Ok(false) };
+    let qualifies = conv_node.requires_grad
+        && conv_node.grad.is_none()
+        && algo == ConvAlgo::Auto
+        && matches!(act, Activation::Relu | Activation::Linear)
+        && !ctx.before[input as usize].requires_grad
+        && ctx.before[w as usize].requires_grad
+        && conv::fused::max_pooled_supports(&shape, pool_shape).is_ok();
+    if !qualifies {
+        return Ok(false);
+    }
+    let scope = conv_node.scope;
+    let t = ctx.clock();
+    ctx.count(w, input);
+    let pooled = conv::fused::PooledGradient {
+        grad: g,
+        argmax,
+        relu_output: (act == Activation::Relu).then_some(y),
+    };
+    let bias = b.filter(|&b| ctx.before[b as usize].requires_grad);
+    let mut db = bias.map(|_| ctx.buffers.take(shape.c_out));
+    let dbs = db.as_mut().map(|d| d.as_mut_slice());
+    ctx.emit(w, |n, d| {
+        conv::fused::conv2d_backward_filter_max_pooled(&shape, pool_shape, value_of(n, input as usize), pooled, d, dbs)
+            .map_err(kernel_err("conv2d backward"))
+    })?;
+    if let (Some(b), Some(db)) = (bias, db) {
+        let r = ctx.emit(b, |_, d| {
+            d.copy_from_slice(db.as_slice());
+            Ok(())
+        });
+        ctx.buffers.give(db);
+        r?;
+    }
+    ctx.lap_in(scope, t, ProfilePass::BackwardFilter, MAX_POOLED_KERNEL, shape.flops());
+    Ok(true)
+}
+
 /// Runs the backward rule of `node`, whose output gradient is `g`.
 pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) -> Result<()> {
     // Ops that read their own output own their buffer (only reshape and
@@ -187,6 +265,11 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
         }
         Op::MaxPool { x, shape } => {
             let Aux::U32(argmax) = aux else { unreachable!("max_pool2d records its argmax") };
+            if pooled_conv_backward(ctx, x, &shape, g.as_slice(), argmax, y)? {
+                ctx.buffers.give(g);
+                return Ok(());
+            }
+            let t = ctx.clock();
             // When the input comes from a fused relu and this is its first
             // gradient, apply the relu mask here, on the pooled gradient (a
             // quarter of the size for 2x2 windows): the gradient reaches only
@@ -204,11 +287,15 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 }
             }
             let gs = g.as_slice();
+            let needed = ctx.before[x as usize].requires_grad;
             ctx.emit(x, |_, d| {
                 pool::max_pool2d_backward(&shape, gs, argmax, d).map_err(kernel_err("max_pool2d backward"))
             })?;
             if mask_here {
                 ctx.before[x as usize].grad_relu_masked = true;
+            }
+            if needed {
+                ctx.lap(t, ProfilePass::BackwardData, "max_pool2d", 0);
             }
             ctx.buffers.give(g);
         }

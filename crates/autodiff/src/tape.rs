@@ -287,9 +287,9 @@ impl Tape {
                 profile: &mut self.profile,
                 scope: node.scope,
             };
-            // Conv and dense time their passes themselves; any other rule is
-            // one timed call.
-            let whole = !matches!(node.op, Op::Conv2d { .. } | Op::Dense { .. });
+            // Conv, dense and max pooling (which may run its conv's backward
+            // fused) time their passes themselves; any other rule is one timed call.
+            let whole = !matches!(node.op, Op::Conv2d { .. } | Op::Dense { .. } | Op::MaxPool { .. });
             let started = if whole { profile::start(ctx.profile) } else { None };
             let result = backward::run(&mut ctx, node, g, &aux);
             profile::stop(ctx.profile, started, node.scope, node.op.backward_pass(), node.op.name(), 0);

@@ -52,14 +52,26 @@
 //! [`max_pool_2x2_at`] is the same pool on its own, without the argmax
 //! training needs, for a pool whose conv ran on another algorithm.
 //!
+//! [`conv2d_backward_filter_max_pooled_at`] is the training direction: the
+//! filter and bias gradients of `conv + relu + 2x2 max pool` straight from
+//! the pooled gradient and the pool's argmax, with no map of the conv's
+//! output size (see its module, `backward.rs`).
+//!
 //! The safe oracle is [`conv2d_fused_reference`] (f64 accumulation, then the
 //! activation and the pool); the tests also check bit-equality with the
 //! unfused `direct` + `max_pool2d_forward` on every available level.
 
+mod backward;
+#[cfg(test)]
+mod backward_tests;
 mod pool;
 #[cfg(test)]
 mod tests;
 
+pub use backward::{
+    conv2d_backward_filter_max_pooled, conv2d_backward_filter_max_pooled_at, max_pooled_supports, PooledGradient,
+    PIXELS_PER_CHUNK, TAPS_PER_GROUP,
+};
 pub use pool::{max_pool_2x2, max_pool_2x2_at};
 
 use super::ConvShape;
