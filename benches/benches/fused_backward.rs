@@ -35,8 +35,7 @@ fn fused_backward(c: &mut Criterion) {
     let g: Vec<f32> = (0..ps.output_len()).map(|_| rng.uniform(-1e-3, 1e-3)).collect();
     let mut map = vec![0.0; s.output_len()];
     let (mut y, mut argmax) = (vec![0.0; ps.output_len()], vec![0u32; ps.output_len()]);
-    conv2d_forward_at(SimdLevel::Portable, ConvAlgo::Direct, &s, &x, &w, Some(&b), Activation::Relu, &mut map)
-        .unwrap();
+    conv2d_forward_at(SimdLevel::Portable, ConvAlgo::Direct, &s, &x, &w, Some(&b), Activation::Relu, &mut map).unwrap();
     max_pool2d_forward_at(SimdLevel::Portable, &ps, &map, &mut y, &mut argmax).unwrap();
     let mut group = c.benchmark_group("fused_backward/64x28x28x1->32");
     group.throughput(Throughput::Elements(s.flops() as u64));

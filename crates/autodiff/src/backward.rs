@@ -191,11 +191,7 @@ fn pooled_conv_backward(
     let scope = conv_node.scope;
     let t = ctx.clock();
     ctx.count(w, input);
-    let pooled = conv::fused::PooledGradient {
-        grad: g,
-        argmax,
-        relu_output: (act == Activation::Relu).then_some(y),
-    };
+    let pooled = conv::fused::PooledGradient { grad: g, argmax, relu_output: (act == Activation::Relu).then_some(y) };
     let bias = b.filter(|&b| ctx.before[b as usize].requires_grad);
     let mut db = bias.map(|_| ctx.buffers.take(shape.c_out));
     let dbs = db.as_mut().map(|d| d.as_mut_slice());

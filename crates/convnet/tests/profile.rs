@@ -51,11 +51,16 @@ fn fit_profiles_every_layer_and_pass_only_when_asked() {
     let first = row("conv2d", "forward").expect("conv2d forward");
     assert_eq!((first.kernel.as_str(), first.calls), ("direct", 5));
     assert!(first.gflops.unwrap() > 0.0 && first.mean_s > 0.0);
-    assert!(row("conv2d", "backward_filter").is_some());
+    // Its backward runs fused from the pooled gradient (filter and bias in
+    // one pass): no pool scatter, no separate bias pass.
+    let filter = row("conv2d", "backward_filter").expect("conv2d backward_filter");
+    assert_eq!((filter.kernel.as_str(), filter.calls), ("max_pooled", 5));
     assert!(row("conv2d", "backward_data").is_none(), "the first layer computes no input gradient");
+    assert!(row("conv2d", "backward_bias").is_none(), "the fused pass makes the bias gradient");
+    assert!(row("max_pooling2d", "backward_data").is_none(), "the fused pass replaces the scatter");
     for (layer, pass) in [
         ("max_pooling2d", "forward"),
-        ("max_pooling2d", "backward_data"),
+        ("max_pooling2d_1", "backward_data"),
         ("conv2d_1", "backward_data"),
         ("conv2d_2", "backward_bias"),
         ("dense", "backward_filter"),

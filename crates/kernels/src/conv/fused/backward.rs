@@ -214,7 +214,8 @@ pub fn conv2d_backward_filter_max_pooled_at(
         c_pad,
         xo: &xo,
         // Window slots (dy, dx) in row-major order: input offsets and argmax offsets.
-        slot_x: [0, 1, 2, 3].map(|k| (((k / 2) * shape.stride_h * shape.w + (k % 2) * shape.stride_w) * shape.c_in) as isize),
+        slot_x: [0, 1, 2, 3]
+            .map(|k| (((k / 2) * shape.stride_h * shape.w + (k % 2) * shape.stride_w) * shape.c_in) as isize),
         slot_arg: [0, c_out, oh_ow_c, oh_ow_c + c_out].map(|v| v as u32),
         input,
         pooled,
