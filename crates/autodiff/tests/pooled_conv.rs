@@ -57,7 +57,8 @@ fn case(n: usize, h: usize, w: usize, ci: usize, co: usize, k: usize, seed: u64)
     let x = Tensor::uniform(Shape::nhwc(n, h, w, ci), 0.0, 1.0, &mut rng).unwrap();
     let f = Tensor::uniform(Shape::new(&[k, k, ci, co]).unwrap(), -0.5, 0.5, &mut rng).unwrap();
     let b = Tensor::uniform(Shape::vector(co), -0.2, 0.2, &mut rng).unwrap();
-    let r = Tensor::uniform(Shape::nhwc(n, (h - k + 1) / 2, (w - k + 1) / 2, co), -1.0, 1.0, &mut rng).unwrap();
+    let (oh, ow) = (h - k + 1, w - k + 1); // the conv's output; the pool halves it
+    let r = Tensor::uniform(Shape::nhwc(n, oh / 2, ow / 2, co), -1.0, 1.0, &mut rng).unwrap();
     [x, f, b, r]
 }
 
