@@ -78,6 +78,36 @@ fn copy_gbps(bytes: usize, reps: usize) -> f64 {
     2.0 * bytes as f64 / (ms * 1e-3) / 1e9
 }
 
+/// A zeroed f32 buffer whose first element is 64-byte aligned (a cache
+/// line, an AVX-512 vector), as PyTorch's allocator aligns its tensors: an
+/// unaligned `Vec` splits every fourth 64-byte load across two lines.
+struct Aligned {
+    buf: Vec<f32>,
+    off: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(len: usize) -> Self {
+        let buf = vec![0.0f32; len + 16];
+        let off = buf.as_ptr().align_offset(64).min(16);
+        Aligned { buf, off, len }
+    }
+}
+
+impl std::ops::Deref for Aligned {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.buf[self.off..][..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Aligned {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.buf[self.off..][..self.len]
+    }
+}
+
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
     let reps: usize = std::env::args().nth(2).and_then(|r| r.parse().ok()).unwrap_or(21);
@@ -115,10 +145,14 @@ fn main() {
         if !label.contains(&filter) {
             continue;
         }
-        let x: Vec<f32> = (0..s.input_len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
-        let w: Vec<f32> = (0..s.filter_len()).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
-        let gy: Vec<f32> = (0..s.output_len()).map(|i| ((i * 7717) % 1000) as f32 / 1000.0 - 0.5).collect();
-        let (mut y, mut gx, mut gw) = (vec![0.0; s.output_len()], vec![0.0; s.input_len()], vec![0.0; s.filter_len()]);
+        let fill = |len: usize, k: usize| {
+            let mut v = Aligned::new(len);
+            v.iter_mut().enumerate().for_each(|(i, e)| *e = ((i * k) % 1000) as f32 / 1000.0 - 0.5);
+            v
+        };
+        let (x, w, gy) = (fill(s.input_len(), 7919), fill(s.filter_len(), 104729), fill(s.output_len(), 7717));
+        let (mut y, mut gx, mut gw) =
+            (Aligned::new(s.output_len()), Aligned::new(s.input_len()), Aligned::new(s.filter_len()));
         let algo: ConvAlgo = std::env::var("DW_ALGO").ok().and_then(|a| a.parse().ok()).unwrap_or(ConvAlgo::Auto);
         if conv::supports(algo, &s, ConvPass::Forward).is_err() {
             continue;

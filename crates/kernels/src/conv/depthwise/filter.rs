@@ -228,6 +228,42 @@ unsafe fn taps_dot<S: Isa, const KT: usize>(
     acc: *mut f32,
 ) {
     let l = S::LANES;
+    // Three neighbouring input columns per output column (undilated), at
+    // stride 1 or 2: the sliding form loads each input vector once.
+    if KT == 3 && ix[1] == ix[0] + 1 && ix[2] == ix[0] + 2 && (xstep == ce || xstep == 2 * ce) {
+        let s1 = xstep == ce;
+        // SAFETY: the contract above; the window covers exactly the pixels
+        // the three taps read. (No closure here: a closure would not
+        // inherit the caller's target features.)
+        unsafe {
+            let mut c = 0;
+            while c + 2 * l <= ce {
+                if s1 {
+                    taps_slide_block::<S, 2, 1>(isa, x, gy, lo, hi, ix[0], ce, c, acc)
+                } else {
+                    taps_slide_block::<S, 2, 2>(isa, x, gy, lo, hi, ix[0], ce, c, acc)
+                }
+                c += 2 * l;
+            }
+            while c + l <= ce {
+                if s1 {
+                    taps_slide_block::<S, 1, 1>(isa, x, gy, lo, hi, ix[0], ce, c, acc)
+                } else {
+                    taps_slide_block::<S, 1, 2>(isa, x, gy, lo, hi, ix[0], ce, c, acc)
+                }
+                c += l;
+            }
+            while c < ce {
+                if s1 {
+                    taps_slide_block::<Scalar, 1, 1>(isa.scalar(), x, gy, lo, hi, ix[0], ce, c, acc)
+                } else {
+                    taps_slide_block::<Scalar, 1, 2>(isa.scalar(), x, gy, lo, hi, ix[0], ce, c, acc)
+                }
+                c += 1;
+            }
+        }
+        return;
+    }
     // SAFETY: the contract above.
     unsafe {
         let mut c = 0;
@@ -280,6 +316,77 @@ unsafe fn taps_dot_block<S: Isa, const KT: usize, const U: usize>(
                 let p = xp[k].add(i * xstep);
                 for (u, a) in a.iter_mut().enumerate() {
                     *a = isa.load(p.add(u * l)).mul_add(g[u], *a);
+                }
+            }
+        }
+        for (k, a) in a.iter().enumerate() {
+            for (u, a) in a.iter().enumerate() {
+                let p = acc.add(k * ce + c + u * l);
+                a.add(isa.load(p)).store(p);
+            }
+        }
+    }
+}
+
+/// [`taps_dot_block`] for three taps reading input columns `ix0 + j`
+/// (`j < 3`) of output column `lo`, at stride `SS`: the three input vectors
+/// an output column needs stay in registers as a window that slides by
+/// `SS` columns, so each output column loads its gradient and `SS` new
+/// input vectors (2 or 3 loads per lane block where [`taps_dot_block`]
+/// makes 4). The sums are the same, in the same order.
+///
+/// # Safety
+///
+/// As [`taps_dot`], with `ix = [ix0, ix0 + 1, ix0 + 2]` and `xstep = SS * ce`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn taps_slide_block<S: Isa, const U: usize, const SS: usize>(
+    isa: S,
+    x: *const f32,
+    gy: *const f32,
+    lo: usize,
+    hi: usize,
+    ix0: usize,
+    ce: usize,
+    c: usize,
+    acc: *mut f32,
+) {
+    let l = S::LANES;
+    if lo >= hi {
+        return;
+    }
+    // SAFETY: the contract of `taps_dot`: input columns ix0 + i * SS + j
+    // (i < hi - lo, j < 3) are inside the row; no load past the last one.
+    unsafe {
+        let mut a = [[isa.zero(); U]; 3];
+        let xp = x.add(ix0 * ce + c);
+        let mut win = [[isa.zero(); U]; 3];
+        for (j, v) in win.iter_mut().enumerate() {
+            for (u, v) in v.iter_mut().enumerate() {
+                *v = isa.load(xp.add(j * ce + u * l));
+            }
+        }
+        let n = hi - lo;
+        for i in 0..n {
+            let gp = gy.add((lo + i) * ce + c);
+            let mut g = [isa.zero(); U];
+            for (u, g) in g.iter_mut().enumerate() {
+                *g = isa.load(gp.add(u * l));
+            }
+            for (k, a) in a.iter_mut().enumerate() {
+                for (u, a) in a.iter_mut().enumerate() {
+                    *a = win[k][u].mul_add(g[u], *a);
+                }
+            }
+            if i + 1 < n {
+                for j in 0..3 {
+                    if j + SS < 3 {
+                        win[j] = win[j + SS];
+                    } else {
+                        for (u, v) in win[j].iter_mut().enumerate() {
+                            *v = isa.load(xp.add(((i + 1) * SS + j) * ce + u * l));
+                        }
+                    }
                 }
             }
         }

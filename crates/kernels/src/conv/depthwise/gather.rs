@@ -229,7 +229,12 @@ unsafe fn gather_row<S: Isa>(
         let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps, filt, bias, relu, sstep, dstep };
         // SAFETY: the contract above, for every member of the run.
         unsafe {
-            if ce >= 4 * S::LANES {
+            if let Some(win) = px.window(len) {
+                match sstep {
+                    1 => px.slide_run::<S, 1>(isa, start, len, win, dst),
+                    _ => px.slide_run::<S, 2>(isa, start, len, win, dst),
+                }
+            } else if ce >= 4 * S::LANES {
                 px.run::<S, 2, 4>(isa, start, len, dst)
             } else if ce >= 2 * S::LANES {
                 px.run::<S, 4, 2>(isa, start, len, dst)
@@ -239,6 +244,9 @@ unsafe fn gather_row<S: Isa>(
         }
     }
 }
+
+/// Shortest run worth sliding tiles (a tile of 4 pixels).
+const SLIDE_MIN: usize = 4;
 
 /// One run's inputs (see [`gather_row`]).
 struct Pixels<'a> {
@@ -296,6 +304,185 @@ impl Pixels<'_> {
                 self.tile::<S, 1, 1>(isa, t, p, (wide, one), dst);
                 self.tile::<Scalar, 1, 1>(isa.scalar(), t, p, (one, self.ce), dst);
                 t += 1;
+            }
+        }
+    }
+
+    /// The sliding window of a run, if its tiles can slide: three column
+    /// taps reading three neighbouring source columns (a 3-wide filter row,
+    /// undilated, in forward or backward-data order), members one
+    /// destination column apart reading sources 1 or 2 columns apart, and
+    /// at least [`SLIDE_MIN`] members. Returns `(first source column,
+    /// [kx of the tap reading first + j for j in 0..3])`.
+    #[inline(always)]
+    fn window(&self, len: usize) -> Option<(usize, [usize; 3])> {
+        if len < SLIDE_MIN || self.dstep != 1 || !(1..=2).contains(&self.sstep) || self.col_taps.len() != 6 {
+            return None;
+        }
+        let first = self.col_taps.chunks_exact(2).map(|t| t[1]).min()? as usize;
+        let mut kx = [usize::MAX; 3];
+        for t in self.col_taps.chunks_exact(2) {
+            let j = t[1] as usize - first;
+            if j >= 3 || kx[j] != usize::MAX {
+                return None;
+            }
+            kx[j] = t[0] as usize;
+        }
+        Some((first, kx))
+    }
+
+    /// The run from destination column `start` (`len` members, see
+    /// [`Pixels::run`]) in sliding tiles: a tile of `T` neighbouring
+    /// pixels reads, per filter row, the `(T - 1) * SS + 3` source pixels
+    /// its three column taps cover, and each source vector, loaded once,
+    /// goes into the accumulators of every pixel that reads it (with
+    /// `SS = 1` a tile of 4 pixels loads 6 source vectors per filter row
+    /// instead of 12, a tile of 8 loads 10 instead of 24). AVX-512 takes 4
+    /// pixels x 2 vectors (one 128-byte piece of each pixel per visit, as
+    /// [`Pixels::run`] explains); one vector per pixel takes 8 pixels, then
+    /// 4. Members left over go one at a time through [`Pixels::tile`].
+    ///
+    /// # Safety
+    ///
+    /// As [`gather_row`]; `win` is [`Pixels::window`]'s answer and
+    /// `SS == self.sstep`.
+    #[inline(always)]
+    unsafe fn slide_run<S: Isa, const SS: usize>(
+        &self,
+        isa: S,
+        start: usize,
+        len: usize,
+        win: (usize, [usize; 3]),
+        dst: *mut f32,
+    ) {
+        let l = S::LANES;
+        let mut t = 0;
+        // SAFETY: members t .. t + T are in the run; lane ranges stay below ce.
+        unsafe {
+            if l >= 16 && self.ce >= 2 * l {
+                // AVX-512: 4 pixels x 2 vectors, 8 accumulators + 6 filter
+                // + 2 source registers. 8 pixels (24 registers) measured no
+                // better on the 112x112 layers (noisy, loaded machine).
+                let wide = self.ce - self.ce % (2 * l);
+                while t + 4 <= len {
+                    self.slide::<S, 4, 2, SS>(isa, t, start + t, (0, wide), win, dst);
+                    self.slide_tails::<S, 4, SS>(isa, t, start + t, wide, win, dst);
+                    t += 4;
+                }
+            } else {
+                // One vector: 8 accumulators + 3 filter + 1 source register
+                // (of 16 on AVX2).
+                while t + 8 <= len {
+                    self.slide_tails::<S, 8, SS>(isa, t, start + t, 0, win, dst);
+                    t += 8;
+                }
+                while t + 4 <= len {
+                    self.slide_tails::<S, 4, SS>(isa, t, start + t, 0, win, dst);
+                    t += 4;
+                }
+            }
+            while t < len {
+                let p = self.start_col(start, t);
+                self.tile::<S, 1, 1>(isa, t, p, (0, self.ce - self.ce % l), dst);
+                self.tile::<Scalar, 1, 1>(isa.scalar(), t, p, (self.ce - self.ce % l, self.ce), dst);
+                t += 1;
+            }
+        }
+    }
+
+    /// Lanes `c0 ..` of a sliding tile: one vector at a time, then one lane.
+    ///
+    /// # Safety
+    ///
+    /// As [`Pixels::slide`].
+    #[inline(always)]
+    unsafe fn slide_tails<S: Isa, const T: usize, const SS: usize>(
+        &self,
+        isa: S,
+        t: usize,
+        p: usize,
+        c0: usize,
+        win: (usize, [usize; 3]),
+        dst: *mut f32,
+    ) {
+        let one = self.ce - self.ce % S::LANES;
+        // SAFETY: forwarded.
+        unsafe {
+            self.slide::<S, T, 1, SS>(isa, t, p, (c0, one), win, dst);
+            self.slide::<Scalar, T, 1, SS>(isa.scalar(), t, p, (one, self.ce), win, dst);
+        }
+    }
+
+    /// `T` pixels from member `t` (destination column `p`), lanes `c0 ..
+    /// c1` in blocks of `U` vectors, as a sliding window: see
+    /// [`Pixels::slide_run`]. Source column `win.0 + t * SS + j` (`j < 3`)
+    /// is read by tap `win.1[j]` of member `t`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Pixels::tile`]; `win` is [`Pixels::window`]'s answer and
+    /// `SS == self.sstep`.
+    #[inline(always)]
+    unsafe fn slide<S: Isa, const T: usize, const U: usize, const SS: usize>(
+        &self,
+        isa: S,
+        t: usize,
+        p: usize,
+        lanes: (usize, usize),
+        win: (usize, [usize; 3]),
+        dst: *mut f32,
+    ) {
+        let l = S::LANES;
+        let ce = self.ce;
+        let (mut c, c_end) = lanes;
+        let (first, kx) = win;
+        let span = (T - 1) * SS + 3;
+        // SAFETY: source columns first + t * SS + j for j < span are the
+        // taps of members t .. t + T (each reads first + its shift + 0..3,
+        // inside the row by the tap tables); destination pixels p .. p + T
+        // are members t .. t + T; c + U * l <= c_end <= ce.
+        unsafe {
+            while c + U * l <= c_end {
+                let mut acc = [[isa.zero(); U]; T];
+                if let Some(b) = self.bias {
+                    let mut bv = [isa.zero(); U];
+                    for (u, v) in bv.iter_mut().enumerate() {
+                        *v = isa.load(b.add(c + u * l));
+                    }
+                    acc = [bv; T];
+                }
+                for rt in self.row_taps.chunks_exact(2) {
+                    let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
+                    let frow = self.filt.add(rt[0] as usize * self.kw * ce + c);
+                    let mut w = [[isa.zero(); U]; 3];
+                    for (j, w) in w.iter_mut().enumerate() {
+                        for (u, v) in w.iter_mut().enumerate() {
+                            *v = isa.load(frow.add(kx[j] * ce + u * l));
+                        }
+                    }
+                    let xp = srow.add((first + t * SS) * ce);
+                    for j in 0..span {
+                        let mut x = [isa.zero(); U];
+                        for (u, v) in x.iter_mut().enumerate() {
+                            *v = isa.load(xp.add(j * ce + u * l));
+                        }
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let k = j.wrapping_sub(i * SS);
+                            if k < 3 {
+                                for (u, a) in a.iter_mut().enumerate() {
+                                    *a = x[u].mul_add(w[k][u], *a);
+                                }
+                            }
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().enumerate() {
+                    for (u, a) in a.iter().enumerate() {
+                        let v = if self.relu { a.max(isa.zero()) } else { *a };
+                        v.store(dst.add((p + i) * ce + c + u * l));
+                    }
+                }
+                c += U * l;
             }
         }
     }

@@ -29,6 +29,15 @@ fn shapes() -> Vec<ConvShape> {
         dw(3, 4, 4, 1, 4, 1),
         dw(1, 7, 7, 6, 1, 5).with_padding(Padding::Same).unwrap(),
         dw(1, 3, 3, 8, 1, 3).with_padding(Padding::Explicit { top: 2, bottom: 2, left: 2, right: 2 }).unwrap(),
+        // Rows long enough for the sliding tiles (8 and 4 pixels, then
+        // single ones) at stride 1 and 2, with vector and lane tails.
+        dw(2, 5, 37, 48, 1, 3).with_padding(Padding::Same).unwrap(),
+        dw(1, 4, 30, 19, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        dw(1, 3, 26, 7, 2, 3).with_padding(Padding::Same).unwrap(),
+        dw(1, 6, 41, 35, 1, 3).with_padding(Padding::Valid).unwrap(),
+        dw(1, 5, 40, 33, 1, 3).with_stride(1, 2).unwrap().with_padding(Padding::Valid).unwrap(),
+        dw(1, 4, 30, 16, 1, 3).with_dilation(1, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        dw(1, 3, 29, 64, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
     ]
 }
 
