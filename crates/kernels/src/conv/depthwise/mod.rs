@@ -24,14 +24,20 @@
 //!   register tiles of 2 pixels x 4 vectors of channels (4 x 2, 8 x 1 with
 //!   fewer channels): 8 independent FMA chains, every
 //!   filter vector loaded once per tap for the whole tile, the source read
-//!   straight from the image rows (no im2col, no copy). A multiplier
+//!   straight from the image rows (no im2col, no copy). Runs whose taps
+//!   are three neighbouring source columns (3-wide undilated filters,
+//!   forward stride 1 or 2, backward-data stride 1) go in *sliding* tiles
+//!   instead: each source vector of a filter row is loaded once and feeds
+//!   every pixel of the tile that reads it. A multiplier
 //!   `m > 1` repeats each input channel `m` times in a per-task row buffer
 //!   (forward) or sums `m` lanes per input channel (backward-data).
 //! - **backward-filter** (`filter`) sums fixed chunks of
 //!   output rows into per-chunk partial filters, added in chunk order:
 //!   no atomics, bit-identical for any thread count. Within a row, the three
 //!   taps of a filter row share each output-gradient load, with `3 x 2`
-//!   vector accumulators over the columns where all three are inside.
+//!   vector accumulators over the columns where all three are inside, and
+//!   (undilated, stride 1 or 2) the three input vectors slide along as a
+//!   window of registers.
 //!
 //! Threads: forward and backward-data split `n x rows` into fixed blocks
 //! (at most 32, each writing at least 128 KiB where the call is that big).
