@@ -21,8 +21,15 @@
 //! epilogues; `Flatten`, `Dropout` and the random augmentation layers are the
 //! identity here.
 //!
+//! A dense `Conv2D` that resolves to Winograd (ReLU or linear) runs on
+//! [`winograd::pooled`](convnet_kernels::conv::winograd::pooled), blocked
+//! for inference (smaller blocks than training's, at least two): bias and
+//! ReLU in the output transform, and the `MaxPooling2D((2, 2))` that follows
+//! too when there is one. Bit-identical to the Winograd forward (followed
+//! by the max pool), i.e. to the tape's forward pass.
+//!
 //! A `MaxPooling2D((2, 2))` that did not fold into its conv (the conv ran on
-//! Winograd, say) runs on the inference pool
+//! im2col, say) runs on the inference pool
 //! ([`max_pool_2x2`](convnet_kernels::conv::fused::max_pool_2x2)): the same
 //! values as the training kernel, without its argmax.
 //!
@@ -42,7 +49,7 @@ use crate::Result;
 use convnet_autodiff::Params;
 use convnet_kernels::activation::Activation as KernelActivation;
 use convnet_kernels::conv::fused::{self, FusedConv, FusedPool, Threading};
-use convnet_kernels::conv::{self, ConvAlgo, ConvPass};
+use convnet_kernels::conv::{self, winograd, ConvAlgo, ConvPass};
 use convnet_kernels::dense::{dense_forward, DenseShape};
 use convnet_kernels::{loss, pool};
 
@@ -81,6 +88,10 @@ enum Step {
     /// `Conv2D` layer `conv` on the fused kernel; with `pooled`, the
     /// `MaxPooling2D` after it as well.
     Fused { conv: usize, fused: Box<FusedConv>, pooled: bool, threading: Threading },
+    /// `Conv2D` layer `conv` on Winograd `algo` blocked for inference
+    /// ([`winograd::pooled`]); with `pool`, the `MaxPooling2D((2, 2))` after
+    /// it as well, fused into the output transform.
+    Winograd { conv: usize, algo: ConvAlgo, shape: conv::ConvShape, act: KernelActivation, pool: FusedPool },
     /// `MaxPooling2D((2, 2))` layer `index` whose conv did not fuse it: the
     /// inference pool (no argmax).
     Pool { index: usize, threading: Threading },
@@ -139,6 +150,14 @@ impl Plan {
                 let pool = if pooled { FusedPool::Max2x2 } else { FusedPool::None };
                 let fused = Box::new(FusedConv::new(&shape, act, pool)?);
                 steps.push(Step::Fused { conv: i, fused, pooled, threading });
+                i += if pooled { 2 } else { 1 };
+            } else if let Some(act) = act.filter(|_| winograd::pooled::supports(algo, &shape, FusedPool::None).is_ok())
+            {
+                let pooled = i < last
+                    && is_max_pool_2x2(&layers[i + 1], n)
+                    && winograd::pooled::supports(algo, &shape, FusedPool::Max2x2).is_ok();
+                let pool = if pooled { FusedPool::Max2x2 } else { FusedPool::None };
+                steps.push(Step::Winograd { conv: i, algo, shape, act, pool });
                 i += if pooled { 2 } else { 1 };
             } else {
                 steps.push(Step::Layer { index: i, algo });
@@ -217,6 +236,19 @@ fn execute(plan: &Plan, layers: &[BuiltLayer], params: &Params, s: &mut Scratch,
                 grow(&mut s.next, out_len);
                 let input: &[f32] = if at.from_x { x } else { &s.cur[..at.len] };
                 fused.run(input, n, k, b, &mut s.next[..out_len], *threading)?;
+                std::mem::swap(&mut s.cur, &mut s.next);
+                at = Cursor { from_x: false, len: out_len };
+            }
+            Step::Winograd { conv, algo, shape, act, pool } => {
+                let l = &layers[*conv];
+                let out_len = winograd::pooled::output_len(shape, *pool);
+                let k = params.value(*l.params.first().expect("conv kernel"))?.data();
+                let b = l.params.get(1).map(|&id| params.value(id)).transpose()?;
+                grow(&mut s.next, out_len);
+                let input: &[f32] = if at.from_x { x } else { &s.cur[..at.len] };
+                let out = &mut s.next[..out_len];
+                let b = b.map(|t| t.data());
+                winograd::pooled::conv2d_winograd_pooled(*algo, shape, input, k, b, *act, *pool, out)?;
                 std::mem::swap(&mut s.cur, &mut s.next);
                 at = Cursor { from_x: false, len: out_len };
             }
@@ -410,6 +442,7 @@ mod tests {
                     assert_eq!(*threading == Threading::CallingThread, n <= SINGLE_THREAD_MAX_BATCH);
                     (*conv, true, *pooled, ConvAlgo::Direct)
                 }
+                Step::Winograd { conv, algo, pool, .. } => (*conv, false, *pool == FusedPool::Max2x2, *algo),
                 Step::Pool { index, .. } => (*index, false, true, ConvAlgo::Auto),
                 Step::Layer { index, algo } => (*index, false, false, *algo),
             })
@@ -445,12 +478,13 @@ mod tests {
                 (7, d, false, ConvAlgo::Auto)
             ]
         );
-        // Batch 64: the 32- and 64-channel layers resolve to Winograd F4, unfused.
+        // Batch 64: the 32- and 64-channel layers resolve to Winograd F4;
+        // the first of them takes its pool into the output transform.
         let big = steps(&model, 64);
         assert_eq!(big[0], (0, f, true, ConvAlgo::Direct));
-        assert_eq!(big[1], (2, d, false, ConvAlgo::WinogradF4));
-        assert_eq!(big[2], (3, d, true, ConvAlgo::Auto), "the inference pool, no argmax");
-        assert_eq!(big[3], (4, d, false, ConvAlgo::WinogradF4));
+        assert_eq!(big[1], (2, d, true, ConvAlgo::WinogradF4), "Winograd with the pool fused");
+        assert_eq!(big[2], (4, d, false, ConvAlgo::WinogradF4));
+        assert_eq!(big.len(), 6);
     }
 
     #[test]

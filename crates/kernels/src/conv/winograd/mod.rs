@@ -39,6 +39,10 @@
 //! accumulated over fixed chunks of tiles, then `dg = G^T dU G` (see the
 //! `backward_filter` submodule).
 //!
+//! **Inference with a 2x2 max pool** after the convolution: [`pooled`] fuses
+//! the pool (and bias and ReLU) into the output transform, bit-identical to
+//! this forward followed by the max pool, and never writes the conv map.
+//!
 //! **Threads and determinism.** Blocks are a fixed partition of the tiles
 //! that does not depend on the thread count, and every output pixel is
 //! computed by exactly one task with a fixed order of operations, so results
@@ -55,6 +59,7 @@
 mod backward_filter;
 mod gemm;
 mod pack;
+pub mod pooled;
 #[cfg(test)]
 mod tests;
 mod tiles;

@@ -67,13 +67,13 @@ fn bt_f4<S: Isa>(isa: S, d: [S::V; 6]) -> [S::V; 6] {
 
 /// `A^T m` for F(2,3): 4 -> 2.
 #[inline(always)]
-fn at_f2<V: Vf32>(m: [V; 4]) -> [V; 2] {
+pub(super) fn at_f2<V: Vf32>(m: [V; 4]) -> [V; 2] {
     [m[0].add(m[1]).add(m[2]), m[1].sub(m[2]).sub(m[3])]
 }
 
 /// `A^T m` for F(4,3): 6 -> 4.
 #[inline(always)]
-fn at_f4<S: Isa>(isa: S, m: [S::V; 6]) -> [S::V; 4] {
+pub(super) fn at_f4<S: Isa>(isa: S, m: [S::V; 6]) -> [S::V; 4] {
     let (a, b) = (m[1].add(m[2]), m[1].sub(m[2]));
     let (c, d) = (m[3].add(m[4]), m[3].sub(m[4]));
     [
