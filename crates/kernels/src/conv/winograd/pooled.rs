@@ -429,7 +429,7 @@ fn epilogue<V: Vf32>(v: V, bias: V, zero: V, relu: bool) -> V {
 /// Every `src + e * estride + c` (e < 16), `bias + c` and `dst + c` is valid
 /// for `LANES` floats, and the token `isa` proves the instruction set.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)] // j indexes the loads and a column of `rows`
 unsafe fn pooled_tile_f2<S: Isa>(
     isa: S,
     src: *const f32,
