@@ -13,7 +13,9 @@
 //! `KC` blocks (pack that `KC x NC` block of B into `NR`-wide panels), M into
 //! `MC` blocks (pack `MC x KC` of A into `MR`-tall panels), then the
 //! micro-kernel multiplies one A panel by one B panel into an `MR x NR`
-//! register tile and updates C. Single-threaded: callers (im2col, dense)
+//! register tile and updates C. A one-row product (`m == 1`, B rows
+//! contiguous: a dense layer at batch 1) skips the packing and runs as a
+//! matrix-vector product (`crate::gemv`), with the same bits. Single-threaded: callers (im2col, dense)
 //! split their work over rayon tasks themselves.
 
 use crate::arch::{scratch_f32, Isa, Slot, Token, Vf32};
@@ -160,7 +162,15 @@ pub fn sgemm_at(
 const MC: usize = 96;
 /// Depth of one packed block. 256: an A panel (12 x 256 floats, 12 KiB)
 /// and a B panel (256 x 32 floats, 32 KiB) fit L1 together.
-const KC: usize = 256;
+pub(crate) const KC: usize = 256;
+/// Vectors per micro-kernel row (its width `NR` is this times the lanes):
+/// AVX-512 12x32, AVX2 6x16, portable 4x8. The one-row path needs `NR` to
+/// store each column as the micro-kernel would.
+const AVX512_NV: usize = 2;
+/// See [`AVX512_NV`].
+const AVX2_NV: usize = 2;
+/// See [`AVX512_NV`].
+const PORTABLE_NV: usize = 1;
 /// Columns of B packed per block: 512 x [`KC`] floats = 512 KiB, in L2.
 const NC: usize = 512;
 
@@ -220,6 +230,29 @@ unsafe fn gemm_at(token: Token, g: &Gemm) {
         }
         return;
     }
+    // SAFETY: forwarded contract (k > 0 here).
+    unsafe { gemm_at_path(token, g, g.m != 1 || g.csb != 1) }
+}
+
+/// Runs `g` (with `k > 0`) on the blocked loop nest, or, if not `blocked`,
+/// on the one-row product of [`crate::gemv`] (which needs `m == 1`,
+/// `csb == 1`, and gives the same bits).
+///
+/// # Safety
+///
+/// As [`sgemm_strided`].
+pub(crate) unsafe fn gemm_at_path(token: Token, g: &Gemm, blocked: bool) {
+    if !blocked {
+        let nr = match token {
+            #[cfg(target_arch = "x86_64")]
+            Token::Avx512(_) => AVX512_NV * 16,
+            #[cfg(target_arch = "x86_64")]
+            Token::Avx2(_) => AVX2_NV * 8,
+            Token::Portable(_) => PORTABLE_NV * 8,
+        };
+        // SAFETY: forwarded contract; the caller checked m == 1 and csb == 1.
+        return unsafe { crate::gemv::gemv_at(token, g, nr) };
+    }
     match token {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token proves AVX-512F/AVX2/FMA; the operands are the caller's contract.
@@ -228,7 +261,7 @@ unsafe fn gemm_at(token: Token, g: &Gemm) {
         // SAFETY: the token proves AVX2/FMA; the operands are the caller's contract.
         Token::Avx2(isa) => unsafe { gemm_avx2(isa, g) },
         // SAFETY: the operands are the caller's contract.
-        Token::Portable(isa) => unsafe { gemm_blocked::<_, 4, 1>(isa, g) },
+        Token::Portable(isa) => unsafe { gemm_blocked::<_, 4, PORTABLE_NV>(isa, g) },
     }
 }
 
@@ -238,7 +271,7 @@ unsafe fn gemm_at(token: Token, g: &Gemm) {
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn gemm_avx512(isa: Avx512, g: &Gemm) {
     // SAFETY: forwarded contract.
-    unsafe { gemm_blocked::<_, 12, 2>(isa, g) }
+    unsafe { gemm_blocked::<_, 12, AVX512_NV>(isa, g) }
 }
 
 /// # Safety
@@ -247,7 +280,7 @@ unsafe fn gemm_avx512(isa: Avx512, g: &Gemm) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gemm_avx2(isa: Avx2, g: &Gemm) {
     // SAFETY: forwarded contract.
-    unsafe { gemm_blocked::<_, 6, 2>(isa, g) }
+    unsafe { gemm_blocked::<_, 6, AVX2_NV>(isa, g) }
 }
 
 /// The blocked loop nest around the `MR x (NV * LANES)` micro-kernel.

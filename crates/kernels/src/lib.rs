@@ -40,6 +40,7 @@ pub mod conv;
 pub mod dense;
 mod error;
 pub mod gemm;
+mod gemv;
 pub mod image;
 pub mod loss;
 pub mod pool;
