@@ -11,7 +11,9 @@
 //!
 //! Inference adds [`fused`]: conv + bias + ReLU (+ 2x2 max pool) in one pass
 //! on the `direct` micro-kernel, planned once per shape (bit-identical to
-//! `direct` followed by the max pool).
+//! `direct` followed by the max pool), and [`blocked`]: the same on the
+//! calling thread with tiles of several pixels by two channel vectors, for
+//! batch-1 inference (bit-identical too).
 //!
 //! Grouped shapes (`groups > 1`) run on `Reference`, `Im2col` (one GEMM per
 //! group), Winograd (each group's channels gathered into a dense tensor and
@@ -29,6 +31,7 @@
 //! [`Error::Simd`].
 
 mod bias;
+pub mod blocked;
 mod builder;
 pub mod depthwise;
 pub mod direct;
