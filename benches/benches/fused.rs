@@ -3,6 +3,8 @@
 //! `direct` forward (ReLU in its epilogue) followed by `max_pool2d_forward`,
 //! on the chapter model's three conv layers at batch 64 (pool threaded) and
 //! batch 1 (fused on the calling thread), at every SIMD level this CPU runs.
+//! At batch 1 it also runs `conv::blocked` (the batch-1 plan's kernel), and
+//! the `dense` group times the chapter's dense layers at batch 1 and 64.
 //! Throughput is the convolution's FLOPs (over the outputs the pool keeps
 //! for the fused variant, the whole map for the unfused one, so the
 //! figures compare time per call).
@@ -13,8 +15,10 @@
 //! ```
 
 use convnet_kernels::activation::Activation;
+use convnet_kernels::conv::blocked::BlockedConv;
 use convnet_kernels::conv::fused::{FusedConv, FusedPool, Threading};
 use convnet_kernels::conv::{conv2d_forward_at, ConvAlgo, ConvShape, Padding};
+use convnet_kernels::dense::{dense_forward, DenseShape};
 use convnet_kernels::pool::{max_pool2d_forward_at, PoolShape};
 use convnet_kernels::simd::SimdLevel;
 use convnet_tensor::Rng;
@@ -42,6 +46,15 @@ fn fused(c: &mut Criterion) {
                         black_box(&y);
                     })
                 });
+                if n == 1 {
+                    let conv = BlockedConv::new_at(level, &s, Activation::Relu, pool).unwrap();
+                    group.bench_function(format!("blocked/{}", level.name()), |bch| {
+                        bch.iter(|| {
+                            conv.run(&x, n, &w, Some(&b), &mut y).unwrap();
+                            black_box(&y);
+                        })
+                    });
+                }
                 let mut map = vec![0.0; s.output_len()];
                 let ps = PoolShape::new(n, s.out_h(), s.out_w(), co, (2, 2), (2, 2), Padding::Valid).unwrap();
                 let (mut py, mut am) = (vec![0.0; ps.output_len()], vec![0u32; ps.output_len()]);
@@ -61,6 +74,30 @@ fn fused(c: &mut Criterion) {
     }
 }
 
+/// The chapter's dense layers at batch 1 (`dense_forward`: a one-row GEMM,
+/// which runs as a matrix-vector product) and at batch 64.
+fn dense(c: &mut Criterion) {
+    let mut rng = Rng::new(2);
+    for (inputs, outputs) in [(576, 64), (64, 10)] {
+        for batch in [1, 64] {
+            let s = DenseShape { batch, inputs, outputs };
+            let x: Vec<f32> = (0..batch * inputs).map(|_| rng.uniform(0.0, 1.0)).collect();
+            let w: Vec<f32> = (0..inputs * outputs).map(|_| rng.uniform(-0.1, 0.1)).collect();
+            let b: Vec<f32> = (0..outputs).map(|_| rng.uniform(-0.1, 0.1)).collect();
+            let mut y = vec![0.0; batch * outputs];
+            let mut group = c.benchmark_group(format!("dense/{batch}x{inputs}->{outputs}"));
+            group.throughput(Throughput::Elements((2 * batch * inputs * outputs) as u64));
+            group.bench_function("dense_forward", |bch| {
+                bch.iter(|| {
+                    dense_forward(&s, &x, &w, Some(&b), Activation::Relu, &mut y).unwrap();
+                    black_box(&y);
+                })
+            });
+            group.finish();
+        }
+    }
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -68,5 +105,5 @@ fn config() -> Criterion {
         .measurement_time(Duration::from_secs(1))
 }
 
-criterion_group! { name = benches; config = config(); targets = fused }
+criterion_group! { name = benches; config = config(); targets = fused, dense }
 criterion_main!(benches);

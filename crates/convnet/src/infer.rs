@@ -33,10 +33,13 @@
 //! ([`max_pool_2x2`](convnet_kernels::conv::fused::max_pool_2x2)): the same
 //! values as the training kernel, without its argmax.
 //!
-//! Threads: with a batch of one ([`SINGLE_THREAD_MAX_BATCH`]) the fused
-//! kernels run on the calling thread (no rayon hand-off; dense layers
-//! already do), so a batch-1 `predict` of the chapter's model never leaves
-//! the caller's thread.
+//! Threads: with a batch of one ([`SINGLE_THREAD_MAX_BATCH`]) those
+//! convolutions run on the register-blocked kernel
+//! ([`convnet_kernels::conv::blocked`]: the same `direct` order, tiles of
+//! several pixels by two channel vectors, on the calling thread), so a
+//! batch-1 `predict` of the chapter's model never leaves the caller's
+//! thread; its dense layers are one-row GEMMs, which run as matrix-vector
+//! products (same bits as the blocked GEMM).
 //!
 //! `evaluate` and `predict` (in `evaluate.rs`) and the validation pass of
 //! `fit` run on it. It needs only the built layers and their parameters, not
@@ -48,6 +51,7 @@ use crate::layers::{conv_shape, depthwise_shape, pool_shape, separable_shapes, A
 use crate::Result;
 use convnet_autodiff::Params;
 use convnet_kernels::activation::Activation as KernelActivation;
+use convnet_kernels::conv::blocked::BlockedConv;
 use convnet_kernels::conv::fused::{self, FusedConv, FusedPool, Threading};
 use convnet_kernels::conv::{self, winograd, ConvAlgo, ConvPass};
 use convnet_kernels::dense::{dense_forward, DenseShape};
@@ -92,6 +96,9 @@ enum Step {
     /// ([`winograd::pooled`]); with `pool`, the `MaxPooling2D((2, 2))` after
     /// it as well, fused into the output transform.
     Winograd { conv: usize, algo: ConvAlgo, shape: conv::ConvShape, act: KernelActivation, pool: FusedPool },
+    /// The same on the register-blocked kernel, on the calling thread
+    /// (batches up to [`SINGLE_THREAD_MAX_BATCH`]).
+    Blocked { conv: usize, blocked: Box<BlockedConv>, pooled: bool },
     /// `MaxPooling2D((2, 2))` layer `index` whose conv did not fuse it: the
     /// inference pool (no argmax).
     Pool { index: usize, threading: Threading },
@@ -148,8 +155,11 @@ impl Plan {
                 let act = act.unwrap_or_default();
                 let pooled = i < last && is_max_pool_2x2(&layers[i + 1], n) && fusable(FusedPool::Max2x2);
                 let pool = if pooled { FusedPool::Max2x2 } else { FusedPool::None };
-                let fused = Box::new(FusedConv::new(&shape, act, pool)?);
-                steps.push(Step::Fused { conv: i, fused, pooled, threading });
+                steps.push(if threading == Threading::CallingThread {
+                    Step::Blocked { conv: i, blocked: Box::new(BlockedConv::new(&shape, act, pool)?), pooled }
+                } else {
+                    Step::Fused { conv: i, fused: Box::new(FusedConv::new(&shape, act, pool)?), pooled, threading }
+                });
                 i += if pooled { 2 } else { 1 };
             } else if let Some(act) = act.filter(|_| winograd::pooled::supports(algo, &shape, FusedPool::None).is_ok())
             {
@@ -222,7 +232,7 @@ fn execute(plan: &Plan, layers: &[BuiltLayer], params: &Params, s: &mut Scratch,
     let mut at = Cursor { from_x: true, len: x.len() };
     for step in &plan.steps {
         match step {
-            Step::Fused { conv, fused, pooled, threading } => {
+            Step::Fused { conv, pooled, .. } | Step::Blocked { conv, pooled, .. } => {
                 let l = &layers[*conv];
                 let out = if *pooled { &layers[conv + 1].output } else { &l.output };
                 let out_len = n * out.iter().product::<usize>();
@@ -235,7 +245,11 @@ fn execute(plan: &Plan, layers: &[BuiltLayer], params: &Params, s: &mut Scratch,
                 let (k, b) = (weight(0)?.expect("conv kernel"), weight(1)?);
                 grow(&mut s.next, out_len);
                 let input: &[f32] = if at.from_x { x } else { &s.cur[..at.len] };
-                fused.run(input, n, k, b, &mut s.next[..out_len], *threading)?;
+                if let Step::Fused { fused, threading, .. } = step {
+                    fused.run(input, n, k, b, &mut s.next[..out_len], *threading)?;
+                } else if let Step::Blocked { blocked, .. } = step {
+                    blocked.run(input, n, k, b, &mut s.next[..out_len])?;
+                }
                 std::mem::swap(&mut s.cur, &mut s.next);
                 at = Cursor { from_x: false, len: out_len };
             }
@@ -439,7 +453,12 @@ mod tests {
             .iter()
             .map(|s| match s {
                 Step::Fused { conv, pooled, threading, .. } => {
-                    assert_eq!(*threading == Threading::CallingThread, n <= SINGLE_THREAD_MAX_BATCH);
+                    assert_eq!(*threading, Threading::Pool);
+                    assert!(n > SINGLE_THREAD_MAX_BATCH);
+                    (*conv, true, *pooled, ConvAlgo::Direct)
+                }
+                Step::Blocked { conv, pooled, .. } => {
+                    assert!(n <= SINGLE_THREAD_MAX_BATCH);
                     (*conv, true, *pooled, ConvAlgo::Direct)
                 }
                 Step::Winograd { conv, algo, pool, .. } => (*conv, false, *pool == FusedPool::Max2x2, *algo),

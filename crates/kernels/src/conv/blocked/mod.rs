@@ -376,22 +376,26 @@ unsafe fn chunk<S: Isa, const NV: usize>(isa: S, job: &Job, first: usize, last: 
     let lanes = S::LANES;
     let (filter, bias) = (job.filter.as_ptr(), job.bias.as_ptr());
     let mut c0 = 0;
-    // SAFETY (the three block loops): a block's `NV * LANES` (or LANES)
-    // channels from c0 are inside the filter's rows and the bias; the
-    // padded tail holds `steps` rows of LANES and a LANES bias.
+    // The three block loops: a block's `NV * LANES` (or LANES) channels
+    // from c0 are inside the filter's rows and the bias; the padded tail
+    // holds `steps` rows of LANES and a LANES bias.
     while c_out - c0 >= NV * lanes {
         let b = Block { w: filter.wrapping_add(c0), wstride: c_out, bias: bias.wrapping_add(c0), c0, nvalid: lanes };
+        // SAFETY: c0 + NV * LANES <= c_out (the loop condition); the tiles' contract is ours.
         unsafe { tiles_for::<S, NV>(isa, conv, tiles, b) };
         c0 += NV * lanes;
     }
     while c_out - c0 >= lanes {
         let b = Block { w: filter.wrapping_add(c0), wstride: c_out, bias: bias.wrapping_add(c0), c0, nvalid: lanes };
+        // SAFETY: c0 + LANES <= c_out (the loop condition); the tiles' contract is ours.
         unsafe { tiles_for::<S, 1>(isa, conv, tiles, b) };
         c0 += lanes;
     }
     if c0 < c_out {
         let (wt, bt) = job.tail.split_at(conv.xo.len() * lanes);
         let b = Block { w: wt.as_ptr(), wstride: lanes, bias: bt.as_ptr(), c0, nvalid: c_out - c0 };
+        // SAFETY: the padded tail has LANES floats per step and a LANES bias;
+        // `nvalid` lanes are stored; the tiles' contract is ours.
         unsafe { tiles_for::<S, 1>(isa, conv, tiles, b) };
     }
 }
@@ -429,6 +433,7 @@ unsafe fn tiles_for<S: Isa, const NV: usize>(isa: S, conv: &BlockedConv, tiles: 
 /// `t.dst[i] + b.c0` writable for the block's channels, for every output
 /// slot of the tile.
 #[inline(always)]
+#[allow(clippy::needless_range_loop)] // constant-trip index loops: the accumulators stay in registers
 unsafe fn tile<S: Isa, const P: usize, const NV: usize>(
     isa: S,
     t: &Tile,
