@@ -27,7 +27,8 @@ use crate::gemm::{Gemm, KC};
 /// Columns of C per pass over a K block: 64 (four zmm, eight ymm or eight
 /// `wide` vectors of accumulators). Eight independent ymm chains cover the
 /// FMA latency (4 cycles) at two FMAs per cycle; four zmm chains cover it
-/// at Zen 4's one 512-bit FMA per cycle.
+/// where a 512-bit FMA issues once per cycle (Zen 4), half of it on Zen 5.
+/// The weights stream from L2 at batch 1 anyway.
 const COLS: usize = 64;
 
 /// Runs `g` (which must have `m == 1` and `csb == 1`) on `token`'s

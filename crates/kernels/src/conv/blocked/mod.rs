@@ -35,8 +35,8 @@
 //! before its FMAs: a tile needs `P * NV` accumulators, `NV` filter vectors
 //! and `P` broadcast registers. AVX-512 tiles of 12 pixels (24 + 2 + 12 >
 //! 32 zmm) spilled accumulators to the stack on every step and made the
-//! chapter model's batch-1 pass 1.25x slower than tiles of 8 (measured on
-//! Zen 4); the AVX2 pooled tile is one window for the same reason (8 pixels
+//! chapter model's batch-1 pass 1.3-1.5x slower than tiles of 8 (measured
+//! on the 2-core AMD EPYC, Zen 5); the AVX2 pooled tile is one window for the same reason (8 pixels
 //! by two ymm vectors would need 26 of the 16 registers).
 //!
 //! Output pixels (flattened over images, rows and columns; with a pool,
