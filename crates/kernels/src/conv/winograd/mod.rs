@@ -35,9 +35,9 @@
 //! out-of-range pixel as zero, so the bottom/right need no explicit padding).
 //!
 //! **Backward-filter** is the gradient of the element-wise stage: `dM = A dY
-//! A^T` per tile, `dU[e] = V[e]^T dM[e]` as one GEMM per tile element
-//! accumulated over fixed chunks of tiles, then `dg = G^T dU G` (see the
-//! `backward_filter` submodule).
+//! A^T` per tile, `dU[e] = sum V[e]^T dM[e]` accumulated by a register-tiled
+//! outer product over L2-sized chunks of tiles, per fixed group of tiles,
+//! then `dg = G^T dU G` (see the `backward_filter` submodule).
 //!
 //! **Inference with a 2x2 max pool** after the convolution: [`pooled`] fuses
 //! the pool (and bias and ReLU) into the output transform, bit-identical to

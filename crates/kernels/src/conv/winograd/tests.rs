@@ -438,6 +438,84 @@ fn block_partition_is_bounded_and_balanced() {
     }
 }
 
+/// Backward-filter's split: groups cover every tile once, chunks stay within
+/// the byte budget (unless one tile alone exceeds it), and the split depends
+/// on the problem only: the chapter's conv2d_1 gets several groups to
+/// balance two threads, its conv2d_2 (64 tiles) two.
+#[test]
+fn backward_filter_split_covers_every_tile() {
+    use backward_filter::{Split, CHUNK_BYTES};
+    for (variant, n, out, c_in, c_out) in [
+        (Variant::F4, 64, 11, 32, 64),
+        (Variant::F4, 64, 3, 64, 64),
+        (Variant::F2, 2, 7, 3, 5),
+        (Variant::F4, 1, 1, 1, 1),
+    ] {
+        let p = Problem {
+            variant,
+            n,
+            in_h: out + 2,
+            in_w: out + 2,
+            c_in,
+            c_out,
+            pad_top: 0,
+            pad_left: 0,
+            out_h: out,
+            out_w: out,
+        };
+        let ldd = c_out.next_multiple_of(16);
+        let s = Split::of(&p, ldd, CHUNK_BYTES);
+        assert!(s.groups >= 1 && s.per_group >= 1 && s.chunk >= 1 && s.chunk <= s.per_group);
+        assert!(s.groups * s.per_group >= p.tiles() && (s.groups - 1) * s.per_group < p.tiles());
+        assert!(s.chunk == 1 || s.chunk * variant.elems() * (c_in + ldd) * 4 <= CHUNK_BYTES);
+        assert_eq!(s, Split::of(&p, ldd, CHUNK_BYTES));
+    }
+    let conv2d_1 = Problem {
+        variant: Variant::F4,
+        n: 64,
+        in_h: 13,
+        in_w: 13,
+        c_in: 32,
+        c_out: 64,
+        pad_top: 0,
+        pad_left: 0,
+        out_h: 11,
+        out_w: 11,
+    };
+    assert!(Split::of(&conv2d_1, 64, CHUNK_BYTES).groups >= 2);
+}
+
+/// Backward-filter with several groups of several chunks each (partials
+/// summed across groups, accumulated across chunks) matches the reference
+/// on every level, and is bit-identical on 1 and 2 threads.
+#[test]
+fn backward_filter_groups_and_chunks_match_reference() {
+    let s = ConvShape::new(9, 9, 10, 17, 33, 3, 3).unwrap().with_padding(Padding::Same).unwrap();
+    let mut rng = Rng::new(29);
+    let x = random(s.input_len(), &mut rng);
+    let g = random(s.output_len(), &mut rng);
+    let mut want = vec![0.0; s.filter_len()];
+    reference::backward_filter(&s, &x, &g, &mut want);
+    let mut mag = vec![0.0; s.filter_len()];
+    reference::backward_filter(&s, &abs(&x), &abs(&g), &mut mag);
+    let mag = tap_max(&mag);
+    for level in SimdLevel::available() {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut dw = vec![f32::NAN; s.filter_len()];
+                backward_filter(Token::new(level).unwrap(), ConvAlgo::WinogradF4, &s, &x, &g, &mut dw);
+                dw
+            })
+        };
+        let one = run(1);
+        let ratio = worst_ratio(&one, &want, &mag);
+        assert!(ratio <= TOL_F4, "{level:?}: {ratio:e}");
+        let two = run(2);
+        assert!(one.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()), "{level:?}: 1 vs 2 threads");
+    }
+}
+
 /// Prints the worst error ratios over the test sweep (run with `--ignored --nocapture`).
 #[test]
 #[ignore = "measurement, not a check"]
