@@ -9,9 +9,10 @@
 //! group) when it does not. For dense shapes, the ladder, per pass:
 //!
 //! 1. **Winograd F(4x4, 3x3)** for 3x3, stride-1, undilated layers with at
-//!    least [`WINOGRAD_MIN_CHANNELS`] channels on both sides (and, for the
-//!    backward passes, at least [`WINOGRAD_MIN_OUTPUT_PIXELS`] output pixels
-//!    per image; for the forward pass, at least [`WINOGRAD_MIN_FORWARD_TILES`]
+//!    least [`WINOGRAD_MIN_CHANNELS`] channels on both sides (and, for
+//!    backward-data, at least [`WINOGRAD_MIN_OUTPUT_PIXELS`] output pixels
+//!    per image, for backward-filter [`WINOGRAD_MIN_FILTER_GRAD_PIXELS`];
+//!    for the forward pass, at least [`WINOGRAD_MIN_FORWARD_TILES`]
 //!    output tiles in the call, so batch-1 inference does not pay the filter
 //!    transform for a handful of tiles), if [`winograd`](super::winograd)
 //!    supports the shape. It
@@ -41,11 +42,21 @@ use super::{winograd, ConvAlgo, ConvPass, ConvShape};
 /// the first layer (1 input channel): F4 forward 0.80 ms vs direct 0.21 ms.
 pub const WINOGRAD_MIN_CHANNELS: usize = 32;
 
-/// The backward passes use Winograd only with at least this many output
+/// Backward-data uses Winograd only with at least this many output
 /// pixels per image. Measured: 64x5x5x64->64 (a 3x3 output, one partial
-/// 4x4 tile) backward-data F4 0.62 ms vs direct 0.23 ms, backward-filter
-/// 0.40 vs 0.32 ms, while its forward is still F4's (0.17 vs 0.22 ms).
+/// 4x4 tile) backward-data F4 0.62 ms vs direct 0.23 ms, while its forward
+/// is still F4's (0.17 vs 0.22 ms).
 pub const WINOGRAD_MIN_OUTPUT_PIXELS: usize = 64;
+
+/// Backward-filter uses Winograd with at least this many output pixels per
+/// image. Since it streams tiles through a register-tiled outer product
+/// (Dec 2026), F(4x4) wins from a 3x3 output on (one 6x6 tile per image:
+/// 36 products per channel pair against direct's 81): 64x5x5x64->64
+/// backward-filter F4 0.24-0.27 ms vs direct 0.35-0.47 ms (Zen 4, 1
+/// thread, `convnet bench conv --shape 64,5,5,64,64 --backward`, three
+/// alternated runs at load 11). A 2x2 output ties on products (36 vs 36)
+/// and a 1x1 output loses 4x, so the threshold is the measured 3x3.
+pub const WINOGRAD_MIN_FILTER_GRAD_PIXELS: usize = 9;
 
 /// The forward pass uses Winograd F(4x4) only with at least this many 4x4
 /// output tiles in the whole call (`n * ceil(out_h/4) * ceil(out_w/4)`): below
@@ -126,7 +137,7 @@ pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
             }
         }
         ConvPass::BackwardFilter => {
-            if winograd && out_pixels >= WINOGRAD_MIN_OUTPUT_PIXELS {
+            if winograd && out_pixels >= WINOGRAD_MIN_FILTER_GRAD_PIXELS {
                 ConvAlgo::WinogradF4
             } else if filter_bytes > DIRECT_MAX_FILTER_BYTES {
                 ConvAlgo::Im2col
@@ -149,9 +160,11 @@ mod tests {
         assert_eq!(select(&l1, ConvPass::Forward), ConvAlgo::Direct);
         assert_eq!(select(&l1, ConvPass::BackwardData), ConvAlgo::Im2col);
         assert_eq!(select(&l1, ConvPass::BackwardFilter), ConvAlgo::Direct);
-        for pass in [ConvPass::BackwardData, ConvPass::BackwardFilter] {
-            assert_eq!(select(&l3, pass), ConvAlgo::Direct);
-        }
+        assert_eq!(select(&l3, ConvPass::BackwardData), ConvAlgo::Direct);
+        assert_eq!(select(&l3, ConvPass::BackwardFilter), ConvAlgo::WinogradF4);
+        // A 2x2 output: one mostly empty tile per image, direct's.
+        let l3_small = ConvShape::new(64, 4, 4, 64, 64, 3, 3).unwrap();
+        assert_eq!(select(&l3_small, ConvPass::BackwardFilter), ConvAlgo::Direct);
         // Batch-1 inference: too few tiles to amortise the filter transform.
         let l2_single = ConvShape::new(1, 13, 13, 32, 64, 3, 3).unwrap();
         assert_eq!(select(&l2_single, ConvPass::Forward), ConvAlgo::Direct);
