@@ -61,7 +61,7 @@
 #[cfg(test)]
 mod tests;
 
-use super::fused::FusedPool;
+use super::fused::{batch_input_len, FusedPool};
 use super::ConvShape;
 use crate::activation::Activation;
 use crate::arch::{scratch_f32, FtzGuard, Isa, Slot, Token, Vf32};
@@ -145,28 +145,22 @@ impl BlockedConv {
 
     /// Output height (pooled when a pool is fused).
     pub fn out_h(&self) -> usize {
-        match self.pool {
-            FusedPool::None => self.shape.out_h(),
-            FusedPool::Max2x2 => self.shape.out_h() / 2,
-        }
+        self.pool.out_dims(&self.shape).0
     }
 
     /// Output width (pooled when a pool is fused).
     pub fn out_w(&self) -> usize {
-        match self.pool {
-            FusedPool::None => self.shape.out_w(),
-            FusedPool::Max2x2 => self.shape.out_w() / 2,
-        }
+        self.pool.out_dims(&self.shape).1
     }
 
     /// Output floats for a batch of `n`: `n * out_h * out_w * c_out`.
     pub fn output_len(&self, n: usize) -> Result<usize> {
-        n.checked_mul(self.out_h() * self.out_w() * self.shape.c_out).ok_or_else(|| overflow(&self.shape, n))
+        self.pool.output_len(&self.shape, n)
     }
 
     /// Input floats for a batch of `n`.
     pub fn input_len(&self, n: usize) -> Result<usize> {
-        n.checked_mul(self.shape.input_len()).ok_or_else(|| overflow(&self.shape, n))
+        batch_input_len(&self.shape, n)
     }
 
     /// The planned shape (batch 1).
@@ -233,10 +227,6 @@ impl BlockedConv {
         }
         Ok(())
     }
-}
-
-fn overflow(s: &ConvShape, n: usize) -> Error {
-    Error::InvalidShape { shape: s.to_string(), reason: format!("a batch of {n} overflows the buffer sizes") }
 }
 
 /// Vector lanes at `level`.

@@ -3,47 +3,10 @@
 //! every SIMD level this CPU runs; property tests over random shapes.
 
 use super::*;
+use crate::conv::fused::tests::{data, levels, unfused};
 use crate::conv::fused::{conv2d_fused_reference, FusedConv, Threading};
-use crate::conv::{conv2d_forward_at, ConvAlgo, Padding};
-use crate::pool::{max_pool2d_forward_at, PoolShape};
+use crate::conv::Padding;
 use proptest::prelude::*;
-
-fn data(len: usize, seed: u32) -> Vec<f32> {
-    (0..len).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
-}
-
-fn levels() -> Vec<SimdLevel> {
-    let all = SimdLevel::available();
-    if !all.contains(&SimdLevel::Avx512) {
-        eprintln!("blocked: this CPU has no AVX-512; that level is skipped");
-    }
-    all
-}
-
-/// The unfused path the tape runs: `direct` with the activation fused, then
-/// `max_pool2d_forward`.
-fn unfused(
-    level: SimdLevel,
-    s: &ConvShape,
-    x: &[f32],
-    w: &[f32],
-    b: Option<&[f32]>,
-    act: Activation,
-    pool: FusedPool,
-) -> Vec<f32> {
-    let mut conv = vec![f32::NAN; s.output_len()];
-    conv2d_forward_at(level, ConvAlgo::Direct, s, x, w, b, act, &mut conv).unwrap();
-    match pool {
-        FusedPool::None => conv,
-        FusedPool::Max2x2 => {
-            let ps = PoolShape::new(s.n, s.out_h(), s.out_w(), s.c_out, (2, 2), (2, 2), Padding::Valid).unwrap();
-            let mut y = vec![f32::NAN; ps.output_len()];
-            let mut am = vec![0u32; y.len()];
-            max_pool2d_forward_at(level, &ps, &conv, &mut y, &mut am).unwrap();
-            y
-        }
-    }
-}
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()

@@ -66,7 +66,7 @@ mod backward;
 mod backward_tests;
 mod pool;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use backward::{
     conv2d_backward_filter_max_pooled, conv2d_backward_filter_max_pooled_at, max_pooled_supports, PooledGradient,
@@ -198,28 +198,22 @@ impl FusedConv {
 
     /// Output height for the planned shape (pooled when a pool is fused).
     pub fn out_h(&self) -> usize {
-        match self.pool {
-            FusedPool::None => self.shape.out_h(),
-            FusedPool::Max2x2 => self.shape.out_h() / 2,
-        }
+        self.pool.out_dims(&self.shape).0
     }
 
     /// Output width (pooled when a pool is fused).
     pub fn out_w(&self) -> usize {
-        match self.pool {
-            FusedPool::None => self.shape.out_w(),
-            FusedPool::Max2x2 => self.shape.out_w() / 2,
-        }
+        self.pool.out_dims(&self.shape).1
     }
 
     /// Output floats for a batch of `n`: `n * out_h * out_w * c_out`.
     pub fn output_len(&self, n: usize) -> Result<usize> {
-        n.checked_mul(self.out_h() * self.out_w() * self.shape.c_out).ok_or_else(|| overflow(&self.shape, n))
+        self.pool.output_len(&self.shape, n)
     }
 
     /// Input floats for a batch of `n`.
     pub fn input_len(&self, n: usize) -> Result<usize> {
-        n.checked_mul(self.shape.input_len()).ok_or_else(|| overflow(&self.shape, n))
+        batch_input_len(&self.shape, n)
     }
 
     /// The planned shape (batch 1).
@@ -290,8 +284,32 @@ impl FusedConv {
     }
 }
 
-fn overflow(s: &ConvShape, n: usize) -> Error {
+pub(crate) fn overflow(s: &ConvShape, n: usize) -> Error {
     Error::InvalidShape { shape: s.to_string(), reason: format!("a batch of {n} overflows the buffer sizes") }
+}
+
+/// Input floats of `shape` for a batch of `n`, checked.
+pub(crate) fn batch_input_len(shape: &ConvShape, n: usize) -> Result<usize> {
+    n.checked_mul(shape.input_len()).ok_or_else(|| overflow(shape, n))
+}
+
+impl FusedPool {
+    /// The `(height, width)` a convolution of `shape` writes with this pool
+    /// fused: the conv output, halved (rounded down, Keras `valid`) by a
+    /// 2x2 pool.
+    pub fn out_dims(self, shape: &ConvShape) -> (usize, usize) {
+        match self {
+            FusedPool::None => (shape.out_h(), shape.out_w()),
+            FusedPool::Max2x2 => (shape.out_h() / 2, shape.out_w() / 2),
+        }
+    }
+
+    /// Output floats for a batch of `n` images of `shape` with this pool
+    /// fused (`n * height * width * c_out`), checked for overflow.
+    pub fn output_len(self, shape: &ConvShape, n: usize) -> Result<usize> {
+        let (h, w) = self.out_dims(shape);
+        n.checked_mul(h * w * shape.c_out).ok_or_else(|| overflow(shape, n))
+    }
 }
 
 /// Vector lanes at `level`.

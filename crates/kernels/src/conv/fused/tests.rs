@@ -7,21 +7,21 @@ use crate::conv::{conv2d_forward_at, ConvAlgo, Padding};
 use crate::pool::{max_pool2d_forward_at, PoolShape};
 use proptest::prelude::*;
 
-fn data(len: usize, seed: u32) -> Vec<f32> {
+pub(crate) fn data(len: usize, seed: u32) -> Vec<f32> {
     (0..len).map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0).collect()
 }
 
-fn levels() -> Vec<SimdLevel> {
+pub(crate) fn levels() -> Vec<SimdLevel> {
     let all = SimdLevel::available();
     if !all.contains(&SimdLevel::Avx512) {
-        eprintln!("fused: this CPU has no AVX-512; that level is skipped");
+        eprintln!("this CPU has no AVX-512; that level is skipped");
     }
     all
 }
 
 /// The unfused path the tape runs: `direct` with the activation fused (as
 /// the tape does), then `max_pool2d_forward`.
-fn unfused(
+pub(crate) fn unfused(
     level: SimdLevel,
     s: &ConvShape,
     x: &[f32],
