@@ -52,6 +52,11 @@
 //! [`max_pool_2x2_at`] is the same pool on its own, without the argmax
 //! training needs, for a pool whose conv ran on another algorithm.
 //!
+//! [`conv2d_max_pool_argmax_at`] is the training forward of `conv + 2x2
+//! max pool`: the pooled map and the argmax the backward needs, with all of
+//! a group's output channels per input broadcast (see its module,
+//! `forward_argmax.rs`).
+//!
 //! [`conv2d_backward_filter_max_pooled_at`] is the training direction: the
 //! filter and bias gradients of `conv + relu + 2x2 max pool` straight from
 //! the pooled gradient and the pool's argmax, with no map of the conv's
@@ -64,6 +69,9 @@
 mod backward;
 #[cfg(test)]
 mod backward_tests;
+mod forward_argmax;
+#[cfg(test)]
+mod forward_argmax_tests;
 mod pool;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -71,6 +79,9 @@ pub(crate) mod tests;
 pub use backward::{
     conv2d_backward_filter_max_pooled, conv2d_backward_filter_max_pooled_at, max_pooled_supports, PooledGradient,
     PIXELS_PER_CHUNK, TAPS_PER_GROUP,
+};
+pub use forward_argmax::{
+    conv2d_max_pool_argmax, conv2d_max_pool_argmax_at, max_pool_argmax_supports, WINDOWS_PER_TASK,
 };
 pub use pool::{max_pool_2x2, max_pool_2x2_at};
 
