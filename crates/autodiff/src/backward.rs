@@ -15,7 +15,7 @@ use crate::params::Params;
 use crate::profile::{self, Profile, ProfilePass};
 use crate::Result;
 use convnet_kernels::activation::{relu_backward_inplace, Activation};
-use convnet_kernels::conv::{ConvAlgo, ConvPass};
+use convnet_kernels::conv::{ConvAlgo, ConvPass, Padding};
 use convnet_kernels::loss::{sigmoid, BCE_EPSILON};
 use convnet_kernels::{conv, dense, pool};
 use convnet_tensor::AlignedBuf;
@@ -153,6 +153,10 @@ fn column_sums(g: &[f32], dst: &mut [f32]) {
 /// The profile's kernel name of [`pooled_conv_backward`].
 pub(crate) const MAX_POOLED_KERNEL: &str = "max_pooled";
 
+/// The profile's kernel name of the fused `conv + 2x2 max pool` training
+/// forward ([`Tape::conv2d_max_pool2d`](crate::Tape::conv2d_max_pool2d)).
+pub(crate) const CONV_MAX_POOL_KERNEL: &str = "conv_max_pool";
+
 /// The backward of `conv (relu) -> 2x2 max pool` in one pass, run from the
 /// pool's rule when the conv is the first layer (its input is data, so only
 /// the filter and bias gradients are wanted): the filter and bias gradients
@@ -189,6 +193,27 @@ fn pooled_conv_backward(
         return Ok(false);
     }
     let scope = conv_node.scope;
+    max_pooled_filter_grads(ctx, scope, (input, w, b), &shape, act, pool_shape, g, argmax, y)?;
+    Ok(true)
+}
+
+/// The filter and bias gradients of the conv `shape` (inputs `(x, w, b)`,
+/// activation `act`; `x` needs no gradient) from the gradient `g` of the
+/// 2x2 max pool `pool_shape` after it, its `argmax` and its output `y`, in
+/// one pass (`conv::fused::conv2d_backward_filter_max_pooled`), timed under
+/// `scope` as the conv's backward-filter.
+#[allow(clippy::too_many_arguments)] // the conv's nodes and shape, the pool's shape and saved values
+fn max_pooled_filter_grads(
+    ctx: &mut Ctx<'_>,
+    scope: u32,
+    (input, w, b): (u32, u32, Option<u32>),
+    shape: &conv::ConvShape,
+    act: Activation,
+    pool_shape: &pool::PoolShape,
+    g: &[f32],
+    argmax: &[u32],
+    y: &[f32],
+) -> Result<()> {
     let t = ctx.clock();
     ctx.count(w, input);
     let pooled = conv::fused::PooledGradient { grad: g, argmax, relu_output: (act == Activation::Relu).then_some(y) };
@@ -196,7 +221,7 @@ fn pooled_conv_backward(
     let mut db = bias.map(|_| ctx.buffers.take(shape.c_out));
     let dbs = db.as_mut().map(|d| d.as_mut_slice());
     ctx.emit(w, |n, d| {
-        conv::fused::conv2d_backward_filter_max_pooled(&shape, pool_shape, value_of(n, input as usize), pooled, d, dbs)
+        conv::fused::conv2d_backward_filter_max_pooled(shape, pool_shape, value_of(n, input as usize), pooled, d, dbs)
             .map_err(kernel_err("conv2d backward"))
     })?;
     if let (Some(b), Some(db)) = (bias, db) {
@@ -208,7 +233,7 @@ fn pooled_conv_backward(
         r?;
     }
     ctx.lap_in(scope, t, ProfilePass::BackwardFilter, MAX_POOLED_KERNEL, shape.flops());
-    Ok(true)
+    Ok(())
 }
 
 /// Runs the backward rule of `node`, whose output gradient is `g`.
@@ -293,6 +318,21 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
             if needed {
                 ctx.lap(t, ProfilePass::BackwardData, "max_pool2d", 0);
             }
+            ctx.buffers.give(g);
+        }
+        Op::ConvMaxPool { x, w, b, shape, act } => {
+            let Aux::U32(argmax) = aux else { unreachable!("conv2d_max_pool2d records its argmax") };
+            let pool_shape = pool::PoolShape::new(
+                shape.n,
+                shape.out_h(),
+                shape.out_w(),
+                shape.c_out,
+                (2, 2),
+                (2, 2),
+                Padding::Valid,
+            )
+            .map_err(kernel_err("conv2d_max_pool2d backward"))?;
+            max_pooled_filter_grads(ctx, ctx.scope, (x, w, b), &shape, act, &pool_shape, g.as_slice(), argmax, y)?;
             ctx.buffers.give(g);
         }
         Op::AvgPool { x, shape } => {

@@ -33,6 +33,16 @@ pub(crate) enum Op {
         x: u32,
         shape: PoolShape,
     },
+    /// `Conv2d` then a 2x2 `MaxPool` in one node (the first layer in
+    /// training): the value is the pooled map, the `u32` aux the argmax;
+    /// `x` needs no gradient.
+    ConvMaxPool {
+        x: u32,
+        w: u32,
+        b: Option<u32>,
+        shape: ConvShape,
+        act: Activation,
+    },
     AvgPool {
         x: u32,
         shape: PoolShape,
@@ -118,6 +128,7 @@ impl Op {
             Op::Param(_) => "param",
             Op::Conv2d { .. } => "conv2d",
             Op::MaxPool { .. } => "max_pool2d",
+            Op::ConvMaxPool { .. } => "conv2d_max_pool2d",
             Op::AvgPool { .. } => "avg_pool2d",
             Op::GlobalAvgPool { .. } => "global_avg_pool2d",
             Op::Relu { .. } => "relu",

@@ -1,6 +1,7 @@
 //! The forward half of every op: check shapes (an [`Error::Shape`] names the
 //! op and the shapes), run the kernel into a pooled buffer, record the node.
 
+use crate::backward::CONV_MAX_POOL_KERNEL;
 use crate::error::{kernel_err, shape_err};
 use crate::node::{Aux, Op, Storage};
 use crate::spec::{Conv2dSpec, PoolSpec};
@@ -180,6 +181,104 @@ impl Tape {
             Aux::None
         };
         self.push(Op::MaxPool { x: xi as u32, shape }, out_shape, Storage::Own(out), requires, aux)
+    }
+
+    /// `conv2d(x, w, b, spec)` then `max_pool2d(.., pool)` recorded as one
+    /// node, when the pair qualifies: a 2x2 `valid` pool of stride 2 after a
+    /// dense, unpadded conv (relu or linear) whose input needs no gradient
+    /// (the first layer: its input is the data), whose forward algorithm is
+    /// (or `Auto` resolves to) `direct` and whose backward algorithm is
+    /// `Auto`, with a filter that needs a gradient whenever anything does.
+    /// The conv's output map is then never stored: the fused kernel
+    /// (`conv::fused::conv2d_max_pool_argmax`) writes the pooled map and the
+    /// pool's argmax, bit-identical to the two ops (the same `direct`
+    /// arithmetic, the same first-maximum rule), and the backward rule is
+    /// the fused pooled backward-filter the pool's rule runs for such a conv.
+    /// Both are timed under the current scope (`conv_max_pool` forward,
+    /// `max_pooled` backward-filter).
+    ///
+    /// `Ok(None)`, with nothing recorded, when the pair does not qualify
+    /// (malformed shapes included): record the two ops instead, which
+    /// report any error. Errors here: an unknown or stale variable, a tape
+    /// that is not recording, a kernel failure.
+    pub fn conv2d_max_pool2d(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        spec: Conv2dSpec,
+        pool: PoolSpec,
+    ) -> Result<Option<Var>> {
+        const OP: &str = "conv2d_max_pool2d";
+        let (xi, wi) = (self.idx(OP, x)?, self.idx(OP, w)?);
+        let bi = b.map(|b| self.idx(OP, b)).transpose()?;
+        let Some(shape) = self.pooled_conv_shape(xi, wi, bi, spec, pool) else { return Ok(None) };
+        let requires = match bi {
+            Some(bi) => self.needs_grad(&[xi, wi, bi]),
+            None => self.needs_grad(&[xi, wi]),
+        };
+        if self.nodes[xi].requires_grad || (requires && !self.nodes[wi].requires_grad) {
+            return Ok(None);
+        }
+        let (ph, pw) = (shape.out_h() / 2, shape.out_w() / 2);
+        let out_shape = Shape::nhwc(shape.n, ph, pw, shape.c_out);
+        let mut out = self.buffers.take(out_shape.len());
+        let mut argmax = self.buffers.take_u32(out_shape.len());
+        let t = self.clock();
+        conv::fused::conv2d_max_pool_argmax(
+            &shape,
+            self.val(xi),
+            self.val(wi),
+            bi.map(|b| self.val(b)),
+            spec.activation,
+            out.as_mut_slice(),
+            &mut argmax,
+            conv::fused::Threading::Pool,
+        )
+        .map_err(kernel_err(OP))?;
+        self.lap(t, CONV_MAX_POOL_KERNEL, shape.flops() as u64);
+        let aux = if requires {
+            Aux::U32(argmax)
+        } else {
+            self.buffers.give_u32(argmax);
+            Aux::None
+        };
+        let op = Op::ConvMaxPool { x: xi as u32, w: wi as u32, b: bi.map(|b| b as u32), shape, act: spec.activation };
+        self.push(op, out_shape, Storage::Own(out), requires, aux).map(Some)
+    }
+
+    /// The conv shape of [`Tape::conv2d_max_pool2d`] when its arguments
+    /// qualify for the fused node (see there), else `None`.
+    fn pooled_conv_shape(
+        &self,
+        xi: usize,
+        wi: usize,
+        bi: Option<usize>,
+        spec: Conv2dSpec,
+        pool: PoolSpec,
+    ) -> Option<ConvShape> {
+        let plain = spec.groups == 1
+            && spec.padding == conv::Padding::Valid
+            && spec.backward_algo == ConvAlgo::Auto
+            && matches!(spec.activation, Activation::Relu | Activation::Linear)
+            && pool == PoolSpec::new(2, 2);
+        let (n, h, wd, c) = self.nodes[xi].shape.as_nhwc().ok()?;
+        let (kh, kw, fi, co) = self.nodes[wi].shape.as_nhwc().ok()?;
+        let bias_ok = bi.is_none_or(|bi| self.nodes[bi].shape.rank() == 1 && self.nodes[bi].shape.len() == co);
+        if !plain || fi != c || !bias_ok {
+            return None;
+        }
+        let shape = ConvShape::new(n, h, wd, c, co, kh, kw)
+            .and_then(|s| s.with_stride(spec.stride.0, spec.stride.1))
+            .and_then(|s| s.with_dilation(spec.dilation.0, spec.dilation.1))
+            .ok()?;
+        let algo = if spec.algo == ConvAlgo::Auto { conv::select(&shape, ConvPass::Forward) } else { spec.algo };
+        let pool_shape =
+            PoolShape::new(n, shape.out_h(), shape.out_w(), co, (2, 2), (2, 2), conv::Padding::Valid).ok()?;
+        let runs = algo == ConvAlgo::Direct
+            && conv::fused::max_pool_argmax_supports(&shape, spec.activation).is_ok()
+            && conv::fused::max_pooled_supports(&shape, &pool_shape).is_ok();
+        runs.then_some(shape)
     }
 
     /// Average pooling of NHWC `x`; padded positions are not counted (Keras).

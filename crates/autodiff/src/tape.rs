@@ -289,7 +289,8 @@ impl Tape {
             };
             // Conv, dense and max pooling (which may run its conv's backward
             // fused) time their passes themselves; any other rule is one timed call.
-            let whole = !matches!(node.op, Op::Conv2d { .. } | Op::Dense { .. } | Op::MaxPool { .. });
+            let whole =
+                !matches!(node.op, Op::Conv2d { .. } | Op::Dense { .. } | Op::MaxPool { .. } | Op::ConvMaxPool { .. });
             let started = if whole { profile::start(ctx.profile) } else { None };
             let result = backward::run(&mut ctx, node, g, &aux);
             profile::stop(ctx.profile, started, node.scope, node.op.backward_pass(), node.op.name(), 0);

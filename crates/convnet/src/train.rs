@@ -135,7 +135,7 @@ impl Model {
         let mut fused_until = 0;
         for (i, l) in self.layers.iter().enumerate().take(layers.end).skip(layers.start) {
             if i < fused_until {
-                continue; // warped together with an earlier random layer
+                continue; // warped or pooled together with an earlier layer
             }
             tape.set_scope(i as u32); // the profiler's row for this layer
             let mut act = l.layer.activation();
@@ -173,7 +173,26 @@ impl Model {
                     }
                     let w = param(tape, 0)?.expect("conv kernel");
                     let b = param(tape, 1)?;
-                    tape.conv2d(h, w, b, spec)?
+                    // A 2x2 max pool next: one fused node when the tape can
+                    // (the first layer: pooled map and argmax, no conv map).
+                    let pool = self.layers.get(i + 1).filter(|_| i + 1 < layers.end).and_then(|p| match &p.layer {
+                        Layer::MaxPooling2D(m) => Some(m),
+                        _ => None,
+                    });
+                    let fused = match pool {
+                        Some(m) if m.strides.unwrap_or(m.pool_size) == m.pool_size => {
+                            let pool = PoolSpec::new(m.pool_size.0, m.pool_size.1).padding(m.padding.into());
+                            tape.conv2d_max_pool2d(h, w, b, spec, pool)?
+                        }
+                        _ => None,
+                    };
+                    match fused {
+                        Some(y) => {
+                            fused_until = i + 2;
+                            y
+                        }
+                        None => tape.conv2d(h, w, b, spec)?,
+                    }
                 }
                 Layer::DepthwiseConv2D(d) => {
                     let (_, _, _, ch) = tape.shape(h)?.as_nhwc()?;

@@ -47,9 +47,12 @@ fn fit_profiles_every_layer_and_pass_only_when_asked() {
     assert!(report.total_s > 0.0);
     let row = |layer: &str, pass: &str| report.rows.iter().find(|r| r.layer == layer && r.pass == pass);
     // The chapter's first layer: one input channel, so `Auto` runs direct,
-    // and nothing asks for the images' gradient.
+    // and nothing asks for the images' gradient: the conv and its 2x2 max
+    // pool run as one fused node (pooled map and argmax, direct's
+    // arithmetic), under the conv's row.
     let first = row("conv2d", "forward").expect("conv2d forward");
-    assert_eq!((first.kernel.as_str(), first.calls), ("direct", 5));
+    assert_eq!((first.kernel.as_str(), first.calls), ("conv_max_pool", 5));
+    assert!(row("max_pooling2d", "forward").is_none(), "the pool runs inside the fused node");
     assert!(first.gflops.unwrap() > 0.0 && first.mean_s > 0.0);
     // Its backward runs fused from the pooled gradient (filter and bias in
     // one pass): no pool scatter, no separate bias pass.
@@ -59,7 +62,7 @@ fn fit_profiles_every_layer_and_pass_only_when_asked() {
     assert!(row("conv2d", "backward_bias").is_none(), "the fused pass makes the bias gradient");
     assert!(row("max_pooling2d", "backward_data").is_none(), "the fused pass replaces the scatter");
     for (layer, pass) in [
-        ("max_pooling2d", "forward"),
+        ("max_pooling2d_1", "forward"),
         ("max_pooling2d_1", "backward_data"),
         ("conv2d_1", "backward_data"),
         ("conv2d_2", "backward_bias"),
