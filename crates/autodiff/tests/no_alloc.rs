@@ -416,3 +416,48 @@ fn profiled_training_step_makes_no_allocation() {
         assert!(p.entries().iter().all(|e| e.calls % 9 == 0), "{p:?}");
     })
 }
+
+/// [`step`] with the first conv and its pool recorded as one node
+/// (`conv2d_max_pool2d`, as `fit` records the chapter's first layer).
+fn fused_step(tape: &mut Tape, m: &mut Model, opt: &mut RMSprop, x: &Tensor, onehot: &Tensor) -> f32 {
+    tape.reset();
+    m.params.zero_grad();
+    let p = &m.params;
+    let xv = tape.input(x.view()).unwrap();
+    let (k1, b1) = (tape.param(p, m.ids[0]).unwrap(), tape.param(p, m.ids[1]).unwrap());
+    let h = tape.conv2d_max_pool2d(xv, k1, Some(b1), Conv2dSpec::new().relu(), PoolSpec::new(2, 2)).unwrap();
+    let h = h.expect("the first layer fuses");
+    let (k2, b2) = (tape.param(p, m.ids[2]).unwrap(), tape.param(p, m.ids[3]).unwrap());
+    let h = tape.conv2d(h, k2, Some(b2), Conv2dSpec::new().relu()).unwrap();
+    let h = tape.flatten(h).unwrap();
+    let (dk, db) = (tape.param(p, m.ids[4]).unwrap(), tape.param(p, m.ids[5]).unwrap());
+    let logits = tape.dense(h, dk, Some(db), Activation::Linear).unwrap();
+    let t = tape.input(onehot.view()).unwrap();
+    let loss = tape.softmax_cross_entropy(logits, t).unwrap();
+    let value = tape.scalar(loss).unwrap();
+    tape.backward(loss, &mut m.params).unwrap();
+    opt.begin_step().unwrap();
+    m.params.update_with(|i, w, g| opt.update(i, w, g)).unwrap();
+    value
+}
+
+/// The fused first-layer node keeps the step allocation-free, and trains
+/// exactly as the two ops do (the same losses, bit for bit).
+#[test]
+fn fused_first_layer_step_makes_no_allocation() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    on_pool_worker(|| {
+        let mut rng = Rng::new(3);
+        let (mut m, mut m2) = (model(&mut rng), model(&mut Rng::new(3)));
+        let (x, onehot) = data(&mut rng);
+        let (mut tape, mut tape2) = (Tape::new(), Tape::new());
+        let (mut opt, mut opt2) = (RMSprop::new(0.001), RMSprop::new(0.001));
+        for _ in 0..8 {
+            let a = fused_step(&mut tape, &mut m, &mut opt, &x, &onehot);
+            let b = step(&mut tape2, &mut m2, &mut opt2, &x, &onehot);
+            assert_eq!(a.to_bits(), b.to_bits(), "fused {a} vs two ops {b}");
+        }
+        let (_, allocs) = count(|| fused_step(&mut tape, &mut m, &mut opt, &x, &onehot));
+        assert_eq!(allocs, 0, "fused step 9 made {allocs} heap allocations");
+    })
+}
