@@ -107,8 +107,9 @@ fn pairs_that_must_not_fuse_record_nothing() {
     let before = tape.len();
     assert!(tape.conv2d_max_pool2d(xv, w5, None, relu, pool).unwrap().is_none() && tape.len() == before);
     assert!(tape.conv2d(xv, w5, None, relu).is_err());
-    // An explicit `direct` forward fuses.
-    assert!(tape.conv2d_max_pool2d(xv, wv, Some(bv), relu.algo(ConvAlgo::Direct), pool).unwrap().is_some());
+    // An explicit `direct` forward (with `Auto` backward passes) fuses.
+    let direct = relu.algo(ConvAlgo::Direct).backward_algo(ConvAlgo::Auto);
+    assert!(tape.conv2d_max_pool2d(xv, wv, Some(bv), direct, pool).unwrap().is_some());
 }
 
 #[test]

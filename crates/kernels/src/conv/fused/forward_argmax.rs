@@ -414,11 +414,11 @@ unsafe fn pool_store<S: Isa>(isa: S, job: &Job, px: [S::V; 4], win: &Window, c: 
         // `pool::max_pool2d_forward`'s rule: the first tap seeds, a later
         // one replaces only when strictly greater (NaN never does).
         let (mut best, mut off) = (t[0][l], 0);
-        for k in 1..4 {
-            let v = t[k][l];
+        for (row, &slot) in t[1..].iter().zip(&job.slot_arg[1..]) {
+            let v = row[l];
             let greater = v > best;
             best = if greater { v } else { best };
-            off = if greater { job.slot_arg[k] } else { off };
+            off = if greater { slot } else { off };
         }
         m[l] = best;
         a[l] = base + l as u32 + off;
