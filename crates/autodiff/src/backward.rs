@@ -11,7 +11,7 @@
 use crate::buffers::Buffers;
 use crate::error::kernel_err;
 use crate::node::{value_of, Aux, Node, Op, Storage};
-use crate::params::Params;
+use crate::params::GradSink;
 use crate::profile::{self, Profile, ProfilePass};
 use crate::Result;
 use convnet_kernels::activation::{relu_backward_inplace, Activation};
@@ -25,7 +25,7 @@ use convnet_tensor::AlignedBuf;
 pub(crate) struct Ctx<'a> {
     pub before: &'a mut [Node],
     pub buffers: &'a mut Buffers,
-    pub params: &'a mut Params,
+    pub params: &'a mut dyn GradSink,
     pub work: &'a mut crate::tape::BackwardWork,
     /// The profiler (`None` when off) and the scope of the node being run.
     pub profile: &'a mut Option<Box<Profile>>,
@@ -79,7 +79,7 @@ impl Ctx<'_> {
         self.work.total += 1;
         let len = self.before[t].shape.len();
         if let Op::Param(id) = self.before[t].op {
-            let (grad, fresh) = self.params.grad_slot(id)?;
+            let (grad, fresh) = self.params.slot(id)?;
             if *fresh {
                 *fresh = false;
                 return f(self.before, grad.data_mut());

@@ -128,7 +128,7 @@ mod tape;
 
 pub use convnet_kernels::loss::BCE_EPSILON;
 pub use error::{Error, Result};
-pub use params::{ParamId, Params};
+pub use params::{Gradients, ParamId, Params};
 pub use profile::{Profile, ProfileEntry, ProfilePass};
 pub use spec::{Conv2dSpec, PoolSpec};
 pub use tape::{BackwardWork, Tape, Var};

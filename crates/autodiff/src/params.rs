@@ -332,3 +332,165 @@ impl Params {
             .sqrt() as f32
     }
 }
+
+/// Where a backward pass writes parameter gradients: a [`Params`] or a
+/// [`Gradients`] set of it (crate-private).
+pub(crate) trait GradSink {
+    /// The shape of parameter `id` (`Err` for an id of another set).
+    fn shape_of(&self, id: ParamId) -> Result<Shape>;
+    /// The gradient buffer of `id` and its "holds nothing written" flag: the
+    /// first write overwrites (no read), later ones add.
+    fn slot(&mut self, id: ParamId) -> Result<(&mut Tensor, &mut bool)>;
+}
+
+impl GradSink for Params {
+    fn shape_of(&self, id: ParamId) -> Result<Shape> {
+        self.shape(id)
+    }
+    fn slot(&mut self, id: ParamId) -> Result<(&mut Tensor, &mut bool)> {
+        self.grad_slot(id)
+    }
+}
+
+/// Gradient buffers for the parameters of one [`Params`], kept apart from
+/// it: what one shard of a batch differentiates into when a training step is
+/// split by examples ([`Tape::backward_into`](crate::Tape::backward_into)),
+/// several shards at once on several threads, while the [`Params`] they
+/// record from is only read. [`Params::set_grads_to_sum`] then adds the
+/// shards' gradients, in shard order, into the parameters' own.
+///
+/// A buffer is allocated by the first backward that reaches its parameter
+/// and kept; [`Gradients::clear`] marks every buffer as holding nothing
+/// (no fill: the next backward overwrites it), so a training loop that
+/// clears and differentiates into the same set every step allocates nothing
+/// after its first step.
+///
+/// ```
+/// use convnet_autodiff::{Params, Tape};
+/// use convnet_tensor::{Shape, Tensor};
+/// let mut params = Params::new();
+/// let w = params.add("w", Tensor::ones(Shape::vector(2)))?;
+/// params.ensure_grad(w)?;
+/// let mut shards = [params.gradients(), params.gradients()];
+/// for (k, grads) in shards.iter_mut().enumerate() {
+///     let mut tape = Tape::new();
+///     let x = tape.param_shared(&params, w)?;
+///     let s = tape.input(Tensor::full(Shape::vector(2), k as f32 + 1.0).view())?;
+///     let y = tape.mul(x, s)?;
+///     let loss = tape.sum(y)?;
+///     tape.backward_into(loss, grads)?;
+/// }
+/// assert_eq!(shards[1].grad(w)?.unwrap().data(), &[2.0, 2.0]);
+/// params.set_grads_to_sum(&shards, &[0.5, 0.5])?; // 0.5 * 1 + 0.5 * 2
+/// assert_eq!(params.grad(w)?.data(), &[1.5, 1.5]);
+/// # Ok::<(), convnet_autodiff::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Gradients {
+    owner: u32,
+    shapes: Vec<Shape>,
+    grads: Vec<Option<Tensor>>,
+    /// Per parameter: nothing written since the last clear.
+    fresh: Vec<bool>,
+}
+
+impl Params {
+    /// An empty [`Gradients`] set for these parameters (no buffer yet).
+    pub fn gradients(&self) -> Gradients {
+        Gradients {
+            owner: self.owner,
+            shapes: self.entries.iter().map(|p| p.value.shape()).collect(),
+            grads: vec![None; self.entries.len()],
+            fresh: vec![true; self.entries.len()],
+        }
+    }
+
+    /// Sets the gradient of every parameter that has a gradient buffer (see
+    /// [`Params::grad`]) to the sum over `k` of `scales[k]` times `parts[k]`'s
+    /// gradient, added in the order of `parts`:
+    /// `((s0 * g0 + s1 * g1) + s2 * g2) + ...`, the same bits whatever thread
+    /// computed each part. A part that holds nothing for a parameter since
+    /// its last [`Gradients::clear`] adds zero. Parameters without a buffer
+    /// (frozen ones) are left without one.
+    ///
+    /// Errors: `parts` of another [`Params`] ([`Error::UnknownParam`]), or
+    /// `parts` and `scales` of different lengths.
+    pub fn set_grads_to_sum(&mut self, parts: &[Gradients], scales: &[f32]) -> Result<()> {
+        if parts.len() != scales.len() {
+            return Err(Error::BadArgument {
+                op: "Params::set_grads_to_sum",
+                detail: format!("{} gradient sets but {} scales", parts.len(), scales.len()),
+            });
+        }
+        for part in parts {
+            if part.owner != self.owner || part.grads.len() != self.entries.len() {
+                return Err(Error::UnknownParam { index: part.grads.len() });
+            }
+        }
+        for (i, p) in self.entries.iter_mut().enumerate() {
+            let Some(grad) = p.grad.as_mut() else { continue };
+            let dst = grad.data_mut();
+            let mut first = true;
+            for (part, &s) in parts.iter().zip(scales) {
+                let Some(g) = part.written(i) else { continue };
+                if g.len() != dst.len() {
+                    return Err(crate::error::shape_err(
+                        "Params::set_grads_to_sum",
+                        format!("parameter {i} has {} elements, a part's gradient {}", dst.len(), g.len()),
+                    ));
+                }
+                if first {
+                    dst.iter_mut().zip(g).for_each(|(d, &g)| *d = g * s);
+                    first = false;
+                } else {
+                    dst.iter_mut().zip(g).for_each(|(d, &g)| *d += g * s);
+                }
+            }
+            if first {
+                dst.fill(0.0);
+            }
+            p.fresh = false;
+        }
+        Ok(())
+    }
+}
+
+impl Gradients {
+    /// Marks every buffer as holding nothing, without touching its memory:
+    /// the next backward overwrites what it reaches, and [`Gradients::grad`]
+    /// is `None` for what it does not.
+    pub fn clear(&mut self) {
+        self.fresh.fill(true);
+    }
+
+    /// The gradient written into parameter `id` since the last
+    /// [`Gradients::clear`], `None` when nothing was; `Err` for an id of
+    /// another [`Params`].
+    pub fn grad(&self, id: ParamId) -> Result<Option<&Tensor>> {
+        if id.owner != self.owner || id.index() >= self.grads.len() {
+            return Err(Error::UnknownParam { index: id.index() });
+        }
+        Ok(self.written(id.index()).map(|_| self.grads[id.index()].as_ref().expect("a written buffer")))
+    }
+
+    fn written(&self, i: usize) -> Option<&[f32]> {
+        match (&self.grads[i], self.fresh[i]) {
+            (Some(g), false) => Some(g.data()),
+            _ => None,
+        }
+    }
+}
+
+impl GradSink for Gradients {
+    fn shape_of(&self, id: ParamId) -> Result<Shape> {
+        if id.owner != self.owner {
+            return Err(Error::UnknownParam { index: id.index() });
+        }
+        self.shapes.get(id.index()).copied().ok_or(Error::UnknownParam { index: id.index() })
+    }
+    fn slot(&mut self, id: ParamId) -> Result<(&mut Tensor, &mut bool)> {
+        let shape = self.shape_of(id)?;
+        let i = id.index();
+        Ok((self.grads[i].get_or_insert_with(|| Tensor::zeros(shape)), &mut self.fresh[i]))
+    }
+}

@@ -12,7 +12,7 @@
 use crate::backward::{self, Ctx};
 use crate::buffers::Buffers;
 use crate::node::{value_of, Aux, Node, Op, Storage};
-use crate::params::{ParamId, Params};
+use crate::params::{GradSink, Gradients, ParamId, Params};
 use crate::profile::{self, Profile, ProfilePass};
 use crate::{Error, Result};
 use convnet_tensor::{Shape, TensorView};
@@ -237,6 +237,21 @@ impl Tape {
     /// Only gradients something needs are computed: never the input
     /// gradient of an op whose input is data (the first conv layer's `dX`).
     pub fn backward(&mut self, loss: Var, params: &mut Params) -> Result<()> {
+        self.backward_to(loss, params)
+    }
+
+    /// [`Tape::backward`] into a [`Gradients`] set of the [`Params`] the
+    /// tape's parameters were recorded from, instead of into the `Params`
+    /// themselves (which stay untouched, so other tapes may read them
+    /// meanwhile): each shard of a batch split by examples differentiates
+    /// into its own set. The gradients a parameter receives are written (the
+    /// first) or added (the others) after the set's last
+    /// [`Gradients::clear`]; the errors are `backward`'s.
+    pub fn backward_into(&mut self, loss: Var, grads: &mut Gradients) -> Result<()> {
+        self.backward_to(loss, grads)
+    }
+
+    fn backward_to(&mut self, loss: Var, params: &mut dyn GradSink) -> Result<()> {
         if !self.training {
             return Err(Error::InferenceMode);
         }
@@ -250,7 +265,7 @@ impl Tape {
         }
         for node in &self.nodes[..=li] {
             if let Op::Param(id) = node.op {
-                let shape = params.shape(id)?;
+                let shape = params.shape_of(id)?;
                 if shape != node.shape {
                     return Err(crate::error::shape_err(
                         "backward",
