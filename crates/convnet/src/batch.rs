@@ -104,19 +104,24 @@ fn argmax(row: &[f32]) -> usize {
 
 /// Number of correct predictions in a batch (`out` holds logits or outputs).
 pub(crate) fn correct(c: &Compiled, out: &[f32], buf: &BatchBuf, b: usize, form: TargetForm) -> f64 {
+    correct_rows(c, out, &buf.y, &buf.labels, b, form)
+}
+
+/// [`correct`] against the targets `y` (one-hot or values) or `labels`
+/// (sparse) of the `b` examples whose outputs are `out`: a shard of a batch.
+pub(crate) fn correct_rows(c: &Compiled, out: &[f32], y: &[f32], labels: &[u32], b: usize, form: TargetForm) -> f64 {
     let k = c.outputs;
     match form {
         TargetForm::OneHot(_) => {
-            out.chunks_exact(k).zip(buf.y.chunks_exact(k)).take(b).filter(|(o, t)| argmax(o) == argmax(t)).count()
-                as f64
+            out.chunks_exact(k).zip(y.chunks_exact(k)).take(b).filter(|(o, t)| argmax(o) == argmax(t)).count() as f64
         }
         TargetForm::Index(_) => {
-            out.chunks_exact(k).zip(&buf.labels[..b]).filter(|(o, &l)| argmax(o) == l as usize).count() as f64
+            out.chunks_exact(k).zip(&labels[..b]).filter(|(o, &l)| argmax(o) == l as usize).count() as f64
         }
         TargetForm::Values(_) => {
             // Outputs are logits when fused or linear: threshold 0; probabilities: 0.5.
             let thr = if c.logits { 0.0 } else { 0.5 };
-            let hits = out[..b * k].iter().zip(&buf.y[..b * k]).filter(|(&o, &t)| (o > thr) == (t > 0.5)).count();
+            let hits = out[..b * k].iter().zip(&y[..b * k]).filter(|(&o, &t)| (o > thr) == (t > 0.5)).count();
             hits as f64 / k as f64
         }
     }

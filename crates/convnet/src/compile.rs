@@ -46,7 +46,13 @@ pub enum Metric {
 
 /// A model's training configuration, made by `Model::compile`.
 pub(crate) struct Compiled {
-    pub(crate) optimizer: Box<dyn Optimizer + Send>,
+    /// Behind a `Mutex` only so that a [`Model`](crate::Model) is `Sync`:
+    /// the shards of a training step record the model's forward pass from
+    /// several threads (`shards.rs`) and never touch the optimizer; `fit`
+    /// updates through [`Compiled::optimizer_mut`], which takes no lock.
+    optimizer: std::sync::Mutex<Box<dyn Optimizer + Send>>,
+    /// The optimizer's Keras name (read without the lock).
+    pub(crate) optimizer_name: &'static str,
     pub(crate) loss: Loss,
     pub(crate) accuracy: bool,
     /// Whether the last layer's activation is folded into the loss.
@@ -91,13 +97,21 @@ impl Compiled {
             (Loss::BinaryCrossentropy, _) => false,
         };
         Ok(Compiled {
-            optimizer,
+            optimizer_name: optimizer.name(),
+            optimizer: std::sync::Mutex::new(optimizer),
             loss,
             accuracy: metrics.contains(&Metric::Accuracy),
             fused,
             logits: fused || act == Activation::Linear,
             outputs: last.output[0],
         })
+    }
+
+    /// The optimizer, to update with (no lock: `&mut self` is exclusive).
+    pub(crate) fn optimizer_mut(&mut self) -> &mut (dyn Optimizer + Send) {
+        // A poisoned lock only means a panic elsewhere while it was held; the
+        // optimizer is never locked, so there is nothing half-written.
+        &mut **self.optimizer.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The form the targets take for this loss.

@@ -129,6 +129,7 @@ pub mod plot;
 pub mod profile;
 pub mod progress;
 mod separable;
+mod shards;
 mod summary;
 mod train;
 pub mod visualize;
@@ -151,7 +152,7 @@ pub use model::{
     mnist_convnet, small_data_convnet, Model, Sequential, CLASS_NAMES_KEY, DEFAULT_SEED, MAX_METADATA_BYTES,
     PIXEL_SCALE_KEY,
 };
-pub use train::{FitOptions, Verbose};
+pub use train::{FitOptions, Verbose, DEFAULT_SHARDS};
 
 /// The optimizers (`convnet-optim`), as Keras's `keras.optimizers`.
 pub mod optimizers {

@@ -11,6 +11,15 @@
 //! framework's overhead: recording the tape, copying the parameters onto it,
 //! routing gradients, the metrics and the progress bar.
 //!
+//! A step split into shards ([`FitOptions::shards`](crate::FitOptions::shards),
+//! two by default) times every shard's kernel calls on the worker that ran
+//! them: a layer's row counts `shards` calls per step, and as the shards run
+//! at the same time on different workers, the layer rows add up to about
+//! `shards` times the part of the step they cover, so the rows' shares can
+//! add up to more than 1 and `framework_overhead` (what the step's wall time
+//! leaves over, at least 0) is then 0. With `shards: 1` every row is wall
+//! time and the shares add up to 1.
+//!
 //! The first step of the fit is not counted: it allocates the tape's
 //! buffers and fills the caches, which no later step repeats. When off, the
 //! tape reads no clock and `fit` makes one branch per step.
@@ -36,7 +45,7 @@ pub struct ProfileRow {
     pub pass: &'static str,
     /// The kernel that ran: a conv algorithm as `Auto` resolved it, or the op.
     pub kernel: String,
-    /// Calls over the profiled steps.
+    /// Calls over the profiled steps (a layer's: one per shard per step).
     pub calls: u64,
     /// Their total time, in seconds.
     pub total_s: f64,
@@ -211,6 +220,17 @@ impl StepProfiler {
             1 => self.update += d,
             2 => self.checks += d,
             _ => self.sum += d,
+        }
+    }
+
+    /// Moves the timings of another tape of the step in progress (a shard's)
+    /// over; call before [`StepProfiler::end`].
+    pub(crate) fn absorb(&mut self, tape: &mut Tape) {
+        if let Some(p) = tape.profile_mut() {
+            if self.counting && self.started.is_some() {
+                self.kernels.merge(p);
+            }
+            p.clear();
         }
     }
 

@@ -89,7 +89,26 @@ pub struct FitOptions<'a> {
     /// into [`History::profile`] (default false; see `profile.rs`). Off, it
     /// costs one branch per step and no clock reads.
     pub profile: bool,
+    /// Split every batch into this many shards of consecutive examples
+    /// (default [`DEFAULT_SHARDS`]; fewer when the batch has fewer
+    /// examples): each shard runs its forward and backward pass on its own
+    /// tape, into its own gradient buffers, one shard per rayon worker, and
+    /// the shards' gradients, each weighted by its share of the batch, are
+    /// added in shard order before the one optimizer update. The loss is the
+    /// mean over the whole batch as before; the split depends on this
+    /// number and never on the thread count, so a run is bit-identical on
+    /// 1, 2 or 3 threads. Dropout masks and random augmentation are drawn
+    /// per shard (shard 0 keeps the step's seed, the others mix in their
+    /// index). 1: the whole batch on one tape, every kernel call split over
+    /// the threads instead. See `docs/BENCHMARKS.md` (issue 13) for why
+    /// shards are faster on a small model.
+    pub shards: usize,
 }
+
+/// [`FitOptions::shards`]' default: two shards, one per core of a 2-core
+/// machine; with more threads than shards, each shard's kernels split over
+/// the threads left.
+pub const DEFAULT_SHARDS: usize = 2;
 
 impl Default for FitOptions<'_> {
     fn default() -> Self {
@@ -105,6 +124,7 @@ impl Default for FitOptions<'_> {
             check_finite: true,
             distributed: None,
             profile: false,
+            shards: DEFAULT_SHARDS,
         }
     }
 }
@@ -349,17 +369,31 @@ impl Model {
 
     /// The loss node for `out` (logits when fused) against the batch's targets.
     fn loss_node(&self, tape: &mut Tape, out: Var, buf: &BatchBuf, b: usize, form: TargetForm) -> Result<Var> {
+        self.loss_node_rows(tape, out, &buf.y, &buf.labels, b, form)
+    }
+
+    /// [`Model::loss_node`] against the targets `y` (one-hot or values) or
+    /// `labels` (sparse) of `b` examples: a shard of a batch.
+    pub(crate) fn loss_node_rows(
+        &self,
+        tape: &mut Tape,
+        out: Var,
+        y: &[f32],
+        labels: &[u32],
+        b: usize,
+        form: TargetForm,
+    ) -> Result<Var> {
         let c = self.compiled("fit or evaluate")?;
         let w = form.width();
         tape.set_scope(self.layers.len() as u32); // the profiler's `loss` row
         Ok(match c.loss {
-            Loss::SparseCategoricalCrossentropy => tape.sparse_softmax_cross_entropy(out, &buf.labels[..b])?,
+            Loss::SparseCategoricalCrossentropy => tape.sparse_softmax_cross_entropy(out, &labels[..b])?,
             Loss::CategoricalCrossentropy => {
-                let t = tape.input(TensorView::new(Shape::matrix(b, w), &buf.y[..b * w])?)?;
+                let t = tape.input(TensorView::new(Shape::matrix(b, w), &y[..b * w])?)?;
                 tape.softmax_cross_entropy(out, t)?
             }
             Loss::BinaryCrossentropy => {
-                let t = tape.input(TensorView::new(Shape::matrix(b, w), &buf.y[..b * w])?)?;
+                let t = tape.input(TensorView::new(Shape::matrix(b, w), &y[..b * w])?)?;
                 if c.logits {
                     tape.binary_cross_entropy_with_logits(out, t)?
                 } else {
@@ -381,6 +415,9 @@ impl Model {
         check_data(self.input_shape(), data, "fit")?;
         if options.batch_size == 0 {
             return Err(Error::invalid("batch_size", "must be at least 1"));
+        }
+        if options.shards == 0 {
+            return Err(Error::invalid("shards", "must be at least 1"));
         }
         if options.epochs == 0 {
             return Ok(History::default());
@@ -431,8 +468,10 @@ impl Model {
             }
         }
         let mut scratch = Scratch::default();
+        // The batch split by examples (`shards.rs`); one shard: the one tape above.
+        let mut shards = crate::shards::Shards::new(&self.params, options.shards, options.profile);
         let mut profiler = match options.profile {
-            true => Some(StepProfiler::new(&mut tape, self.compiled("fit")?.optimizer.name())),
+            true => Some(StepProfiler::new(&mut tape, self.compiled("fit")?.optimizer_name)),
             false => None,
         };
         let accuracy = self.compiled.as_ref().is_some_and(|c| c.accuracy);
@@ -477,41 +516,56 @@ impl Model {
                 if let (Some(p), Some(t)) = (profiler.as_mut(), clock) {
                     p.add(0, t);
                 }
-                if b != tape_batch {
-                    // The tape pools its buffers by exact length, so the
-                    // smaller last batch of an epoch would allocate a second
-                    // set of activations beside the idle full-size set (on
-                    // the small-data model at batch 32, peak RSS 897 MB
-                    // instead of 700 MB). A fresh tape frees the idle set
-                    // first; the next epoch's first batch refills it.
-                    tape = Tape::new();
-                    tape.set_profiling(profiler.is_some());
-                    tape_batch = b;
-                }
-                tape.reset();
-                self.params.zero_grad();
-                let x = tape.input(TensorView::new(buf.shape(b)?, &buf.x[..b * buf.item_len])?)?;
+                let fused = self.compiled.as_ref().is_some_and(|c| c.fused);
                 let mut step_seed =
                     options.seed ^ ((epoch as u64) << 32 | bi as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
                 if let Some(d) = &dp {
                     step_seed = d.step_seed(step_seed);
                 }
-                let fused = self.compiled.as_ref().is_some_and(|c| c.fused);
-                let out = self.forward(&mut tape, x, fused, step_seed)?;
-                let loss_var = self.loss_node(&mut tape, out, &buf, b, form)?;
-                let mut loss = tape.scalar(loss_var)?;
-                let mut batch_correct = 0.0;
-                if accuracy {
-                    let c = self.compiled("fit")?;
-                    batch_correct = correct(c, tape.value(out)?.data(), &buf, b, form);
-                }
+                let sharded = shards.count_for(b) > 1;
+                let (mut loss, mut batch_correct, loss_var) = if sharded {
+                    // Forward, loss and backward of every shard, then the
+                    // gradients summed into the parameters' own (zeros when
+                    // the loss is not finite: nothing to learn from).
+                    let (loss, correct) = shards.step(self, &buf, b, form, fused, accuracy, step_seed)?;
+                    if loss.is_finite() {
+                        shards.sum_into(&mut self.params, b)?;
+                        self.last_backward = shards.work();
+                    } else {
+                        self.params.zero_grad();
+                    }
+                    (loss, correct, None)
+                } else {
+                    if b != tape_batch {
+                        // The tape pools its buffers by exact length, so the
+                        // smaller last batch of an epoch would allocate a second
+                        // set of activations beside the idle full-size set (on
+                        // the small-data model at batch 32, peak RSS 897 MB
+                        // instead of 700 MB). A fresh tape frees the idle set
+                        // first; the next epoch's first batch refills it.
+                        tape = Tape::new();
+                        tape.set_profiling(profiler.is_some());
+                        tape_batch = b;
+                    }
+                    tape.reset();
+                    self.params.zero_grad();
+                    let x = tape.input(TensorView::new(buf.shape(b)?, &buf.x[..b * buf.item_len])?)?;
+                    let out = self.forward(&mut tape, x, fused, step_seed)?;
+                    let loss_var = self.loss_node(&mut tape, out, &buf, b, form)?;
+                    let mut batch_correct = 0.0;
+                    if accuracy {
+                        let c = self.compiled("fit")?;
+                        batch_correct = correct(c, tape.value(out)?.data(), &buf, b, form);
+                    }
+                    (tape.scalar(loss_var)?, batch_correct, Some(loss_var))
+                };
                 let mut b = b;
                 if let Some(d) = dp.as_mut() {
                     // Every rank differentiates its share, then the shares are
                     // summed: from here on every rank holds the global batch's
                     // loss and gradients, and decides alike.
-                    if loss.is_finite() {
-                        tape.backward(loss_var, &mut self.params)?;
+                    if let (true, Some(v)) = (loss.is_finite(), loss_var) {
+                        tape.backward(v, &mut self.params)?;
                         self.last_backward = tape.backward_work();
                     }
                     let clock = profiler.as_ref().map(|_| Instant::now());
@@ -530,8 +584,8 @@ impl Model {
                 // learned from (the tape cannot differentiate it) but is
                 // reported to the callbacks (TerminateOnNaN stops there).
                 if loss.is_finite() {
-                    if dp.is_none() {
-                        tape.backward(loss_var, &mut self.params)?;
+                    if let (None, Some(v)) = (&dp, loss_var) {
+                        tape.backward(v, &mut self.params)?;
                         self.last_backward = tape.backward_work();
                     }
                     // The tape shares the weights (no copy); released here,
@@ -554,8 +608,8 @@ impl Model {
                     }
                     let clock = profiler.as_ref().map(|_| Instant::now());
                     let c = self.compiled.as_mut().ok_or(Error::NotCompiled("fit"))?;
-                    c.optimizer.begin_step()?;
-                    let opt = &mut c.optimizer;
+                    let opt = c.optimizer_mut();
+                    opt.begin_step()?;
                     let frozen = &frozen;
                     let dp = &dp;
                     self.params.update_with(|i, w, g| match (frozen[i], dp) {
@@ -582,6 +636,9 @@ impl Model {
                     bar.update(bi + 1, &metrics);
                 }
                 if let Some(p) = profiler.as_mut() {
+                    for t in shards.tapes_mut() {
+                        p.absorb(t);
+                    }
                     p.end(&mut tape);
                 }
                 let logs = BatchLogs {

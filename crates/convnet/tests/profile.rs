@@ -22,6 +22,10 @@ fn tmp(tag: &str) -> PathBuf {
 }
 
 fn fit(profile: bool) -> convnet::History {
+    fit_sharded(profile, 1)
+}
+
+fn fit_sharded(profile: bool, shards: usize) -> convnet::History {
     let mut model = convnet::mnist_convnet().build().unwrap();
     model
         .compile(
@@ -34,7 +38,8 @@ fn fit(profile: bool) -> convnet::History {
     let x = Tensor::uniform(Shape::nhwc(24, 28, 28, 1), 0.0, 1.0, &mut rng).unwrap();
     let labels: Vec<f32> = (0..24).map(|i| (i % 10) as f32).collect();
     let y = Tensor::from_slice(Shape::matrix(24, 1), &labels).unwrap();
-    let opts = FitOptions { epochs: 2, batch_size: 8, verbose: Verbose::Silent, profile, ..FitOptions::default() };
+    let opts =
+        FitOptions { epochs: 2, batch_size: 8, verbose: Verbose::Silent, profile, shards, ..FitOptions::default() };
     model.fit(&x, &y, opts).unwrap()
 }
 
@@ -88,6 +93,28 @@ fn fit_profiles_every_layer_and_pass_only_when_asked() {
     let json = report.to_json();
     assert_eq!(json["rows"].as_array().unwrap().len(), report.rows.len());
     assert_eq!(json["steps"], 5);
+}
+
+/// A sharded step: every layer row holds every shard's calls (two per
+/// step), timed on the worker that ran it; the step's own rows stay one per
+/// step.
+#[test]
+fn a_sharded_fit_profiles_every_shard() {
+    let report = fit_sharded(true, 2).profile.expect("a profile");
+    assert_eq!(report.steps, 5);
+    let row = |layer: &str, pass: &str| report.rows.iter().find(|r| r.layer == layer && r.pass == pass);
+    for (layer, pass, calls) in [
+        ("conv2d", "forward", 10),
+        ("conv2d_1", "backward_data", 10),
+        ("dense_1", "forward", 10),
+        ("loss", "forward", 10),
+        ("(step)", "optimizer_update", 5),
+        ("(step)", "data_loading", 5),
+    ] {
+        let r = row(layer, pass).unwrap_or_else(|| panic!("no row {layer} {pass}:\n{report}"));
+        assert_eq!(r.calls, calls, "{layer} {pass}");
+        assert!(r.total_s > 0.0, "{layer} {pass}");
+    }
 }
 
 #[test]

@@ -55,6 +55,10 @@ pub struct StepArgs {
     /// cost a forward pass only.
     #[arg(long, value_name = "LAYER")]
     trainable_from: Option<String>,
+    /// Split each training step's batch into this many shards, one per worker (1: one tape, every
+    /// kernel call split over the threads); results do not depend on the thread count.
+    #[arg(long, default_value_t = convnet::DEFAULT_SHARDS as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    shards: u64,
     #[command(flatten)]
     profile: super::profile::ProfileArgs,
 }
@@ -150,6 +154,7 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
                 convnet::Control::Continue
             }))],
             profile,
+            shards: a.shards as usize,
             ..FitOptions::default()
         };
         let history = model.fit(&x, &y, options)?;
@@ -172,6 +177,7 @@ pub fn run(a: StepArgs, limits: Limits) -> CliResult<()> {
             "min_s": times.iter().copied().fold(f64::INFINITY, f64::min),
             "max_s": times.iter().copied().fold(0.0, f64::max),
             "threads": rayon::current_num_threads(),
+            "shards": if a.inference { None } else { Some(a.shards) },
             "algo": a.algo.name(),
         });
         if let Some(r) = report.as_ref().filter(|_| a.profile.profile) {

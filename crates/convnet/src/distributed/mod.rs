@@ -194,7 +194,7 @@ impl StartDigests {
             arch.bytes(l.name.as_bytes()).u64(u64::from(l.trainable));
         }
         if let Ok(c) = model.compiled("fit") {
-            arch.bytes(c.loss.name().as_bytes()).bytes(c.optimizer.name().as_bytes());
+            arch.bytes(c.loss.name().as_bytes()).bytes(c.optimizer_name.as_bytes());
         }
         let mut weights = Fnv::new();
         for (_, _, value, _) in model.params().iter() {
