@@ -11,8 +11,8 @@
 //! framework's overhead: recording the tape, copying the parameters onto it,
 //! routing gradients, the metrics and the progress bar.
 //!
-//! A step split into shards ([`FitOptions::shards`](crate::FitOptions::shards),
-//! two by default) times every shard's kernel calls on the worker that ran
+//! A step split into shards ([`FitOptions::shards`](crate::FitOptions::shards)
+//! above 1) times every shard's kernel calls on the worker that ran
 //! them: a layer's row counts `shards` calls per step, and as the shards run
 //! at the same time on different workers, the layer rows add up to about
 //! `shards` times the part of the step they cover, so the rows' shares can

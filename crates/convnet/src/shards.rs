@@ -12,7 +12,9 @@
 //! activations) on both cores at once, where this VM's shared bandwidth
 //! gives them 0.8-1.3x. A shard is one worker's from its first layer to its
 //! loss: one fork-join per step, and half the batch's activations, which
-//! stay in that core's L2 more often. See `docs/BENCHMARKS.md` (issue 13).
+//! stay in that core's L2 more often. See `docs/BENCHMARKS.md` (issue 13):
+//! the split is not the default until it is measured faster on a calm
+//! machine.
 //!
 //! **Same numbers on any thread count.** The number of shards is
 //! [`FitOptions::shards`](crate::FitOptions::shards), never the thread

@@ -100,15 +100,16 @@ pub struct FitOptions<'a> {
     /// 1, 2 or 3 threads. Dropout masks and random augmentation are drawn
     /// per shard (shard 0 keeps the step's seed, the others mix in their
     /// index). 1: the whole batch on one tape, every kernel call split over
-    /// the threads instead. See `docs/BENCHMARKS.md` (issue 13) for why
-    /// shards are faster on a small model.
+    /// the threads instead. See `docs/ALGORITHMS.md` and `docs/BENCHMARKS.md`
+    /// (issue 13).
     pub shards: usize,
 }
 
-/// [`FitOptions::shards`]' default: two shards, one per core of a 2-core
-/// machine; with more threads than shards, each shard's kernels split over
-/// the threads left.
-pub const DEFAULT_SHARDS: usize = 2;
+/// [`FitOptions::shards`]' default: 1, the one-tape step, until the split
+/// step is measured faster on a calm machine (`bench step --shards 2`; see
+/// `docs/BENCHMARKS.md`, issue 13). With more threads than shards, each
+/// shard's kernels split over the threads left.
+pub const DEFAULT_SHARDS: usize = 1;
 
 impl Default for FitOptions<'_> {
     fn default() -> Self {

@@ -74,8 +74,7 @@ fn strip(h: &History) -> Vec<(u64, Option<f64>)> {
     h.epochs.iter().map(|e| (e.loss.to_bits(), e.accuracy)).collect()
 }
 
-/// The default step (the batch split into two shards of examples, one per
-/// worker) gives the same bits on 1, 2 and 3 threads.
+/// The default step gives the same bits on 1, 2 and 3 threads.
 #[test]
 fn same_seed_gives_bit_identical_weights_and_metrics_across_thread_counts() {
     let data = mnist();
@@ -99,8 +98,9 @@ fn same_seed_gives_bit_identical_weights_and_metrics_across_thread_counts() {
     assert!(w2 != w4, "another seed, other weights");
 }
 
-/// Any shard count is bit-identical across thread counts (3 shards on 2
-/// threads: one worker runs two), and the sharded step computes the same
+/// A batch split into shards of examples is bit-identical across thread
+/// counts (3 shards on 2 threads: one worker runs two; 2 shards on 3
+/// threads: a spare thread), and the sharded step computes the same
 /// training as the one-tape step (`shards: 1`) up to float rounding: the
 /// shards' gradients are weighted by their share of the batch, so the loss
 /// is still the batch mean.
@@ -110,12 +110,17 @@ fn sharded_steps_match_the_one_tape_step_and_ignore_the_thread_count() {
     let train = data.train.take(376);
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
     let (h1, w1) = one.install(|| run_sharded(7, &train, 3));
     let (h2, w2) = two.install(|| run_sharded(7, &train, 3));
     assert_eq!(strip(&h1), strip(&h2), "3 shards: 1 and 2 threads agree bit for bit");
     assert!(w1 == w2);
+    let (t1, v1) = one.install(|| run_sharded(7, &train, 2));
+    let (t3, v3) = three.install(|| run_sharded(7, &train, 2));
+    assert_eq!(strip(&t1), strip(&t3), "2 shards: 1 and 3 threads agree bit for bit");
+    assert!(v1 == v3);
     let (whole, ww) = two.install(|| run_sharded(7, &train, 1));
-    let (halves, wh) = two.install(|| run_sharded(7, &train, 2));
+    let (halves, wh) = (t3, v3);
     assert!(ww != wh, "the shards add in another order: not the same bits");
     for (a, b) in whole.epochs.iter().zip(&halves.epochs).chain(whole.epochs.iter().zip(&h1.epochs)) {
         // Measured: loss differences below 1e-4 after 12 steps; the bound

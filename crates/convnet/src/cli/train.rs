@@ -83,6 +83,10 @@ pub struct TrainArgs {
     /// No summary and no progress bar; only the test result.
     #[arg(long)]
     quiet: bool,
+    /// Split each batch into this many shards of examples, one per worker (1: one tape, every
+    /// kernel call split over the threads); results do not depend on the thread count.
+    #[arg(long, default_value_t = convnet::DEFAULT_SHARDS as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    shards: u64,
     #[command(flatten)]
     profile: super::profile::ProfileArgs,
     /// The loss (default from the last layer: one sigmoid unit binary_crossentropy, else
@@ -504,6 +508,7 @@ fn train(a: TrainArgs, started: Instant, limits: Limits, mut session: Option<&mu
         }))],
         distributed: session.as_deref_mut().and_then(Session::group),
         profile: a.profile.enabled(),
+        shards: a.shards as usize,
         ..FitOptions::default()
     };
     let fit_started = Instant::now();
