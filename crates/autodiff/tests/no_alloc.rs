@@ -14,7 +14,7 @@
 //! kernel ever allocates again the tape, pool, parameters and optimizer are
 //! still shown to add exactly zero.
 
-use convnet_autodiff::{Activation, Conv2dSpec, ConvAlgo, Padding, ParamId, Params, PoolSpec, Tape};
+use convnet_autodiff::{Activation, Conv2dSpec, ConvAlgo, Gradients, Padding, ParamId, Params, PoolSpec, Tape};
 use convnet_kernels::activation::relu_backward_inplace;
 use convnet_kernels::conv::{self, ConvShape};
 use convnet_kernels::dense::{self, DenseShape};
@@ -459,5 +459,75 @@ fn fused_first_layer_step_makes_no_allocation() {
         }
         let (_, allocs) = count(|| fused_step(&mut tape, &mut m, &mut opt, &x, &onehot));
         assert_eq!(allocs, 0, "fused step 9 made {allocs} heap allocations");
+    })
+}
+
+/// One step split by examples, as `fit` runs it with `shards: 2`: each half
+/// of the batch forward and backward on its own tape into its own
+/// [`Gradients`] set, the halves on the pool's two workers at once
+/// (`rayon::join`), then the sum weighted 0.5 / 0.5 and the update.
+fn sharded_step(
+    tapes: &mut [Tape; 2],
+    grads: &mut [Gradients; 2],
+    m: &mut Model,
+    opt: &mut RMSprop,
+    x: &Tensor,
+    onehot: &Tensor,
+) -> f32 {
+    let half = BATCH / 2;
+    let (item, classes) = (14 * 14, 10);
+    let shard = |tape: &mut Tape, g: &mut Gradients, k: usize| -> f32 {
+        tape.reset();
+        g.clear();
+        let p = &m.params;
+        let xs = &x.data()[k * half * item..(k + 1) * half * item];
+        let xv = tape.input(convnet_tensor::TensorView::new(Shape::nhwc(half, 14, 14, 1), xs).unwrap()).unwrap();
+        let (k1, b1) = (tape.param_shared(p, m.ids[0]).unwrap(), tape.param_shared(p, m.ids[1]).unwrap());
+        let h = tape.conv2d(xv, k1, Some(b1), Conv2dSpec::new().relu()).unwrap();
+        let h = tape.max_pool2d(h, PoolSpec::new(2, 2)).unwrap();
+        let (k2, b2) = (tape.param_shared(p, m.ids[2]).unwrap(), tape.param_shared(p, m.ids[3]).unwrap());
+        let h = tape.conv2d(h, k2, Some(b2), Conv2dSpec::new().relu()).unwrap();
+        let h = tape.flatten(h).unwrap();
+        let (dk, db) = (tape.param_shared(p, m.ids[4]).unwrap(), tape.param_shared(p, m.ids[5]).unwrap());
+        let logits = tape.dense(h, dk, Some(db), Activation::Linear).unwrap();
+        let ts = &onehot.data()[k * half * classes..(k + 1) * half * classes];
+        let t = tape.input(convnet_tensor::TensorView::new(Shape::matrix(half, classes), ts).unwrap()).unwrap();
+        let loss = tape.softmax_cross_entropy(logits, t).unwrap();
+        let value = tape.scalar(loss).unwrap();
+        tape.backward_into(loss, g).unwrap();
+        tape.reset(); // releases the shared weights before the update
+        value
+    };
+    let ([t0, t1], [g0, g1]) = (tapes, &mut *grads);
+    let (l0, l1) = rayon::join(|| shard(t0, g0, 0), || shard(t1, g1, 1));
+    m.params.set_grads_to_sum(&grads[..], &[0.5, 0.5]).unwrap();
+    opt.begin_step().unwrap();
+    m.params.update_with(|i, w, g| opt.update(i, w, g)).unwrap();
+    (l0 + l1) * 0.5
+}
+
+/// The split step: zero allocations after warm-up, with both shards' tapes,
+/// gradient sets, the weighted sum and the update.
+#[test]
+fn sharded_training_step_makes_no_allocation() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    on_pool_worker(|| {
+        let mut rng = Rng::new(3);
+        let mut m = model(&mut rng);
+        for &id in &m.ids {
+            m.params.ensure_grad(id).unwrap();
+        }
+        let (x, onehot) = data(&mut rng);
+        let mut tapes = [Tape::new(), Tape::new()];
+        let mut grads = [m.params.gradients(), m.params.gradients()];
+        let mut opt = RMSprop::new(0.001);
+        let mut losses = Vec::with_capacity(16);
+        for _ in 0..8 {
+            losses.push(sharded_step(&mut tapes, &mut grads, &mut m, &mut opt, &x, &onehot));
+        }
+        let (loss, allocs) = count(|| sharded_step(&mut tapes, &mut grads, &mut m, &mut opt, &x, &onehot));
+        losses.push(loss);
+        assert_eq!(allocs, 0, "the sharded step made {allocs} heap allocations");
+        assert!(losses[8] < losses[0], "{losses:?}");
     })
 }
