@@ -462,6 +462,9 @@ fn fused_first_layer_step_makes_no_allocation() {
     })
 }
 
+/// Bit `i` set: worker `i` has run a shard (the warm-up lasts until both have).
+static SHARD_WORKERS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 /// One step split by examples, as `fit` runs it with `shards: 2`: each half
 /// of the batch forward and backward on its own tape into its own
 /// [`Gradients`] set, the halves on the pool's two workers at once
@@ -477,6 +480,7 @@ fn sharded_step(
     let half = BATCH / 2;
     let (item, classes) = (14 * 14, 10);
     let shard = |tape: &mut Tape, g: &mut Gradients, k: usize| -> f32 {
+        SHARD_WORKERS.fetch_or(1 << rayon::current_thread_index().unwrap_or(0).min(7), Ordering::SeqCst);
         tape.reset();
         g.clear();
         let p = &m.params;
@@ -522,8 +526,18 @@ fn sharded_training_step_makes_no_allocation() {
         let mut grads = [m.params.gradients(), m.params.gradients()];
         let mut opt = RMSprop::new(0.001);
         let mut losses = Vec::with_capacity(16);
-        for _ in 0..8 {
-            losses.push(sharded_step(&mut tapes, &mut grads, &mut m, &mut opt, &x, &onehot));
+        // Warm-up: `join` runs the second shard on the calling worker when
+        // the other does not steal it (on a loaded machine it may not be
+        // scheduled for several steps), and a worker's kernel scratch grows
+        // the first time it runs a shard: so until both workers have run one.
+        SHARD_WORKERS.store(0, Ordering::SeqCst);
+        let mut warm = 0;
+        while warm < 8 || (SHARD_WORKERS.load(Ordering::SeqCst) != 0b11 && warm < 10_000) {
+            let loss = sharded_step(&mut tapes, &mut grads, &mut m, &mut opt, &x, &onehot);
+            if warm < 8 {
+                losses.push(loss);
+            }
+            warm += 1;
         }
         let (loss, allocs) = count(|| sharded_step(&mut tapes, &mut grads, &mut m, &mut opt, &x, &onehot));
         losses.push(loss);
