@@ -50,6 +50,14 @@ impl BatchBuf {
         }
     }
 
+    /// Whether these buffers are what [`BatchBuf::new`] makes for the same
+    /// arguments (so a kept buffer can be reused).
+    pub(crate) fn fits(&self, item_shape: &[usize], batch: usize, form: Option<TargetForm>) -> bool {
+        self.item_shape == item_shape
+            && self.x.len() == batch * self.item_len
+            && self.y.len() == form.map_or(0, |f| batch * f.width())
+    }
+
     /// The shape of a batch of `b` examples.
     pub(crate) fn shape(&self, b: usize) -> Result<Shape> {
         let mut d = Vec::with_capacity(4);
@@ -110,7 +118,20 @@ pub(crate) fn correct(c: &Compiled, out: &[f32], buf: &BatchBuf, b: usize, form:
 /// [`correct`] against the targets `y` (one-hot or values) or `labels`
 /// (sparse) of the `b` examples whose outputs are `out`: a shard of a batch.
 pub(crate) fn correct_rows(c: &Compiled, out: &[f32], y: &[f32], labels: &[u32], b: usize, form: TargetForm) -> f64 {
-    let k = c.outputs;
+    correct_of(c.outputs, c.logits, out, y, labels, b, form)
+}
+
+/// [`correct_rows`] with the two facts of [`Compiled`] it reads: the output
+/// width `k` and whether the outputs are logits.
+pub(crate) fn correct_of(
+    k: usize,
+    logits: bool,
+    out: &[f32],
+    y: &[f32],
+    labels: &[u32],
+    b: usize,
+    form: TargetForm,
+) -> f64 {
     match form {
         TargetForm::OneHot(_) => {
             out.chunks_exact(k).zip(y.chunks_exact(k)).take(b).filter(|(o, t)| argmax(o) == argmax(t)).count() as f64
@@ -120,7 +141,7 @@ pub(crate) fn correct_rows(c: &Compiled, out: &[f32], y: &[f32], labels: &[u32],
         }
         TargetForm::Values(_) => {
             // Outputs are logits when fused or linear: threshold 0; probabilities: 0.5.
-            let thr = if c.logits { 0.0 } else { 0.5 };
+            let thr = if logits { 0.0 } else { 0.5 };
             let hits = out[..b * k].iter().zip(&y[..b * k]).filter(|(&o, &t)| (o > thr) == (t > 0.5)).count();
             hits as f64 / k as f64
         }

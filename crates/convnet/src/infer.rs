@@ -73,6 +73,12 @@ pub(crate) struct Scratch {
     /// A separable layer's depthwise output.
     mid: Vec<f32>,
     plan: Option<Plan>,
+    /// Run every step on the calling thread (a lane of a batch-parallel
+    /// pass, see [`Scratch::lane`]): the fused convolutions on the
+    /// register-blocked kernel and the inference pool without a rayon
+    /// hand-off; Winograd and dense layers keep their own fixed splits
+    /// (nested in the lane's task, so they rarely leave its thread).
+    calling_thread: bool,
 }
 
 /// What a plan was built for: the layer list (by address and length), the
@@ -84,6 +90,7 @@ struct PlanKey {
     n: usize,
     algo: ConvAlgo,
     logits: bool,
+    calling_thread: bool,
 }
 
 /// One step of a plan.
@@ -128,7 +135,8 @@ impl Plan {
     /// Resolves every layer of `layers` for a batch of `n`.
     fn new(layers: &[BuiltLayer], key: PlanKey) -> Result<Plan> {
         let (n, last) = (key.n, layers.len() - 1);
-        let threading = if n <= SINGLE_THREAD_MAX_BATCH { Threading::CallingThread } else { Threading::Pool };
+        let threading =
+            if n <= SINGLE_THREAD_MAX_BATCH || key.calling_thread { Threading::CallingThread } else { Threading::Pool };
         let mut steps = Vec::with_capacity(layers.len());
         let mut i = 0;
         while i < layers.len() {
@@ -207,7 +215,8 @@ pub(crate) fn run<'s>(
     n: usize,
     logits: bool,
 ) -> Result<&'s [f32]> {
-    let key = PlanKey { layers: layers.as_ptr() as usize, count: layers.len(), n, algo, logits };
+    let calling_thread = s.calling_thread;
+    let key = PlanKey { layers: layers.as_ptr() as usize, count: layers.len(), n, algo, logits, calling_thread };
     let plan = match s.plan.take() {
         Some(p) if p.key == key => p,
         _ => {
@@ -412,6 +421,12 @@ fn layer(
 }
 
 impl Scratch {
+    /// Buffers for one lane of a batch-parallel pass: every plan it caches
+    /// runs its steps on the calling thread (see the module docs).
+    pub(crate) fn lane() -> Scratch {
+        Scratch { calling_thread: true, ..Scratch::default() }
+    }
+
     /// Grows the ping-pong buffers to what a batch of `n` through `layers`
     /// needs, so that running the plan neither allocates nor clears.
     fn reserve(&mut self, layers: &[BuiltLayer], n: usize) {
@@ -444,9 +459,11 @@ mod tests {
     use convnet_autodiff::Tape;
     use convnet_tensor::{Rng, Shape, Tensor};
 
-    /// The plan's steps as `(first layer, fused?, pooled?, algo)`.
-    fn steps(model: &Model, n: usize) -> Vec<(usize, bool, bool, ConvAlgo)> {
-        let key = PlanKey { layers: 0, count: model.layers.len(), n, algo: model.algo, logits: false };
+    /// The plan's steps as `(first layer, fused?, pooled?, algo)`, for a
+    /// pool-threaded scratch or (`lane`) a calling-thread one.
+    fn steps_in(model: &Model, n: usize, lane: bool) -> Vec<(usize, bool, bool, ConvAlgo)> {
+        let key =
+            PlanKey { layers: 0, count: model.layers.len(), n, algo: model.algo, logits: false, calling_thread: lane };
         Plan::new(&model.layers, key)
             .unwrap()
             .steps
@@ -454,18 +471,25 @@ mod tests {
             .map(|s| match s {
                 Step::Fused { conv, pooled, threading, .. } => {
                     assert_eq!(*threading, Threading::Pool);
-                    assert!(n > SINGLE_THREAD_MAX_BATCH);
+                    assert!(n > SINGLE_THREAD_MAX_BATCH && !lane);
                     (*conv, true, *pooled, ConvAlgo::Direct)
                 }
                 Step::Blocked { conv, pooled, .. } => {
-                    assert!(n <= SINGLE_THREAD_MAX_BATCH);
+                    assert!(n <= SINGLE_THREAD_MAX_BATCH || lane);
                     (*conv, true, *pooled, ConvAlgo::Direct)
                 }
                 Step::Winograd { conv, algo, pool, .. } => (*conv, false, *pool == FusedPool::Max2x2, *algo),
-                Step::Pool { index, .. } => (*index, false, true, ConvAlgo::Auto),
+                Step::Pool { index, threading } => {
+                    assert_eq!(*threading == Threading::CallingThread, n <= SINGLE_THREAD_MAX_BATCH || lane);
+                    (*index, false, true, ConvAlgo::Auto)
+                }
                 Step::Layer { index, algo } => (*index, false, false, *algo),
             })
             .collect()
+    }
+
+    fn steps(model: &Model, n: usize) -> Vec<(usize, bool, bool, ConvAlgo)> {
+        steps_in(model, n, false)
     }
 
     fn taped(model: &Model, x: &Tensor, logits: bool) -> Vec<u32> {
@@ -504,6 +528,9 @@ mod tests {
         assert_eq!(big[1], (2, d, true, ConvAlgo::WinogradF4), "Winograd with the pool fused");
         assert_eq!(big[2], (4, d, false, ConvAlgo::WinogradF4));
         assert_eq!(big.len(), 6);
+        // A lane of a batch-parallel pass: the same algorithms, the direct
+        // conv on the blocked kernel (asserted in `steps_in`).
+        assert_eq!(steps_in(&model, 64, true), big);
     }
 
     #[test]
@@ -527,8 +554,9 @@ mod tests {
         assert_eq!(s.len(), 7);
     }
 
-    /// Every model, at batch 1 (calling thread), 2 and 64 (pool), with and
-    /// without logits: the plan equals the tape's forward pass bit for bit
+    /// Every model, at batch 1 (calling thread), 2 and 64 (pool), and in a
+    /// lane of a batch-parallel pass (every step on the calling thread), with
+    /// and without logits: the plan equals the tape's forward pass bit for bit
     /// (the fused kernel is `direct` + max pool exactly, and every other
     /// layer calls the kernels the tape calls).
     #[test]
@@ -551,13 +579,13 @@ mod tests {
                 .unwrap(),
         ];
         for model in &models {
-            for n in [1, 2, 64] {
+            for (n, lane) in [1, 2, 64].into_iter().flat_map(|n| [(n, false), (n, true)]) {
                 let x = input(model, n);
                 for logits in [false, true] {
-                    let mut s = Scratch::default();
+                    let mut s = if lane { Scratch::lane() } else { Scratch::default() };
                     let got: Vec<u32> =
                         model.infer(&mut s, x.data(), n, logits).unwrap().iter().map(|v| v.to_bits()).collect();
-                    assert_eq!(got, taped(model, &x, logits), "{} n={n} logits={logits}", model.summary());
+                    assert_eq!(got, taped(model, &x, logits), "{} n={n} lane={lane} logits={logits}", model.summary());
                     // The cached plan gives the same again.
                     let again: Vec<u32> =
                         model.infer(&mut s, x.data(), n, logits).unwrap().iter().map(|v| v.to_bits()).collect();

@@ -217,6 +217,7 @@ impl Model {
             algo: ConvAlgo::Auto,
             compiled: None,
             infer_scratch: Default::default(),
+            lanes: Default::default(),
             last_backward: Default::default(),
             metadata: std::collections::BTreeMap::new(),
         })
@@ -234,6 +235,9 @@ pub struct Model {
     /// Activation buffers of the tape-free inference pass, kept between
     /// `evaluate` / `predict` calls (batch-1 latency without allocation).
     pub(crate) infer_scratch: std::sync::Mutex<Scratch>,
+    /// The workers' buffers of batch-parallel `evaluate` / `predict` passes
+    /// (a free list: a pass takes one per rayon job and gives it back).
+    pub(crate) lanes: std::sync::Mutex<Vec<crate::evaluate::Lane>>,
     /// The gradient work of `fit`'s last step (see [`Model::last_backward_work`]).
     pub(crate) last_backward: convnet_autodiff::BackwardWork,
     /// Facts about the model's inputs and outputs that are not layers (class
@@ -576,6 +580,7 @@ impl Model {
 
     /// Runs the tape-free inference engine on `n` inputs `x` (NHWC); see
     /// [`crate::infer::run`]. With `logits`, the last activation is left out.
+    #[cfg(test)] // evaluate.rs runs the engine through its `Sync` view of the model
     pub(crate) fn infer<'s>(&self, s: &'s mut Scratch, x: &[f32], n: usize, logits: bool) -> Result<&'s [f32]> {
         crate::infer::run(&self.layers, &self.params, self.algo, s, x, n, logits)
     }

@@ -19,7 +19,6 @@ use crate::batch::{check_data, correct, BatchBuf, Running};
 use crate::callbacks::{Callback, Control};
 use crate::compile::Loss;
 use crate::data::{Examples, TargetForm, XY};
-use crate::infer::Scratch;
 use crate::layers::{conv_shape, Activation, Conv2D, Layer};
 use crate::logs::{BatchLogs, EpochLogs, History};
 use crate::model::Model;
@@ -468,7 +467,6 @@ impl Model {
                 }
             }
         }
-        let mut scratch = Scratch::default();
         // The batch split by examples (`shards.rs`); one shard: the one tape above.
         let mut shards = crate::shards::Shards::new(&self.params, options.shards, options.profile);
         let mut profiler = match options.profile {
@@ -664,8 +662,8 @@ impl Model {
             }
             let val = if has_val {
                 let (l, a) = match (options.validation_data, dp.as_mut()) {
-                    (Some(v), None) => self.evaluate_on(&mut scratch, v, None, bs.max(64))?,
-                    (None, None) => self.evaluate_on(&mut scratch, data, Some(&val_indices), bs.max(64))?,
+                    (Some(v), None) => self.evaluate_on(v, None, bs.max(64))?,
+                    (None, None) => self.evaluate_on(data, Some(&val_indices), bs.max(64))?,
                     (v, Some(d)) => {
                         // Each rank evaluates its block; the sums are added in rank order.
                         let all: Vec<usize>;
@@ -677,7 +675,7 @@ impl Model {
                             None => (data, &val_indices[..]),
                         };
                         let own = d.block(idx);
-                        let local = self.evaluate_on(&mut scratch, set, Some(own), bs.max(64))?;
+                        let local = self.evaluate_on(set, Some(own), bs.max(64))?;
                         d.reduce_validation(local, own.len())?
                     }
                 };
