@@ -364,8 +364,17 @@ mod tests {
         (model, x, y)
     }
 
-    fn on<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    /// `f(&model)` on a pool of `threads` threads (the model moves in and
+    /// back: `&Model` is not `Send`, its optimizer need only be).
+    fn on<T: Send>(threads: usize, model: &mut Option<Model>, f: impl FnOnce(&Model) -> T + Send) -> T {
+        let m = model.take().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let (m, out) = pool.install(move || {
+            let out = f(&m);
+            (m, out)
+        });
+        *model = Some(m);
+        out
     }
 
     /// `evaluate` and `predict` give the same bits on 1 thread (one batch
@@ -376,9 +385,10 @@ mod tests {
     fn evaluate_and_predict_are_bit_identical_for_any_thread_count() {
         for loss in [Loss::CategoricalCrossentropy, Loss::SparseCategoricalCrossentropy] {
             let (model, x, y) = setup(203, loss);
+            let mut model = Some(model);
             for bs in [64, 7, 1, 500] {
-                let bits = |t: usize| {
-                    on(t, || {
+                let mut bits = |t: usize| {
+                    on(t, &mut model, |model| {
                         let (l, a) = model.evaluate(&x, &y, bs).unwrap();
                         let p: Vec<u32> = model.predict(&x, bs).unwrap().data().iter().map(|v| v.to_bits()).collect();
                         (l.to_bits(), a.to_bits(), p)
@@ -398,7 +408,9 @@ mod tests {
     #[test]
     fn batch_parallel_predict_equals_the_tape_per_batch() {
         let (model, x, _) = setup(150, Loss::CategoricalCrossentropy);
-        let got = on(2, || model.predict(&x, 64).unwrap());
+        let mut model = Some(model);
+        let got = on(2, &mut model, |model| model.predict(&x, 64).unwrap());
+        let model = model.unwrap();
         let got: Vec<u32> = got.data().iter().map(|v| v.to_bits()).collect();
         let mut want = Vec::new();
         for chunk in x.data().chunks(64 * 784) {

@@ -41,6 +41,11 @@
 //! thread; its dense layers are one-row GEMMs, which run as matrix-vector
 //! products (same bits as the blocked GEMM).
 //!
+//! A [`Scratch::lane`] (one worker of a batch-parallel `evaluate` /
+//! `predict`, see `evaluate.rs`) runs every batch size that way: the fused
+//! convolutions on the blocked kernel and the 2x2 pool on the calling
+//! thread, the same bits as the pool-threaded plan (and as the tape).
+//!
 //! `evaluate` and `predict` (in `evaluate.rs`) and the validation pass of
 //! `fit` run on it. It needs only the built layers and their parameters, not
 //! `Model`, so the model can own its [`Scratch`] without the two files
