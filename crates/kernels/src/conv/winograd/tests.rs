@@ -259,6 +259,7 @@ fn backward_filter_accumulates_across_chunks() {
             in_w: s.w,
             c_in: s.c_in,
             c_out: s.c_out,
+            groups: 1,
             pad_top: s.pad_top as isize,
             pad_left: s.pad_left as isize,
             out_h: s.out_h(),
@@ -426,12 +427,13 @@ fn block_partition_is_bounded_and_balanced() {
             in_w: out,
             c_in: c,
             c_out: c,
+            groups: 1,
             pad_top: 1,
             pad_left: 1,
             out_h: out,
             out_w: out,
         };
-        let per_block = p.tiles_per_block(c);
+        let per_block = p.tiles_per_block(c, BLOCK_BYTES, MIN_BLOCKS);
         assert!(per_block >= 1);
         assert!(per_block == 1 || per_block * variant.elems() * 2 * c * 4 <= BLOCK_BYTES);
         assert!(p.tiles().div_ceil(per_block) >= MIN_BLOCKS.min(p.tiles()));
@@ -458,6 +460,7 @@ fn backward_filter_split_covers_every_tile() {
             in_w: out + 2,
             c_in,
             c_out,
+            groups: 1,
             pad_top: 0,
             pad_left: 0,
             out_h: out,
@@ -477,6 +480,7 @@ fn backward_filter_split_covers_every_tile() {
         in_w: 13,
         c_in: 32,
         c_out: 64,
+        groups: 1,
         pad_top: 0,
         pad_left: 0,
         out_h: 11,
