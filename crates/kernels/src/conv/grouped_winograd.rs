@@ -136,70 +136,34 @@ mod tests {
         }
     }
 
+    fn grouped(n: usize, hw: (usize, usize), (ci, co): (usize, usize), groups: usize, pad: Padding) -> ConvShape {
+        ConvShape::new(n, hw.0, hw.1, ci, co, 3, 3).unwrap().with_groups(groups).unwrap().with_padding(pad).unwrap()
+    }
+
+    /// Besides small groups: group channel counts on and off the vector
+    /// widths (16 / 8 lanes) and the GEMM panel widths (33 and 40 output
+    /// channels per group pad the last 32- or 16-wide panel, so `M`'s group
+    /// columns are not `cog` apart), one channel per group, a cropping
+    /// padding, and enough tiles for several blocks of the block-diagonal
+    /// driver (forward, backward-data).
     #[test]
     fn every_pass_matches_reference_on_both_variants() {
-        let b = |n, h, w, ci, co, g| ConvShape::new(n, h, w, ci, co, 3, 3).unwrap().with_groups(g).unwrap();
+        let crop = Padding::Explicit { top: 3, bottom: 0, left: 0, right: 3 };
         let shapes = [
-            b(2, 9, 7, 8, 12, 4).with_padding(Padding::Same).unwrap(),
-            b(1, 10, 11, 6, 4, 2),
-            b(2, 6, 6, 9, 3, 3).with_padding(Padding::Explicit { top: 2, bottom: 0, left: 1, right: 2 }).unwrap(),
+            grouped(2, (9, 7), (8, 12), 4, Padding::Same),
+            grouped(1, (10, 11), (6, 4), 2, Padding::Valid),
+            grouped(2, (6, 6), (9, 3), 3, Padding::Explicit { top: 2, bottom: 0, left: 1, right: 2 }),
+            grouped(1, (7, 9), (34, 66), 2, Padding::Same),
+            grouped(2, (5, 6), (3, 6), 3, Padding::Valid),
+            grouped(1, (6, 5), (4, 4), 4, Padding::Same),
+            grouped(1, (9, 8), (48, 120), 3, crop),
+            grouped(3, (14, 14), (32, 64), 2, Padding::Same),
         ];
         for token in Token::every() {
             for algo in [ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
                 for s in shapes {
                     let (x, w, bias, dy) =
                         (data(s.input_len(), 1), data(s.filter_len(), 2), data(s.c_out, 3), data(s.output_len(), 4));
-                    let scale = (9 * s.c_in_per_group().max(s.c_out_per_group())) as f32;
-                    let mut want = vec![0.0; s.output_len()];
-                    reference::forward(&s, &x, &w, Some(&bias), &mut want);
-                    want.iter_mut().for_each(|v| *v = v.max(0.0));
-                    let mut got = vec![f32::NAN; s.output_len()];
-                    forward(token, algo, &s, &x, &w, Some(&bias), Activation::Relu, &mut got);
-                    close("forward", &s, &got, &want, scale);
-
-                    let mut want = vec![0.0; s.input_len()];
-                    reference::backward_data(&s, &dy, &w, &mut want);
-                    let mut got = vec![f32::NAN; s.input_len()];
-                    backward_data(token, algo, &s, &dy, &w, &mut got);
-                    close("backward_data", &s, &got, &want, scale);
-
-                    let mut want = vec![0.0; s.filter_len()];
-                    reference::backward_filter(&s, &x, &dy, &mut want);
-                    let mut got = vec![f32::NAN; s.filter_len()];
-                    backward_filter(token, algo, &s, &x, &dy, &mut got);
-                    close("backward_filter", &s, &got, &want, (s.n * s.out_h() * s.out_w()) as f32);
-                }
-            }
-        }
-    }
-
-    fn grouped(n: usize, hw: (usize, usize), (ci, co): (usize, usize), groups: usize, pad: Padding) -> ConvShape {
-        ConvShape::new(n, hw.0, hw.1, ci, co, 3, 3).unwrap().with_groups(groups).unwrap().with_padding(pad).unwrap()
-    }
-
-    /// Group channel counts on and off the vector widths (16 / 8 lanes) and
-    /// the GEMM panel widths (33 and 40 output channels per group pad the
-    /// last 32- or 16-wide panel, so `M`'s group columns are not `cog`
-    /// apart), one channel per group, a cropping padding, and enough tiles
-    /// for several blocks: forward (bias, ReLU) and backward-data, the two
-    /// passes the block-diagonal driver runs, against the f64 reference on
-    /// every level and both variants.
-    #[test]
-    fn block_diagonal_passes_match_reference_on_awkward_groups() {
-        let crop = Padding::Explicit { top: 3, bottom: 0, left: 0, right: 3 };
-        let shapes = [
-            grouped(1, (7, 9), (34, 66), 2, Padding::Same),
-            grouped(2, (5, 6), (3, 6), 3, Padding::Valid),
-            grouped(1, (6, 5), (4, 4), 4, Padding::Same),
-            grouped(1, (9, 8), (48, 120), 3, crop),
-            grouped(3, (14, 14), (32, 64), 2, Padding::Same),
-            grouped(2, (10, 10), (17, 51), 1, Padding::Same),
-        ];
-        for token in Token::every() {
-            for algo in [ConvAlgo::WinogradF2, ConvAlgo::WinogradF4] {
-                for s in shapes {
-                    let (x, w, bias, dy) =
-                        (data(s.input_len(), 5), data(s.filter_len(), 6), data(s.c_out, 7), data(s.output_len(), 8));
                     let scale = (9 * s.c_in_per_group().max(s.c_out_per_group())) as f32;
                     let mut want = vec![0.0; s.output_len()];
                     reference::forward(&s, &x, &w, Some(&bias), &mut want);
@@ -213,6 +177,18 @@ mod tests {
                     let mut got = vec![f32::NAN; s.input_len()];
                     backward_data(token, algo, &s, &dy, &w, &mut got);
                     close(&format!("{algo} {token:?} backward_data"), &s, &got, &want, scale);
+
+                    let mut want = vec![0.0; s.filter_len()];
+                    reference::backward_filter(&s, &x, &dy, &mut want);
+                    let mut got = vec![f32::NAN; s.filter_len()];
+                    backward_filter(token, algo, &s, &x, &dy, &mut got);
+                    close(
+                        &format!("{algo} {token:?} backward_filter"),
+                        &s,
+                        &got,
+                        &want,
+                        (s.n * s.out_h() * s.out_w()) as f32,
+                    );
                 }
             }
         }
@@ -247,6 +223,32 @@ mod tests {
         }
     }
 
+    /// `dense(g, x_g, w_g, y_g)` on each group's channels alone: group `g`'s
+    /// `src_g` of `src`'s `src_c` channels per pixel gathered into `x_g`, its
+    /// filter columns into `w_g`, and `y_g` (`dst_g` channels per pixel)
+    /// scattered into `dst_c` channels per pixel of the result.
+    fn per_group(
+        s: &ConvShape,
+        (src, src_c, src_g): (&[f32], usize, usize),
+        (dst_c, dst_g): (usize, usize),
+        w: &[f32],
+        dense: impl Fn(usize, &[f32], &[f32], &mut [f32]),
+    ) -> Vec<f32> {
+        let pixels = src.len() / src_c;
+        let d = group_shape(s);
+        let dst_pixels = if src_c == s.c_in { s.n * s.out_h() * s.out_w() } else { s.n * s.h * s.w };
+        let mut out = vec![f32::NAN; dst_pixels * dst_c];
+        for g in 0..s.groups {
+            let (mut xg, mut wg, mut yg) =
+                (vec![0.0; pixels * src_g], vec![0.0; d.filter_len()], vec![0.0; dst_pixels * dst_g]);
+            gather(src, src_c, (g * src_g, src_g), &mut xg);
+            gather(w, s.c_out, (g * d.c_out, d.c_out), &mut wg);
+            dense(g, &xg, &wg, &mut yg);
+            scatter(&yg, (g * dst_g, dst_g), &mut out, dst_c);
+        }
+        out
+    }
+
     /// Where every group's channel counts are whole vectors on every level
     /// (multiples of 16), each group's outputs are bit for bit the dense
     /// Winograd pass run on that group's channels alone: the block-diagonal
@@ -262,18 +264,11 @@ mod tests {
                 let (x, w, bias) = (data(s.input_len(), 1), data(s.filter_len(), 2), data(s.c_out, 3));
                 let mut got = vec![f32::NAN; s.output_len()];
                 forward(token, algo, &s, &x, &w, Some(&bias), Activation::Relu, &mut got);
-                let d = group_shape(&s);
-                let (cig, cog) = (d.c_in, d.c_out);
-                let mut want = vec![f32::NAN; s.output_len()];
-                for g in 0..s.groups {
-                    let (mut xg, mut wg, mut yg) =
-                        (vec![0.0; d.input_len()], vec![0.0; d.filter_len()], vec![0.0; d.output_len()]);
-                    gather(&x, s.c_in, (g * cig, cig), &mut xg);
-                    gather(&w, s.c_out, (g * cog, cog), &mut wg);
-                    let b = &bias[g * cog..][..cog];
-                    winograd::forward(token, algo, &d, &xg, &wg, Some(b), Activation::Relu, &mut yg);
-                    scatter(&yg, (g * cog, cog), &mut want, s.c_out);
-                }
+                let (d, act) = (group_shape(&s), Activation::Relu);
+                let want = per_group(&s, (&x, s.c_in, d.c_in), (s.c_out, d.c_out), &w, |g, xg, wg, yg| {
+                    let b = &bias[g * d.c_out..][..d.c_out];
+                    winograd::forward(token, algo, &d, xg, wg, Some(b), act, yg);
+                });
                 assert!(bits(&got) == bits(&want), "{algo} {token:?}: forward differs from the per-group dense pass");
 
                 let s = bwd;
@@ -281,16 +276,9 @@ mod tests {
                 let mut got = vec![f32::NAN; s.input_len()];
                 backward_data(token, algo, &s, &dy, &w, &mut got);
                 let d = group_shape(&s);
-                let (cig, cog) = (d.c_in, d.c_out);
-                let mut want = vec![f32::NAN; s.input_len()];
-                for g in 0..s.groups {
-                    let (mut dyg, mut wg, mut dxg) =
-                        (vec![0.0; d.output_len()], vec![0.0; d.filter_len()], vec![0.0; d.input_len()]);
-                    gather(&dy, s.c_out, (g * cog, cog), &mut dyg);
-                    gather(&w, s.c_out, (g * cog, cog), &mut wg);
-                    winograd::backward_data(token, algo, &d, &dyg, &wg, &mut dxg);
-                    scatter(&dxg, (g * cig, cig), &mut want, s.c_in);
-                }
+                let want = per_group(&s, (&dy, s.c_out, d.c_out), (s.c_in, d.c_in), &w, |_, dyg, wg, dxg| {
+                    winograd::backward_data(token, algo, &d, dyg, wg, dxg);
+                });
                 assert!(
                     bits(&got) == bits(&want),
                     "{algo} {token:?}: backward-data differs from the per-group dense pass"

@@ -41,8 +41,9 @@
 //! tiles independent of the thread count, one task per block, flush-to-zero
 //! while the kernel runs, one instruction-set token per call.
 
+use super::tiles::OutputArgs;
 use super::transforms::{at_f2, at_f4};
-use super::{forward_problem, pack_groups, run, run_blocks, Problem, Variant};
+use super::{forward_problem, pack_groups, run, run_blocks, Pass, Problem, Variant};
 use crate::activation::Activation;
 use crate::arch::{scratch_f32, FtzGuard, Isa, Scalar, SendPtr, Slot, Token, Vf32};
 #[cfg(target_arch = "x86_64")]
@@ -197,45 +198,24 @@ fn forward_pooled(
     pack_groups(&problem, token, filter, false, &mut packed);
     let relu = activation == Activation::Relu;
     let per_block = problem.tiles_per_block(problem.ldm(token), INFERENCE_BLOCK_BYTES, INFERENCE_MIN_BLOCKS);
+    let p = &problem;
+    let pass = Pass { p, token, input, packed: &packed, per_block, bias };
     if !pooled {
-        run(&problem, token, input, &packed, per_block, bias, relu, output);
+        run(&pass, relu, output);
         return;
     }
-    let p = &problem;
     assert_eq!(output.len() * 4, p.n * p.out_h * p.out_w * p.c_out);
     let out = SendPtr(output.as_mut_ptr());
-    run_blocks(p, token, input, &packed, per_block, bias, |blk| {
-        let t2 = p.variant.elems();
-        assert!(blk.m.len() >= t2 * blk.count * blk.ldm && blk.bias.len() >= p.c_out && blk.sink.len() >= p.c_out);
-        let args = PooledArgs {
-            m: blk.m.as_ptr(),
-            ldm: blk.ldm,
-            bias: blk.bias.as_ptr(),
-            relu,
-            out: out.get(),
-            sink: blk.sink.as_mut_ptr(),
-        };
-        // SAFETY: `m`, `bias` and `sink` are long enough (asserted), `sink`
-        // is this task's own scratch, and the pooled pixels of this block's
-        // tiles are written by this task only (blocks partition the tiles,
-        // each pooled pixel lies in exactly one tile since tiles start at
-        // even conv coordinates, and `output` has the pooled NHWC size,
-        // asserted).
+    run_blocks(&pass, |mut blk| {
+        let args = blk.output_args(p, relu, out);
+        // SAFETY: `output_args` checked the lengths of `m`, `bias` and
+        // `sink`; `sink` is this task's own scratch, and the pooled pixels
+        // of this block's tiles are written by this task only (blocks
+        // partition the tiles, each pooled pixel lies in exactly one tile
+        // since tiles start at even conv coordinates, and `output` has the
+        // pooled NHWC size, asserted).
         unsafe { pooled_block(p, token, &args, blk.first, blk.count) };
     });
-}
-
-/// Where the pooled output transform reads and writes (see [`pooled_block`]).
-struct PooledArgs {
-    /// Tile 0's element-0 row of `M` (`[e][count][ldm]`).
-    m: *const f32,
-    ldm: usize,
-    bias: *const f32,
-    relu: bool,
-    /// The pooled NHWC output `[n, out_h / 2, out_w / 2, c_out]`.
-    out: *mut f32,
-    /// `c_out` floats for windows past the pooled map's right edge.
-    sink: *mut f32,
 }
 
 /// Pooled output transform of tiles `first .. first + count`.
@@ -244,7 +224,7 @@ struct PooledArgs {
 /// `args.m` holds `t*t*count*ldm` floats, `args.bias` and `args.sink` `c_out`
 /// each (the sink written by this thread only), `args.out` the pooled NHWC
 /// output, whose pixels of these tiles no other thread writes.
-unsafe fn pooled_block(p: &Problem, token: Token, args: &PooledArgs, first: usize, count: usize) {
+unsafe fn pooled_block(p: &Problem, token: Token, args: &OutputArgs, first: usize, count: usize) {
     // Soundness of every arm below: reads stay inside `m` and `bias`; writes
     // go to pooled pixels of these tiles or to `sink`: the caller's contract.
     match token {
@@ -263,7 +243,7 @@ unsafe fn pooled_block(p: &Problem, token: Token, args: &PooledArgs, first: usiz
 /// As [`pooled_block_impl`], on a CPU with AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn pooled_block_avx512(isa: Avx512, p: &Problem, args: &PooledArgs, first: usize, count: usize) {
+unsafe fn pooled_block_avx512(isa: Avx512, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX-512F is enabled here.
     unsafe { pooled_block_impl(isa, p, args, first, count) }
 }
@@ -272,7 +252,7 @@ unsafe fn pooled_block_avx512(isa: Avx512, p: &Problem, args: &PooledArgs, first
 /// As [`pooled_block_impl`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pooled_block_avx2(isa: Avx2, p: &Problem, args: &PooledArgs, first: usize, count: usize) {
+unsafe fn pooled_block_avx2(isa: Avx2, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX2 is enabled here.
     unsafe { pooled_block_impl(isa, p, args, first, count) }
 }
@@ -295,7 +275,7 @@ fn scalar_max(v: f32, m: f32) -> f32 {
 /// # Safety
 /// As [`pooled_block`]; the token `isa` proves the instruction set.
 #[inline(always)]
-unsafe fn pooled_block_impl<S: Isa>(isa: S, p: &Problem, args: &PooledArgs, first: usize, count: usize) {
+unsafe fn pooled_block_impl<S: Isa>(isa: S, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
     let c_out = p.c_out;
     let (ph, pw) = (p.out_h / 2, p.out_w / 2);
     // Pooling windows per tile side: 2 for F4, 1 for F2.

@@ -438,6 +438,22 @@ fn block_partition_is_bounded_and_balanced() {
         assert!(per_block == 1 || per_block * variant.elems() * 2 * c * 4 <= BLOCK_BYTES);
         assert!(p.tiles().div_ceil(per_block) >= MIN_BLOCKS.min(p.tiles()));
     }
+    // Grouped: the smaller budget, whole 12-row micro-kernel tiles for 56x56x128 in 4 groups.
+    let grouped = Problem {
+        variant: Variant::F4,
+        n: 8,
+        in_h: 56,
+        in_w: 56,
+        c_in: 128,
+        c_out: 128,
+        groups: 4,
+        pad_top: 1,
+        pad_left: 1,
+        out_h: 56,
+        out_w: 56,
+    };
+    assert_eq!(grouped.block_bytes(), GROUPED_BLOCK_BYTES);
+    assert_eq!(grouped.tiles_per_block(128, grouped.block_bytes(), MIN_BLOCKS), 10);
 }
 
 /// Backward-filter's split: groups cover every tile once, chunks stay within

@@ -166,13 +166,20 @@ pub(super) unsafe fn output_block(p: &Problem, token: Token, args: &OutputArgs, 
     }
 }
 
-/// Where the output transform reads and writes (see [`output_block`]).
+/// Where an output transform reads and writes (see [`output_block`], and
+/// the pooled one of `pooled`).
 pub(super) struct OutputArgs {
+    /// Tile 0's element-0 row of `M` (`[e][count][ldm]`).
     pub(super) m: *const f32,
+    /// Row length of `M`.
     pub(super) ldm: usize,
+    /// `c_out` biases.
     pub(super) bias: *const f32,
+    /// Whether the epilogue applies ReLU.
     pub(super) relu: bool,
+    /// The NHWC output: the conv map, or the pooled map for the pooled transform.
     pub(super) out: *mut f32,
+    /// `c_out` floats for pixels past the output's edges.
     pub(super) sink: *mut f32,
 }
 
