@@ -4,6 +4,9 @@
 //! **What it computes.** 3x3 windows, stride 1, no dilation, any padding
 //! (valid, same, explicit, asymmetric): the same `y = act(conv(x, w) + b)` as
 //! [`super::reference`], NHWC input and output, HWIO filter at the edges.
+//! Forward and backward-data also run grouped shapes (groups dividing both
+//! channel counts) in the same pass: the transforms cover all channels, the
+//! GEMMs are per group (block-diagonal, see `Problem::groups`).
 //!
 //! **How.** The output is cut into `m x m` tiles (`m` = 2 or 4); tile `(ty, tx)`
 //! reads the `(m+2) x (m+2)` input patch at `(ty*m - pad_top, tx*m - pad_left)`,
