@@ -45,27 +45,56 @@ pub(super) fn panel_width(token: Token, c_out: usize) -> usize {
     }
 }
 
-/// `c[r][0..ldm] = sum_k a[r][k] * b[k][..]` for `rows` rows, with `a` dense
-/// `[rows][k]`, `b` packed `[ldm / nr][k][nr]` and `c` dense `[rows][ldm]`.
-/// `c` is not read. `token` must be the one `b` was packed for.
-pub(super) fn gemm(token: Token, rows: usize, k: usize, c_out: usize, a: &[f32], b: &[f32], c: &mut [f32]) {
+/// Row strides of a GEMM's tile side: `a` rows `lda` floats apart, `c` rows
+/// `ldc` apart. A dense layer's GEMM reads all of `V[e]` (`lda = k`); a
+/// grouped layer's reads its group's `k` channels of each `c_in`-channel row
+/// of `V[e]` and writes its group's columns of `M[e]`.
+#[derive(Clone, Copy)]
+pub(super) struct Strides {
+    pub(super) lda: usize,
+    pub(super) ldc: usize,
+}
+
+/// `c[r][0..ldm] = sum_k a[r][k] * b[k][..]` for `rows` rows, with `a`
+/// `[rows][k]` (row stride `st.lda >= k`), `b` packed `[ldm / nr][k][nr]` and
+/// `c` `[rows][ldm]` (row stride `st.ldc >= ldm`), `ldm` the padded `c_out`.
+/// `c` is not read past its `ldm` columns. `token` must be the one `b` was
+/// packed for.
+#[allow(clippy::too_many_arguments)] // the GEMM's shape, operands and strides
+pub(super) fn gemm(
+    token: Token,
+    rows: usize,
+    k: usize,
+    c_out: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    st: Strides,
+) {
     let nr = panel_width(token, c_out);
     let ldm = c_out.div_ceil(nr) * nr;
-    assert!(a.len() >= rows * k && b.len() >= k * ldm && c.len() >= rows * ldm, "winograd gemm operands too short");
+    let Strides { lda, ldc } = st;
+    // The last row need not be followed by a full stride.
+    let span = |ld: usize, cols: usize| rows.saturating_sub(1) * ld + if rows > 0 { cols } else { 0 };
+    assert!(lda >= k && ldc >= ldm, "winograd gemm strides shorter than a row");
+    assert!(
+        a.len() >= span(lda, k) && b.len() >= k * ldm && c.len() >= span(ldc, ldm),
+        "winograd gemm operands too short"
+    );
     let (a, b, c) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
     match token {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the token proves AVX-512F/AVX2/FMA; the lengths asserted
-        // above bound every address the kernel forms (rows*k of a, k*ldm of
-        // b, rows*ldm of c).
-        Token::Avx512(isa) => unsafe { gemm_avx512(isa, &Panels { rows, k, panels: ldm / 32, a, b, c, ldc: ldm }) },
+        // above bound every address the kernel forms (rows of k floats lda
+        // apart in a, k*ldm of b, rows of ldm floats ldc apart in c).
+        Token::Avx512(isa) => unsafe { gemm_avx512(isa, &Panels { rows, k, panels: ldm / 32, a, lda, b, c, ldc }) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 + FMA with 16-wide panels.
-        Token::Avx2(isa) => unsafe { gemm_avx2(isa, &Panels { rows, k, panels: ldm / 16, a, b, c, ldc: ldm }) },
+        Token::Avx2(isa) => unsafe { gemm_avx2(isa, &Panels { rows, k, panels: ldm / 16, a, lda, b, c, ldc }) },
         Token::Portable(_) => {
             // SAFETY: `b` is the unpadded `[k][c_out]` (ldm == c_out here),
-            // `a` dense `[rows][k]`, `c` dense `[rows][c_out]`: the lengths
-            // asserted above cover every element.
+            // `a` `[rows][k]` with row stride lda, `c` `[rows][c_out]` with
+            // row stride ldc: the lengths asserted above cover every element.
             unsafe {
                 sgemm_strided(
                     token,
@@ -75,14 +104,14 @@ pub(super) fn gemm(token: Token, rows: usize, k: usize, c_out: usize, a: &[f32],
                         n: c_out,
                         alpha: 1.0,
                         a,
-                        rsa: k,
+                        rsa: lda,
                         csa: 1,
                         b,
                         rsb: c_out,
                         csb: 1,
                         beta: 0.0,
                         c,
-                        rsc: c_out,
+                        rsc: ldc,
                         csc: 1,
                     },
                 )
@@ -93,22 +122,23 @@ pub(super) fn gemm(token: Token, rows: usize, k: usize, c_out: usize, a: &[f32],
 
 /// Emits `tile::<_, $mr, NV>` for a run-time `rows < $max` (the row remainder).
 macro_rules! dispatch_rows {
-    ($isa:expr, $rows:expr, $k:expr, $a:expr, $b:expr, $c:expr, $ldc:expr, [$($mr:literal),*]) => {
+    ($isa:expr, $rows:expr, $k:expr, $a:expr, $lda:expr, $b:expr, $c:expr, $ldc:expr, [$($mr:literal),*]) => {
         match $rows {
-            $($mr => tile::<_, $mr, 2>($isa, $k, $a, $b, $c, $ldc),)*
+            $($mr => tile::<_, $mr, 2>($isa, $k, $a, $lda, $b, $c, $ldc),)*
             _ => {}
         }
     };
 }
 
-/// One element-wise GEMM on raw operands: `a` dense `[rows][k]`, `b`
-/// `panels` packed column panels `[k][nr]`, `c` `[rows][ldc]`.
+/// One element-wise GEMM on raw operands: `a` `[rows][lda]` (its first `k`
+/// columns read), `b` `panels` packed column panels `[k][nr]`, `c` `[rows][ldc]`.
 #[derive(Clone, Copy)]
 struct Panels {
     rows: usize,
     k: usize,
     panels: usize,
     a: *const f32,
+    lda: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -120,11 +150,12 @@ struct Panels {
 /// inner, then the `rows % MR` remainder.
 ///
 /// # Safety
-/// `g.a` valid for `rows * k` reads, `g.b` for `panels * k * nr`, `g.c` for
-/// `rows * ldc` writes with `ldc >= panels * nr`, where `nr = 2 * S::LANES`.
+/// `g.a` valid for `rows` rows of `k` reads `lda` apart, `g.b` for `panels *
+/// k * nr`, `g.c` for `rows` rows of `panels * nr` writes `ldc` apart, where
+/// `nr = 2 * S::LANES`.
 #[inline(always)]
 unsafe fn panels<S: Isa, const MR: usize>(isa: S, g: &Panels) {
-    let Panels { rows, k, panels, a, b, c, ldc } = *g;
+    let Panels { rows, k, panels, a, lda, b, c, ldc } = *g;
     let nr = 2 * S::LANES;
     for p in 0..panels {
         // SAFETY: panel p of b starts at p*k*nr < panels*k*nr; c column offset p*nr < ldc.
@@ -132,18 +163,18 @@ unsafe fn panels<S: Isa, const MR: usize>(isa: S, g: &Panels) {
         let mut r = 0;
         while r + MR <= rows {
             // SAFETY: rows r..r+MR exist in a and c (r + MR <= rows).
-            unsafe { tile::<S, MR, 2>(isa, k, a.add(r * k), bp, cp.add(r * ldc), ldc) };
+            unsafe { tile::<S, MR, 2>(isa, k, a.add(r * lda), lda, bp, cp.add(r * ldc), ldc) };
             r += MR;
         }
         // SAFETY: the remaining rows - r < MR rows exist in a and c.
-        let (ar, cr) = unsafe { (a.add(r * k), cp.add(r * ldc)) };
+        let (ar, cr) = unsafe { (a.add(r * lda), cp.add(r * ldc)) };
         let rest = rows - r;
         if MR == 12 {
             // SAFETY: `rest` rows exist in a and c.
-            unsafe { dispatch_rows!(isa, rest, k, ar, bp, cr, ldc, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]) };
+            unsafe { dispatch_rows!(isa, rest, k, ar, lda, bp, cr, ldc, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]) };
         } else {
             // SAFETY: `rest` rows exist in a and c.
-            unsafe { dispatch_rows!(isa, rest, k, ar, bp, cr, ldc, [1, 2, 3, 4, 5]) };
+            unsafe { dispatch_rows!(isa, rest, k, ar, lda, bp, cr, ldc, [1, 2, 3, 4, 5]) };
         }
     }
 }
@@ -174,7 +205,7 @@ unsafe fn gemm_avx2(isa: Avx2, g: &Panels) {
 /// one FMA chain per output in `k` order.
 ///
 /// # Safety
-/// `a` valid for `MR` rows of `k` reads (row stride `k`), `b` for `k * nr`
+/// `a` valid for `MR` rows of `k` reads (row stride `lda`), `b` for `k * nr`
 /// reads, `c` for `MR` rows of `nr` writes (row stride `ldc`), with
 /// `nr = NV * S::LANES`.
 #[inline(always)]
@@ -183,6 +214,7 @@ unsafe fn tile<S: Isa, const MR: usize, const NV: usize>(
     isa: S,
     k: usize,
     a: *const f32,
+    lda: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -204,7 +236,7 @@ unsafe fn tile<S: Isa, const MR: usize, const NV: usize>(
         }
         for r in 0..MR {
             // SAFETY: row r < MR of a holds k floats.
-            let av = isa.splat(unsafe { *a.add(r * k + kk) });
+            let av = isa.splat(unsafe { *a.add(r * lda + kk) });
             for j in 0..NV {
                 acc[r][j] = av.mul_add(bv[j], acc[r][j]);
             }

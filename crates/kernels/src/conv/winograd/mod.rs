@@ -4,6 +4,9 @@
 //! **What it computes.** 3x3 windows, stride 1, no dilation, any padding
 //! (valid, same, explicit, asymmetric): the same `y = act(conv(x, w) + b)` as
 //! [`super::reference`], NHWC input and output, HWIO filter at the edges.
+//! Forward and backward-data also run grouped shapes (groups dividing both
+//! channel counts) in the same pass: the transforms cover all channels, the
+//! GEMMs are per group (block-diagonal, see `Problem::groups`).
 //!
 //! **How.** The output is cut into `m x m` tiles (`m` = 2 or 4); tile `(ty, tx)`
 //! reads the `(m+2) x (m+2)` input patch at `(ty*m - pad_top, tx*m - pad_left)`,
@@ -90,6 +93,17 @@ use transforms::{G_F2, G_F4};
 /// cache arithmetic; on a 1 MiB-L2 core (Zen 4) 1 MiB would be the choice.
 pub(crate) const BLOCK_BYTES: usize = 2 << 20;
 
+/// [`BLOCK_BYTES`] for grouped problems (training forward and
+/// backward-data): the filter of all groups is small (`groups * t*t * cig *
+/// cog` floats, 590 KB for 56x56x128 in 4 groups), so a block whose `V + M`
+/// leaves room for it in half the L2 keeps all three stages in cache: 384
+/// KiB, 10 tiles of 128 channels with F(4x4). Measured on that layer
+/// (batch 8, one thread, CPU ms per forward call, five alternated runs, load
+/// average 10-12 on two cores, so rough): 2 MiB blocks 9.97 ms median,
+/// 512 KiB 7.05, 256 KiB 6.45 (7.7 in a second sitting), in that second
+/// sitting 384 KiB 6.8 and 128 KiB 8.9 (GEMMs of 3 tiles).
+const GROUPED_BLOCK_BYTES: usize = 384 << 10;
+
 /// At least this many blocks when the problem has enough tiles, so two or
 /// more threads can balance small layers (a fixed number, not the thread
 /// count: the partition must not depend on the pool).
@@ -159,8 +173,15 @@ struct Problem {
     n: usize,
     in_h: usize,
     in_w: usize,
+    /// Input channels (all groups).
     c_in: usize,
+    /// Output channels (all groups).
     c_out: usize,
+    /// Channel groups: group `g` maps input channels `g * c_in / groups ..`
+    /// to output channels `g * c_out / groups ..` (1 = dense). The input
+    /// and output transforms run over all channels at once; only the GEMMs
+    /// are per group (block-diagonal).
+    groups: usize,
     pad_top: isize,
     pad_left: isize,
     out_h: usize,
@@ -168,6 +189,29 @@ struct Problem {
 }
 
 impl Problem {
+    /// Input channels per group (the GEMMs' `k`).
+    fn cig(&self) -> usize {
+        self.c_in / self.groups
+    }
+
+    /// Output channels per group (the GEMMs' `n`).
+    fn cog(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    /// Row length of `M` for `token`: one padded column block per group
+    /// (group `g`'s products at columns `g * ldm_g ..`, `ldm_g` =
+    /// [`padded_c_out`] of `cog`).
+    fn ldm(&self, token: Token) -> usize {
+        self.groups * padded_c_out(token, self.cog())
+    }
+
+    /// Floats of the packed filter: per group, per tile element, `cig` rows
+    /// of the group's padded output channels.
+    fn packed_len(&self, token: Token) -> usize {
+        self.variant.elems() * self.cig() * self.ldm(token)
+    }
+
     fn tiles_h(&self) -> usize {
         self.out_h.div_ceil(self.variant.m())
     }
@@ -187,14 +231,25 @@ impl Problem {
         (img, rem / self.tiles_w(), rem % self.tiles_w())
     }
 
-    /// Tiles per block: `V + M` within [`BLOCK_BYTES`], at least
-    /// [`MIN_BLOCKS`] blocks when there are enough tiles.
-    fn tiles_per_block(&self, ldm: usize) -> usize {
+    /// The training driver's budget for `V + M` of one block:
+    /// [`BLOCK_BYTES`] dense, [`GROUPED_BLOCK_BYTES`] grouped.
+    fn block_bytes(&self) -> usize {
+        if self.groups > 1 {
+            GROUPED_BLOCK_BYTES
+        } else {
+            BLOCK_BYTES
+        }
+    }
+
+    /// Tiles per block: `V + M` within `block_bytes`, at least
+    /// `min_blocks` blocks when there are enough tiles, whole 12-row
+    /// micro-kernel tiles where that costs little balance. (Training uses
+    /// [`BLOCK_BYTES`] and [`MIN_BLOCKS`], inference its own, see [`pooled`].)
+    fn tiles_per_block(&self, ldm: usize, block_bytes: usize, min_blocks: usize) -> usize {
         let per_tile = self.variant.elems() * (self.c_in + ldm) * 4;
-        let by_cache = (BLOCK_BYTES / per_tile).max(1);
-        let by_balance = self.tiles().div_ceil(MIN_BLOCKS).max(1);
+        let by_cache = (block_bytes / per_tile).max(1);
+        let by_balance = self.tiles().div_ceil(min_blocks).max(1);
         let tiles = by_cache.min(by_balance);
-        // Whole 12-row micro-kernel tiles where that costs little balance.
         if tiles >= 24 {
             tiles - tiles % 12
         } else {
@@ -209,9 +264,64 @@ fn padded_c_out(token: Token, c_out: usize) -> usize {
     c_out.div_ceil(nr) * nr
 }
 
+/// The forward problem of `s` (all groups) on `algo`'s variant.
+fn forward_problem(algo: ConvAlgo, s: &ConvShape) -> Problem {
+    Problem {
+        variant: Variant::of(algo),
+        n: s.n,
+        in_h: s.h,
+        in_w: s.w,
+        c_in: s.c_in,
+        c_out: s.c_out,
+        groups: s.groups,
+        // A validated shape's buffers fit in usize bytes, so its paddings are < isize::MAX.
+        pad_top: s.pad_top as isize,
+        pad_left: s.pad_left as isize,
+        out_h: s.out_h(),
+        out_w: s.out_w(),
+    }
+}
+
+/// Filter transform of every group into `packed` ([`Problem::packed_len`]
+/// floats, group `g`'s `[e][cig][ldm_g]` at `g * t*t * cig * ldm_g`).
+///
+/// `filter` is HWIO `[3][3][cig][c_out]` of the forward problem whose
+/// groups `p` runs; with `rotate`, `p` is that problem's backward-data (its
+/// `cig` the forward's `cog` and vice versa) and each group's filter is
+/// rotated by 180 degrees with its channels swapped before the transform.
+/// A dense filter (one group, no rotation) is transformed in place; the
+/// groups are copied out to a per-call scratch first.
+fn pack_groups(p: &Problem, token: Token, filter: &[f32], rotate: bool, packed: &mut [f32]) {
+    let (cig, cog) = (p.cig(), p.cog());
+    let group_len = p.variant.elems() * cig * padded_c_out(token, cog);
+    debug_assert_eq!(packed.len(), p.groups * group_len);
+    if p.groups == 1 && !rotate {
+        pack_filter(p.variant, token, filter, cig, cog, packed);
+        return;
+    }
+    // The forward problem's per-group channels: rows of `filter` and columns per group.
+    let (rows, cols) = if rotate { (cog, cig) } else { (cig, cog) };
+    let width = p.groups * cols;
+    let taps = 9 * rows * cols;
+    let mut buf = scratch_f32(Slot::Table, 2 * taps);
+    let (w, rotated) = buf.split_at_mut(taps);
+    for (g, out) in packed.chunks_exact_mut(group_len).enumerate() {
+        for (dst, src) in w.chunks_exact_mut(cols).zip(filter.chunks_exact(width)) {
+            dst.copy_from_slice(&src[g * cols..][..cols]);
+        }
+        if rotate {
+            rotate_and_swap(w, rows, cols, rotated);
+            pack_filter(p.variant, token, rotated, cig, cog, out);
+        } else {
+            pack_filter(p.variant, token, w, cig, cog, out);
+        }
+    }
+}
+
 /// Forward pass with the activation fused into the epilogue, on `token`'s
 /// instruction set (one token per call, so the filter packing and the
-/// micro-kernels always agree).
+/// micro-kernels always agree). Grouped shapes run every group in one pass
+/// over the tiles (see [`Problem::groups`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     token: Token,
@@ -224,27 +334,16 @@ pub(crate) fn forward(
     output: &mut [f32],
 ) {
     let _ftz = FtzGuard::new();
-    let problem = Problem {
-        variant: Variant::of(algo),
-        n: s.n,
-        in_h: s.h,
-        in_w: s.w,
-        c_in: s.c_in,
-        c_out: s.c_out,
-        // A validated shape's buffers fit in usize bytes, so its paddings are < isize::MAX.
-        pad_top: s.pad_top as isize,
-        pad_left: s.pad_left as isize,
-        out_h: s.out_h(),
-        out_w: s.out_w(),
-    };
-    let packed_len = problem.variant.elems() * s.c_in * padded_c_out(token, s.c_out);
-    let mut packed = scratch_f32(Slot::Filter, packed_len);
-    pack_filter(problem.variant, token, filter, s.c_in, s.c_out, &mut packed);
-    run(&problem, token, input, &packed, bias, activation == Activation::Relu, output);
+    let problem = forward_problem(algo, s);
+    let mut packed = scratch_f32(Slot::Filter, problem.packed_len(token));
+    pack_groups(&problem, token, filter, false, &mut packed);
+    let per_block = problem.tiles_per_block(problem.ldm(token), problem.block_bytes(), MIN_BLOCKS);
+    let pass = Pass { p: &problem, token, input, packed: &packed, per_block, bias };
+    run(&pass, activation == Activation::Relu, output);
 }
 
 /// Backward-data pass (overwrites `grad_input`): a Winograd forward of
-/// `grad_output` with the rotated, channel-swapped filter.
+/// `grad_output` with the rotated, channel-swapped filter (per group).
 pub(crate) fn backward_data(
     token: Token,
     algo: ConvAlgo,
@@ -263,22 +362,21 @@ pub(crate) fn backward_data(
         in_w: s.out_w(),
         c_in: s.c_out,
         c_out: s.c_in,
+        groups: s.groups,
         pad_top: 2 - s.pad_top as isize,
         pad_left: 2 - s.pad_left as isize,
         out_h: s.h,
         out_w: s.w,
     };
-    let rotated_len = 9 * s.c_in * s.c_out;
-    let packed_len = problem.variant.elems() * problem.c_in * padded_c_out(token, problem.c_out);
-    let mut buf = scratch_f32(Slot::Filter, rotated_len + packed_len);
-    let (rotated, packed) = buf.split_at_mut(rotated_len);
-    rotate_and_swap(filter, s.c_in, s.c_out, rotated);
-    pack_filter(problem.variant, token, rotated, problem.c_in, problem.c_out, packed);
-    run(&problem, token, grad_output, packed, None, false, grad_input);
+    let mut packed = scratch_f32(Slot::Filter, problem.packed_len(token));
+    pack_groups(&problem, token, filter, true, &mut packed);
+    let per_block = problem.tiles_per_block(problem.ldm(token), problem.block_bytes(), MIN_BLOCKS);
+    run(&Pass { p: &problem, token, input: grad_output, packed: &packed, per_block, bias: None }, false, grad_input);
 }
 
-/// Backward-filter pass (overwrites `grad_filter`): the gradient of the
-/// element-wise stage, see [`backward_filter`](self::backward_filter).
+/// Backward-filter pass (overwrites `grad_filter`) of a dense shape: the
+/// gradient of the element-wise stage, see
+/// [`backward_filter`](self::backward_filter).
 pub(crate) fn backward_filter(
     token: Token,
     algo: ConvAlgo,
@@ -287,31 +385,75 @@ pub(crate) fn backward_filter(
     grad_output: &[f32],
     grad_filter: &mut [f32],
 ) {
-    let problem = Problem {
-        variant: Variant::of(algo),
-        n: s.n,
-        in_h: s.h,
-        in_w: s.w,
-        c_in: s.c_in,
-        c_out: s.c_out,
-        pad_top: s.pad_top as isize,
-        pad_left: s.pad_left as isize,
-        out_h: s.out_h(),
-        out_w: s.out_w(),
-    };
+    debug_assert_eq!(s.groups, 1);
+    let problem = forward_problem(algo, s);
     backward_filter::backward_filter(&problem, token, input, grad_output, grad_filter);
 }
 
-/// Runs `problem` block by block: input transform, GEMMs, output transform.
-fn run(p: &Problem, token: Token, input: &[f32], packed: &[f32], bias: Option<&[f32]>, relu: bool, output: &mut [f32]) {
-    debug_assert_eq!(input.len(), p.n * p.in_h * p.in_w * p.c_in);
-    debug_assert_eq!(output.len(), p.n * p.out_h * p.out_w * p.c_out);
-    let ldm = padded_c_out(token, p.c_out);
+/// One block's products, handed to the driver's epilogue.
+struct Block<'a> {
+    /// The block's first tile.
+    first: usize,
+    /// Its tiles.
+    count: usize,
+    /// `M`, `[e][count][ldm]`.
+    m: &'a [f32],
+    /// Row length of `M` ([`Problem::ldm`]).
+    ldm: usize,
+    /// `c_out` biases (zeros without a bias).
+    bias: &'a [f32],
+    /// `c_out` floats of this task's own scratch, for pixels past the edges.
+    sink: &'a mut [f32],
+}
+
+impl Block<'_> {
+    /// The raw operands of an output transform of this block into `out`,
+    /// after checking the lengths its safety contract needs (`M` of the
+    /// block's tiles, `c_out` of bias and sink).
+    fn output_args(&mut self, p: &Problem, relu: bool, out: SendPtr<f32>) -> OutputArgs {
+        let t2 = p.variant.elems();
+        assert!(self.m.len() >= t2 * self.count * self.ldm && self.bias.len() >= p.c_out && self.sink.len() >= p.c_out);
+        OutputArgs {
+            m: self.m.as_ptr(),
+            ldm: self.ldm,
+            bias: self.bias.as_ptr(),
+            relu,
+            out: out.get(),
+            sink: self.sink.as_mut_ptr(),
+        }
+    }
+}
+
+/// One call of the block driver: the problem, its instruction set, its
+/// input and packed filter ([`pack_groups`]'s), the tiles per block and the
+/// bias.
+struct Pass<'a> {
+    p: &'a Problem,
+    token: Token,
+    input: &'a [f32],
+    packed: &'a [f32],
+    per_block: usize,
+    bias: Option<&'a [f32]>,
+}
+
+/// The block driver: cuts the tiles into blocks of `per_block` (a fixed
+/// partition, whatever the thread count), one rayon task per block, and per
+/// block runs the input transform of all `c_in` channels into `V`, the
+/// `t*t * groups` GEMMs `M[e][.., group g] = V[e][.., group g] * U[g][e]`,
+/// then `epilogue` on `M` (the output transform, plain or pooled).
+///
+/// The epilogue may only write output pixels of its block's tiles (blocks
+/// run concurrently).
+fn run_blocks(pass: &Pass, epilogue: impl Fn(Block) + Sync) {
+    let Pass { p, token, input, packed, per_block, bias } = *pass;
+    assert_eq!(input.len(), p.n * p.in_h * p.in_w * p.c_in);
+    let (cig, cog, groups) = (p.cig(), p.cog(), p.groups);
+    let ldm_g = padded_c_out(token, cog);
+    let ldm = groups * ldm_g;
+    assert!(packed.len() >= p.packed_len(token) && bias.is_none_or(|b| b.len() >= p.c_out));
     let t2 = p.variant.elems();
     let total = p.tiles();
-    let per_block = p.tiles_per_block(ldm);
     let blocks = total.div_ceil(per_block);
-    let out = SendPtr(output.as_mut_ptr());
     (0..blocks).into_par_iter().for_each(|block| {
         let _ftz = FtzGuard::new();
         let first = block * per_block;
@@ -322,27 +464,38 @@ fn run(p: &Problem, token: Token, input: &[f32], packed: &[f32], bias: Option<&[
         let full = per_block.min(total);
         let full_len = t2 * full * (p.c_in + ldm) + zeros_len + p.c_out;
         let mut scratch = scratch_f32_task(Slot::Tiles, v_len + m_len + zeros_len + p.c_out, full_len);
-        {
-            let (v, rest) = scratch.split_at_mut(v_len);
-            let (m, rest) = rest.split_at_mut(m_len);
-            let (zeros, sink) = rest.split_at_mut(zeros_len);
-            zeros.fill(0.0);
-            input_block(p, token, input, first, count, zeros, v);
-            for e in 0..t2 {
-                let a = &v[e * count * p.c_in..][..count * p.c_in];
-                let b = &packed[e * p.c_in * ldm..][..p.c_in * ldm];
-                let c = &mut m[e * count * ldm..][..count * ldm];
-                gemm::gemm(token, count, p.c_in, p.c_out, a, b, c);
+        let (v, rest) = scratch.split_at_mut(v_len);
+        let (m, rest) = rest.split_at_mut(m_len);
+        let (zeros, sink) = rest.split_at_mut(zeros_len);
+        zeros.fill(0.0);
+        input_block(p, token, input, first, count, zeros, v);
+        let strides = gemm::Strides { lda: p.c_in, ldc: ldm };
+        for e in 0..t2 {
+            for g in 0..groups {
+                let a = &v[e * count * p.c_in + g * cig..];
+                let b = &packed[(g * t2 + e) * cig * ldm_g..][..cig * ldm_g];
+                let c = &mut m[e * count * ldm + g * ldm_g..];
+                gemm::gemm(token, count, cig, cog, a, b, c, strides);
             }
-            let bias = bias.unwrap_or(&zeros[..p.c_out]);
-            assert!(m.len() >= t2 * count * ldm && bias.len() >= p.c_out && sink.len() >= p.c_out);
-            let args =
-                OutputArgs { m: m.as_ptr(), ldm, bias: bias.as_ptr(), relu, out: out.get(), sink: sink.as_mut_ptr() };
-            // SAFETY: `m`, `bias` and `sink` are long enough (asserted), `sink`
-            // is this task's own scratch, and the output pixels of this
-            // block's tiles are written by this task only (blocks partition
-            // the tiles, and `output` has the problem's NHWC size).
-            unsafe { output_block(p, token, &args, first, count) };
         }
+        let bias = bias.unwrap_or(&zeros[..p.c_out]);
+        epilogue(Block { first, count, m, ldm, bias, sink });
+    });
+}
+
+/// Runs `pass` block by block with the plain output transform (bias and
+/// activation fused) into `output`, NHWC of the problem's size.
+fn run(pass: &Pass, relu: bool, output: &mut [f32]) {
+    let (p, token) = (pass.p, pass.token);
+    assert_eq!(output.len(), p.n * p.out_h * p.out_w * p.c_out);
+    let out = SendPtr(output.as_mut_ptr());
+    run_blocks(pass, |mut blk| {
+        let args = blk.output_args(p, relu, out);
+        // SAFETY: `output_args` checked the lengths of `m`, `bias` and
+        // `sink`; `sink` is this task's own scratch, and the output pixels
+        // of this block's tiles are written by this task only (blocks
+        // partition the tiles, and `output` has the problem's NHWC size,
+        // asserted).
+        unsafe { output_block(p, token, &args, blk.first, blk.count) };
     });
 }

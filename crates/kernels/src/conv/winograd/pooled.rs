@@ -9,8 +9,9 @@
 //! filter, NHWC output `[n, out_h / 2, out_w / 2, c_out]`. An odd last conv
 //! row or column, which the pool drops, is not computed.
 //!
-//! **How.** The driver is Winograd's (input transform, `t*t` GEMMs, output
-//! transform, block by block), with the problem cut to the `2 * (out_h / 2) x
+//! **How.** The driver is Winograd's own block driver (input transform,
+//! `t*t` GEMMs, then this kernel's output transform as the block's
+//! epilogue), with inference-sized blocks and the problem cut to the `2 * (out_h / 2) x
 //! 2 * (out_w / 2)` conv pixels the pool reads. Output tiles start at
 //! multiples of `m` (4 for F(4x4, 3x3), 2 for F(2x2, 3x3)), which are even,
 //! so an F4 tile holds four whole pooling windows and an F2 tile exactly
@@ -40,11 +41,11 @@
 //! tiles independent of the thread count, one task per block, flush-to-zero
 //! while the kernel runs, one instruction-set token per call.
 
-use super::tiles::{input_block, output_block, OutputArgs};
+use super::tiles::OutputArgs;
 use super::transforms::{at_f2, at_f4};
-use super::{gemm, pack::pack_filter, padded_c_out, Problem, Variant};
+use super::{forward_problem, pack_groups, run, run_blocks, Pass, Problem, Variant};
 use crate::activation::Activation;
-use crate::arch::{scratch_f32, scratch_f32_task, FtzGuard, Isa, Scalar, SendPtr, Slot, Token, Vf32};
+use crate::arch::{scratch_f32, FtzGuard, Isa, Scalar, SendPtr, Slot, Token, Vf32};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
 use crate::conv::fused::FusedPool;
@@ -52,7 +53,6 @@ use crate::conv::{ConvAlgo, ConvShape};
 use crate::error::check_len;
 use crate::simd::SimdLevel;
 use crate::{Error, Result};
-use rayon::prelude::*;
 
 /// Bytes of transformed input `V` plus products `M` per block of tiles (one
 /// rayon task) for inference: half of a Zen 4 core's 1 MiB L2, so `V`, `M`
@@ -70,21 +70,6 @@ const INFERENCE_BLOCK_BYTES: usize = 512 << 10;
 /// the result would not either: every output is one FMA chain in a fixed
 /// order, whatever the blocking).
 const INFERENCE_MIN_BLOCKS: usize = 2;
-
-/// Tiles per block for inference: `V + M` within [`INFERENCE_BLOCK_BYTES`],
-/// at least [`INFERENCE_MIN_BLOCKS`] blocks, whole 12-row micro-kernel tiles
-/// where that costs little balance.
-fn tiles_per_block(p: &Problem, ldm: usize) -> usize {
-    let per_tile = p.variant.elems() * (p.c_in + ldm) * 4;
-    let by_cache = (INFERENCE_BLOCK_BYTES / per_tile).max(1);
-    let by_balance = p.tiles().div_ceil(INFERENCE_MIN_BLOCKS).max(1);
-    let tiles = by_cache.min(by_balance);
-    if tiles >= 24 {
-        tiles - tiles % 12
-    } else {
-        tiles
-    }
-}
 
 /// Why `algo` cannot run `shape` with `pool` on this kernel, if it cannot:
 /// `algo` must be [`ConvAlgo::WinogradF2`] or [`ConvAlgo::WinogradF4`], the
@@ -187,7 +172,9 @@ pub fn conv2d_winograd_pooled(
     conv2d_winograd_pooled_at(crate::simd::try_level()?, algo, shape, input, filter, bias, activation, pool, output)
 }
 
-/// The checked call: packs the filter and runs the blocks.
+/// The checked call: packs the filter and runs the blocks on the Winograd
+/// block driver with the inference block size and, pooled, the pooled
+/// output transform as the epilogue.
 fn forward_pooled(
     token: Token,
     algo: ConvAlgo,
@@ -199,102 +186,36 @@ fn forward_pooled(
 ) {
     let _ftz = FtzGuard::new();
     let pooled = pool == FusedPool::Max2x2;
-    // Pooled, only the conv pixels the pool reads: the first 2 * (out_h / 2)
-    // rows and 2 * (out_w / 2) columns.
-    let (out_h, out_w) = if pooled { (s.out_h() / 2 * 2, s.out_w() / 2 * 2) } else { (s.out_h(), s.out_w()) };
-    let problem = Problem {
-        variant: Variant::of(algo),
-        n: s.n,
-        in_h: s.h,
-        in_w: s.w,
-        c_in: s.c_in,
-        c_out: s.c_out,
-        // A validated shape's buffers fit in usize bytes, so its paddings are < isize::MAX.
-        pad_top: s.pad_top as isize,
-        pad_left: s.pad_left as isize,
-        out_h,
-        out_w,
-    };
-    let packed_len = problem.variant.elems() * s.c_in * padded_c_out(token, s.c_out);
-    let mut packed = scratch_f32(Slot::Filter, packed_len);
-    pack_filter(problem.variant, token, filter, s.c_in, s.c_out, &mut packed);
+    let mut problem = forward_problem(algo, s);
+    debug_assert_eq!(problem.groups, 1);
+    if pooled {
+        // Only the conv pixels the pool reads: the first 2 * (out_h / 2) rows
+        // and 2 * (out_w / 2) columns.
+        problem.out_h = s.out_h() / 2 * 2;
+        problem.out_w = s.out_w() / 2 * 2;
+    }
+    let mut packed = scratch_f32(Slot::Filter, problem.packed_len(token));
+    pack_groups(&problem, token, filter, false, &mut packed);
     let relu = activation == Activation::Relu;
-    run_pooled(&problem, token, input, &packed, (bias, relu, pooled), output);
-}
-
-/// Like the unfused driver's `run` (input transform, GEMMs, output transform
-/// per block), with the inference block size and, when `pooled`, the pooled
-/// output transform.
-fn run_pooled(
-    p: &Problem,
-    token: Token,
-    input: &[f32],
-    packed: &[f32],
-    (bias, relu, pooled): (Option<&[f32]>, bool, bool),
-    output: &mut [f32],
-) {
-    debug_assert_eq!(input.len(), p.n * p.in_h * p.in_w * p.c_in);
-    let per_pixel = if pooled { 4 } else { 1 };
-    assert_eq!(output.len() * per_pixel, p.n * p.out_h * p.out_w * p.c_out);
-    let ldm = padded_c_out(token, p.c_out);
-    let t2 = p.variant.elems();
-    let total = p.tiles();
-    let per_block = tiles_per_block(p, ldm);
-    let blocks = total.div_ceil(per_block);
+    let per_block = problem.tiles_per_block(problem.ldm(token), INFERENCE_BLOCK_BYTES, INFERENCE_MIN_BLOCKS);
+    let p = &problem;
+    let pass = Pass { p, token, input, packed: &packed, per_block, bias };
+    if !pooled {
+        run(&pass, relu, output);
+        return;
+    }
+    assert_eq!(output.len() * 4, p.n * p.out_h * p.out_w * p.c_out);
     let out = SendPtr(output.as_mut_ptr());
-    (0..blocks).into_par_iter().for_each(|block| {
-        let _ftz = FtzGuard::new();
-        let first = block * per_block;
-        let count = per_block.min(total - first);
-        let (v_len, m_len) = (t2 * count * p.c_in, t2 * count * ldm);
-        let zeros_len = p.c_in.max(p.c_out);
-        // The last block may be short; size for a full one on first touch.
-        let full = per_block.min(total);
-        let full_len = t2 * full * (p.c_in + ldm) + zeros_len + p.c_out;
-        let mut scratch = scratch_f32_task(Slot::Tiles, v_len + m_len + zeros_len + p.c_out, full_len);
-        let (v, rest) = scratch.split_at_mut(v_len);
-        let (m, rest) = rest.split_at_mut(m_len);
-        let (zeros, sink) = rest.split_at_mut(zeros_len);
-        zeros.fill(0.0);
-        input_block(p, token, input, first, count, zeros, v);
-        for e in 0..t2 {
-            let a = &v[e * count * p.c_in..][..count * p.c_in];
-            let b = &packed[e * p.c_in * ldm..][..p.c_in * ldm];
-            let c = &mut m[e * count * ldm..][..count * ldm];
-            gemm::gemm(token, count, p.c_in, p.c_out, a, b, c);
-        }
-        let bias = bias.unwrap_or(&zeros[..p.c_out]);
-        assert!(m.len() >= t2 * count * ldm && bias.len() >= p.c_out && sink.len() >= p.c_out);
-        let (m, bias, out, sink) = (m.as_ptr(), bias.as_ptr(), out.get(), sink.as_mut_ptr());
-        if pooled {
-            let args = PooledArgs { m, ldm, bias, relu, out, sink };
-            // SAFETY: `m`, `bias` and `sink` are long enough (asserted),
-            // `sink` is this task's own scratch, and the pooled pixels of
-            // this block's tiles are written by this task only (blocks
-            // partition the tiles, each pooled pixel lies in exactly one tile
-            // since tiles start at even conv coordinates, and `output` has
-            // the pooled NHWC size, asserted).
-            unsafe { pooled_block(p, token, &args, first, count) };
-        } else {
-            let args = OutputArgs { m, ldm, bias, relu, out, sink };
-            // SAFETY: as above, with every conv pixel in exactly one tile and
-            // `output` of the problem's NHWC size (asserted).
-            unsafe { output_block(p, token, &args, first, count) };
-        }
+    run_blocks(&pass, |mut blk| {
+        let args = blk.output_args(p, relu, out);
+        // SAFETY: `output_args` checked the lengths of `m`, `bias` and
+        // `sink`; `sink` is this task's own scratch, and the pooled pixels
+        // of this block's tiles are written by this task only (blocks
+        // partition the tiles, each pooled pixel lies in exactly one tile
+        // since tiles start at even conv coordinates, and `output` has the
+        // pooled NHWC size, asserted).
+        unsafe { pooled_block(p, token, &args, blk.first, blk.count) };
     });
-}
-
-/// Where the pooled output transform reads and writes (see [`pooled_block`]).
-struct PooledArgs {
-    /// Tile 0's element-0 row of `M` (`[e][count][ldm]`).
-    m: *const f32,
-    ldm: usize,
-    bias: *const f32,
-    relu: bool,
-    /// The pooled NHWC output `[n, out_h / 2, out_w / 2, c_out]`.
-    out: *mut f32,
-    /// `c_out` floats for windows past the pooled map's right edge.
-    sink: *mut f32,
 }
 
 /// Pooled output transform of tiles `first .. first + count`.
@@ -303,7 +224,7 @@ struct PooledArgs {
 /// `args.m` holds `t*t*count*ldm` floats, `args.bias` and `args.sink` `c_out`
 /// each (the sink written by this thread only), `args.out` the pooled NHWC
 /// output, whose pixels of these tiles no other thread writes.
-unsafe fn pooled_block(p: &Problem, token: Token, args: &PooledArgs, first: usize, count: usize) {
+unsafe fn pooled_block(p: &Problem, token: Token, args: &OutputArgs, first: usize, count: usize) {
     // Soundness of every arm below: reads stay inside `m` and `bias`; writes
     // go to pooled pixels of these tiles or to `sink`: the caller's contract.
     match token {
@@ -322,7 +243,7 @@ unsafe fn pooled_block(p: &Problem, token: Token, args: &PooledArgs, first: usiz
 /// As [`pooled_block_impl`], on a CPU with AVX-512F, AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn pooled_block_avx512(isa: Avx512, p: &Problem, args: &PooledArgs, first: usize, count: usize) {
+unsafe fn pooled_block_avx512(isa: Avx512, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX-512F is enabled here.
     unsafe { pooled_block_impl(isa, p, args, first, count) }
 }
@@ -331,7 +252,7 @@ unsafe fn pooled_block_avx512(isa: Avx512, p: &Problem, args: &PooledArgs, first
 /// As [`pooled_block_impl`], on a CPU with AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pooled_block_avx2(isa: Avx2, p: &Problem, args: &PooledArgs, first: usize, count: usize) {
+unsafe fn pooled_block_avx2(isa: Avx2, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
     // SAFETY: forwarded contract; AVX2 is enabled here.
     unsafe { pooled_block_impl(isa, p, args, first, count) }
 }
@@ -354,7 +275,7 @@ fn scalar_max(v: f32, m: f32) -> f32 {
 /// # Safety
 /// As [`pooled_block`]; the token `isa` proves the instruction set.
 #[inline(always)]
-unsafe fn pooled_block_impl<S: Isa>(isa: S, p: &Problem, args: &PooledArgs, first: usize, count: usize) {
+unsafe fn pooled_block_impl<S: Isa>(isa: S, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
     let c_out = p.c_out;
     let (ph, pw) = (p.out_h / 2, p.out_w / 2);
     // Pooling windows per tile side: 2 for F4, 1 for F2.

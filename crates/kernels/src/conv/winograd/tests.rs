@@ -259,6 +259,7 @@ fn backward_filter_accumulates_across_chunks() {
             in_w: s.w,
             c_in: s.c_in,
             c_out: s.c_out,
+            groups: 1,
             pad_top: s.pad_top as isize,
             pad_left: s.pad_left as isize,
             out_h: s.out_h(),
@@ -426,16 +427,33 @@ fn block_partition_is_bounded_and_balanced() {
             in_w: out,
             c_in: c,
             c_out: c,
+            groups: 1,
             pad_top: 1,
             pad_left: 1,
             out_h: out,
             out_w: out,
         };
-        let per_block = p.tiles_per_block(c);
+        let per_block = p.tiles_per_block(c, BLOCK_BYTES, MIN_BLOCKS);
         assert!(per_block >= 1);
         assert!(per_block == 1 || per_block * variant.elems() * 2 * c * 4 <= BLOCK_BYTES);
         assert!(p.tiles().div_ceil(per_block) >= MIN_BLOCKS.min(p.tiles()));
     }
+    // Grouped: the smaller budget, whole 12-row micro-kernel tiles for 56x56x128 in 4 groups.
+    let grouped = Problem {
+        variant: Variant::F4,
+        n: 8,
+        in_h: 56,
+        in_w: 56,
+        c_in: 128,
+        c_out: 128,
+        groups: 4,
+        pad_top: 1,
+        pad_left: 1,
+        out_h: 56,
+        out_w: 56,
+    };
+    assert_eq!(grouped.block_bytes(), GROUPED_BLOCK_BYTES);
+    assert_eq!(grouped.tiles_per_block(128, grouped.block_bytes(), MIN_BLOCKS), 10);
 }
 
 /// Backward-filter's split: groups cover every tile once, chunks stay within
@@ -458,6 +476,7 @@ fn backward_filter_split_covers_every_tile() {
             in_w: out + 2,
             c_in,
             c_out,
+            groups: 1,
             pad_top: 0,
             pad_left: 0,
             out_h: out,
@@ -477,6 +496,7 @@ fn backward_filter_split_covers_every_tile() {
         in_w: 13,
         c_in: 32,
         c_out: 64,
+        groups: 1,
         pad_top: 0,
         pad_left: 0,
         out_h: 11,

@@ -166,13 +166,20 @@ pub(super) unsafe fn output_block(p: &Problem, token: Token, args: &OutputArgs, 
     }
 }
 
-/// Where the output transform reads and writes (see [`output_block`]).
+/// Where an output transform reads and writes (see [`output_block`], and
+/// the pooled one of `pooled`).
 pub(super) struct OutputArgs {
+    /// Tile 0's element-0 row of `M` (`[e][count][ldm]`).
     pub(super) m: *const f32,
+    /// Row length of `M`.
     pub(super) ldm: usize,
+    /// `c_out` biases.
     pub(super) bias: *const f32,
+    /// Whether the epilogue applies ReLU.
     pub(super) relu: bool,
+    /// The NHWC output: the conv map, or the pooled map for the pooled transform.
     pub(super) out: *mut f32,
+    /// `c_out` floats for pixels past the output's edges.
     pub(super) sink: *mut f32,
 }
 
@@ -195,7 +202,9 @@ unsafe fn output_block_avx2(isa: Avx2, p: &Problem, args: &OutputArgs, first: us
 }
 
 /// Points each tile's `m x m` output pixels at the output (or the sink row
-/// past the bottom/right edge) and transforms `S::LANES` channels at a time.
+/// past the bottom/right edge) and transforms `S::LANES` channels at a time,
+/// then the remainder one channel at a time, group by group: output channel
+/// `g * cog + j` reads `M`'s column `g * ldm_g + j` (`ldm_g = ldm / groups`).
 ///
 /// # Safety
 /// `args.m` holds `t*t*count*ldm` floats, `args.bias` and `args.sink` `c_out`,
@@ -203,8 +212,9 @@ unsafe fn output_block_avx2(isa: Avx2, p: &Problem, args: &OutputArgs, first: us
 /// tiles' pixels; the token `isa` proves the instruction set.
 #[inline(always)]
 unsafe fn output_block_impl<S: Isa>(isa: S, p: &Problem, args: &OutputArgs, first: usize, count: usize) {
-    let (m, c_out) = (p.variant.m(), p.c_out);
+    let (m, c_out, cog) = (p.variant.m(), p.c_out, p.cog());
     let estride = count * args.ldm;
+    let ldm_g = args.ldm / p.groups;
     let mut dst = [args.sink; 16];
     for b in 0..count {
         let (img, ty, tx) = p.tile_coords(first + b);
@@ -220,31 +230,38 @@ unsafe fn output_block_impl<S: Isa>(isa: S, p: &Problem, args: &OutputArgs, firs
                 };
             }
         }
-        // SAFETY: tile b's M rows start at b*ldm inside m.
-        let src = unsafe { args.m.add(b * args.ldm) };
-        // SAFETY: src + e*estride + c and dst[k] + c are valid for
-        // WIDTH floats while c + LANES <= c_out <= ldm; bias likewise.
-        unsafe {
-            match p.variant {
-                Variant::F2 => {
-                    let dst: &[*mut f32; 4] = dst.first_chunk().unwrap_or_else(|| unreachable!());
-                    let mut c = 0;
-                    while c + S::LANES <= c_out {
-                        output_tile_f2::<S>(isa, src, estride, c, dst, args.bias, args.relu);
-                        c += S::LANES;
+        for g in 0..p.groups {
+            let (lo, hi) = (g * cog, (g + 1) * cog);
+            // Group g's M columns start at g * ldm_g: shifted by g * (ldm_g -
+            // cog) >= 0, `src + c` is column g * ldm_g + (c - lo) for output
+            // channel c in lo..hi.
+            // SAFETY: tile b's M rows start at b*ldm, and b*ldm + g*(ldm_g - cog) < (b + 1)*ldm, inside m.
+            let src = unsafe { args.m.add(b * args.ldm + g * (ldm_g - cog)) };
+            // SAFETY: for c in lo..hi, src + e*estride + c is inside tile b's
+            // row of M (column g*ldm_g + c - lo < ldm) and dst[k] + c, bias +
+            // c inside their c_out floats, for LANES floats while c + LANES <= hi.
+            unsafe {
+                match p.variant {
+                    Variant::F2 => {
+                        let dst: &[*mut f32; 4] = dst.first_chunk().unwrap_or_else(|| unreachable!());
+                        let mut c = lo;
+                        while c + S::LANES <= hi {
+                            output_tile_f2::<S>(isa, src, estride, c, dst, args.bias, args.relu);
+                            c += S::LANES;
+                        }
+                        for c in c..hi {
+                            output_tile_f2::<Scalar>(isa.scalar(), src, estride, c, dst, args.bias, args.relu);
+                        }
                     }
-                    for c in c..c_out {
-                        output_tile_f2::<Scalar>(isa.scalar(), src, estride, c, dst, args.bias, args.relu);
-                    }
-                }
-                Variant::F4 => {
-                    let mut c = 0;
-                    while c + S::LANES <= c_out {
-                        output_tile_f4::<S>(isa, src, estride, c, &dst, args.bias, args.relu);
-                        c += S::LANES;
-                    }
-                    for c in c..c_out {
-                        output_tile_f4::<Scalar>(isa.scalar(), src, estride, c, &dst, args.bias, args.relu);
+                    Variant::F4 => {
+                        let mut c = lo;
+                        while c + S::LANES <= hi {
+                            output_tile_f4::<S>(isa, src, estride, c, &dst, args.bias, args.relu);
+                            c += S::LANES;
+                        }
+                        for c in c..hi {
+                            output_tile_f4::<Scalar>(isa.scalar(), src, estride, c, &dst, args.bias, args.relu);
+                        }
                     }
                 }
             }
