@@ -54,6 +54,25 @@ pub(super) struct Gather<'a> {
     pub steps: (usize, usize),
     /// Destination rows per task.
     pub block: usize,
+    /// Backward-data at stride 2 of an undilated 3-wide filter: the
+    /// interior of every destination row as [`Pairs`] (those columns are
+    /// in no run), or `None`.
+    pub pairs: Option<Pairs>,
+}
+
+/// The interior of a backward-data row at stride 2 (3-wide filter,
+/// undilated): destination columns `q .. q + 2 * len` as `len` pairs, pair
+/// `i` being column `q + 2i`, which reads source column `g + i` through tap
+/// 0 and `g + i - 1` through tap 2, and column `q + 2i + 1`, which reads
+/// `g + i` through tap 1 (see [`super::pair_range`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Pairs {
+    /// First destination column.
+    pub q: usize,
+    /// Source column read by tap 0 of column `q` (`g >= 1`).
+    pub g: usize,
+    /// Number of pairs.
+    pub len: usize,
 }
 
 impl Gather<'_> {
@@ -174,6 +193,7 @@ unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
                 &g.cols,
                 g.runs,
                 g.steps,
+                g.pairs,
                 g.filt.as_ptr(),
                 bias,
                 g.relu,
@@ -196,14 +216,16 @@ unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
 /// `runs` holds `(start, len)` pairs: destination columns `start + t *
 /// dstep` for `t < len`, whose taps are those of `start` with every source
 /// column moved by `t * sstep` (see [`super::column_runs`]). Each run goes
-/// in register tiles of several pixels (see [`Pixels::run`]).
+/// in register tiles of several pixels (see [`Pixels::run`]); the columns
+/// of `pairs`, if any, between the runs before and after them (see
+/// [`Pixels::pair_run`]), so the row is written in column order.
 ///
 /// # Safety
 ///
 /// `src` row `sr - row0` (row stride `row_stride`) holds every column the
 /// tables name (plus each run's shifts), `filt` is `[kh, kw, ce]`, `bias`
 /// (if any) `[ce]`, `dst` valid for writes of every pixel the runs name
-/// (`ce` floats each).
+/// (`ce` floats each), and so are the columns `pairs` names.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn gather_row<S: Isa>(
@@ -217,14 +239,22 @@ unsafe fn gather_row<S: Isa>(
     cols: &TapTable,
     runs: &[isize],
     steps: (usize, usize),
+    pairs: Option<Pairs>,
     filt: *const f32,
     bias: Option<*const f32>,
     relu: bool,
     dst: *mut f32,
 ) {
     let (dstep, sstep) = steps;
+    let mut pairs = pairs;
     for run in runs.chunks_exact(2) {
         let (start, len) = (run[0] as usize, run[1] as usize);
+        if let Some(pr) = pairs.filter(|pr| pr.q < start) {
+            let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps: &[], filt, bias, relu, sstep, dstep };
+            // SAFETY: the contract above, for the columns of `pairs`.
+            unsafe { px.pair_run::<S>(isa, pr, dst) };
+            pairs = None;
+        }
         let col_taps = cols.taps(start);
         let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps, filt, bias, relu, sstep, dstep };
         // SAFETY: the contract above, for every member of the run.
@@ -242,6 +272,11 @@ unsafe fn gather_row<S: Isa>(
                 px.run::<S, 8, 1>(isa, start, len, dst)
             }
         }
+    }
+    if let Some(pr) = pairs {
+        let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps: &[], filt, bias, relu, sstep, dstep };
+        // SAFETY: as above.
+        unsafe { px.pair_run::<S>(isa, pr, dst) };
     }
 }
 
@@ -480,6 +515,134 @@ impl Pixels<'_> {
                     for (u, a) in a.iter().enumerate() {
                         let v = if self.relu { a.max(isa.zero()) } else { *a };
                         v.store(dst.add((p + i) * ce + c + u * l));
+                    }
+                }
+                c += U * l;
+            }
+        }
+    }
+
+    /// The pairs of a stride-2 backward-data row (see [`Pairs`]) in
+    /// sliding tiles: a tile of `T` pairs (`2T` destination pixels) reads,
+    /// per filter row, the `T + 1` source pixels `g - 1 .. g + T`, each
+    /// loaded once and multiplied into the (up to three) pixels that read
+    /// it: 1.5 filter taps per destination pixel for one source load,
+    /// where one pixel at a time loads a filter vector per tap. AVX-512
+    /// takes 2 pairs x 2 vectors (4 pixels, one 128-byte piece of each per
+    /// visit, as [`Pixels::slide_run`]); one vector per pixel takes 4 pairs,
+    /// then 2; pairs left over go one at a time.
+    ///
+    /// # Safety
+    ///
+    /// As [`gather_row`] for the columns of `pr`.
+    #[inline(always)]
+    unsafe fn pair_run<S: Isa>(&self, isa: S, pr: Pairs, dst: *mut f32) {
+        let l = S::LANES;
+        let mut i = 0;
+        // SAFETY: pairs i .. i + T are in `pr`; lane ranges stay below ce.
+        unsafe {
+            if l >= 16 && self.ce >= 2 * l {
+                let wide = self.ce - self.ce % (2 * l);
+                while i + 2 <= pr.len {
+                    self.pair_tile::<S, 2, 2>(isa, pr, i, (0, wide), dst);
+                    self.pair_tails::<S, 2>(isa, pr, i, wide, dst);
+                    i += 2;
+                }
+            } else {
+                while i + 4 <= pr.len {
+                    self.pair_tails::<S, 4>(isa, pr, i, 0, dst);
+                    i += 4;
+                }
+                while i + 2 <= pr.len {
+                    self.pair_tails::<S, 2>(isa, pr, i, 0, dst);
+                    i += 2;
+                }
+            }
+            while i < pr.len {
+                self.pair_tails::<S, 1>(isa, pr, i, 0, dst);
+                i += 1;
+            }
+        }
+    }
+
+    /// Lanes `c0 ..` of a pair tile: one vector at a time, then one lane.
+    ///
+    /// # Safety
+    ///
+    /// As [`Pixels::pair_tile`].
+    #[inline(always)]
+    unsafe fn pair_tails<S: Isa, const T: usize>(&self, isa: S, pr: Pairs, i: usize, c0: usize, dst: *mut f32) {
+        let one = self.ce - self.ce % S::LANES;
+        // SAFETY: forwarded.
+        unsafe {
+            self.pair_tile::<S, T, 1>(isa, pr, i, (c0, one), dst);
+            self.pair_tile::<Scalar, T, 1>(isa.scalar(), pr, i, (one, self.ce), dst);
+        }
+    }
+
+    /// Pairs `i .. i + T` of `pr`, lanes `c0 .. c1` in blocks of `U`
+    /// vectors: source column `g + i - 1 + j` (`j <= T`) goes through tap 2
+    /// into pixel `2j`, tap 0 into pixel `2j - 2` and tap 1 into pixel
+    /// `2j - 1` of the tile, where those are inside it.
+    ///
+    /// # Safety
+    ///
+    /// As [`gather_row`] for the columns of pairs `i .. i + T` of `pr`
+    /// (which read source columns `g + i - 1 .. g + i + T`); `c1 <= ce`.
+    #[inline(always)]
+    unsafe fn pair_tile<S: Isa, const T: usize, const U: usize>(
+        &self,
+        isa: S,
+        pr: Pairs,
+        i: usize,
+        lanes: (usize, usize),
+        dst: *mut f32,
+    ) {
+        let l = S::LANES;
+        let ce = self.ce;
+        let (mut c, c_end) = lanes;
+        let p = pr.q + 2 * i;
+        // SAFETY: source columns g + i - 1 + j (j <= T) are read by pairs
+        // i .. i + T of `pr`, inside the row by the tap tables; destination
+        // pixels p .. p + 2T are theirs; c + U * l <= c_end <= ce.
+        unsafe {
+            while c + U * l <= c_end {
+                // acc[2k] is pixel 2k of the tile (taps 0 and 2), acc[2k + 1]
+                // pixel 2k + 1 (tap 1); T is at most 4, so 2T <= 8.
+                let mut acc = [[isa.zero(); U]; 8];
+                for rt in self.row_taps.chunks_exact(2) {
+                    let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
+                    let frow = self.filt.add(rt[0] as usize * self.kw * ce + c);
+                    let mut w = [[isa.zero(); U]; 3];
+                    for (k, w) in w.iter_mut().enumerate() {
+                        for (u, v) in w.iter_mut().enumerate() {
+                            *v = isa.load(frow.add(k * ce + u * l));
+                        }
+                    }
+                    let xp = srow.add((pr.g + i - 1) * ce);
+                    for j in 0..=T {
+                        let mut x = [isa.zero(); U];
+                        for (u, v) in x.iter_mut().enumerate() {
+                            *v = isa.load(xp.add(j * ce + u * l));
+                        }
+                        if j < T {
+                            for (u, a) in acc[2 * j].iter_mut().enumerate() {
+                                *a = x[u].mul_add(w[2][u], *a);
+                            }
+                        }
+                        if j >= 1 {
+                            for (u, a) in acc[2 * j - 2].iter_mut().enumerate() {
+                                *a = x[u].mul_add(w[0][u], *a);
+                            }
+                            for (u, a) in acc[2 * j - 1].iter_mut().enumerate() {
+                                *a = x[u].mul_add(w[1][u], *a);
+                            }
+                        }
+                    }
+                }
+                for (k, a) in acc[..2 * T].iter().enumerate() {
+                    for (u, a) in a.iter().enumerate() {
+                        a.store(dst.add((p + k) * ce + c + u * l));
                     }
                 }
                 c += U * l;

@@ -38,6 +38,23 @@ fn shapes() -> Vec<ConvShape> {
         dw(1, 5, 40, 33, 1, 3).with_stride(1, 2).unwrap().with_padding(Padding::Valid).unwrap(),
         dw(1, 4, 30, 16, 1, 3).with_dilation(1, 2).unwrap().with_padding(Padding::Same).unwrap(),
         dw(1, 3, 29, 64, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        // Backward-data pair tiles at stride 2: pairs starting on an even
+        // (pad 0) and an odd (pad 1, PyTorch's `padding=1`) column, 2 x 2
+        // AVX-512 tiles with vector and lane tails, 4- and 2-pair tiles and
+        // single pairs, a multiplier, odd and even widths, `valid`.
+        dw(2, 6, 36, 72, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        dw(1, 5, 23, 37, 1, 3)
+            .with_stride(2, 2)
+            .unwrap()
+            .with_padding(Padding::Explicit { top: 1, bottom: 1, left: 1, right: 1 })
+            .unwrap(),
+        dw(1, 4, 20, 9, 2, 3)
+            .with_stride(2, 2)
+            .unwrap()
+            .with_padding(Padding::Explicit { top: 1, bottom: 0, left: 1, right: 0 })
+            .unwrap(),
+        dw(1, 5, 27, 40, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Valid).unwrap(),
+        dw(1, 3, 7, 3, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
     ]
 }
 
@@ -139,6 +156,23 @@ fn tap_tables_list_inside_taps_only() {
     let t = TapTable::build(&mut buf, 5, 3, |i, k| backward_tap(i, k, 2, 1, 0, 2));
     assert_eq!(t.taps(2), &[0, 1, 2, 0]);
     assert_eq!(t.taps(1), &[1, 0]);
+}
+
+#[test]
+fn pair_range_covers_the_stride_2_interior() {
+    let range = |w: usize, pad: usize, ow: usize| {
+        let mut buf = vec![0isize; w * 7];
+        let t = TapTable::build(&mut buf, w, 3, |i, k| backward_tap(i, k, 2, 1, pad, ow));
+        pair_range(&t, w)
+    };
+    // Keras `same` on 112 columns (pad 0 left): columns 0 and 1 lack tap 2.
+    assert_eq!(range(112, 0, 56), Some(gather::Pairs { q: 2, g: 1, len: 55 }));
+    // PyTorch `padding=1`: column 0 reads tap 1 alone, the last column too.
+    assert_eq!(range(112, 1, 56), Some(gather::Pairs { q: 1, g: 1, len: 55 }));
+    // `valid` (55 outputs): the last pair would read output 55.
+    assert_eq!(range(112, 0, 55), Some(gather::Pairs { q: 2, g: 1, len: 54 }));
+    // Too short for two pairs.
+    assert_eq!(range(4, 0, 2), None);
 }
 
 #[test]
