@@ -119,13 +119,12 @@ unsafe fn task_avx2(isa: Avx2, g: &Gather, t: usize, buf_max: usize) {
     unsafe { task::<_>(isa, g, t, buf_max) }
 }
 
-/// Source rows `lo .. hi` read by the destination rows `r0 .. r0 + block`
+/// Source rows `lo .. hi` read by the destination rows `r0 .. r1`
 /// (clipped to the image); `lo >= hi` when they read none.
-fn src_rows(g: &Gather, r0: usize) -> (usize, usize) {
-    let r1 = (r0 + g.block).min(g.dst_dims.0);
+fn src_rows(g: &Gather, r0: usize, r1: usize) -> (usize, usize) {
     let mut lo = usize::MAX;
     let mut hi = 0;
-    for r in r0..r1 {
+    for r in r0..r1.min(g.dst_dims.0) {
         for p in g.rows.taps(r).chunks_exact(2) {
             lo = lo.min(p[1] as usize);
             hi = hi.max(p[1] as usize + 1);
@@ -136,11 +135,18 @@ fn src_rows(g: &Gather, r0: usize) -> (usize, usize) {
 
 /// Scratch floats the task of the block starting at row `r0` needs.
 fn buf_len(g: &Gather, r0: usize) -> usize {
-    let (lo, hi) = src_rows(g, r0);
+    let (lo, hi) = src_rows(g, r0, r0 + g.block);
     let expanded_len = if g.expand > 1 && lo < hi { (hi - lo) * g.src_dims.1 * g.ce } else { 0 };
-    let reduced_len = if g.reduce > 1 { g.dst_dims.1 * g.ce } else { 0 };
-    // Expansion (forward) and reduction (backward-data) never meet in one call.
-    expanded_len.max(reduced_len)
+    expanded_len.max(reduce_len(g))
+}
+
+/// Scratch floats [`rows`] needs for the lane reduction (0 without one).
+pub(super) fn reduce_len(g: &Gather) -> usize {
+    if g.reduce > 1 {
+        g.dst_dims.1 * g.ce
+    } else {
+        0
+    }
 }
 
 /// Task `t`: destination rows `r0 .. r1` of one image. `buf_max` is the
@@ -152,17 +158,32 @@ fn buf_len(g: &Gather, r0: usize) -> usize {
 /// `g` is consistent (see [`run`]); no other task writes these rows.
 #[inline(always)]
 unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
+    let bpi = g.dst_dims.0.div_ceil(g.block);
+    let (n, r0) = (t / bpi, t % bpi * g.block);
+    let r1 = (r0 + g.block).min(g.dst_dims.0);
+    let mut buf = scratch_f32_task(Slot::Column, buf_len(g, r0), buf_max);
+    // SAFETY: forwarded; `buf` holds `buf_len(g, r0)` floats.
+    unsafe { rows::<S>(isa, g, n, r0, r1, &mut buf) };
+}
+
+/// Destination rows `r0 .. r1` of image `n`. `buf` is scratch of at least
+/// the expanded source rows (forward with a multiplier: `(hi - lo) *
+/// src_w * ce` for the source rows `lo .. hi` these rows read) and
+/// [`reduce_len`] floats.
+///
+/// # Safety
+///
+/// `g` is consistent (see [`run`]); no other thread writes these rows
+/// meanwhile.
+#[inline(always)]
+pub(super) unsafe fn rows<S: Isa>(isa: S, g: &Gather, n: usize, r0: usize, r1: usize, buf: &mut [f32]) {
     let (sh, sw, sc) = g.src_dims;
     let (dh, dw, dc) = g.dst_dims;
     let ce = g.ce;
-    let bpi = dh.div_ceil(g.block);
-    let (n, r0) = (t / bpi, t % bpi * g.block);
-    let r1 = (r0 + g.block).min(dh);
     let img = &g.src[n * sh * sw * sc..][..sh * sw * sc];
-    // The source rows this task reads, repeated per lane if expanding.
-    let (lo, hi) = src_rows(g, r0);
+    // The source rows these rows read, repeated per lane if expanding.
+    let (lo, hi) = src_rows(g, r0, r1);
     let expanded_len = if g.expand > 1 && lo < hi { (hi - lo) * sw * ce } else { 0 };
-    let mut buf = scratch_f32_task(Slot::Column, buf_len(g, r0), buf_max);
     let (src, row0) = if expanded_len > 0 {
         let m = g.expand;
         for (d, s) in buf[..expanded_len].chunks_exact_mut(m).zip(img[lo * sw * sc..hi * sw * sc].iter()) {
