@@ -5,7 +5,8 @@
 //! algorithm that runs the layer side by side (`depthwise` and the grouped
 //! `im2col` path on the depthwise layers, `im2col` on the grouped one; the
 //! f64 `reference` is left out, far slower) and `auto`, which picks one of
-//! them.
+//! them. The depthwise layers also time `depthwise::backward`, both
+//! gradients in one sweep (`backward_both`).
 //!
 //! Throughput is in FLOPs of the direct convolution
 //! (`2*N*Ho*Wo*Cout*(Cin/groups)*Kh*Kw`), so "Gelem/s" reads as GFLOP/s.
@@ -85,6 +86,18 @@ fn grouped_layers(c: &mut Criterion) {
                     }),
                 };
             }
+            group.finish();
+        }
+        if s.groups == s.c_in {
+            // Both gradients in one sweep (what the tape runs when it needs both).
+            let mut group = c.benchmark_group(format!("grouped/{name}/backward_both"));
+            group.throughput(Throughput::Elements(2 * s.flops() as u64));
+            group.bench_function("depthwise", |b| {
+                b.iter(|| {
+                    conv::depthwise::backward(&s, &x, &gy, &w, &mut gx, &mut gw).unwrap();
+                    black_box((&gx, &gw));
+                })
+            });
             group.finish();
         }
     }

@@ -12,7 +12,10 @@
 //! alone runs only the bandwidth measurement). For each layer it prints the
 //! median milliseconds of forward, backward-data and backward-filter, their
 //! sum (what PyTorch's `y = conv(x); y.backward(g)` step does, less the
-//! autograd overhead), in brackets the mean CPU milliseconds per call summed
+//! autograd overhead), for the depthwise layers the combined backward pass
+//! (`depthwise::backward`: both gradients in one sweep, what the autodiff
+//! tape runs when it needs both) and forward + combined, in brackets the
+//! mean CPU milliseconds per call summed
 //! over all threads (Linux; less sensitive to a loaded machine than the
 //! wall time), and for the depthwise forward the memory bound:
 //! input and output bytes moved once, at the measured copy bandwidth.
@@ -166,6 +169,10 @@ fn main() {
              fwd+bwd {:7.3} ms",
             f + d + b
         );
+        if s.groups == s.c_in && algo != ConvAlgo::Im2col {
+            let (bb, bbc) = timed(reps, || conv::depthwise::backward(&s, &x, &gy, &w, &mut gx, &mut gw).unwrap());
+            print!("  bwd-both {bb:7.3} ({bbc:.3})  fwd+both {:7.3} ms", f + bb);
+        }
         if s.groups == s.c_in {
             let bytes = 4.0 * (s.input_len() + s.output_len()) as f64;
             // The copy figure measured on the buffer size nearest the layer's input.

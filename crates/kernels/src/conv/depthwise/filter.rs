@@ -63,6 +63,23 @@ impl FilterJob<'_> {
         let bytes = rows * self.out_hw.1 * self.ce * 4;
         (bytes / MIN_CHUNK_BYTES).clamp(1, MAX_CHUNKS).min(rows)
     }
+
+    /// The batch's output rows `g0 .. g1` (row `b * oh + oy`) of chunk `j`.
+    pub fn chunk_rows(&self, j: usize) -> (usize, usize) {
+        let (total, chunks) = (self.in_dims.0 * self.out_hw.0, self.chunks());
+        (j * total / chunks, (j + 1) * total / chunks)
+    }
+
+    /// Floats of scratch [`row`] needs: one input row with each channel
+    /// repeated `multiplier` times (0 without a multiplier).
+    pub fn expand_len(&self) -> usize {
+        let (_, _, w, c) = self.in_dims;
+        if self.ce > c {
+            w * self.ce
+        } else {
+            0
+        }
+    }
 }
 
 /// Runs `job` at `level` into `grad_filter` (`kh * kw * ce`, overwritten).
@@ -88,7 +105,14 @@ pub(super) fn run(token: Token, job: &FilterJob, grad_filter: &mut [f32]) {
             Token::Portable(isa) => unsafe { chunk(isa, job, j, part) },
         }
     });
-    // Chunk order, whatever the pool: bit-identical for any thread count.
+    sum_partials(&partials, chunks, grad_filter);
+}
+
+/// `grad_filter = sum over j of partials[j]` (`grad_filter.len()` floats
+/// each), added in chunk order whatever the pool: bit-identical for any
+/// thread count.
+pub(super) fn sum_partials(partials: &[f32], chunks: usize, grad_filter: &mut [f32]) {
+    let len = grad_filter.len();
     grad_filter.par_chunks_mut(1024).enumerate().for_each(|(b, out)| {
         out.copy_from_slice(&partials[b * 1024..][..out.len()]);
         for j in 1..chunks {
@@ -119,35 +143,46 @@ unsafe fn chunk_avx2(isa: Avx2, job: &FilterJob, j: usize, part: &mut [f32]) {
 /// `job` is consistent (see [`run`]).
 #[inline(always)]
 unsafe fn chunk<S: Isa>(isa: S, job: &FilterJob, j: usize, part: &mut [f32]) {
-    let (n, h, w, c) = job.in_dims;
+    let (g0, g1) = job.chunk_rows(j);
+    let mut expanded = scratch_f32(Slot::Column, job.expand_len());
+    for g in g0..g1 {
+        // SAFETY: forwarded; `expanded` holds `expand_len()` floats.
+        unsafe { row::<S>(isa, job, g, part, &mut expanded) };
+    }
+}
+
+/// Adds output row `g` (`b * oh + oy`) of the batch's contributions into
+/// `part` (`[kh, kw, ce]`); `expanded` is scratch of
+/// [`FilterJob::expand_len`] floats.
+///
+/// # Safety
+///
+/// `job` is consistent (see [`run`]); `g < n * oh`.
+#[inline(always)]
+pub(super) unsafe fn row<S: Isa>(isa: S, job: &FilterJob, g: usize, part: &mut [f32], expanded: &mut [f32]) {
+    let (_, h, w, c) = job.in_dims;
     let (oh, ow) = job.out_hw;
     let ce = job.ce;
     let kw = job.k.1;
     let mult = ce / c;
-    let total = n * oh;
-    let chunks = job.chunks();
-    let (g0, g1) = (j * total / chunks, (j + 1) * total / chunks);
-    let mut expanded = scratch_f32(Slot::Column, if mult > 1 { w * ce } else { 0 });
-    for g in g0..g1 {
-        let (b, oy) = (g / oh, g % oh);
-        let gy_row = &job.gy[(b * oh + oy) * ow * ce..][..ow * ce];
-        for rt in job.rows.taps(oy).chunks_exact(2) {
-            let (ky, iy) = (rt[0] as usize, rt[1] as usize);
-            let x_row = &job.x[(b * h + iy) * w * c..][..w * c];
-            let x_row: &[f32] = if mult > 1 {
-                for (d, s) in expanded.chunks_exact_mut(mult).zip(x_row) {
-                    d.fill(*s);
-                }
-                &expanded
-            } else {
-                x_row
-            };
-            // SAFETY: the column ranges were built so that output columns
-            // lo..hi of tap kx read input columns ix0 + (ox - lo) * stride_w,
-            // all inside the row; gy_row holds ow * ce and x_row w * ce
-            // floats; the taps of ky are inside `part`.
-            unsafe { row_taps::<S>(isa, job, x_row, gy_row, &mut part[ky * kw * ce..][..kw * ce]) };
-        }
+    let (b, oy) = (g / oh, g % oh);
+    let gy_row = &job.gy[(b * oh + oy) * ow * ce..][..ow * ce];
+    for rt in job.rows.taps(oy).chunks_exact(2) {
+        let (ky, iy) = (rt[0] as usize, rt[1] as usize);
+        let x_row = &job.x[(b * h + iy) * w * c..][..w * c];
+        let x_row: &[f32] = if mult > 1 {
+            for (d, s) in expanded.chunks_exact_mut(mult).zip(x_row) {
+                d.fill(*s);
+            }
+            expanded
+        } else {
+            x_row
+        };
+        // SAFETY: the column ranges were built so that output columns
+        // lo..hi of tap kx read input columns ix0 + (ox - lo) * stride_w,
+        // all inside the row; gy_row holds ow * ce and x_row w * ce
+        // floats; the taps of ky are inside `part`.
+        unsafe { row_taps::<S>(isa, job, x_row, gy_row, &mut part[ky * kw * ce..][..kw * ce]) };
     }
 }
 

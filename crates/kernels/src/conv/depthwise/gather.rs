@@ -54,6 +54,25 @@ pub(super) struct Gather<'a> {
     pub steps: (usize, usize),
     /// Destination rows per task.
     pub block: usize,
+    /// Backward-data at stride 2 of an undilated 3-wide filter: the
+    /// interior of every destination row as [`Pairs`] (those columns are
+    /// in no run), or `None`.
+    pub pairs: Option<Pairs>,
+}
+
+/// The interior of a backward-data row at stride 2 (3-wide filter,
+/// undilated): destination columns `q .. q + 2 * len` as `len` pairs, pair
+/// `i` being column `q + 2i`, which reads source column `g + i` through tap
+/// 0 and `g + i - 1` through tap 2, and column `q + 2i + 1`, which reads
+/// `g + i` through tap 1 (see [`super::pair_range`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Pairs {
+    /// First destination column.
+    pub q: usize,
+    /// Source column read by tap 0 of column `q` (`g >= 1`).
+    pub g: usize,
+    /// Number of pairs.
+    pub len: usize,
 }
 
 impl Gather<'_> {
@@ -100,13 +119,12 @@ unsafe fn task_avx2(isa: Avx2, g: &Gather, t: usize, buf_max: usize) {
     unsafe { task::<_>(isa, g, t, buf_max) }
 }
 
-/// Source rows `lo .. hi` read by the destination rows `r0 .. r0 + block`
+/// Source rows `lo .. hi` read by the destination rows `r0 .. r1`
 /// (clipped to the image); `lo >= hi` when they read none.
-fn src_rows(g: &Gather, r0: usize) -> (usize, usize) {
-    let r1 = (r0 + g.block).min(g.dst_dims.0);
+fn src_rows(g: &Gather, r0: usize, r1: usize) -> (usize, usize) {
     let mut lo = usize::MAX;
     let mut hi = 0;
-    for r in r0..r1 {
+    for r in r0..r1.min(g.dst_dims.0) {
         for p in g.rows.taps(r).chunks_exact(2) {
             lo = lo.min(p[1] as usize);
             hi = hi.max(p[1] as usize + 1);
@@ -117,11 +135,18 @@ fn src_rows(g: &Gather, r0: usize) -> (usize, usize) {
 
 /// Scratch floats the task of the block starting at row `r0` needs.
 fn buf_len(g: &Gather, r0: usize) -> usize {
-    let (lo, hi) = src_rows(g, r0);
+    let (lo, hi) = src_rows(g, r0, r0 + g.block);
     let expanded_len = if g.expand > 1 && lo < hi { (hi - lo) * g.src_dims.1 * g.ce } else { 0 };
-    let reduced_len = if g.reduce > 1 { g.dst_dims.1 * g.ce } else { 0 };
-    // Expansion (forward) and reduction (backward-data) never meet in one call.
-    expanded_len.max(reduced_len)
+    expanded_len.max(reduce_len(g))
+}
+
+/// Scratch floats [`rows`] needs for the lane reduction (0 without one).
+pub(super) fn reduce_len(g: &Gather) -> usize {
+    if g.reduce > 1 {
+        g.dst_dims.1 * g.ce
+    } else {
+        0
+    }
 }
 
 /// Task `t`: destination rows `r0 .. r1` of one image. `buf_max` is the
@@ -133,17 +158,32 @@ fn buf_len(g: &Gather, r0: usize) -> usize {
 /// `g` is consistent (see [`run`]); no other task writes these rows.
 #[inline(always)]
 unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
+    let bpi = g.dst_dims.0.div_ceil(g.block);
+    let (n, r0) = (t / bpi, t % bpi * g.block);
+    let r1 = (r0 + g.block).min(g.dst_dims.0);
+    let mut buf = scratch_f32_task(Slot::Column, buf_len(g, r0), buf_max);
+    // SAFETY: forwarded; `buf` holds `buf_len(g, r0)` floats.
+    unsafe { rows::<S>(isa, g, n, r0, r1, &mut buf) };
+}
+
+/// Destination rows `r0 .. r1` of image `n`. `buf` is scratch of at least
+/// the expanded source rows (forward with a multiplier: `(hi - lo) *
+/// src_w * ce` for the source rows `lo .. hi` these rows read) and
+/// [`reduce_len`] floats.
+///
+/// # Safety
+///
+/// `g` is consistent (see [`run`]); no other thread writes these rows
+/// meanwhile.
+#[inline(always)]
+pub(super) unsafe fn rows<S: Isa>(isa: S, g: &Gather, n: usize, r0: usize, r1: usize, buf: &mut [f32]) {
     let (sh, sw, sc) = g.src_dims;
     let (dh, dw, dc) = g.dst_dims;
     let ce = g.ce;
-    let bpi = dh.div_ceil(g.block);
-    let (n, r0) = (t / bpi, t % bpi * g.block);
-    let r1 = (r0 + g.block).min(dh);
     let img = &g.src[n * sh * sw * sc..][..sh * sw * sc];
-    // The source rows this task reads, repeated per lane if expanding.
-    let (lo, hi) = src_rows(g, r0);
+    // The source rows these rows read, repeated per lane if expanding.
+    let (lo, hi) = src_rows(g, r0, r1);
     let expanded_len = if g.expand > 1 && lo < hi { (hi - lo) * sw * ce } else { 0 };
-    let mut buf = scratch_f32_task(Slot::Column, buf_len(g, r0), buf_max);
     let (src, row0) = if expanded_len > 0 {
         let m = g.expand;
         for (d, s) in buf[..expanded_len].chunks_exact_mut(m).zip(img[lo * sw * sc..hi * sw * sc].iter()) {
@@ -174,6 +214,7 @@ unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
                 &g.cols,
                 g.runs,
                 g.steps,
+                g.pairs,
                 g.filt.as_ptr(),
                 bias,
                 g.relu,
@@ -196,14 +237,16 @@ unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
 /// `runs` holds `(start, len)` pairs: destination columns `start + t *
 /// dstep` for `t < len`, whose taps are those of `start` with every source
 /// column moved by `t * sstep` (see [`super::column_runs`]). Each run goes
-/// in register tiles of several pixels (see [`Pixels::run`]).
+/// in register tiles of several pixels (see [`Pixels::run`]); the columns
+/// of `pairs`, if any, between the runs before and after them (see
+/// [`Pixels::pair_run`]), so the row is written in column order.
 ///
 /// # Safety
 ///
 /// `src` row `sr - row0` (row stride `row_stride`) holds every column the
 /// tables name (plus each run's shifts), `filt` is `[kh, kw, ce]`, `bias`
 /// (if any) `[ce]`, `dst` valid for writes of every pixel the runs name
-/// (`ce` floats each).
+/// (`ce` floats each), and so are the columns `pairs` names.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn gather_row<S: Isa>(
@@ -217,14 +260,22 @@ unsafe fn gather_row<S: Isa>(
     cols: &TapTable,
     runs: &[isize],
     steps: (usize, usize),
+    pairs: Option<Pairs>,
     filt: *const f32,
     bias: Option<*const f32>,
     relu: bool,
     dst: *mut f32,
 ) {
     let (dstep, sstep) = steps;
+    let mut pairs = pairs;
     for run in runs.chunks_exact(2) {
         let (start, len) = (run[0] as usize, run[1] as usize);
+        if let Some(pr) = pairs.filter(|pr| pr.q < start) {
+            let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps: &[], filt, bias, relu, sstep, dstep };
+            // SAFETY: the contract above, for the columns of `pairs`.
+            unsafe { px.pair_run::<S>(isa, pr, dst) };
+            pairs = None;
+        }
         let col_taps = cols.taps(start);
         let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps, filt, bias, relu, sstep, dstep };
         // SAFETY: the contract above, for every member of the run.
@@ -242,6 +293,11 @@ unsafe fn gather_row<S: Isa>(
                 px.run::<S, 8, 1>(isa, start, len, dst)
             }
         }
+    }
+    if let Some(pr) = pairs {
+        let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps: &[], filt, bias, relu, sstep, dstep };
+        // SAFETY: as above.
+        unsafe { px.pair_run::<S>(isa, pr, dst) };
     }
 }
 
@@ -480,6 +536,134 @@ impl Pixels<'_> {
                     for (u, a) in a.iter().enumerate() {
                         let v = if self.relu { a.max(isa.zero()) } else { *a };
                         v.store(dst.add((p + i) * ce + c + u * l));
+                    }
+                }
+                c += U * l;
+            }
+        }
+    }
+
+    /// The pairs of a stride-2 backward-data row (see [`Pairs`]) in
+    /// sliding tiles: a tile of `T` pairs (`2T` destination pixels) reads,
+    /// per filter row, the `T + 1` source pixels `g - 1 .. g + T`, each
+    /// loaded once and multiplied into the (up to three) pixels that read
+    /// it: 1.5 filter taps per destination pixel for one source load,
+    /// where one pixel at a time loads a filter vector per tap. AVX-512
+    /// takes 2 pairs x 2 vectors (4 pixels, one 128-byte piece of each per
+    /// visit, as [`Pixels::slide_run`]); one vector per pixel takes 4 pairs,
+    /// then 2; pairs left over go one at a time.
+    ///
+    /// # Safety
+    ///
+    /// As [`gather_row`] for the columns of `pr`.
+    #[inline(always)]
+    unsafe fn pair_run<S: Isa>(&self, isa: S, pr: Pairs, dst: *mut f32) {
+        let l = S::LANES;
+        let mut i = 0;
+        // SAFETY: pairs i .. i + T are in `pr`; lane ranges stay below ce.
+        unsafe {
+            if l >= 16 && self.ce >= 2 * l {
+                let wide = self.ce - self.ce % (2 * l);
+                while i + 2 <= pr.len {
+                    self.pair_tile::<S, 2, 2>(isa, pr, i, (0, wide), dst);
+                    self.pair_tails::<S, 2>(isa, pr, i, wide, dst);
+                    i += 2;
+                }
+            } else {
+                while i + 4 <= pr.len {
+                    self.pair_tails::<S, 4>(isa, pr, i, 0, dst);
+                    i += 4;
+                }
+                while i + 2 <= pr.len {
+                    self.pair_tails::<S, 2>(isa, pr, i, 0, dst);
+                    i += 2;
+                }
+            }
+            while i < pr.len {
+                self.pair_tails::<S, 1>(isa, pr, i, 0, dst);
+                i += 1;
+            }
+        }
+    }
+
+    /// Lanes `c0 ..` of a pair tile: one vector at a time, then one lane.
+    ///
+    /// # Safety
+    ///
+    /// As [`Pixels::pair_tile`].
+    #[inline(always)]
+    unsafe fn pair_tails<S: Isa, const T: usize>(&self, isa: S, pr: Pairs, i: usize, c0: usize, dst: *mut f32) {
+        let one = self.ce - self.ce % S::LANES;
+        // SAFETY: forwarded.
+        unsafe {
+            self.pair_tile::<S, T, 1>(isa, pr, i, (c0, one), dst);
+            self.pair_tile::<Scalar, T, 1>(isa.scalar(), pr, i, (one, self.ce), dst);
+        }
+    }
+
+    /// Pairs `i .. i + T` of `pr`, lanes `c0 .. c1` in blocks of `U`
+    /// vectors: source column `g + i - 1 + j` (`j <= T`) goes through tap 2
+    /// into pixel `2j`, tap 0 into pixel `2j - 2` and tap 1 into pixel
+    /// `2j - 1` of the tile, where those are inside it.
+    ///
+    /// # Safety
+    ///
+    /// As [`gather_row`] for the columns of pairs `i .. i + T` of `pr`
+    /// (which read source columns `g + i - 1 .. g + i + T`); `c1 <= ce`.
+    #[inline(always)]
+    unsafe fn pair_tile<S: Isa, const T: usize, const U: usize>(
+        &self,
+        isa: S,
+        pr: Pairs,
+        i: usize,
+        lanes: (usize, usize),
+        dst: *mut f32,
+    ) {
+        let l = S::LANES;
+        let ce = self.ce;
+        let (mut c, c_end) = lanes;
+        let p = pr.q + 2 * i;
+        // SAFETY: source columns g + i - 1 + j (j <= T) are read by pairs
+        // i .. i + T of `pr`, inside the row by the tap tables; destination
+        // pixels p .. p + 2T are theirs; c + U * l <= c_end <= ce.
+        unsafe {
+            while c + U * l <= c_end {
+                // acc[2k] is pixel 2k of the tile (taps 0 and 2), acc[2k + 1]
+                // pixel 2k + 1 (tap 1); T is at most 4, so 2T <= 8.
+                let mut acc = [[isa.zero(); U]; 8];
+                for rt in self.row_taps.chunks_exact(2) {
+                    let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
+                    let frow = self.filt.add(rt[0] as usize * self.kw * ce + c);
+                    let mut w = [[isa.zero(); U]; 3];
+                    for (k, w) in w.iter_mut().enumerate() {
+                        for (u, v) in w.iter_mut().enumerate() {
+                            *v = isa.load(frow.add(k * ce + u * l));
+                        }
+                    }
+                    let xp = srow.add((pr.g + i - 1) * ce);
+                    for j in 0..=T {
+                        let mut x = [isa.zero(); U];
+                        for (u, v) in x.iter_mut().enumerate() {
+                            *v = isa.load(xp.add(j * ce + u * l));
+                        }
+                        if j < T {
+                            for (u, a) in acc[2 * j].iter_mut().enumerate() {
+                                *a = x[u].mul_add(w[2][u], *a);
+                            }
+                        }
+                        if j >= 1 {
+                            for (u, a) in acc[2 * j - 2].iter_mut().enumerate() {
+                                *a = x[u].mul_add(w[0][u], *a);
+                            }
+                            for (u, a) in acc[2 * j - 1].iter_mut().enumerate() {
+                                *a = x[u].mul_add(w[1][u], *a);
+                            }
+                        }
+                    }
+                }
+                for (k, a) in acc[..2 * T].iter().enumerate() {
+                    for (u, a) in a.iter().enumerate() {
+                        a.store(dst.add((p + k) * ce + c + u * l));
                     }
                 }
                 c += U * l;

@@ -28,7 +28,10 @@
 //!   are three neighbouring source columns (3-wide undilated filters,
 //!   forward stride 1 or 2, backward-data stride 1) go in *sliding* tiles
 //!   instead: each source vector of a filter row is loaded once and feeds
-//!   every pixel of the tile that reads it. A multiplier
+//!   every pixel of the tile that reads it. Backward-data at stride 2
+//!   (3-wide, undilated) cuts the interior of a row into column *pairs*
+//!   (one pixel with two taps, one with one) whose tiles slide the same
+//!   way (`gather::Pairs`). A multiplier
 //!   `m > 1` repeats each input channel `m` times in a per-task row buffer
 //!   (forward) or sums `m` lanes per input channel (backward-data).
 //! - **backward-filter** (`filter`) sums fixed chunks of
@@ -39,6 +42,12 @@
 //!   (undilated, stride 1 or 2) the three input vectors slide along as a
 //!   window of registers.
 //!
+//! - **both gradients** (`combined`, [`backward`]): backward-filter's
+//!   chunks of output rows, each also writing the input-gradient rows
+//!   that start in its output rows, right after the filter contribution
+//!   of the last output-gradient row they read: one sweep over the output
+//!   gradient, results bit-identical to the two passes apart.
+//!
 //! Threads: forward and backward-data split `n x rows` into fixed blocks
 //! (at most 32, each writing at least 128 KiB where the call is that big).
 //! Each body is generic over the vector type and instantiated for
@@ -48,12 +57,14 @@
 //! [`reference`](super::reference) (f64) in the tests below and in the
 //! property suite.
 
+mod combined;
 mod filter;
 mod gather;
 
 use super::{ConvAlgo, ConvShape};
 use crate::activation::Activation;
 use crate::arch::{scratch_isize, FtzGuard, SendPtr, Slot, Token};
+use crate::error::check_len;
 use crate::simd::SimdLevel;
 use crate::Result;
 
@@ -135,6 +146,32 @@ fn column_runs(cols: &TapTable, len: usize, dstep: usize, sstep: usize, out: &mu
         }
     }
     count
+}
+
+/// The interior of a backward-data row at stride 2 for an undilated
+/// 3-wide filter, as [`gather::Pairs`]: the longest sequence of column
+/// pairs `(q + 2i, q + 2i + 1)` whose taps are `[(0, g + i), (2, g + i -
+/// 1)]` and `[(1, g + i)]`, if at least two pairs long. Every such column
+/// reads all three taps of its filter row between them, so the pair tiles
+/// need no bounds test. `None` for any other shape (other strides, widths,
+/// dilations, or rows too short).
+fn pair_range(cols: &TapTable, len: usize) -> Option<gather::Pairs> {
+    let is_pair = |p: usize| -> Option<usize> {
+        if p + 1 >= len {
+            return None;
+        }
+        match (cols.taps(p), cols.taps(p + 1)) {
+            (&[0, g, 2, h], &[1, g1]) if h + 1 == g && g1 == g => Some(g as usize),
+            _ => None,
+        }
+    };
+    let q = (0..len).find(|&p| is_pair(p).is_some())?;
+    let g = is_pair(q)?;
+    let mut n = 1;
+    while is_pair(q + 2 * n) == Some(g + n) {
+        n += 1;
+    }
+    (n >= 2).then_some(gather::Pairs { q, g, len: n })
 }
 
 /// Forward tap: input coordinate of output `o`, tap `k`, if inside.
@@ -219,6 +256,59 @@ pub fn backward_filter_at(
     super::conv2d_backward_filter_at(level, ConvAlgo::Depthwise, s, input, grad_output, grad_filter)
 }
 
+/// Depthwise backward-data and backward-filter in one sweep over
+/// `grad_output`, at the best SIMD level: `grad_input` and `grad_filter`
+/// overwritten, bit-identical to [`backward_data_at`] and
+/// [`backward_filter_at`] called apart (and so, like them, for any thread
+/// count), but the output gradient is read from memory once, and the
+/// input rows the filter gradient reads are still in cache when the input
+/// gradient next to them is written. For a training step that needs both
+/// gradients.
+///
+/// ```
+/// use convnet_kernels::conv::{depthwise, ConvShape};
+/// // One channel, 2x2 input, 1x1 filter of 3: dx = 3 * dy, dw = sum x * dy.
+/// let s = ConvShape::new(1, 2, 2, 1, 1, 1, 1)?.with_groups(1)?;
+/// let (x, dy, w) = ([1.0, 2.0, 3.0, 4.0], [1.0, 0.0, 0.0, 1.0], [3.0]);
+/// let (mut dx, mut dw) = ([0.0; 4], [0.0; 1]);
+/// depthwise::backward(&s, &x, &dy, &w, &mut dx, &mut dw)?;
+/// assert_eq!((dx, dw), ([3.0, 0.0, 0.0, 3.0], [5.0]));
+/// # Ok::<(), convnet_kernels::Error>(())
+/// ```
+pub fn backward(
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+    grad_filter: &mut [f32],
+) -> Result<()> {
+    backward_at(crate::simd::try_level()?, s, input, grad_output, filter, grad_input, grad_filter)
+}
+
+/// [`backward`] at an explicit SIMD level. `Err` for a shape that does not
+/// validate or is not depthwise, or a buffer of the wrong length.
+pub fn backward_at(
+    level: SimdLevel,
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+    grad_filter: &mut [f32],
+) -> Result<()> {
+    let token = Token::new(level)?;
+    s.validate()?;
+    super::supports(ConvAlgo::Depthwise, s, super::ConvPass::BackwardData)?;
+    check_len("input", input.len(), s.input_len(), s)?;
+    check_len("grad_output", grad_output.len(), s.output_len(), s)?;
+    check_len("filter", filter.len(), s.filter_len(), s)?;
+    check_len("grad_input", grad_input.len(), s.input_len(), s)?;
+    check_len("grad_filter", grad_filter.len(), s.filter_len(), s)?;
+    backward_both(token, s, input, grad_output, filter, grad_input, grad_filter);
+    Ok(())
+}
+
 /// Forward body (shape validated, lengths checked) on `token`'s instruction set.
 pub(crate) fn forward(
     token: Token,
@@ -255,6 +345,7 @@ pub(crate) fn forward(
         runs: &runs[..2 * nruns],
         steps: (1, s.stride_w),
         block: block_rows(s.n, oh, ow * s.c_out),
+        pairs: None,
     };
     gather::run(token, &g);
 }
@@ -262,8 +353,26 @@ pub(crate) fn forward(
 /// Backward-data body (shape validated, lengths checked) on `token`'s instruction set.
 pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
     let _ftz = FtzGuard::new();
+    let mut buf = scratch_isize(Slot::Table, data_tables_len(s));
+    let g = data_gather(s, &mut buf, grad_output, filter, grad_input);
+    gather::run(token, &g);
+}
+
+/// Table entries [`data_gather`] needs.
+fn data_tables_len(s: &ConvShape) -> usize {
+    s.h * (2 * s.kh + 1) + s.w * (2 * s.kw + 1) + 2 * s.w
+}
+
+/// The backward-data gather of `s`, its tables built in `buf`
+/// ([`data_tables_len`] entries).
+fn data_gather<'a>(
+    s: &ConvShape,
+    buf: &'a mut [isize],
+    grad_output: &'a [f32],
+    filter: &'a [f32],
+    grad_input: &mut [f32],
+) -> gather::Gather<'a> {
     let (oh, ow) = (s.out_h(), s.out_w());
-    let mut buf = scratch_isize(Slot::Table, s.h * (2 * s.kh + 1) + s.w * (2 * s.kw + 1) + 2 * s.w);
     let (rbuf, rest) = buf.split_at_mut(s.h * (2 * s.kh + 1));
     let (cbuf, runs) = rest.split_at_mut(s.w * (2 * s.kw + 1));
     let rows = TapTable::build(rbuf, s.h, s.kh, |i, k| backward_tap(i, k, s.stride_h, s.dilation_h, s.pad_top, oh));
@@ -274,8 +383,27 @@ pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], fi
     // in order. (One run per phase, `dstep = stride`, writes every other
     // pixel and measured slower: 112x112x64 stride 2, 3.5 against 2.4 ms of
     // CPU per call on the loaded machine.)
-    let nruns = column_runs(&cols, s.w, 1, 1, runs);
-    let g = gather::Gather {
+    let mut nruns = column_runs(&cols, s.w, 1, 1, runs);
+    // Stride 2, 3 wide: the interior columns go as pair tiles, the runs
+    // keep the border columns only.
+    let pairs = if s.stride_w == 2 && s.kw == 3 && s.dilation_w == 1 { pair_range(&cols, s.w) } else { None };
+    if let Some(pr) = pairs {
+        let inside = |start: isize| (pr.q..pr.q + 2 * pr.len).contains(&(start as usize));
+        let mut k = 0;
+        for r in 0..nruns {
+            let (start, n) = (runs[2 * r], runs[2 * r + 1]);
+            // With stride 2 neighbouring columns read different taps, so a
+            // run is one column, or columns reading nothing (never pairs):
+            // wholly inside the pair range or wholly outside.
+            if !inside(start) {
+                runs[2 * k] = start;
+                runs[2 * k + 1] = n;
+                k += 1;
+            }
+        }
+        nruns = k;
+    }
+    gather::Gather {
         n: s.n,
         src: grad_output,
         src_dims: (oh, ow, s.c_out),
@@ -293,8 +421,8 @@ pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], fi
         runs: &runs[..2 * nruns],
         steps: (1, 1),
         block: block_rows(s.n, s.h, s.w * s.c_in),
-    };
-    gather::run(token, &g);
+        pairs,
+    }
 }
 
 /// Backward-filter body (shape validated, lengths checked) on `token`'s instruction set.
@@ -306,8 +434,25 @@ pub(crate) fn backward_filter(
     grad_filter: &mut [f32],
 ) {
     let _ftz = FtzGuard::new();
+    let mut buf = scratch_isize(Slot::Table, filter_tables_len(s));
+    let job = filter_job(s, &mut buf, input, grad_output);
+    filter::run(token, &job, grad_filter);
+}
+
+/// Table entries [`filter_job`] needs.
+fn filter_tables_len(s: &ConvShape) -> usize {
+    s.out_h() * (2 * s.kh + 1) + 3 * s.kw
+}
+
+/// The backward-filter job of `s`, its tables built in `buf`
+/// ([`filter_tables_len`] entries).
+fn filter_job<'a>(
+    s: &ConvShape,
+    buf: &'a mut [isize],
+    input: &'a [f32],
+    grad_output: &'a [f32],
+) -> filter::FilterJob<'a> {
     let (oh, ow) = (s.out_h(), s.out_w());
-    let mut buf = scratch_isize(Slot::Table, oh * (2 * s.kh + 1) + 3 * s.kw);
     let (rbuf, cbuf) = buf.split_at_mut(oh * (2 * s.kh + 1));
     let rows = TapTable::build(rbuf, oh, s.kh, |o, k| forward_tap(o, k, s.stride_h, s.dilation_h, s.pad_top, s.h));
     for (kx, r) in cbuf.chunks_exact_mut(3).enumerate() {
@@ -321,7 +466,7 @@ pub(crate) fn backward_filter(
             None => r.copy_from_slice(&[0, 0, 0]),
         }
     }
-    let job = filter::FilterJob {
+    filter::FilterJob {
         x: input,
         gy: grad_output,
         in_dims: (s.n, s.h, s.w, s.c_in),
@@ -331,8 +476,27 @@ pub(crate) fn backward_filter(
         rows,
         col_ranges: cbuf,
         stride_w: s.stride_w,
-    };
-    filter::run(token, &job, grad_filter);
+    }
+}
+
+/// Combined backward body (shape validated, lengths checked): backward-data
+/// and backward-filter in one sweep over the output gradient (see
+/// [`combined`]).
+pub(crate) fn backward_both(
+    token: Token,
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+    grad_filter: &mut [f32],
+) {
+    let _ftz = FtzGuard::new();
+    let mut buf = scratch_isize(Slot::Table, data_tables_len(s) + filter_tables_len(s));
+    let (dbuf, fbuf) = buf.split_at_mut(data_tables_len(s));
+    let g = data_gather(s, dbuf, grad_output, filter, grad_input);
+    let job = filter_job(s, fbuf, input, grad_output);
+    combined::run(token, &g, &job, s.stride_h, grad_filter);
 }
 
 #[cfg(test)]

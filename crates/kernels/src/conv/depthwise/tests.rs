@@ -38,6 +38,23 @@ fn shapes() -> Vec<ConvShape> {
         dw(1, 5, 40, 33, 1, 3).with_stride(1, 2).unwrap().with_padding(Padding::Valid).unwrap(),
         dw(1, 4, 30, 16, 1, 3).with_dilation(1, 2).unwrap().with_padding(Padding::Same).unwrap(),
         dw(1, 3, 29, 64, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        // Backward-data pair tiles at stride 2: pairs starting on an even
+        // (pad 0) and an odd (pad 1, PyTorch's `padding=1`) column, 2 x 2
+        // AVX-512 tiles with vector and lane tails, 4- and 2-pair tiles and
+        // single pairs, a multiplier, odd and even widths, `valid`.
+        dw(2, 6, 36, 72, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        dw(1, 5, 23, 37, 1, 3)
+            .with_stride(2, 2)
+            .unwrap()
+            .with_padding(Padding::Explicit { top: 1, bottom: 1, left: 1, right: 1 })
+            .unwrap(),
+        dw(1, 4, 20, 9, 2, 3)
+            .with_stride(2, 2)
+            .unwrap()
+            .with_padding(Padding::Explicit { top: 1, bottom: 0, left: 1, right: 0 })
+            .unwrap(),
+        dw(1, 5, 27, 40, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Valid).unwrap(),
+        dw(1, 3, 7, 3, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
     ]
 }
 
@@ -68,6 +85,15 @@ fn every_pass_matches_reference_at_every_level() {
             let mut got = vec![f32::NAN; s.filter_len()];
             backward_filter_at(level, &s, &x, &dy, &mut got).unwrap();
             close(what, &s, &got, &want, s.n * s.out_h() * s.out_w());
+
+            // The combined pass: bit-identical to the two passes apart
+            // (which were just checked against the reference).
+            let mut dx = vec![f32::NAN; s.input_len()];
+            backward_data_at(level, &s, &dy, &w, &mut dx).unwrap();
+            let (mut cdx, mut cdw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
+            backward_at(level, &s, &x, &dy, &w, &mut cdx, &mut cdw).unwrap();
+            assert_eq!(cdx, dx, "{what} {s}: combined grad_input");
+            assert_eq!(cdw, got, "{what} {s}: combined grad_filter");
         }
     }
 }
@@ -86,6 +112,9 @@ fn results_are_bit_identical_for_1_2_3_threads() {
             backward_data_at(level, &s, &dy, &w, &mut dx).unwrap();
             let mut dw = vec![f32::NAN; s.filter_len()];
             backward_filter_at(level, &s, &x, &dy, &mut dw).unwrap();
+            let (mut cdx, mut cdw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
+            backward_at(level, &s, &x, &dy, &w, &mut cdx, &mut cdw).unwrap();
+            assert_eq!((&cdx, &cdw), (&dx, &dw), "combined = apart, {threads} threads");
             (y, dx, dw)
         })
     };
@@ -112,7 +141,25 @@ fn refuses_non_depthwise_shapes_and_bad_lengths() {
         .unwrap_err();
         assert!(err.to_string().contains("not depthwise"), "{err}");
     }
+    let grouped = dense.with_groups(2).unwrap();
+    let (mut gx, mut gw) = (vec![0.0; grouped.input_len()], vec![0.0; grouped.filter_len()]);
+    let err = backward_at(
+        SimdLevel::Portable,
+        &grouped,
+        &vec![0.0; grouped.input_len()],
+        &vec![0.0; grouped.output_len()],
+        &vec![0.0; grouped.filter_len()],
+        &mut gx,
+        &mut gw,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("not depthwise"), "{err}");
     let s = dw(1, 5, 5, 4, 1, 3);
+    let (x, dy, w) = (vec![0.0; s.input_len()], vec![0.0; s.output_len()], vec![0.0; s.filter_len()]);
+    let (mut gx, mut gw) = (vec![0.0; s.input_len()], vec![0.0; s.filter_len()]);
+    assert!(backward_at(SimdLevel::Portable, &s, &x, &dy[1..], &w, &mut gx, &mut gw).is_err());
+    assert!(backward_at(SimdLevel::Portable, &s, &x, &dy, &w, &mut gx, &mut gw[1..]).is_err());
+    assert!(backward_at(SimdLevel::Portable, &s, &x[1..], &dy, &w, &mut gx, &mut gw).is_err());
     let mut y = vec![0.0; s.output_len()];
     assert!(forward_at(
         SimdLevel::Portable,
@@ -142,6 +189,23 @@ fn tap_tables_list_inside_taps_only() {
 }
 
 #[test]
+fn pair_range_covers_the_stride_2_interior() {
+    let range = |w: usize, pad: usize, ow: usize| {
+        let mut buf = vec![0isize; w * 7];
+        let t = TapTable::build(&mut buf, w, 3, |i, k| backward_tap(i, k, 2, 1, pad, ow));
+        pair_range(&t, w)
+    };
+    // Keras `same` on 112 columns (pad 0 left): columns 0 and 1 lack tap 2.
+    assert_eq!(range(112, 0, 56), Some(gather::Pairs { q: 2, g: 1, len: 55 }));
+    // PyTorch `padding=1`: column 0 reads tap 1 alone, the last column too.
+    assert_eq!(range(112, 1, 56), Some(gather::Pairs { q: 1, g: 1, len: 55 }));
+    // `valid` (55 outputs): the last pair would read output 55.
+    assert_eq!(range(112, 0, 55), Some(gather::Pairs { q: 2, g: 1, len: 54 }));
+    // Too short for two pairs.
+    assert_eq!(range(4, 0, 2), None);
+}
+
+#[test]
 fn row_blocks_stay_in_one_image_and_bound_the_task_count() {
     // (n, rows, floats per row): a big layer, a small one, batch-1 inference.
     for (n, rows, row) in [(8, 112, 112 * 32), (8, 14, 14 * 512), (1, 7, 7 * 64), (3, 1, 5)] {
@@ -155,4 +219,43 @@ fn row_blocks_stay_in_one_image_and_bound_the_task_count() {
     }
     // A batch-1 14x14x64 map is one task.
     assert_eq!(block_rows(1, 14, 14 * 64), 14);
+}
+
+#[test]
+fn combined_pass_splits_rows_across_chunks_and_images() {
+    // Big enough for several backward-filter chunks, whose boundaries fall
+    // inside images: stride 1 (7 chunks over 3 x 40 rows), stride 2 with
+    // a multiplier, and PyTorch-style padding.
+    let shapes = [
+        dw(3, 40, 40, 48, 1, 3).with_padding(Padding::Same).unwrap(),
+        dw(3, 60, 61, 16, 2, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        dw(3, 57, 50, 64, 1, 3)
+            .with_stride(2, 2)
+            .unwrap()
+            .with_padding(Padding::Explicit { top: 1, bottom: 1, left: 1, right: 1 })
+            .unwrap(),
+    ];
+    for s in shapes {
+        let (x, w, dy) = (data(s.input_len(), 9), data(s.filter_len(), 10), data(s.output_len(), 11));
+        let (mut want_dx, mut want_dw) = (vec![0.0; s.input_len()], vec![0.0; s.filter_len()]);
+        reference::backward_data(&s, &dy, &w, &mut want_dx);
+        reference::backward_filter(&s, &x, &dy, &mut want_dw);
+        for level in SimdLevel::available() {
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let (dx, dw, cdx, cdw) = pool.install(|| {
+                    let (mut dx, mut dw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
+                    backward_data_at(level, &s, &dy, &w, &mut dx).unwrap();
+                    backward_filter_at(level, &s, &x, &dy, &mut dw).unwrap();
+                    let (mut cdx, mut cdw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
+                    backward_at(level, &s, &x, &dy, &w, &mut cdx, &mut cdw).unwrap();
+                    (dx, dw, cdx, cdw)
+                });
+                let what = format!("{} {threads} threads", level.name());
+                close(&what, &s, &cdx, &want_dx, s.kh * s.kw * (s.c_out / s.c_in));
+                close(&what, &s, &cdw, &want_dw, s.n * s.out_h() * s.out_w());
+                assert_eq!((cdx, cdw), (dx, dw), "{what} {s}: combined = apart");
+            }
+        }
+    }
 }
