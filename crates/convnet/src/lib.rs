@@ -152,7 +152,7 @@ pub use model::{
     mnist_convnet, small_data_convnet, Model, Sequential, CLASS_NAMES_KEY, DEFAULT_SEED, MAX_METADATA_BYTES,
     PIXEL_SCALE_KEY,
 };
-pub use train::{FitOptions, Verbose, DEFAULT_SHARDS};
+pub use train::{FitOptions, Verbose, DEFAULT_SHARDS, MAX_SHARDS};
 
 /// The optimizers (`convnet-optim`), as Keras's `keras.optimizers`.
 pub mod optimizers {

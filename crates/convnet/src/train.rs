@@ -100,9 +100,16 @@ pub struct FitOptions<'a> {
     /// per shard (shard 0 keeps the step's seed, the others mix in their
     /// index). 1: the whole batch on one tape, every kernel call split over
     /// the threads instead. See `docs/ALGORITHMS.md` and `docs/BENCHMARKS.md`
-    /// (issue 13).
+    /// (issue 13). At most [`MAX_SHARDS`]: every shard holds its own copy
+    /// of the gradients, so the count is checked before they are allocated.
     pub shards: usize,
 }
+
+/// The most shards [`FitOptions::shards`] accepts. Each shard owns a full
+/// set of gradient buffers (the model's trainable weights once more), so an
+/// unchecked count from a command line would turn into that many copies;
+/// the split pays for itself only up to a few shards per core.
+pub const MAX_SHARDS: usize = 64;
 
 /// [`FitOptions::shards`]' default: 1, the one-tape step, until the split
 /// step is measured faster on a calm machine (`bench step --shards 2`; see
@@ -416,8 +423,8 @@ impl Model {
         if options.batch_size == 0 {
             return Err(Error::invalid("batch_size", "must be at least 1"));
         }
-        if options.shards == 0 {
-            return Err(Error::invalid("shards", "must be at least 1"));
+        if options.shards == 0 || options.shards > MAX_SHARDS {
+            return Err(Error::invalid("shards", format!("must be 1 to {MAX_SHARDS}, got {}", options.shards)));
         }
         if options.epochs == 0 {
             return Ok(History::default());
@@ -468,7 +475,8 @@ impl Model {
             }
         }
         // The batch split by examples (`shards.rs`); one shard: the one tape above.
-        let mut shards = crate::shards::Shards::new(&self.params, options.shards, options.profile);
+        // No more shards than examples in a batch: the extra ones would never run.
+        let mut shards = crate::shards::Shards::new(&self.params, options.shards.min(bs), options.profile);
         let mut profiler = match options.profile {
             true => Some(StepProfiler::new(&mut tape, self.compiled("fit")?.optimizer_name)),
             false => None,

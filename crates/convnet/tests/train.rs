@@ -132,6 +132,11 @@ fn sharded_steps_match_the_one_tape_step_and_ignore_the_thread_count() {
     let mut model = compiled(7);
     let err = model.fit_examples(&train, FitOptions { shards: 0, ..quiet(1, 7) }).unwrap_err();
     assert!(err.to_string().contains("shards"), "{err}");
+    // A count from a command line is checked before a gradient set per shard is allocated.
+    for shards in [convnet::MAX_SHARDS + 1, usize::MAX] {
+        let err = model.fit_examples(&train, FitOptions { shards, ..quiet(1, 7) }).unwrap_err();
+        assert!(err.to_string().contains("shards"), "{err}");
+    }
 }
 
 #[test]
