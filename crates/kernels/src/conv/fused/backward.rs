@@ -194,15 +194,7 @@ pub fn conv2d_backward_filter_max_pooled_at(
     // valid read whose accumulator is never stored) to whole groups.
     let mut xo = scratch_isize(Slot::Table, groups * TAPS_PER_GROUP);
     xo.fill(0);
-    let mut t = 0;
-    for ky in 0..shape.kh {
-        for kx in 0..shape.kw {
-            for c in 0..shape.c_in {
-                xo[t] = ((ky * shape.dilation_h * shape.w + kx * shape.dilation_w) * shape.c_in + c) as isize;
-                t += 1;
-            }
-        }
-    }
+    xo.iter_mut().zip(super::tap_offsets(shape)).for_each(|(dst, off)| *dst = off);
     let (oh_ow_c, c_out) = (shape.out_w() * shape.c_out, shape.c_out);
     let job = Job {
         shape,

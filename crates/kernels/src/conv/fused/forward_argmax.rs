@@ -49,7 +49,7 @@
 //! and rows) per task; every output is computed by exactly one task in the
 //! same order, so the result does not depend on the threading.
 
-use super::{lanes, pixel, FusedConv, FusedPool, Threading};
+use super::{lanes, pixel, tap_offsets, FusedConv, FusedPool, Threading};
 use crate::activation::Activation;
 use crate::arch::{scratch_f32, scratch_isize, FtzGuard, Isa, SendPtr, Slot, Token, Vf32};
 #[cfg(target_arch = "x86_64")]
@@ -156,16 +156,7 @@ pub fn conv2d_max_pool_argmax_at(
         packed[steps * c_pad..][..s.c_out].copy_from_slice(b);
     }
     let mut xo = scratch_isize(Slot::Table, steps);
-    let mut t = 0;
-    for ky in 0..s.kh {
-        for kx in 0..s.kw {
-            let px = (ky * s.dilation_h * s.w + kx * s.dilation_w) * s.c_in;
-            for c in 0..s.c_in {
-                xo[t] = (px + c) as isize;
-                t += 1;
-            }
-        }
-    }
+    xo.iter_mut().zip(tap_offsets(s)).for_each(|(dst, off)| *dst = off);
     let (ph, pw) = FusedPool::Max2x2.out_dims(s);
     let c_out = s.c_out;
     let job = Job {

@@ -193,17 +193,10 @@ impl FusedConv {
         })?;
         let lanes = lanes(token.level());
         let red = shape.kh * shape.kw * shape.c_in;
-        let (mut xo, mut wo, mut wo_tail) = (Vec::with_capacity(red), Vec::with_capacity(red), Vec::with_capacity(red));
-        for ky in 0..shape.kh {
-            for kx in 0..shape.kw {
-                let pixel = (ky * shape.dilation_h * shape.w + kx * shape.dilation_w) * shape.c_in;
-                for c in 0..shape.c_in {
-                    xo.push((pixel + c) as isize);
-                    wo.push((((ky * shape.kw + kx) * shape.c_in + c) * shape.c_out) as isize);
-                    wo_tail.push((wo_tail.len() * lanes) as isize);
-                }
-            }
-        }
+        let xo = tap_offsets(&shape).collect();
+        // Step r of the reduction is HWIO row r of the filter.
+        let wo = (0..red).map(|r| (r * shape.c_out) as isize).collect();
+        let wo_tail = (0..red).map(|r| (r * lanes) as isize).collect();
         Ok(FusedConv { token, shape, activation, pool, xo, wo, wo_tail })
     }
 
@@ -293,6 +286,19 @@ impl FusedConv {
         }
         Ok(())
     }
+}
+
+/// The offset, from a conv output pixel's first input element, of the
+/// input element each reduction step `(ky, kx, c)` reads, in HWIO's step
+/// order (the filter row the step multiplies): the table every fused
+/// kernel walks.
+pub(crate) fn tap_offsets(s: &ConvShape) -> impl Iterator<Item = isize> + '_ {
+    (0..s.kh).flat_map(move |ky| {
+        (0..s.kw).flat_map(move |kx| {
+            let pixel = (ky * s.dilation_h * s.w + kx * s.dilation_w) * s.c_in;
+            (0..s.c_in).map(move |c| (pixel + c) as isize)
+        })
+    })
 }
 
 pub(crate) fn overflow(s: &ConvShape, n: usize) -> Error {
