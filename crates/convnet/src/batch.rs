@@ -112,16 +112,12 @@ fn argmax(row: &[f32]) -> usize {
 
 /// Number of correct predictions in a batch (`out` holds logits or outputs).
 pub(crate) fn correct(c: &Compiled, out: &[f32], buf: &BatchBuf, b: usize, form: TargetForm) -> f64 {
-    correct_rows(c, out, &buf.y, &buf.labels, b, form)
+    correct_of(c.outputs, c.logits, out, &buf.y, &buf.labels, b, form)
 }
 
 /// [`correct`] against the targets `y` (one-hot or values) or `labels`
-/// (sparse) of the `b` examples whose outputs are `out`: a shard of a batch.
-pub(crate) fn correct_rows(c: &Compiled, out: &[f32], y: &[f32], labels: &[u32], b: usize, form: TargetForm) -> f64 {
-    correct_of(c.outputs, c.logits, out, y, labels, b, form)
-}
-
-/// [`correct_rows`] with the two facts of [`Compiled`] it reads: the output
+/// (sparse) of the `b` examples whose outputs are `out` (a shard of a
+/// batch, say), given the two facts of [`Compiled`] it reads: the output
 /// width `k` and whether the outputs are logits.
 pub(crate) fn correct_of(
     k: usize,

@@ -41,7 +41,7 @@
 //! buffer per trainable parameter, allocated in the first step; later steps
 //! of the same batch size allocate nothing.
 
-use crate::batch::{correct_rows, BatchBuf};
+use crate::batch::{correct_of, BatchBuf};
 use crate::data::TargetForm;
 use crate::model::Model;
 use crate::Result;
@@ -218,7 +218,7 @@ impl Job<'_> {
         shard.correct = 0.0;
         if self.accuracy {
             let c = self.model.compiled("fit")?;
-            shard.correct = correct_rows(c, tape.value(out)?.data(), y, labels, n, self.form);
+            shard.correct = correct_of(c.outputs, c.logits, tape.value(out)?.data(), y, labels, n, self.form);
         }
         if shard.loss.is_finite() {
             tape.backward_into(loss, grads)?;
