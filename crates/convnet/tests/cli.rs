@@ -188,6 +188,39 @@ fn bad_simd_level_is_a_clean_error() {
     assert!(text(&out.stderr).contains("CONVNET_SIMD"), "{}", text(&out.stderr));
 }
 
+/// The switch users have, end to end: a short training run of the chapter's
+/// model under each `CONVNET_SIMD` level, from the built binary. A level this
+/// CPU runs trains (the metrics file names the level that ran, the model
+/// learns); a level it lacks is exit 1 naming the variable, before training.
+/// The property suites cover every level in-process through the `*_at` entry
+/// points; this is the process-wide switch.
+#[test]
+fn train_runs_under_every_simd_level_this_cpu_has() {
+    use convnet_kernels::simd::SimdLevel;
+    let dir = tmp("simd");
+    for level in [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512] {
+        let metrics = dir.join(format!("{}.json", level.name()));
+        let out = Command::new(env!("CARGO_BIN_EXE_convnet"))
+            .args(["train", "--limit", "1000", "--epochs", "1", "--quiet", "--metrics-json"])
+            .arg(&metrics)
+            .env("CONVNET_SIMD", level.name())
+            .output()
+            .unwrap();
+        if !level.is_available() {
+            assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+            assert!(text(&out.stderr).contains("CONVNET_SIMD"), "{}", text(&out.stderr));
+            assert!(!metrics.exists());
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(0), "CONVNET_SIMD={}: {}", level.name(), text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&metrics).unwrap()).unwrap();
+        assert_eq!(json["simd"], level.name());
+        let acc = json["test_accuracy"].as_f64().unwrap();
+        assert!(acc > 0.3, "CONVNET_SIMD={}: test accuracy {acc}", level.name());
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn bench_conv_json_has_every_supported_algorithm_and_pass() {
     let out = convnet(&["bench", "conv", "--shape", "2,8,8,4,8", "--backward", "--json", "--reps", "3"]);

@@ -583,6 +583,7 @@ fn train(a: TrainArgs, started: Instant, limits: Limits, mut session: Option<&mu
             "batch_size": a.batch_size,
             "seed": a.seed,
             "threads": rayon::current_num_threads(),
+            "simd": convnet_kernels::simd::try_level()?.name(),
             "algo": a.algo.name(),
             "loss_function": loss.name(),
             "optimizer": a.optimizer,
