@@ -55,8 +55,8 @@ pub struct StepArgs {
     /// cost a forward pass only.
     #[arg(long, value_name = "LAYER")]
     trainable_from: Option<String>,
-    /// Split each training step's batch into this many shards, one per worker (1: one tape, every
-    /// kernel call split over the threads); results do not depend on the thread count.
+    /// Split each training step's batch into this many shards, one per worker (default 2; 1: one tape,
+    /// every kernel call split over the threads); results do not depend on the thread count.
     #[arg(long, default_value_t = convnet::DEFAULT_SHARDS as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     shards: u64,
     #[command(flatten)]

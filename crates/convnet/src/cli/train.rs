@@ -83,8 +83,8 @@ pub struct TrainArgs {
     /// No summary and no progress bar; only the test result.
     #[arg(long)]
     quiet: bool,
-    /// Split each batch into this many shards of examples, one per worker (1: one tape, every
-    /// kernel call split over the threads); results do not depend on the thread count.
+    /// Split each batch into this many shards of examples, one per worker (default 2; 1: one tape,
+    /// every kernel call split over the threads); results do not depend on the thread count.
     #[arg(long, default_value_t = convnet::DEFAULT_SHARDS as u64, value_parser = clap::value_parser!(u64).range(1..=1024))]
     shards: u64,
     #[command(flatten)]
