@@ -7,10 +7,12 @@
 //! ```
 //!
 //! `DW_BATCH=N` sets another batch size than the anchor's 8, `DW_ALGO=NAME`
-//! an algorithm instead of `auto` (layers it cannot run are left out).
+//! an algorithm instead of `auto` (layers it cannot run are left out),
+//! `DW_MIN_MS=M` the least wall time each pass is repeated for (default
+//! 500; REPS is the least number of calls, default 21).
 //! FILTER (optional) keeps the layers whose label contains it (`copy`
 //! alone runs only the bandwidth measurement). For each layer it prints the
-//! median milliseconds of forward, backward-data and backward-filter, their
+//! median milliseconds (after 5 warm-up calls) of forward, backward-data and backward-filter, their
 //! sum (what PyTorch's `y = conv(x); y.backward(g)` step does, less the
 //! autograd overhead), for the depthwise layers the combined backward pass
 //! (`depthwise::backward`: both gradients in one sweep, what the autodiff
@@ -51,21 +53,27 @@ fn process_cpu_ns() -> u64 {
         .sum()
 }
 
-/// Median wall milliseconds and mean CPU milliseconds (all threads) per call.
+/// Median wall milliseconds and mean CPU milliseconds (all threads) per
+/// call, after 5 warm-up calls, over at least `reps` calls and at least
+/// `DW_MIN_MS` milliseconds (default 500) of calls, as the PyTorch anchor
+/// times (at least 10-20 calls and 1 s): a fixed 21 calls of a 0.1 ms
+/// layer lasted 2 ms and medians moved up to 1.9x between rounds.
 fn timed(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
-    f();
-    f();
+    let min_ms: f64 = std::env::var("DW_MIN_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(500.0);
+    for _ in 0..5 {
+        f();
+    }
     let cpu0 = process_cpu_ns();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    let cpu = (process_cpu_ns() - cpu0) as f64 / 1e6 / reps as f64;
+    let start = Instant::now();
+    let mut t: Vec<f64> = Vec::with_capacity(reps);
+    while t.len() < reps || (start.elapsed().as_secs_f64() * 1e3 < min_ms && t.len() < 100_000) {
+        let s = Instant::now();
+        f();
+        t.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    let cpu = (process_cpu_ns() - cpu0) as f64 / 1e6 / t.len() as f64;
     t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (t[reps / 2], cpu)
+    (t[t.len() / 2], cpu)
 }
 
 /// Copy bandwidth in GB/s (read + write) for buffers of `bytes`.
