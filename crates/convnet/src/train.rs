@@ -114,8 +114,8 @@ pub const MAX_SHARDS: usize = 64;
 /// [`FitOptions::shards`]' default: 2. On the chapter's model on 2 cores
 /// (Dec 2, calm, alternated) the split step fits 5 epochs 10-23% faster
 /// than one tape and scales 1.81-1.92x from the second core against the
-/// one tape's 1.68-1.69x (`docs/BENCHMARKS.md`, issue 13); on 1 thread it
-/// is within 3% of one tape. A fixed number, not the thread count, so a run
+/// one tape's 1.68-1.69x (`docs/BENCHMARKS.md`, issue 13); on 1 thread its
+/// step is 1-6% slower than one tape's. A fixed number, not the thread count, so a run
 /// gives the same bits on any number of threads; with more threads than
 /// shards, each shard's kernels split over the threads left. Set 1 for the
 /// one-tape step (a `--profile` whose rows add up to the step's wall time).
