@@ -12,8 +12,8 @@
 //! 500; REPS is the least number of calls, default 21).
 //! FILTER (optional) keeps the layers whose label contains it (`copy`
 //! alone runs only the bandwidth measurement). For each layer it prints the
-//! median milliseconds (after 5 warm-up calls) of forward, backward-data and backward-filter, their
-//! sum (what PyTorch's `y = conv(x); y.backward(g)` step does, less the
+//! median milliseconds (after 5 warm-up calls) of forward, backward-data
+//! and backward-filter, their sum (what PyTorch's `y = conv(x); y.backward(g)` step does, less the
 //! autograd overhead), for the depthwise layers the combined backward pass
 //! (`depthwise::backward`: both gradients in one sweep, what the autodiff
 //! tape runs when it needs both) and forward + combined, in brackets the
