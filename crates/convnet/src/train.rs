@@ -115,10 +115,11 @@ pub const MAX_SHARDS: usize = 64;
 /// (Dec 2, calm, alternated) the split step fits 5 epochs 10-23% faster
 /// than one tape and scales 1.81-1.92x from the second core against the
 /// one tape's 1.68-1.69x (`docs/BENCHMARKS.md`, issue 13); on 1 thread its
-/// step is 1-6% slower than one tape's. A fixed number, not the thread count, so a run
-/// gives the same bits on any number of threads; with more threads than
-/// shards, each shard's kernels split over the threads left. Set 1 for the
-/// one-tape step (a `--profile` whose rows add up to the step's wall time).
+/// step is 1-6% slower than one tape's. A fixed number, not the thread
+/// count, so a run gives the same bits on any number of threads; with more
+/// threads than shards, each shard's kernels split over the threads left.
+/// Set 1 for the one-tape step (a `--profile` whose rows add up to the
+/// step's wall time).
 pub const DEFAULT_SHARDS: usize = 2;
 
 impl Default for FitOptions<'_> {
