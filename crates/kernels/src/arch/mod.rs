@@ -17,11 +17,12 @@
 //! guarded, and the tests compare with tolerances far above that range.
 
 // AVX-512 intrinsics are stable since Rust 1.89, the workspace's rust-version.
+pub(crate) mod cache;
 pub(crate) mod dispatch;
 pub(crate) mod vector;
 
 pub(crate) use dispatch::{multiversion, Token};
-pub(crate) use vector::{prefetch, Isa, Portable, Scalar, VOps, Vf32};
+pub(crate) use vector::{prefetch, store_fence, Isa, Portable, Scalar, VOps, Vf32};
 #[cfg(target_arch = "x86_64")]
 pub(crate) use vector::{Avx2, Avx512};
 

@@ -59,6 +59,15 @@ pub(crate) trait Vf32: Copy {
     /// # Safety
     /// `p` is valid for `LANES` writes.
     unsafe fn store(self, p: *mut f32);
+    /// Non-temporal store of `LANES` values: written around the caches
+    /// (no read for ownership, nothing evicted) where the instruction set
+    /// has one, a plain [`Vf32::store`] elsewhere. For destinations too big
+    /// to stay cached; the writing thread must call [`store_fence`] before
+    /// another thread may read them.
+    ///
+    /// # Safety
+    /// `p` is valid for `LANES` writes and aligned to `LANES * 4` bytes.
+    unsafe fn stream(self, p: *mut f32);
     /// Lane-wise `self + o`.
     fn add(self, o: Self) -> Self;
     /// Lane-wise `self - o`.
@@ -170,6 +179,12 @@ impl Vf32 for Zmm {
         unsafe { _mm512_storeu_ps(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: a Zmm proves AVX-512F; the caller, 16 writable floats at
+        // a 64-byte boundary.
+        unsafe { _mm512_stream_ps(p, self.0) }
+    }
+    #[inline(always)]
     fn add(self, o: Self) -> Self {
         // SAFETY: a Zmm exists only where an Avx512 token proved AVX-512F.
         Zmm(unsafe { _mm512_add_ps(self.0, o.0) })
@@ -220,6 +235,12 @@ impl Vf32 for Ymm {
         unsafe { _mm256_storeu_ps(p, self.0) }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: a Ymm proves AVX; the caller, 8 writable floats at a
+        // 32-byte boundary.
+        unsafe { _mm256_stream_ps(p, self.0) }
+    }
+    #[inline(always)]
     fn add(self, o: Self) -> Self {
         // SAFETY: a Ymm exists only where an Avx2 token proved AVX2 and FMA.
         Ymm(unsafe { _mm256_add_ps(self.0, o.0) })
@@ -266,6 +287,11 @@ impl Vf32 for Wide {
         unsafe { p.cast::<[f32; 8]>().write_unaligned(self.0.to_array()) }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: forwarded (the portable baseline has no streaming store).
+        unsafe { self.store(p) }
+    }
+    #[inline(always)]
     fn add(self, o: Self) -> Self {
         Wide(self.0 + o.0)
     }
@@ -308,6 +334,11 @@ impl Vf32 for f32 {
         unsafe { *p = self }
     }
     #[inline(always)]
+    unsafe fn stream(self, p: *mut f32) {
+        // SAFETY: forwarded.
+        unsafe { self.store(p) }
+    }
+    #[inline(always)]
     fn add(self, o: Self) -> Self {
         self + o
     }
@@ -325,6 +356,18 @@ impl Vf32 for f32 {
     fn max(self, o: Self) -> Self {
         f32::max(self, o)
     }
+}
+
+/// Orders this thread's earlier [`Vf32::stream`] stores before its later
+/// stores (SFENCE): called at the end of a task that streamed, before the
+/// fork-join hands its results to another thread.
+#[inline(always)]
+pub(crate) fn store_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SFENCE is SSE (x86-64 baseline).
+    unsafe {
+        _mm_sfence()
+    };
 }
 
 /// Prefetches the cache line holding `p` into L1. A hint: it never faults,

@@ -16,7 +16,7 @@
 
 use super::filter::{self, FilterJob};
 use super::gather::{self, Gather};
-use crate::arch::{scratch_f32, scratch_f32_task, FtzGuard, Slot};
+use crate::arch::{scratch_f32, scratch_f32_task, store_fence, FtzGuard, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
 use crate::arch::{Isa, Token};
@@ -48,6 +48,9 @@ pub(super) fn run(token: Token, g: &Gather, job: &FilterJob, stride_h: usize, gr
             Token::Avx2(isa) => unsafe { chunk_avx2(isa, g, job, stride_h, j, part, &mut buf) },
             // SAFETY: `g` and `job` are consistent.
             Token::Portable(isa) => unsafe { chunk(isa, g, job, stride_h, j, part, &mut buf) },
+        }
+        if g.stream {
+            store_fence();
         }
     });
     filter::sum_partials(&partials, chunks, grad_filter);

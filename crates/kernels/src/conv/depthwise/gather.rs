@@ -5,7 +5,7 @@
 //! (see the module doc of [`super`]).
 
 use super::TapTable;
-use crate::arch::{scratch_f32_task, FtzGuard, SendPtr, Slot};
+use crate::arch::{scratch_f32_task, store_fence, FtzGuard, SendPtr, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
 use crate::arch::{Isa, Scalar, Token, Vf32};
@@ -58,6 +58,10 @@ pub(super) struct Gather<'a> {
     /// interior of every destination row as [`Pairs`] (those columns are
     /// in no run), or `None`.
     pub pairs: Option<Pairs>,
+    /// Write the destination with non-temporal stores ([`Vf32::stream`]):
+    /// set only where every vector store lands on a vector boundary (see
+    /// [`super::stream_dst`]).
+    pub stream: bool,
 }
 
 /// The interior of a backward-data row at stride 2 (3-wide filter,
@@ -101,6 +105,9 @@ pub(super) fn run(token: Token, g: &Gather) {
             Token::Avx2(isa) => unsafe { task_avx2(isa, g, t, buf_max) },
             // SAFETY: `g` is consistent.
             Token::Portable(isa) => unsafe { task(isa, g, t, buf_max) },
+        }
+        if g.stream {
+            store_fence();
         }
     });
 }
@@ -215,6 +222,7 @@ pub(super) unsafe fn rows<S: Isa>(isa: S, g: &Gather, n: usize, r0: usize, r1: u
                 g.runs,
                 g.steps,
                 g.pairs,
+                g.stream,
                 g.filt.as_ptr(),
                 bias,
                 g.relu,
@@ -261,6 +269,7 @@ unsafe fn gather_row<S: Isa>(
     runs: &[isize],
     steps: (usize, usize),
     pairs: Option<Pairs>,
+    stream: bool,
     filt: *const f32,
     bias: Option<*const f32>,
     relu: bool,
@@ -271,13 +280,27 @@ unsafe fn gather_row<S: Isa>(
     for run in runs.chunks_exact(2) {
         let (start, len) = (run[0] as usize, run[1] as usize);
         if let Some(pr) = pairs.filter(|pr| pr.q < start) {
-            let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps: &[], filt, bias, relu, sstep, dstep };
+            let px = Pixels {
+                src,
+                row_stride,
+                row0,
+                ce,
+                kw,
+                row_taps,
+                col_taps: &[],
+                filt,
+                bias,
+                relu,
+                sstep,
+                dstep,
+                stream,
+            };
             // SAFETY: the contract above, for the columns of `pairs`.
             unsafe { px.pair_run::<S>(isa, pr, dst) };
             pairs = None;
         }
         let col_taps = cols.taps(start);
-        let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps, filt, bias, relu, sstep, dstep };
+        let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps, filt, bias, relu, sstep, dstep, stream };
         // SAFETY: the contract above, for every member of the run.
         unsafe {
             if let Some(win) = px.window(len) {
@@ -295,7 +318,8 @@ unsafe fn gather_row<S: Isa>(
         }
     }
     if let Some(pr) = pairs {
-        let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps: &[], filt, bias, relu, sstep, dstep };
+        let px =
+            Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps: &[], filt, bias, relu, sstep, dstep, stream };
         // SAFETY: as above.
         unsafe { px.pair_run::<S>(isa, pr, dst) };
     }
@@ -318,6 +342,7 @@ struct Pixels<'a> {
     relu: bool,
     sstep: usize,
     dstep: usize,
+    stream: bool,
 }
 
 impl Pixels<'_> {
@@ -535,7 +560,7 @@ impl Pixels<'_> {
                 for (i, a) in acc.iter().enumerate() {
                     for (u, a) in a.iter().enumerate() {
                         let v = if self.relu { a.max(isa.zero()) } else { *a };
-                        v.store(dst.add((p + i) * ce + c + u * l));
+                        self.put(v, dst.add((p + i) * ce + c + u * l));
                     }
                 }
                 c += U * l;
@@ -663,10 +688,28 @@ impl Pixels<'_> {
                 }
                 for (k, a) in acc[..2 * T].iter().enumerate() {
                     for (u, a) in a.iter().enumerate() {
-                        a.store(dst.add((p + k) * ce + c + u * l));
+                        self.put(*a, dst.add((p + k) * ce + c + u * l));
                     }
                 }
                 c += U * l;
+            }
+        }
+    }
+
+    /// Stores `v` at `p`: streamed when the gather streams.
+    ///
+    /// # Safety
+    ///
+    /// `p` is valid for `V::LANES` writes; when streaming, on a vector
+    /// boundary (which [`Gather::stream`] guarantees for every vector store).
+    #[inline(always)]
+    unsafe fn put<V: Vf32>(&self, v: V, p: *mut f32) {
+        // SAFETY: forwarded.
+        unsafe {
+            if self.stream {
+                v.stream(p)
+            } else {
+                v.store(p)
             }
         }
     }
@@ -732,7 +775,7 @@ impl Pixels<'_> {
                 for (i, a) in acc.iter().enumerate() {
                     for (u, a) in a.iter().enumerate() {
                         let v = if self.relu { a.max(isa.zero()) } else { *a };
-                        v.store(dst.add((p + i * self.dstep) * ce + c + u * l));
+                        self.put(v, dst.add((p + i * self.dstep) * ce + c + u * l));
                     }
                 }
                 c += U * l;

@@ -48,6 +48,12 @@
 //!   of the last output-gradient row they read: one sweep over the output
 //!   gradient, results bit-identical to the two passes apart.
 //!
+//! - **non-temporal stores**: a pass that moves more than three quarters
+//!   of the L3 (the 112x112 layers of a batch of 8) writes its destination
+//!   around the caches (`stream_dst`): no read for ownership of each
+//!   destination line, and its source stays in the L3 for the next pass
+//!   that reads it.
+//!
 //! Threads: forward and backward-data split `n x rows` into fixed blocks
 //! (at most 32, each writing at least 128 KiB where the call is that big).
 //! Each body is generic over the vector type and instantiated for
@@ -63,7 +69,7 @@ mod gather;
 
 use super::{ConvAlgo, ConvShape};
 use crate::activation::Activation;
-use crate::arch::{scratch_isize, FtzGuard, SendPtr, Slot, Token};
+use crate::arch::{cache, scratch_isize, FtzGuard, SendPtr, Slot, Token};
 use crate::error::check_len;
 use crate::simd::SimdLevel;
 use crate::Result;
@@ -172,6 +178,20 @@ fn pair_range(cols: &TapTable, len: usize) -> Option<gather::Pairs> {
         n += 1;
     }
     (n >= 2).then_some(gather::Pairs { q, g, len: n })
+}
+
+/// Whether a pass that moves `moved` bytes writes its destination `dst`
+/// (`ce` floats a pixel, `reduce` lanes summed into each element) with
+/// non-temporal stores: when the pass is too big for the L3 to keep
+/// ([`cache::stream_min_bytes`]), and every vector store of the
+/// destination falls on a vector boundary (a 64-byte aligned buffer, as
+/// tensors are, and whole vectors per pixel). The lane reduction of a
+/// channel multiplier goes through a scratch row: never streamed.
+fn stream_dst(dst: &[f32], ce: usize, reduce: usize, moved: usize) -> bool {
+    reduce == 1
+        && ce.is_multiple_of(16)
+        && (dst.as_ptr() as usize).is_multiple_of(64)
+        && moved >= cache::stream_min_bytes()
 }
 
 /// Forward tap: input coordinate of output `o`, tap `k`, if inside.
@@ -346,6 +366,7 @@ pub(crate) fn forward(
         steps: (1, s.stride_w),
         block: block_rows(s.n, oh, ow * s.c_out),
         pairs: None,
+        stream: stream_dst(output, s.c_out, 1, 4 * (s.input_len() + s.output_len())),
     };
     gather::run(token, &g);
 }
@@ -354,7 +375,8 @@ pub(crate) fn forward(
 pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
     let _ftz = FtzGuard::new();
     let mut buf = scratch_isize(Slot::Table, data_tables_len(s));
-    let g = data_gather(s, &mut buf, grad_output, filter, grad_input);
+    let moved = 4 * (s.input_len() + s.output_len());
+    let g = data_gather(s, &mut buf, grad_output, filter, grad_input, moved);
     gather::run(token, &g);
 }
 
@@ -364,13 +386,15 @@ fn data_tables_len(s: &ConvShape) -> usize {
 }
 
 /// The backward-data gather of `s`, its tables built in `buf`
-/// ([`data_tables_len`] entries).
+/// ([`data_tables_len`] entries), for a pass that moves `moved` bytes in
+/// all (see [`stream_dst`]).
 fn data_gather<'a>(
     s: &ConvShape,
     buf: &'a mut [isize],
     grad_output: &'a [f32],
     filter: &'a [f32],
     grad_input: &mut [f32],
+    moved: usize,
 ) -> gather::Gather<'a> {
     let (oh, ow) = (s.out_h(), s.out_w());
     let (rbuf, rest) = buf.split_at_mut(s.h * (2 * s.kh + 1));
@@ -422,6 +446,7 @@ fn data_gather<'a>(
         steps: (1, 1),
         block: block_rows(s.n, s.h, s.w * s.c_in),
         pairs,
+        stream: stream_dst(grad_input, s.c_in, s.c_out / s.c_in, moved),
     }
 }
 
@@ -494,7 +519,10 @@ pub(crate) fn backward_both(
     let _ftz = FtzGuard::new();
     let mut buf = scratch_isize(Slot::Table, data_tables_len(s) + filter_tables_len(s));
     let (dbuf, fbuf) = buf.split_at_mut(data_tables_len(s));
-    let g = data_gather(s, dbuf, grad_output, filter, grad_input);
+    // Both gradients read the input and the output gradient and write the
+    // input gradient.
+    let moved = 4 * (2 * s.input_len() + s.output_len());
+    let g = data_gather(s, dbuf, grad_output, filter, grad_input, moved);
     let job = filter_job(s, fbuf, input, grad_output);
     combined::run(token, &g, &job, s.stride_h, grad_filter);
 }

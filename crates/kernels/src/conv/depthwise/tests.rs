@@ -1,4 +1,5 @@
 use super::*;
+use crate::arch::cache;
 use crate::conv::{reference, Padding};
 
 fn data(len: usize, seed: u32) -> Vec<f32> {
@@ -256,6 +257,59 @@ fn combined_pass_splits_rows_across_chunks_and_images() {
                 close(&what, &s, &cdw, &want_dw, s.n * s.out_h() * s.out_w());
                 assert_eq!((cdx, cdw), (dx, dw), "{what} {s}: combined = apart");
             }
+        }
+    }
+}
+
+/// `len` floats from a 64-byte boundary of `buf` (as tensors are aligned).
+fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.clear();
+    buf.resize(len + 16, f32::NAN);
+    let off = buf.as_ptr().align_offset(64);
+    &mut buf[off..off + len]
+}
+
+#[test]
+fn streamed_destinations_are_bit_identical_at_every_level() {
+    // Whole vectors per pixel (16, 32, 48, 64 lanes): every store can
+    // stream. Sliding tiles at stride 1 and 2, the stride-2 pair tiles,
+    // borders, bias and relu, and a multiplier (whose backward-data goes
+    // through a scratch row and never streams).
+    let shapes = [
+        dw(2, 7, 37, 48, 1, 3).with_padding(Padding::Same).unwrap(),
+        dw(1, 6, 36, 64, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        dw(1, 5, 23, 32, 1, 3)
+            .with_stride(2, 2)
+            .unwrap()
+            .with_padding(Padding::Explicit { top: 1, bottom: 1, left: 1, right: 1 })
+            .unwrap(),
+        dw(2, 5, 9, 16, 1, 5).with_padding(Padding::Valid).unwrap(),
+        dw(1, 6, 20, 8, 2, 3).with_padding(Padding::Same).unwrap(),
+    ];
+    let (mut yb, mut dxb, mut cdxb) = (Vec::new(), Vec::new(), Vec::new());
+    for level in SimdLevel::available() {
+        for s in shapes {
+            let (x, w, b, dy) =
+                (data(s.input_len(), 12), data(s.filter_len(), 13), data(s.c_out, 14), data(s.output_len(), 15));
+            let run = |stream_min: usize, yb: &mut Vec<f32>, dxb: &mut Vec<f32>, cdxb: &mut Vec<f32>| {
+                cache::with_stream_min(stream_min, || {
+                    let y = aligned(yb, s.output_len());
+                    assert_eq!(stream_dst(y, s.c_out, 1, 1), stream_min == 0 && s.c_out % 16 == 0);
+                    forward_at(level, &s, &x, &w, Some(&b), Activation::Relu, y).unwrap();
+                    let y = y.to_vec();
+                    let dx = aligned(dxb, s.input_len());
+                    backward_data_at(level, &s, &dy, &w, dx).unwrap();
+                    let dx = dx.to_vec();
+                    let cdx = aligned(cdxb, s.input_len());
+                    let mut cdw = vec![f32::NAN; s.filter_len()];
+                    backward_at(level, &s, &x, &dy, &w, cdx, &mut cdw).unwrap();
+                    (y, dx, cdx.to_vec(), cdw)
+                })
+            };
+            let cached = run(usize::MAX, &mut yb, &mut dxb, &mut cdxb);
+            let streamed = run(0, &mut yb, &mut dxb, &mut cdxb);
+            assert!(cached.0.iter().chain(&cached.1).all(|v| v.is_finite()), "{} {s}", level.name());
+            assert_eq!(cached, streamed, "{} {s}: streamed stores", level.name());
         }
     }
 }
