@@ -6,7 +6,8 @@
 //! RAYON_NUM_THREADS=2 cargo run --release -p convnet-kernels --example depthwise_timing [-- FILTER [REPS]]
 //! ```
 //!
-//! `DW_BATCH=N` sets another batch size than the anchor's 8, `DW_ALGO=NAME`
+//! `DW_BATCH=N` sets another batch size than the anchor's 8, `DW_SHAPE=H,C,S`
+//! adds a depthwise layer `H x H x C` at stride `S`, `DW_ALGO=NAME`
 //! an algorithm instead of `auto` (layers it cannot run are left out),
 //! `DW_MIN_MS=M` the least wall time each pass is repeated for (default
 //! 500; REPS is the least number of calls, default 21).
@@ -131,13 +132,20 @@ fn main() {
             .and_then(|s| s.with_groups(groups))
             .unwrap()
     };
-    let layers = [
-        ("dw 112x112x32 s1", layer(112, 32, 1, 32)),
-        ("dw 112x112x64 s2", layer(112, 64, 2, 64)),
-        ("dw 28x28x256 s1", layer(28, 256, 1, 256)),
-        ("dw 14x14x512 s1", layer(14, 512, 1, 512)),
-        ("grouped 56x56x128 g4", layer(56, 128, 1, 4)),
+    let mut layers = vec![
+        ("dw 112x112x32 s1".to_string(), layer(112, 32, 1, 32)),
+        ("dw 112x112x64 s2".to_string(), layer(112, 64, 2, 64)),
+        ("dw 28x28x256 s1".to_string(), layer(28, 256, 1, 256)),
+        ("dw 14x14x512 s1".to_string(), layer(14, 512, 1, 512)),
+        ("grouped 56x56x128 g4".to_string(), layer(56, 128, 1, 4)),
     ];
+    // DW_SHAPE=H,C,STRIDE: one more depthwise layer (H x H x C, 3x3 `same`).
+    if let Some(v) = std::env::var("DW_SHAPE").ok() {
+        let d: Vec<usize> = v.split(',').filter_map(|t| t.trim().parse().ok()).collect();
+        if let [h, c, st] = d[..] {
+            layers.push((format!("dw {h}x{h}x{c} s{st} (DW_SHAPE)"), layer(h, c, st, c)));
+        }
+    }
     println!(
         "simd level: {}, threads {}",
         convnet_kernels::simd::try_level().map_or_else(|e| e.to_string(), |l| l.name().to_string()),
@@ -153,6 +161,7 @@ fn main() {
         return;
     }
     for (label, s) in layers {
+        let label = label.as_str();
         if !label.contains(&filter) {
             continue;
         }

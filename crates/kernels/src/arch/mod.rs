@@ -19,6 +19,7 @@
 // AVX-512 intrinsics are stable since Rust 1.89, the workspace's rust-version.
 pub(crate) mod cache;
 pub(crate) mod dispatch;
+pub(crate) mod par;
 pub(crate) mod vector;
 
 pub(crate) use dispatch::{multiversion, Token};

@@ -16,11 +16,11 @@
 
 use super::filter::{self, FilterJob};
 use super::gather::{self, Gather};
+use crate::arch::par::par_chunks_mut;
 use crate::arch::{scratch_f32, scratch_f32_task, store_fence, FtzGuard, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
 use crate::arch::{Isa, Token};
-use rayon::prelude::*;
 
 /// Runs the input-gradient gather `g` (backward-data tables) and the
 /// filter-gradient job `job` over the same output gradient, into
@@ -34,7 +34,7 @@ pub(super) fn run(token: Token, g: &Gather, job: &FilterJob, stride_h: usize, gr
     let chunks = job.chunks();
     let mut partials = scratch_f32(Slot::Partial, chunks * len);
     let buf_len = job.expand_len() + gather::reduce_len(g);
-    partials.par_chunks_mut(len).enumerate().for_each(|(j, part)| {
+    par_chunks_mut(&mut partials, len, |j, part| {
         let _ftz = FtzGuard::new();
         part.fill(0.0);
         let mut buf = scratch_f32_task(Slot::Column, buf_len, buf_len);

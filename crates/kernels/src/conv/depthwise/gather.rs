@@ -5,11 +5,11 @@
 //! (see the module doc of [`super`]).
 
 use super::TapTable;
+use crate::arch::par::par_tasks;
 use crate::arch::{scratch_f32_task, store_fence, FtzGuard, SendPtr, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
 use crate::arch::{Isa, Scalar, Token, Vf32};
-use rayon::prelude::*;
 
 /// One gather call: `dst[n, r, p, :] = bias + sum_{(ky, sr) in rows[r]}
 /// sum_{(kx, sc) in cols[p]} src[n, sr, sc, :] * filt[ky, kx, :]` over `ce`
@@ -93,7 +93,7 @@ impl Gather<'_> {
 /// writable floats, and every table entry is inside its axis.
 pub(super) fn run(token: Token, g: &Gather) {
     let buf_max = (0..g.dst_dims.0.div_ceil(g.block)).map(|b| buf_len(g, b * g.block)).max().unwrap_or(0);
-    (0..g.tasks()).into_par_iter().for_each(|t| {
+    par_tasks(g.tasks(), |t| {
         let _ftz = FtzGuard::new();
         match token {
             #[cfg(target_arch = "x86_64")]
