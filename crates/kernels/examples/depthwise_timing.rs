@@ -140,7 +140,7 @@ fn main() {
         ("grouped 56x56x128 g4".to_string(), layer(56, 128, 1, 4)),
     ];
     // DW_SHAPE=H,C,STRIDE: one more depthwise layer (H x H x C, 3x3 `same`).
-    if let Some(v) = std::env::var("DW_SHAPE").ok() {
+    if let Ok(v) = std::env::var("DW_SHAPE") {
         let d: Vec<usize> = v.split(',').filter_map(|t| t.trim().parse().ok()).collect();
         if let [h, c, st] = d[..] {
             layers.push((format!("dw {h}x{h}x{c} s{st} (DW_SHAPE)"), layer(h, c, st, c)));
