@@ -17,7 +17,10 @@
 //! and backward-filter, their sum (what PyTorch's `y = conv(x); y.backward(g)` step does, less the
 //! autograd overhead), for the depthwise layers the combined backward pass
 //! (`depthwise::backward`: both gradients in one sweep, what the autodiff
-//! tape runs when it needs both) and forward + combined, in brackets the
+//! tape runs when it needs both), forward + combined, and `fwd;both`: the
+//! two timed together, one after the other, as a training step and
+//! PyTorch's `y = conv(x); y.backward(g)` run them (the backward then
+//! finds the input the forward has just read in the cache), in brackets the
 //! mean CPU milliseconds per call summed
 //! over all threads (Linux; less sensitive to a loaded machine than the
 //! wall time), and for the depthwise forward the memory bound:
@@ -189,6 +192,23 @@ fn main() {
         if s.groups == s.c_in && algo != ConvAlgo::Im2col {
             let (bb, bbc) = timed(reps, || conv::depthwise::backward(&s, &x, &gy, &w, &mut gx, &mut gw).unwrap());
             print!("  bwd-both {bb:7.3} ({bbc:.3})  fwd+both {:7.3} ms", f + bb);
+            // The training step's order, as PyTorch's `y = conv(x);
+            // y.backward(g)` runs it: the backward reads the input the
+            // forward has just read.
+            let mut parts = Vec::new();
+            let (q, qc) = timed(reps, || {
+                let t = Instant::now();
+                conv2d_forward(algo, &s, &x, &w, None, Activation::Linear, &mut y).unwrap();
+                let tf = t.elapsed().as_secs_f64() * 1e3;
+                conv::depthwise::backward(&s, &x, &gy, &w, &mut gx, &mut gw).unwrap();
+                parts.push((tf, t.elapsed().as_secs_f64() * 1e3 - tf));
+            });
+            let mid = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (pf, pb) = (mid(parts.iter().map(|p| p.0).collect()), mid(parts.iter().map(|p| p.1).collect()));
+            print!("  fwd;both {q:7.3} ({qc:.3}) ms [fwd {pf:.3} + both {pb:.3}]");
         }
         if s.groups == s.c_in {
             let bytes = 4.0 * (s.input_len() + s.output_len()) as f64;
