@@ -6,7 +6,8 @@
 //! `im2col` path on the depthwise layers, `im2col` on the grouped one; the
 //! f64 `reference` is left out, far slower) and `auto`, which picks one of
 //! them. The depthwise layers also time `depthwise::backward`, both
-//! gradients in one sweep (`backward_both`).
+//! gradients in one call (one sweep at stride 2, the two passes at
+//! stride 1).
 //!
 //! Throughput is in FLOPs of the direct convolution
 //! (`2*N*Ho*Wo*Cout*(Cin/groups)*Kh*Kw`), so "Gelem/s" reads as GFLOP/s.

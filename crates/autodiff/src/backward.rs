@@ -263,7 +263,44 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 }
             }
             ctx.count(w, x);
-            let ran = |pass| if algo == ConvAlgo::Auto { conv::select(&shape, pass) } else { algo }.name();
+            let resolved = |pass| if algo == ConvAlgo::Auto { conv::select(&shape, pass) } else { algo };
+            let ran = |pass| resolved(pass).name();
+            if resolved(ConvPass::BackwardData) == ConvAlgo::Depthwise
+                && resolved(ConvPass::BackwardFilter) == ConvAlgo::Depthwise
+                && ctx.before[w as usize].requires_grad
+                && ctx.before[x as usize].requires_grad
+            {
+                // Both gradients of a depthwise layer in one call, which
+                // sweeps the output gradient once where that is faster
+                // (`depthwise::backward`); the filter gradient goes through
+                // a pooled buffer into the usual accumulation. Filed under
+                // backward_data in the profile, with both passes' FLOPs.
+                let t = ctx.clock();
+                let mut gw = ctx.buffers.take(ctx.before[w as usize].shape.len());
+                let r = ctx
+                    .emit(x, |n, d| {
+                        conv::depthwise::backward(
+                            &shape,
+                            value_of(n, x as usize),
+                            gs,
+                            value_of(n, w as usize),
+                            d,
+                            gw.as_mut_slice(),
+                        )
+                        .map_err(kernel_err("conv2d backward"))
+                    })
+                    .and_then(|()| {
+                        ctx.emit(w, |_, d| {
+                            d.copy_from_slice(gw.as_slice());
+                            Ok(())
+                        })
+                    });
+                ctx.buffers.give(gw);
+                r?;
+                ctx.lap(t, ProfilePass::BackwardData, "depthwise_both", 2 * shape.flops());
+                ctx.buffers.give(g);
+                return Ok(());
+            }
             let t = ctx.clock();
             let needed = ctx.before[w as usize].requires_grad;
             ctx.emit(w, |n, d| {

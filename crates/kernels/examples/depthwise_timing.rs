@@ -15,9 +15,9 @@
 //! alone runs only the bandwidth measurement). For each layer it prints the
 //! median milliseconds (after 5 warm-up calls) of forward, backward-data
 //! and backward-filter, their sum (what PyTorch's `y = conv(x); y.backward(g)` step does, less the
-//! autograd overhead), for the depthwise layers the combined backward pass
-//! (`depthwise::backward`: both gradients in one sweep, what the autodiff
-//! tape runs when it needs both), forward + combined, and `fwd;both`: the
+//! autograd overhead), for the depthwise layers `depthwise::backward` (both
+//! gradients: one sweep at stride 2, the two passes at stride 1; what the
+//! autodiff tape runs when it needs both), forward + both, and `fwd;both`: the
 //! two timed together, one after the other, as a training step and
 //! PyTorch's `y = conv(x); y.backward(g)` run them (the backward then
 //! finds the input the forward has just read in the cache), in brackets the

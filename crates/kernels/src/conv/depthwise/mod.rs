@@ -276,14 +276,15 @@ pub fn backward_filter_at(
     super::conv2d_backward_filter_at(level, ConvAlgo::Depthwise, s, input, grad_output, grad_filter)
 }
 
-/// Depthwise backward-data and backward-filter in one sweep over
-/// `grad_output`, at the best SIMD level: `grad_input` and `grad_filter`
-/// overwritten, bit-identical to [`backward_data_at`] and
-/// [`backward_filter_at`] called apart (and so, like them, for any thread
-/// count), but the output gradient is read from memory once, and the
-/// input rows the filter gradient reads are still in cache when the input
-/// gradient next to them is written. For a training step that needs both
-/// gradients.
+/// Depthwise backward-data and backward-filter, at the best SIMD level:
+/// `grad_input` and `grad_filter` overwritten, bit-identical to
+/// [`backward_data_at`] and [`backward_filter_at`] called apart (and so,
+/// like them, for any thread count). For a training step that needs both
+/// gradients: at a stride above 1 they come from one sweep over
+/// `grad_output`, which is then read from memory once, with the input rows
+/// the filter gradient reads still in cache when the input gradient next
+/// to them is written; at stride 1, where that measured slower, from the
+/// two passes (see [`backward_at`]).
 ///
 /// ```
 /// use convnet_kernels::conv::{depthwise, ConvShape};
@@ -308,7 +309,44 @@ pub fn backward(
 
 /// [`backward`] at an explicit SIMD level. `Err` for a shape that does not
 /// validate or is not depthwise, or a buffer of the wrong length.
+///
+/// At a vertical stride above 1 both gradients come from one sweep
+/// ([`combined`]); at stride 1 the two passes run apart, one after the
+/// other, which measured faster there (`examples/depthwise_timing.rs`,
+/// 2 threads, batch 8, three rounds: 112x112x32 0.80-0.92 ms apart
+/// against 0.90-1.05 in one sweep, 28x28x256 0.39-0.41 against
+/// 0.45-0.52, 14x14x512 equal; 112x112x64 at stride 2 1.44-1.73 apart
+/// against 1.24-1.41). The results are the same bits either way.
 pub fn backward_at(
+    level: SimdLevel,
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+    grad_filter: &mut [f32],
+) -> Result<()> {
+    let token = Token::new(level)?;
+    s.validate()?;
+    super::supports(ConvAlgo::Depthwise, s, super::ConvPass::BackwardData)?;
+    check_len("input", input.len(), s.input_len(), s)?;
+    check_len("grad_output", grad_output.len(), s.output_len(), s)?;
+    check_len("filter", filter.len(), s.filter_len(), s)?;
+    check_len("grad_input", grad_input.len(), s.input_len(), s)?;
+    check_len("grad_filter", grad_filter.len(), s.filter_len(), s)?;
+    if s.stride_h > 1 {
+        backward_both(token, s, input, grad_output, filter, grad_input, grad_filter);
+    } else {
+        backward_data(token, s, grad_output, filter, grad_input);
+        backward_filter(token, s, input, grad_output, grad_filter);
+    }
+    Ok(())
+}
+
+/// Both gradients in one sweep ([`combined`]) whatever the stride, for
+/// the tests (shape and lengths as [`backward_at`] checks them).
+#[cfg(test)]
+pub(crate) fn combined_at(
     level: SimdLevel,
     s: &ConvShape,
     input: &[f32],
