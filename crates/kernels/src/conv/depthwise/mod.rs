@@ -326,21 +326,7 @@ pub fn backward_at(
     grad_input: &mut [f32],
     grad_filter: &mut [f32],
 ) -> Result<()> {
-    let token = Token::new(level)?;
-    s.validate()?;
-    super::supports(ConvAlgo::Depthwise, s, super::ConvPass::BackwardData)?;
-    check_len("input", input.len(), s.input_len(), s)?;
-    check_len("grad_output", grad_output.len(), s.output_len(), s)?;
-    check_len("filter", filter.len(), s.filter_len(), s)?;
-    check_len("grad_input", grad_input.len(), s.input_len(), s)?;
-    check_len("grad_filter", grad_filter.len(), s.filter_len(), s)?;
-    if s.stride_h > 1 {
-        backward_both(token, s, input, grad_output, filter, grad_input, grad_filter);
-    } else {
-        backward_data(token, s, grad_output, filter, grad_input);
-        backward_filter(token, s, input, grad_output, grad_filter);
-    }
-    Ok(())
+    backward_checked(level, s, input, grad_output, filter, grad_input, grad_filter, s.stride_h > 1)
 }
 
 /// Both gradients in one sweep ([`combined`]) whatever the stride, for
@@ -349,11 +335,26 @@ pub fn backward_at(
 pub(crate) fn combined_at(
     level: SimdLevel,
     s: &ConvShape,
+    bufs: (&[f32], &[f32], &[f32]),
+    grad_input: &mut [f32],
+    grad_filter: &mut [f32],
+) -> Result<()> {
+    let (input, grad_output, filter) = bufs;
+    backward_checked(level, s, input, grad_output, filter, grad_input, grad_filter, true)
+}
+
+/// [`backward_at`]'s checks (a valid depthwise shape, the buffer lengths it
+/// implies, the level's token), then one sweep or the two passes.
+#[allow(clippy::too_many_arguments)]
+fn backward_checked(
+    level: SimdLevel,
+    s: &ConvShape,
     input: &[f32],
     grad_output: &[f32],
     filter: &[f32],
     grad_input: &mut [f32],
     grad_filter: &mut [f32],
+    sweep: bool,
 ) -> Result<()> {
     let token = Token::new(level)?;
     s.validate()?;
@@ -363,7 +364,12 @@ pub(crate) fn combined_at(
     check_len("filter", filter.len(), s.filter_len(), s)?;
     check_len("grad_input", grad_input.len(), s.input_len(), s)?;
     check_len("grad_filter", grad_filter.len(), s.filter_len(), s)?;
-    backward_both(token, s, input, grad_output, filter, grad_input, grad_filter);
+    if sweep {
+        backward_both(token, s, input, grad_output, filter, grad_input, grad_filter);
+    } else {
+        backward_data(token, s, grad_output, filter, grad_input);
+        backward_filter(token, s, input, grad_output, grad_filter);
+    }
     Ok(())
 }
 
