@@ -311,7 +311,7 @@ pub fn backward(
 /// validate or is not depthwise, or a buffer of the wrong length.
 ///
 /// At a vertical stride above 1 both gradients come from one sweep
-/// ([`combined`]); at stride 1 the two passes run apart, one after the
+/// (the `combined` module); at stride 1 the two passes run apart, one after the
 /// other, which measured faster there (`examples/depthwise_timing.rs`,
 /// 2 threads, batch 8, three rounds: 112x112x32 0.80-0.92 ms apart
 /// against 0.90-1.05 in one sweep, 28x28x256 0.39-0.41 against
