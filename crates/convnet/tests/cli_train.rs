@@ -94,6 +94,12 @@ fn the_model_files_are_the_builtin_models() {
     let json = std::fs::read_to_string(repo("models/vgg16-fine-tuning.json")).unwrap();
     let model = convnet::Sequential::from_json(&json).unwrap().build().unwrap();
     assert_eq!(model.to_json().replace(char::is_whitespace, ""), json.replace(char::is_whitespace, ""));
+    // MobileNet v1's first blocks (the separable network BENCHMARKS times against PyTorch,
+    // whose script counts the same 134,698 parameters).
+    let sep = ok(&convnet(&["summary", "--model", s(&repo("models/separable-mobilenet.json"))]));
+    assert!(sep.contains("Total params: 134,698\n"), "{sep}");
+    let last = sep.lines().find(|l| l.starts_with("separable_conv2d_4 ")).unwrap_or_default();
+    assert!(last.contains("(None, 14, 14, 256)") && last.contains(" 68096"), "{sep}");
     let aug = ok(&convnet(&["summary", "--model", s(&repo("models/small-data-augmented.json"))]));
     for layer in ["random_flip (RandomFlip)", "random_rotation (RandomRotat", "random_zoom (RandomZoom)"] {
         assert!(aug.contains(layer), "{aug}");
