@@ -318,7 +318,7 @@ impl Params {
 
     /// True when every gradient element is finite.
     pub fn grads_finite(&self) -> bool {
-        self.entries.iter().filter_map(|p| p.grad.as_ref()).all(|g| g.data().iter().all(|g| g.is_finite()))
+        self.entries.iter().filter_map(|p| p.grad.as_ref()).all(|g| convnet_tensor::all_finite(g.data()))
     }
 
     /// The global L2 norm of all gradients (accumulated in f64).

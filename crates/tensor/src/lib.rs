@@ -8,7 +8,8 @@
 //! - Seeded initialisers (`zeros`, `ones`, `uniform`, `normal`,
 //!   `glorot_uniform`, `he_normal`) driven by [`Rng`], so the same seed gives
 //!   the same weights everywhere.
-//! - Element-wise arithmetic, reductions, `argmax_last`, `approx_eq`.
+//! - Element-wise arithmetic, reductions, `argmax_last`, `approx_eq`, and
+//!   vectorised finite checks ([`all_finite`], [`first_non_finite`]).
 //!
 //! Shape errors are [`Error`] values, never panics.
 //!
@@ -26,12 +27,14 @@
 #![warn(missing_docs)]
 
 mod error;
+mod finite;
 mod rng;
 mod shape;
 mod storage;
 mod tensor;
 
 pub use error::{Error, Result};
+pub use finite::{all_finite, first_non_finite};
 pub use rng::Rng;
 pub use shape::Shape;
 pub use storage::AlignedBuf;

@@ -380,7 +380,7 @@ impl<'g> DataParallel<'g> {
     pub(crate) fn non_finite_gradient(&self, params: &Params) -> Option<String> {
         params.iter().zip(&self.ranges).find_map(|((_, name, _, _), range)| {
             let r = range.as_ref()?;
-            crate::train::first_non_finite(&self.flat[r.clone()]).map(|v| format!("the gradient of {name} holds {v}"))
+            convnet_tensor::first_non_finite(&self.flat[r.clone()]).map(|v| format!("the gradient of {name} holds {v}"))
         })
     }
 
