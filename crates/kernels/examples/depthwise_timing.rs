@@ -76,8 +76,13 @@ fn timed(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
         t.push(s.elapsed().as_secs_f64() * 1e3);
     }
     let cpu = (process_cpu_ns() - cpu0) as f64 / 1e6 / t.len() as f64;
-    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (t[t.len() / 2], cpu)
+    (median(t), cpu)
+}
+
+/// The median of `v` (the upper one of an even count; `v` not empty).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Copy bandwidth in GB/s (read + write) for buffers of `bytes`.
@@ -203,11 +208,7 @@ fn main() {
                 conv::depthwise::backward(&s, &x, &gy, &w, &mut gx, &mut gw).unwrap();
                 parts.push((tf, t.elapsed().as_secs_f64() * 1e3 - tf));
             });
-            let mid = |mut v: Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
-            let (pf, pb) = (mid(parts.iter().map(|p| p.0).collect()), mid(parts.iter().map(|p| p.1).collect()));
+            let (pf, pb) = (median(parts.iter().map(|p| p.0).collect()), median(parts.iter().map(|p| p.1).collect()));
             print!("  fwd;both {q:7.3} ({qc:.3}) ms [fwd {pf:.3} + both {pb:.3}]");
         }
         if s.groups == s.c_in {
