@@ -335,11 +335,12 @@ pub fn backward_at(
 pub(crate) fn combined_at(
     level: SimdLevel,
     s: &ConvShape,
-    bufs: (&[f32], &[f32], &[f32]),
+    input: &[f32],
+    grad_output: &[f32],
+    filter: &[f32],
     grad_input: &mut [f32],
     grad_filter: &mut [f32],
 ) -> Result<()> {
-    let (input, grad_output, filter) = bufs;
     backward_checked(level, s, input, grad_output, filter, grad_input, grad_filter, true)
 }
 

@@ -92,7 +92,7 @@ fn every_pass_matches_reference_at_every_level() {
             let mut dx = vec![f32::NAN; s.input_len()];
             backward_data_at(level, &s, &dy, &w, &mut dx).unwrap();
             let (mut cdx, mut cdw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
-            combined_at(level, &s, (&x, &dy, &w), &mut cdx, &mut cdw).unwrap();
+            combined_at(level, &s, &x, &dy, &w, &mut cdx, &mut cdw).unwrap();
             assert_eq!(cdx, dx, "{what} {s}: combined grad_input");
             assert_eq!(cdw, got, "{what} {s}: combined grad_filter");
             // The public entry point (one sweep or the two passes, by stride).
@@ -118,7 +118,7 @@ fn results_are_bit_identical_for_1_2_3_threads() {
             let mut dw = vec![f32::NAN; s.filter_len()];
             backward_filter_at(level, &s, &x, &dy, &mut dw).unwrap();
             let (mut cdx, mut cdw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
-            combined_at(level, &s, (&x, &dy, &w), &mut cdx, &mut cdw).unwrap();
+            combined_at(level, &s, &x, &dy, &w, &mut cdx, &mut cdw).unwrap();
             assert_eq!((&cdx, &cdw), (&dx, &dw), "combined = apart, {threads} threads");
             (y, dx, dw)
         })
@@ -253,7 +253,7 @@ fn combined_pass_splits_rows_across_chunks_and_images() {
                     backward_data_at(level, &s, &dy, &w, &mut dx).unwrap();
                     backward_filter_at(level, &s, &x, &dy, &mut dw).unwrap();
                     let (mut cdx, mut cdw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
-                    combined_at(level, &s, (&x, &dy, &w), &mut cdx, &mut cdw).unwrap();
+                    combined_at(level, &s, &x, &dy, &w, &mut cdx, &mut cdw).unwrap();
                     (dx, dw, cdx, cdw)
                 });
                 let what = format!("{} {threads} threads", level.name());
@@ -306,7 +306,7 @@ fn streamed_destinations_are_bit_identical_at_every_level() {
                     let dx = dx.to_vec();
                     let cdx = aligned(cdxb, s.input_len());
                     let mut cdw = vec![f32::NAN; s.filter_len()];
-                    combined_at(level, &s, (&x, &dy, &w), cdx, &mut cdw).unwrap();
+                    combined_at(level, &s, &x, &dy, &w, cdx, &mut cdw).unwrap();
                     (y, dx, cdx.to_vec(), cdw)
                 })
             };
