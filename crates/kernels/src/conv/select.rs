@@ -25,7 +25,8 @@
 //!    [`DIRECT_BWD_DATA_MIN_CIN`] input channels, where direct's vectors
 //!    over input channels would be mostly empty; and for the backward-filter
 //!    of a 1x1 layer with at least [`POINTWISE_BWD_FILTER_IM2COL_MIN_CIN`]
-//!    input channels (one GEMM).
+//!    input channels whose output channels direct's pointwise path cannot
+//!    take (one GEMM).
 //! 3. **direct** otherwise: small channel counts (the first layer, where
 //!    im2col's K=9 GEMM is poor), small images, and any shape whose filter
 //!    fits comfortably in L2.
@@ -85,15 +86,15 @@ pub const DIRECT_MAX_FILTER_BYTES: usize = 1 << 20;
 pub const DIRECT_BWD_DATA_MIN_CIN: usize = 8;
 
 /// Backward-filter of a 1x1 stride-1 convolution with at least this many
-/// input channels uses im2col (a plain GEMM for 1x1). Measured on the
-/// pointwise layers of `models/separable-mobilenet.json` (Zen 5, 2
-/// threads, `convnet bench conv --shape N,H,W,CIN,COUT --kernel 1
-/// --backward --reps 21`, ms im2col vs direct): 32x28x28x128->128 3.73 vs
-/// 5.30, 32x14x14x128->256 1.31 vs 2.85, 32x14x14x256->256 2.89 vs 4.87,
-/// 8x28x28x256->256 3.19 vs 5.22; below it direct wins: 32x28x28x64->128
-/// 3.46 vs 3.10, 64x13x13x64->64 0.74 vs 0.37, 32x56x56x32->64 5.28 vs
-/// 3.33. The forward and backward-data stay on direct (within 10% either
-/// way, or faster).
+/// input channels, and output channels that are not whole 16-lane vectors,
+/// uses im2col (a plain GEMM for 1x1). With whole vectors, direct's
+/// pointwise path (one GEMM-shaped reduction, `conv/direct/pointwise.rs`)
+/// beats im2col there: `convnet bench conv --shape N,H,W,CIN,COUT --kernel 1
+/// --backward --reps 11`, 2 threads, ms direct vs im2col, 32x28x28x128->128
+/// 2.97-3.12 vs 3.41, 32x14x14x256->256 2.70-2.81 vs 2.89, 32x56x56x32->64
+/// 1.70-1.79 vs 5.08. Without the pointwise path (the general per-tap
+/// reduction) im2col wins from 128 input channels: 32x28x28x128->128 3.73
+/// vs 5.30, 32x14x14x256->256 2.89 vs 4.87.
 pub const POINTWISE_BWD_FILTER_IM2COL_MIN_CIN: usize = 128;
 
 /// The algorithm [`ConvAlgo::Auto`] runs for `shape` and `pass`: a pure function.
@@ -163,15 +164,17 @@ pub fn select(shape: &ConvShape, pass: ConvPass) -> ConvAlgo {
 }
 
 /// A 1x1, stride-1 convolution (a separable layer's pointwise half) with at
-/// least [`POINTWISE_BWD_FILTER_IM2COL_MIN_CIN`] input channels: its
-/// backward-filter is one GEMM (`x^T dy`, no column copy), which beats
-/// direct's per-channel-block reduction there.
+/// least [`POINTWISE_BWD_FILTER_IM2COL_MIN_CIN`] input channels and output
+/// channels that direct's pointwise path cannot take (not whole 16-lane
+/// vectors): its backward-filter is one GEMM (`x^T dy`, no column copy),
+/// which beats direct's general per-tap reduction there.
 fn pointwise_wide(shape: &ConvShape) -> bool {
     shape.kh == 1
         && shape.kw == 1
         && shape.stride_h == 1
         && shape.stride_w == 1
         && shape.c_in >= POINTWISE_BWD_FILTER_IM2COL_MIN_CIN
+        && !shape.c_out.is_multiple_of(16)
 }
 
 #[cfg(test)]
@@ -200,9 +203,11 @@ mod tests {
         let big = ConvShape::new(8, 28, 28, 256, 256, 3, 3).unwrap().with_stride(2, 2).unwrap();
         assert_eq!(select(&big, ConvPass::BackwardFilter), ConvAlgo::Im2col);
         assert_eq!(select(&big, ConvPass::Forward), ConvAlgo::Im2col);
-        // Pointwise (1x1) layers: backward-filter is a GEMM from 128 input channels.
+        // Pointwise (1x1) layers: direct's pointwise path, unless the output
+        // channels are not whole vectors and there are 128 inputs or more.
         let pw = |c_in, c_out| ConvShape::new(32, 14, 14, c_in, c_out, 1, 1).unwrap();
-        assert_eq!(select(&pw(128, 256), ConvPass::BackwardFilter), ConvAlgo::Im2col);
+        assert_eq!(select(&pw(128, 256), ConvPass::BackwardFilter), ConvAlgo::Direct);
+        assert_eq!(select(&pw(128, 250), ConvPass::BackwardFilter), ConvAlgo::Im2col);
         assert_eq!(select(&pw(64, 128), ConvPass::BackwardFilter), ConvAlgo::Direct);
         assert_eq!(select(&pw(128, 256), ConvPass::Forward), ConvAlgo::Direct);
         let strided = pw(128, 256).with_stride(2, 2).unwrap();

@@ -69,14 +69,13 @@ pub(crate) fn backward_filter(
     grad_filter: &mut [f32],
 ) {
     let _ftz = FtzGuard::new();
+    if super::pointwise::filter_applies(token, s) {
+        super::pointwise::backward_filter(token, s, input, grad_output, grad_filter);
+        return;
+    }
     let (lanes, nvm) = channel_blocking(token.level(), s.c_out);
     let ws = nvm * lanes;
-    let per_img = s.out_h() * s.out_w();
-    let mut images_per_chunk = (FILTER_CHUNK_PIXELS / per_img).max(1);
-    if s.n.div_ceil(images_per_chunk) > MAX_FILTER_PARTIALS {
-        images_per_chunk = s.n.div_ceil(MAX_FILTER_PARTIALS);
-    }
-    let chunks = s.n.div_ceil(images_per_chunk);
+    let (images_per_chunk, chunks) = chunking(s);
     let flen = s.filter_len();
     let mut partials = scratch_f32(Slot::Partial, (chunks - 1) * flen);
     let (rows, _) = filter_rows(s.c_in);
@@ -108,10 +107,28 @@ pub(crate) fn backward_filter(
             Token::Portable(isa) => unsafe { filter_task(isa, &job, t) },
         }
     });
-    // Sum the partials in chunk order (fixed), in parallel over fixed
-    // slices of dw: the order per element never depends on the pool.
+    add_partials(grad_filter, &partials, chunks);
+}
+
+/// `(images per chunk, chunks)` of a backward-filter: whole images, about
+/// [`FILTER_CHUNK_PIXELS`] output pixels each, at most
+/// [`MAX_FILTER_PARTIALS`] chunks. A function of the shape only.
+pub(super) fn chunking(s: &ConvShape) -> (usize, usize) {
+    let per_img = s.out_h() * s.out_w();
+    let mut images_per_chunk = (FILTER_CHUNK_PIXELS / per_img.max(1)).max(1);
+    if s.n.div_ceil(images_per_chunk) > MAX_FILTER_PARTIALS {
+        images_per_chunk = s.n.div_ceil(MAX_FILTER_PARTIALS);
+    }
+    (images_per_chunk, s.n.div_ceil(images_per_chunk))
+}
+
+/// Adds the partials of chunks `1 .. chunks` (`grad_filter.len()` floats
+/// each) into `grad_filter`, which holds chunk 0's: in chunk order, in
+/// parallel over fixed slices of `grad_filter`, so the order per element
+/// never depends on the pool.
+pub(super) fn add_partials(grad_filter: &mut [f32], partials: &[f32], chunks: usize) {
+    let flen = grad_filter.len();
     if chunks > 1 {
-        let partials = &*partials;
         grad_filter.par_chunks_mut(1024).enumerate().for_each(|(i, d)| {
             let _ftz = FtzGuard::new();
             for c in 0..chunks - 1 {

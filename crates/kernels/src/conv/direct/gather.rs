@@ -117,6 +117,10 @@ pub(super) fn run_gather(
     ytap: impl Fn(usize, usize) -> Option<isize>,
     xtap: impl Fn(usize, usize) -> Option<isize>,
 ) {
+    if super::pointwise::is_pointwise(g, &ytap, &xtap) {
+        super::pointwise::run_pointwise(g);
+        return;
+    }
     let (kh, kw) = (g.kh, g.kw);
     let mut table = scratch_isize(Slot::Table, axis_len(g.dst_h, kh) + axis_len(g.dst_w, kw));
     let (ybuf, xbuf) = table.split_at_mut(axis_len(g.dst_h, kh));

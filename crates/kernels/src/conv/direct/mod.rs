@@ -52,19 +52,30 @@
 //! the thread count; each chunk writes its own partial `dw`, and the
 //! partials are summed in chunk order, so the result is bit-identical for
 //! any number of threads.
-
+//!
+//! # Pointwise (1x1, stride 1, no padding)
+//!
+//! A separable layer's pointwise half is a matrix product over the
+//! `n * h * w` pixel rows, and each pass has a fast path for it
+//! (`pointwise.rs`): no pointer table, so the tiles are as tall as the
+//! registers allow (12x2, 8x3, 6x4 at AVX-512; forward and backward-data
+//! give the general engine's bits), and a backward-filter that keeps the
+//! chunks but walks each one in L2-sized pixel blocks with `MR` input
+//! channels by `NV` output vectors in registers.
 //!
 //! # Files
 //!
 //! `axis.rs` groups the coordinates of one axis into tap classes,
 //! `gather.rs` is the gather engine and its micro-kernels (forward and
-//! backward-data), `filter.rs` the backward-filter reduction; this file
+//! backward-data), `filter.rs` the backward-filter reduction,
+//! `pointwise.rs` the pointwise fast paths of all three; this file
 //! packs the filter and sets each pass up. The bias gradient, shared by
 //! every algorithm, is `conv/bias.rs`.
 
 mod axis;
 mod filter;
 mod gather;
+mod pointwise;
 #[cfg(test)]
 mod tests;
 

@@ -26,6 +26,16 @@ fn shapes() -> Vec<ConvShape> {
         b(2, 6, 6, 5, 70, 1),
         b(1, 4, 5, 2, 3, 2).with_padding(Padding::Explicit { top: 3, bottom: 0, left: 1, right: 4 }).unwrap(),
         b(1, 11, 10, 7, 48, 5).with_stride(3, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        // Pointwise (1x1, stride 1): the fast path. Several row tasks and a
+        // row tail; for the filter two chunks of two cache blocks each, and
+        // input channels that leave a tail of single rows.
+        b(3, 40, 40, 20, 48, 1),
+        b(2, 9, 11, 33, 16, 1).with_padding(Padding::Same).unwrap(),
+        b(1, 7, 5, 16, 128, 1),
+        b(2, 5, 7, 24, 64, 1).with_dilation(2, 2).unwrap(),
+        // 1x1 but not pointwise: strided, padded.
+        b(2, 5, 5, 8, 32, 1).with_stride(2, 2).unwrap(),
+        b(1, 4, 4, 8, 32, 1).with_padding(Padding::Explicit { top: 1, bottom: 0, left: 0, right: 2 }).unwrap(),
     ]
 }
 
@@ -115,6 +125,53 @@ fn results_are_bit_identical_for_1_2_3_threads() {
             let mut dw2 = vec![f32::NAN; s.filter_len()];
             crate::conv::im2col::backward_filter(lvl, &s, &x, &dy, &mut dw2);
             (y, dx, dw, db, dw2)
+        })
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert_eq!(one, run(3));
+}
+
+#[test]
+fn pointwise_path_gives_the_general_engines_bits() {
+    // Forward and backward-data: the same FMAs in the same order, so the
+    // same bits; the filter reduction blocks its pixels differently, so it
+    // is held to the reference above instead.
+    for level in SimdLevel::available() {
+        let token = Token::new(level).unwrap();
+        for s in shapes().into_iter().filter(|s| s.kh == 1 && s.stride_h == 1 && s.pad_top + s.pad_left == 0) {
+            let x = data(s.input_len(), 11);
+            let w = data(s.filter_len(), 12);
+            let b = data(s.c_out, 13);
+            let dy = data(s.output_len(), 14);
+            let run = |general: bool| {
+                pointwise::GENERAL_ONLY.with(|g| g.set(general));
+                let mut y = vec![f32::NAN; s.output_len()];
+                forward(token, &s, &x, &w, Some(&b), Activation::Relu, &mut y);
+                let mut dx = vec![f32::NAN; s.input_len()];
+                backward_data(token, &s, &dy, &w, &mut dx);
+                pointwise::GENERAL_ONLY.with(|g| g.set(false));
+                (y, dx)
+            };
+            assert_eq!(run(false), run(true), "{} {s}", level.name());
+        }
+    }
+}
+
+#[test]
+fn pointwise_filter_is_bit_identical_for_1_2_3_threads() {
+    // Two chunks of two cache blocks, several channel groups.
+    let s = ConvShape::new(3, 40, 40, 40, 32, 1, 1).unwrap();
+    let x = data(s.input_len(), 15);
+    let dy = data(s.output_len(), 16);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let lvl = Token::new(SimdLevel::detect()).unwrap();
+            assert!(pointwise::filter_applies(lvl, &s));
+            let mut dw = vec![f32::NAN; s.filter_len()];
+            backward_filter(lvl, &s, &x, &dy, &mut dw);
+            dw
         })
     };
     let one = run(1);
