@@ -284,6 +284,17 @@ unsafe fn taps_dot<S: Isa, const KT: usize>(
         // inherit the caller's target features.)
         unsafe {
             let mut c = 0;
+            // At stride 2 with 16 lanes, whole 256-byte pieces of a pixel
+            // (4 vectors: 12 accumulators, a 12-vector window, 4 gradient
+            // vectors): the input row, which a stride-2 pass reads from
+            // memory, streams in one walk per 64 channels instead of two
+            // interleaved half-walks. Measured 5-10% faster on 112x112x64
+            // (both gradients 11-15%); at stride 1 the in-cache layers lose
+            // 5-10%, so they keep two vectors.
+            while l >= 16 && !s1 && c + 4 * l <= ce {
+                taps_slide_block::<S, 4, 2>(isa, x, gy, lo, hi, ix[0], ce, c, acc);
+                c += 4 * l;
+            }
             while c + 2 * l <= ce {
                 if s1 {
                     taps_slide_block::<S, 2, 1>(isa, x, gy, lo, hi, ix[0], ce, c, acc)

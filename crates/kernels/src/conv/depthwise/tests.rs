@@ -39,6 +39,8 @@ fn shapes() -> Vec<ConvShape> {
         dw(1, 5, 40, 33, 1, 3).with_stride(1, 2).unwrap().with_padding(Padding::Valid).unwrap(),
         dw(1, 4, 30, 16, 1, 3).with_dilation(1, 2).unwrap().with_padding(Padding::Same).unwrap(),
         dw(1, 3, 29, 64, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
+        // Backward-filter at stride 2 in 4-vector blocks, then a 1-vector one.
+        dw(2, 5, 22, 80, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
         // Backward-data pair tiles at stride 2: pairs starting on an even
         // (pad 0) and an odd (pad 1, PyTorch's `padding=1`) column, 2 x 2
         // AVX-512 tiles with vector and lane tails, 4- and 2-pair tiles and
