@@ -545,3 +545,59 @@ fn sharded_training_step_makes_no_allocation() {
         assert!(losses[8] < losses[0], "{losses:?}");
     })
 }
+
+/// A depthwise-separable step: 14x14x16 -> depthwise 3x3 `same` (16 groups)
+/// -> pointwise 1x1 to 32, relu -> flatten -> dense 10 -> softmax CE,
+/// backward, RMSprop. The depthwise kernels (gather, both gradients,
+/// filter partials) and direct's pointwise paths (matrix-product forward,
+/// backward-data and backward-filter) run on the pool's workers.
+#[test]
+fn separable_training_step_makes_no_allocation() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    on_pool_worker(|| {
+        let mut rng = Rng::new(5);
+        let mut params = Params::new();
+        let mut add = |name: &str, t: Tensor| params.add(name, t).unwrap();
+        let ids = [
+            add("dw/k", Tensor::glorot_uniform(Shape::new(&[3, 3, 1, 16]).unwrap(), &mut rng).unwrap()),
+            add("pw/k", Tensor::glorot_uniform(Shape::new(&[1, 1, 16, 32]).unwrap(), &mut rng).unwrap()),
+            add("pw/b", Tensor::zeros(Shape::vector(32))),
+            add("d/k", Tensor::glorot_uniform(Shape::matrix(14 * 14 * 32, 10), &mut rng).unwrap()),
+            add("d/b", Tensor::zeros(Shape::vector(10))),
+        ];
+        let x = Tensor::uniform(Shape::nhwc(BATCH, 14, 14, 16), -1.0, 1.0, &mut rng).unwrap();
+        let mut onehot = Tensor::zeros(Shape::matrix(BATCH, 10));
+        for row in 0..BATCH {
+            onehot.data_mut()[row * 10 + rng.below(10)] = 1.0;
+        }
+        let mut tape = Tape::new();
+        let mut opt = RMSprop::new(0.001);
+        let mut step = |tape: &mut Tape, params: &mut Params| {
+            tape.reset();
+            params.zero_grad();
+            let xv = tape.input(x.view()).unwrap();
+            let k = tape.param(params, ids[0]).unwrap();
+            let h = tape.conv2d(xv, k, None, Conv2dSpec::new().padding(Padding::Same).groups(16)).unwrap();
+            let (k, b) = (tape.param(params, ids[1]).unwrap(), tape.param(params, ids[2]).unwrap());
+            let h = tape.conv2d(h, k, Some(b), Conv2dSpec::new().relu()).unwrap();
+            let h = tape.flatten(h).unwrap();
+            let (k, b) = (tape.param(params, ids[3]).unwrap(), tape.param(params, ids[4]).unwrap());
+            let logits = tape.dense(h, k, Some(b), Activation::Linear).unwrap();
+            let t = tape.input(onehot.view()).unwrap();
+            let loss = tape.softmax_cross_entropy(logits, t).unwrap();
+            let value = tape.scalar(loss).unwrap();
+            tape.backward(loss, params).unwrap();
+            opt.begin_step().unwrap();
+            params.update_with(|i, w, g| opt.update(i, w, g)).unwrap();
+            value
+        };
+        let mut losses = Vec::with_capacity(16);
+        for _ in 0..8 {
+            losses.push(step(&mut tape, &mut params));
+        }
+        let (loss, allocs) = count(|| step(&mut tape, &mut params));
+        losses.push(loss);
+        assert_eq!(allocs, 0, "the separable step made {allocs} heap allocations");
+        assert!(losses[8] < losses[0], "{losses:?}");
+    })
+}
