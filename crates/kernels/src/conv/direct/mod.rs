@@ -46,7 +46,7 @@
 //! `dw[ky, kx, ci, co] = sum over pixels of x[pixel + tap, ci] * dy[pixel, co]`:
 //! per tap, the pixels whose source is inside the input form a rectangle;
 //! a micro-kernel holds `R` input channels by `NV` output-channel vectors
-//! (times `G` interleaved pixel groups when `c_in` is small, to hide FMA
+//! (times `G` interleaved pixel groups when `c_in` is 1, to hide FMA
 //! latency) and reduces over the rectangle. The batch is split into FIXED
 //! chunks of about [`FILTER_CHUNK_PIXELS`] output pixels, independent of
 //! the thread count; each chunk writes its own partial `dw`, and the
