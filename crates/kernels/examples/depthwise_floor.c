@@ -4,7 +4,7 @@
  * (cargo compiles only the .rs examples); a C program so that nothing of
  * ours is in the measurement:
  *
- *   gcc -O3 -fopenmp -mavx512f -mfma -o /tmp/depthwise_floor crates/kernels/examples/depthwise_floor.c
+ *   gcc -O3 -fopenmp -march=native -o /tmp/depthwise_floor crates/kernels/examples/depthwise_floor.c
  *   OMP_NUM_THREADS=2 OMP_PROC_BIND=true /tmp/depthwise_floor H C STRIDE [nt]
  *
  * For a batch of 8 of H x H x C (NHWC) at STRIDE (output H/STRIDE):
@@ -15,7 +15,9 @@
  * one after the other, 301 times, as a training step and PyTorch's
  * `y = conv(x); y.backward(g)` run them; the medians are printed. With `nt`
  * the outputs are written with non-temporal stores (what the kernels do
- * for a pass larger than 3/4 of the L3, see docs/ALGORITHMS.md).
+ * for a pass larger than 3/4 of the L3, see docs/ALGORITHMS.md). Built for
+ * AVX-512 where the compiler targets it (-march=native on such a CPU),
+ * AVX2 + FMA otherwise.
  */
 #include <immintrin.h>
 #include <omp.h>
@@ -35,11 +37,31 @@ static int cmp(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static void put(float *p, __m512 v, int nt) {
+#ifdef __AVX512F__
+typedef __m512 vf;
+enum { L = 16 };
+#define VLOAD _mm512_load_ps
+#define VFMA _mm512_fmadd_ps
+#define VSET1 _mm512_set1_ps
+#define VZERO _mm512_setzero_ps
+#define VSTORE _mm512_store_ps
+#define VSTREAM _mm512_stream_ps
+#else
+typedef __m256 vf;
+enum { L = 8 };
+#define VLOAD _mm256_load_ps
+#define VFMA _mm256_fmadd_ps
+#define VSET1 _mm256_set1_ps
+#define VZERO _mm256_setzero_ps
+#define VSTORE _mm256_store_ps
+#define VSTREAM _mm256_stream_ps
+#endif
+
+static void put(float *p, vf v, int nt) {
     if (nt)
-        _mm512_stream_ps(p, v);
+        VSTREAM(p, v);
     else
-        _mm512_store_ps(p, v);
+        VSTORE(p, v);
 }
 
 int main(int argc, char **argv) {
@@ -66,25 +88,25 @@ int main(int argc, char **argv) {
         y[i] = 0;
         gy[i] = i % 5;
     }
-    __m512 w = _mm512_set1_ps(0.5f);
+    vf w = VSET1(0.5f);
     enum { R = 301 };
     static double tf[R], tb[R], tt[R];
     for (int r = 0; r < R; r++) {
         double t0 = now_ms();
 #pragma omp parallel for schedule(static)
-        for (long i = 0; i < yl; i += 16) {
-            __m512 a = _mm512_setzero_ps();
+        for (long i = 0; i < yl; i += L) {
+            vf a = VZERO();
             for (long k = 0; k < ratio; k++)
-                a = _mm512_fmadd_ps(_mm512_load_ps(x + i * ratio + k * 16), w, a);
+                a = VFMA(VLOAD(x + i * ratio + k * L), w, a);
             put(y + i, a, nt);
         }
         double t1 = now_ms();
 #pragma omp parallel for schedule(static)
-        for (long i = 0; i < yl; i += 16) {
-            __m512 g = _mm512_load_ps(gy + i);
+        for (long i = 0; i < yl; i += L) {
+            vf g = VLOAD(gy + i);
             for (long k = 0; k < ratio; k++) {
-                long j = i * ratio + k * 16;
-                put(gx + j, _mm512_fmadd_ps(_mm512_load_ps(x + j), g, w), nt);
+                long j = i * ratio + k * L;
+                put(gx + j, VFMA(VLOAD(x + j), g, w), nt);
             }
         }
         _mm_sfence();
