@@ -450,6 +450,20 @@ impl Pixels<'_> {
                     self.slide_tails::<S, 4, SS>(isa, t, start + t, wide, win, dst);
                     t += 4;
                 }
+            } else if self.ce >= 2 * l {
+                // AVX2: 4 pixels x 2 vectors, tap by tap (see
+                // [`Pixels::slide_taps`]). Two vectors take a whole 64-byte
+                // line of each pixel per visit: with one vector (8 pixels)
+                // every line was fetched twice, half used each time, and
+                // evicted in between when the channels make the pixels 1-2
+                // KiB apart (their lines share L1 sets), 2-4x slower at
+                // batch 8.
+                let wide = self.ce - self.ce % (2 * l);
+                while t + 4 <= len {
+                    self.slide_taps::<S, 4, 2, SS>(isa, t, start + t, (0, wide), win, dst);
+                    self.slide_tails::<S, 4, SS>(isa, t, start + t, wide, win, dst);
+                    t += 4;
+                }
             } else {
                 // One vector: 8 accumulators + 3 filter + 1 source register
                 // (of 16 on AVX2).
@@ -568,6 +582,75 @@ impl Pixels<'_> {
         }
     }
 
+    /// [`Pixels::slide`] with the filter taps outermost: per filter row,
+    /// each of the three column taps is loaded once (`U` registers) and
+    /// multiplied into the `T` pixels with their source vectors read from
+    /// memory (folded into the FMA), so a tile needs `T * U + U` vector
+    /// registers instead of `T * U + 3 * U + U`: 4 x 2 fits AVX2's 16
+    /// without spilling (the window form spilled 3-5 values per filter row
+    /// and measured 2-3x slower here). Each accumulator takes its FMAs in
+    /// the same order as in [`Pixels::slide`] (filter row, then column tap),
+    /// so the two give the same bits.
+    ///
+    /// # Safety
+    ///
+    /// As [`Pixels::slide`].
+    #[inline(always)]
+    unsafe fn slide_taps<S: Isa, const T: usize, const U: usize, const SS: usize>(
+        &self,
+        isa: S,
+        t: usize,
+        p: usize,
+        lanes: (usize, usize),
+        win: (usize, [usize; 3]),
+        dst: *mut f32,
+    ) {
+        let l = S::LANES;
+        let ce = self.ce;
+        let (mut c, c_end) = lanes;
+        let (first, kx) = win;
+        // SAFETY: as in `slide`: member t + i reads source columns
+        // first + (t + i) * SS + j (j < 3), inside the row by the tap
+        // tables; destination pixels p .. p + T are members t .. t + T;
+        // c + U * l <= c_end <= ce.
+        unsafe {
+            while c + U * l <= c_end {
+                let mut acc = [[isa.zero(); U]; T];
+                if let Some(b) = self.bias {
+                    let mut bv = [isa.zero(); U];
+                    for (u, v) in bv.iter_mut().enumerate() {
+                        *v = isa.load(b.add(c + u * l));
+                    }
+                    acc = [bv; T];
+                }
+                for rt in self.row_taps.chunks_exact(2) {
+                    let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
+                    let frow = self.filt.add(rt[0] as usize * self.kw * ce + c);
+                    let xp = srow.add((first + t * SS) * ce);
+                    for (j, &k) in kx.iter().enumerate() {
+                        let mut w = [isa.zero(); U];
+                        for (u, v) in w.iter_mut().enumerate() {
+                            *v = isa.load(frow.add(k * ce + u * l));
+                        }
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let x = xp.add((i * SS + j) * ce);
+                            for (u, a) in a.iter_mut().enumerate() {
+                                *a = isa.load(x.add(u * l)).mul_add(w[u], *a);
+                            }
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().enumerate() {
+                    for (u, a) in a.iter().enumerate() {
+                        let v = if self.relu { a.max(isa.zero()) } else { *a };
+                        self.put(v, dst.add((p + i) * ce + c + u * l));
+                    }
+                }
+                c += U * l;
+            }
+        }
+    }
+
     /// The pairs of a stride-2 backward-data row (see [`Pairs`]) in
     /// sliding tiles: a tile of `T` pairs (`2T` destination pixels) reads,
     /// per filter row, the `T + 1` source pixels `g - 1 .. g + T`, each
@@ -587,7 +670,7 @@ impl Pixels<'_> {
         let mut i = 0;
         // SAFETY: pairs i .. i + T are in `pr`; lane ranges stay below ce.
         unsafe {
-            if l >= 16 && self.ce >= 2 * l {
+            if l >= 8 && self.ce >= 2 * l {
                 let wide = self.ce - self.ce % (2 * l);
                 while i + 2 <= pr.len {
                     self.pair_tile::<S, 2, 2>(isa, pr, i, (0, wide), dst);
