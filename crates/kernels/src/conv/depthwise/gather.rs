@@ -451,7 +451,8 @@ impl Pixels<'_> {
                     t += 4;
                 }
             } else if self.ce >= 2 * l {
-                // AVX2: 4 pixels x 2 vectors, tap by tap (see
+                // AVX2 (and the portable level's 8 lanes): 4 pixels x 2
+                // vectors, tap by tap (see
                 // [`Pixels::slide_taps`]). Two vectors take a whole 64-byte
                 // line of each pixel per visit: with one vector (8 pixels)
                 // every line was fetched twice, half used each time, and
@@ -660,8 +661,9 @@ impl Pixels<'_> {
     /// takes 2 pairs x 2 vectors (4 pixels, one 128-byte piece of each per
     /// visit, as [`Pixels::slide_run`]), and so does AVX2 (a whole 64-byte
     /// line per visit; all 16 registers, a few spilled, still 4-5x faster
-    /// than one vector at 64 channels on a Zen 3); one vector per pixel
-    /// (the portable level) takes 4 pairs,
+    /// than one vector at 64 channels on a Zen 3; the portable level's
+    /// 8 lanes go the same way); below two vectors of channels one vector
+    /// per pixel takes 4 pairs,
     /// then 2; pairs left over go one at a time.
     ///
     /// # Safety
