@@ -33,6 +33,9 @@ fn shapes() -> Vec<ConvShape> {
         // Rows long enough for the sliding tiles (8 and 4 pixels, then
         // single ones) at stride 1 and 2, with vector and lane tails.
         dw(2, 5, 37, 48, 1, 3).with_padding(Padding::Same).unwrap(),
+        // Rows long enough for several column blocks of the 8-lane
+        // backward-filter walk (64 channels: 32 columns a block).
+        dw(1, 4, 70, 64, 1, 3).with_padding(Padding::Same).unwrap(),
         dw(1, 4, 30, 19, 1, 3).with_stride(2, 2).unwrap().with_padding(Padding::Same).unwrap(),
         dw(1, 3, 26, 7, 2, 3).with_padding(Padding::Same).unwrap(),
         dw(1, 6, 41, 35, 1, 3).with_padding(Padding::Valid).unwrap(),
