@@ -549,14 +549,7 @@ impl Pixels<'_> {
         // are members t .. t + T; c + U * l <= c_end <= ce.
         unsafe {
             while c + U * l <= c_end {
-                let mut acc = [[isa.zero(); U]; T];
-                if let Some(b) = self.bias {
-                    let mut bv = [isa.zero(); U];
-                    for (u, v) in bv.iter_mut().enumerate() {
-                        *v = isa.load(b.add(c + u * l));
-                    }
-                    acc = [bv; T];
-                }
+                let mut acc = self.tile_start::<S, T, U>(isa, c);
                 for rt in self.row_taps.chunks_exact(2) {
                     let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
                     let frow = self.filt.add(rt[0] as usize * self.kw * ce + c);
@@ -582,12 +575,7 @@ impl Pixels<'_> {
                         }
                     }
                 }
-                for (i, a) in acc.iter().enumerate() {
-                    for (u, a) in a.iter().enumerate() {
-                        let v = if self.relu { a.max(isa.zero()) } else { *a };
-                        self.put(v, dst.add((p + i) * ce + c + u * l));
-                    }
-                }
+                self.tile_put::<S, T, U>(isa, &acc, p, c, dst);
                 c += U * l;
             }
         }
@@ -626,14 +614,7 @@ impl Pixels<'_> {
         // c + U * l <= c_end <= ce.
         unsafe {
             while c + U * l <= c_end {
-                let mut acc = [[isa.zero(); U]; T];
-                if let Some(b) = self.bias {
-                    let mut bv = [isa.zero(); U];
-                    for (u, v) in bv.iter_mut().enumerate() {
-                        *v = isa.load(b.add(c + u * l));
-                    }
-                    acc = [bv; T];
-                }
+                let mut acc = self.tile_start::<S, T, U>(isa, c);
                 for rt in self.row_taps.chunks_exact(2) {
                     let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
                     let frow = self.filt.add(rt[0] as usize * self.kw * ce + c);
@@ -651,13 +632,50 @@ impl Pixels<'_> {
                         }
                     }
                 }
-                for (i, a) in acc.iter().enumerate() {
-                    for (u, a) in a.iter().enumerate() {
-                        let v = if self.relu { a.max(isa.zero()) } else { *a };
-                        self.put(v, dst.add((p + i) * ce + c + u * l));
-                    }
-                }
+                self.tile_put::<S, T, U>(isa, &acc, p, c, dst);
                 c += U * l;
+            }
+        }
+    }
+
+    /// The accumulators a `T x U` tile at lanes `c ..` starts from: the
+    /// bias of those lanes in every pixel, or zero.
+    ///
+    /// # Safety
+    ///
+    /// With a bias, `c + U * LANES <= ce`.
+    #[inline(always)]
+    unsafe fn tile_start<S: Isa, const T: usize, const U: usize>(&self, isa: S, c: usize) -> [[S::V; U]; T] {
+        let mut bv = [isa.zero(); U];
+        if let Some(b) = self.bias {
+            for (u, v) in bv.iter_mut().enumerate() {
+                // SAFETY: the bias holds ce floats and c + U * LANES <= ce.
+                *v = unsafe { isa.load(b.add(c + u * S::LANES)) };
+            }
+        }
+        [bv; T]
+    }
+
+    /// Stores a `T x U` tile into destination pixels `p .. p + T`, lanes
+    /// `c ..`, through the fused relu if there is one.
+    ///
+    /// # Safety
+    ///
+    /// As [`Pixels::put`] for every vector of those pixels and lanes.
+    #[inline(always)]
+    unsafe fn tile_put<S: Isa, const T: usize, const U: usize>(
+        &self,
+        isa: S,
+        acc: &[[S::V; U]; T],
+        p: usize,
+        c: usize,
+        dst: *mut f32,
+    ) {
+        for (i, a) in acc.iter().enumerate() {
+            for (u, a) in a.iter().enumerate() {
+                let v = if self.relu { a.max(isa.zero()) } else { *a };
+                // SAFETY: the caller's contract.
+                unsafe { self.put(v, dst.add((p + i) * self.ce + c + u * S::LANES)) };
             }
         }
     }
@@ -845,14 +863,7 @@ impl Pixels<'_> {
         // is member `t + i`, and `c + l <= c1 <= ce`.
         unsafe {
             while c + U * l <= c_end {
-                let mut acc = [[isa.zero(); U]; T];
-                if let Some(b) = self.bias {
-                    let mut bv = [isa.zero(); U];
-                    for (u, v) in bv.iter_mut().enumerate() {
-                        *v = isa.load(b.add(c + u * l));
-                    }
-                    acc = [bv; T];
-                }
+                let mut acc = self.tile_start::<S, T, U>(isa, c);
                 for rt in self.row_taps.chunks_exact(2) {
                     let srow = self.src.add((rt[1] as usize - self.row0) * self.row_stride + c);
                     let frow = self.filt.add(rt[0] as usize * self.kw * ce + c);
