@@ -462,13 +462,22 @@ impl Pixels<'_> {
                 // pixels x 4 vectors (two lines per visit): the stride-2
                 // source row streams from memory, and 112x112x64 went
                 // 2.4-2.65 -> 1.22-1.33 ms; at stride 1 the same tile was
-                // slower on 112x112x32 (1.38-1.73 against 0.98-1.43).
+                // slower on 112x112x32 (1.38-1.73 against 0.98-1.43). At
+                // stride 1, 6 pixels x 2 vectors first: 12 FMA chains where
+                // 8 left the two FMA pipes no slack (single thread, batch 1:
+                // 112x112x32 forward and backward-data 0.195 -> 0.175 ms;
+                // 28x28x256 and 14x14x512 unchanged).
                 let wide = self.ce - self.ce % (2 * l);
                 let wide4 = self.ce - self.ce % (4 * l);
                 while SS == 2 && wide4 > 0 && t + 2 <= len {
                     self.slide_taps::<S, 2, 4, SS>(isa, t, start + t, (0, wide4), win, dst);
                     self.slide_tails::<S, 2, SS>(isa, t, start + t, wide4, win, dst);
                     t += 2;
+                }
+                while SS == 1 && t + 6 <= len {
+                    self.slide_taps::<S, 6, 2, SS>(isa, t, start + t, (0, wide), win, dst);
+                    self.slide_tails::<S, 6, SS>(isa, t, start + t, wide, win, dst);
+                    t += 6;
                 }
                 while t + 4 <= len {
                     self.slide_taps::<S, 4, 2, SS>(isa, t, start + t, (0, wide), win, dst);
@@ -591,7 +600,12 @@ impl Pixels<'_> {
     /// 28x28x256 forward 0.0136 and 0.150 ms with the 3 x 2 window against
     /// 0.0099-0.0111 and 0.136 tap by tap). Each accumulator takes its FMAs in
     /// the same order as in [`Pixels::slide`] (filter row, then column tap),
-    /// so the two give the same bits.
+    /// so the two give the same bits. Each column tap's source pointer goes
+    /// through [`std::hint::black_box`]: without it LLVM sees that pixel `i`
+    /// at tap `j` and pixel `i + 1` at tap `j - 1` read one address, merges
+    /// the loads into the window form and spills (81 ymm stack moves in the
+    /// AVX2 task at 6 x 2, against 14 with the barrier; the 6 x 2 tile
+    /// gained nothing without it).
     ///
     /// # Safety
     ///
@@ -626,8 +640,9 @@ impl Pixels<'_> {
                         for (u, v) in w.iter_mut().enumerate() {
                             *v = isa.load(frow.add(k * ce + u * l));
                         }
+                        let xj = std::hint::black_box(xp.add(j * ce));
                         for (i, a) in acc.iter_mut().enumerate() {
-                            let x = xp.add((i * SS + j) * ce);
+                            let x = xj.add(i * SS * ce);
                             for (u, a) in a.iter_mut().enumerate() {
                                 *a = isa.load(x.add(u * l)).mul_add(w[u], *a);
                             }
