@@ -78,6 +78,10 @@ pub(crate) trait Vf32: Copy {
     fn mul_add(self, b: Self, c: Self) -> Self;
     /// Lane-wise maximum (`f32::max` on scalar lanes).
     fn max(self, o: Self) -> Self;
+    /// Lane-wise `if y > 0 { self } else { 0 }`: the gradient through a relu
+    /// whose output is `y` (as `relu_backward_inplace`, same bits: the lanes
+    /// kept are untouched, the others `+0.0`, a NaN `y` masks).
+    fn relu_mask(self, y: Self) -> Self;
 }
 
 /// Proof that this CPU runs AVX-512F, AVX2 and FMA.
@@ -204,6 +208,14 @@ impl Vf32 for Zmm {
         // SAFETY: a Zmm exists only where an Avx512 token proved AVX-512F.
         Zmm(unsafe { _mm512_max_ps(self.0, o.0) })
     }
+    #[inline(always)]
+    fn relu_mask(self, y: Self) -> Self {
+        // SAFETY: a Zmm exists only where an Avx512 token proved AVX-512F.
+        Zmm(unsafe {
+            let keep = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y.0, _mm512_setzero_ps());
+            _mm512_maskz_mov_ps(keep, self.0)
+        })
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -260,6 +272,11 @@ impl Vf32 for Ymm {
         // SAFETY: a Ymm exists only where an Avx2 token proved AVX2 and FMA.
         Ymm(unsafe { _mm256_max_ps(self.0, o.0) })
     }
+    #[inline(always)]
+    fn relu_mask(self, y: Self) -> Self {
+        // SAFETY: a Ymm exists only where an Avx2 token proved AVX2 and FMA.
+        Ymm(unsafe { _mm256_and_ps(self.0, _mm256_cmp_ps::<_CMP_GT_OQ>(y.0, _mm256_setzero_ps())) })
+    }
 }
 
 impl Isa for Portable {
@@ -306,6 +323,10 @@ impl Vf32 for Wide {
     #[inline(always)]
     fn max(self, o: Self) -> Self {
         Wide(self.0.max(o.0))
+    }
+    #[inline(always)]
+    fn relu_mask(self, y: Self) -> Self {
+        Wide(self.0 & wide::CmpGt::cmp_gt(y.0, wide::f32x8::ZERO))
     }
 }
 
@@ -355,6 +376,14 @@ impl Vf32 for f32 {
     #[inline(always)]
     fn max(self, o: Self) -> Self {
         f32::max(self, o)
+    }
+    #[inline(always)]
+    fn relu_mask(self, y: Self) -> Self {
+        if y > 0.0 {
+            self
+        } else {
+            0.0
+        }
     }
 }
 

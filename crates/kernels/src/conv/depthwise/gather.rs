@@ -58,6 +58,12 @@ pub(super) struct Gather<'a> {
     /// interior of every destination row as [`Pairs`] (those columns are
     /// in no run), or `None`.
     pub pairs: Option<Pairs>,
+    /// Backward-data through a relu: the destination-shaped output of that
+    /// relu. Each destination row is gathered into scratch, then stored as
+    /// [`Vf32::relu_mask`] of it (kept where the relu output is positive, 0
+    /// elsewhere), so no separate pass over the gradient is needed. `None`
+    /// otherwise.
+    pub mask: Option<&'a [f32]>,
     /// Write the destination with non-temporal stores ([`Vf32::stream`]):
     /// set only where every vector store lands on a vector boundary (see
     /// [`super::stream_dst`]).
@@ -147,13 +153,20 @@ fn buf_len(g: &Gather, r0: usize) -> usize {
     expanded_len.max(reduce_len(g))
 }
 
-/// Scratch floats [`rows`] needs for the lane reduction (0 without one).
+/// Scratch floats [`rows`] needs for a destination row staged before its
+/// store: the lane reduction or the relu mask (0 without either).
 pub(super) fn reduce_len(g: &Gather) -> usize {
-    if g.reduce > 1 {
+    if staged(g) {
         g.dst_dims.1 * g.ce
     } else {
         0
     }
+}
+
+/// Whether [`rows`] gathers each destination row into scratch first (a
+/// lane reduction or a relu mask follows).
+fn staged(g: &Gather) -> bool {
+    g.reduce > 1 || g.mask.is_some()
 }
 
 /// Task `t`: destination rows `r0 .. r1` of one image. `buf_max` is the
@@ -204,7 +217,7 @@ pub(super) unsafe fn rows<S: Isa>(isa: S, g: &Gather, n: usize, r0: usize, r1: u
     for r in r0..r1 {
         // SAFETY: row r of image n is inside dst and owned by this task.
         let dst_row = unsafe { g.dst.get().add((n * dh + r) * dw * dc) };
-        let target = if g.reduce > 1 { buf.as_mut_ptr() } else { dst_row };
+        let target = if staged(g) { buf.as_mut_ptr() } else { dst_row };
         // SAFETY: every source row and column in the tables is inside the
         // (expanded) source, whose rows are sw * ce floats (without
         // expansion the source has ce channels); the filter holds kh * kw * ce floats; target
@@ -222,13 +235,15 @@ pub(super) unsafe fn rows<S: Isa>(isa: S, g: &Gather, n: usize, r0: usize, r1: u
                 g.runs,
                 g.steps,
                 g.pairs,
-                g.stream,
+                g.stream && !staged(g),
                 g.filt.as_ptr(),
                 bias,
                 g.relu,
                 target,
             )
         };
+        // The relu output row matching dst_row (same offsets), if masking.
+        let mask_row = g.mask.map(|m| &m[(n * dh + r) * dw * dc..][..dw * dc]);
         if g.reduce > 1 {
             let m = g.reduce;
             // SAFETY: dst_row holds dw * dc floats, owned by this task.
@@ -236,6 +251,45 @@ pub(super) unsafe fn rows<S: Isa>(isa: S, g: &Gather, n: usize, r0: usize, r1: u
             for (o, lanes) in out.iter_mut().zip(buf[..dw * ce].chunks_exact(m)) {
                 *o = lanes.iter().sum();
             }
+            if let Some(mask) = mask_row {
+                for (o, &y) in out.iter_mut().zip(mask) {
+                    *o = o.relu_mask(y);
+                }
+            }
+        } else if let Some(mask) = mask_row {
+            // SAFETY: dst_row holds dw * dc floats (dc == ce), owned by this
+            // task; buf holds the gathered row; streamed stores land on
+            // vector boundaries (see `Gather::stream`).
+            unsafe { masked_store::<S>(isa, &buf[..dw * dc], mask, dst_row, g.stream) };
+        }
+    }
+}
+
+/// `dst[i] = relu_mask(row[i], mask[i])` for the whole row, vector by
+/// vector (streamed when `stream`), then lane by lane.
+///
+/// # Safety
+///
+/// `dst` is valid for `row.len()` writes (`mask` has that length too); when
+/// streaming, `dst` is on a vector boundary and `row.len()` a multiple of
+/// the vector length.
+#[inline(always)]
+unsafe fn masked_store<S: Isa>(isa: S, row: &[f32], mask: &[f32], dst: *mut f32, stream: bool) {
+    let l = S::LANES;
+    let mut i = 0;
+    // SAFETY: i + l <= row.len() == mask.len(), and dst holds as many.
+    unsafe {
+        while i + l <= row.len() {
+            let v = isa.load(row.as_ptr().add(i)).relu_mask(isa.load(mask.as_ptr().add(i)));
+            if stream {
+                v.stream(dst.add(i))
+            } else {
+                v.store(dst.add(i))
+            }
+            i += l;
+        }
+        for i in i..row.len() {
+            *dst.add(i) = row[i].relu_mask(mask[i]);
         }
     }
 }

@@ -326,7 +326,50 @@ pub fn backward_at(
     grad_input: &mut [f32],
     grad_filter: &mut [f32],
 ) -> Result<()> {
-    backward_checked(level, s, input, grad_output, filter, grad_input, grad_filter, s.stride_h > 1)
+    backward_checked(level, s, input, grad_output, filter, grad_input, grad_filter, s.stride_h > 1, false)
+}
+
+/// [`backward`] for a layer whose input is the output of a relu (a
+/// `SeparableConv2D` after a relu'd layer, a depthwise layer after a fused
+/// `Conv2D(activation="relu")`): `grad_input` comes out already masked where
+/// `input <= 0`, the gradient at that relu's input, exactly as
+/// [`relu_backward_inplace`](crate::activation::relu_backward_inplace)`(input,
+/// grad_input)` after [`backward`] would leave it (same bits), but without
+/// that second pass over the gradient: each element is masked as it is
+/// stored. `grad_filter` is [`backward`]'s.
+///
+/// ```
+/// use convnet_kernels::conv::{depthwise, ConvShape};
+/// // One channel, 1x1 filter of 3, the input a relu output with a zero at pixel 1.
+/// let s = ConvShape::new(1, 2, 2, 1, 1, 1, 1)?.with_groups(1)?;
+/// let (x, dy, w) = ([1.0, 0.0, 3.0, 4.0], [1.0, 1.0, 0.0, 1.0], [3.0]);
+/// let (mut dx, mut dw) = ([0.0; 4], [0.0; 1]);
+/// depthwise::backward_through_relu(&s, &x, &dy, &w, &mut dx, &mut dw)?;
+/// assert_eq!((dx, dw), ([3.0, 0.0, 0.0, 3.0], [5.0]));
+/// # Ok::<(), convnet_kernels::Error>(())
+/// ```
+pub fn backward_through_relu(
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+    grad_filter: &mut [f32],
+) -> Result<()> {
+    backward_through_relu_at(crate::simd::try_level()?, s, input, grad_output, filter, grad_input, grad_filter)
+}
+
+/// [`backward_through_relu`] at an explicit SIMD level.
+pub fn backward_through_relu_at(
+    level: SimdLevel,
+    s: &ConvShape,
+    input: &[f32],
+    grad_output: &[f32],
+    filter: &[f32],
+    grad_input: &mut [f32],
+    grad_filter: &mut [f32],
+) -> Result<()> {
+    backward_checked(level, s, input, grad_output, filter, grad_input, grad_filter, s.stride_h > 1, true)
 }
 
 /// Both gradients in one sweep ([`combined`]) whatever the stride, for
@@ -341,11 +384,12 @@ pub(crate) fn combined_at(
     grad_input: &mut [f32],
     grad_filter: &mut [f32],
 ) -> Result<()> {
-    backward_checked(level, s, input, grad_output, filter, grad_input, grad_filter, true)
+    backward_checked(level, s, input, grad_output, filter, grad_input, grad_filter, true, false)
 }
 
 /// [`backward_at`]'s checks (a valid depthwise shape, the buffer lengths it
-/// implies, the level's token), then one sweep or the two passes.
+/// implies, the level's token), then one sweep or the two passes; with
+/// `relu_input`, `grad_input` masked by `input` as it is stored.
 #[allow(clippy::too_many_arguments)]
 fn backward_checked(
     level: SimdLevel,
@@ -356,6 +400,7 @@ fn backward_checked(
     grad_input: &mut [f32],
     grad_filter: &mut [f32],
     sweep: bool,
+    relu_input: bool,
 ) -> Result<()> {
     let token = Token::new(level)?;
     s.validate()?;
@@ -365,10 +410,11 @@ fn backward_checked(
     check_len("filter", filter.len(), s.filter_len(), s)?;
     check_len("grad_input", grad_input.len(), s.input_len(), s)?;
     check_len("grad_filter", grad_filter.len(), s.filter_len(), s)?;
+    let mask = relu_input.then_some(input);
     if sweep {
-        backward_both(token, s, input, grad_output, filter, grad_input, grad_filter);
+        backward_both(token, s, input, grad_output, filter, mask, grad_input, grad_filter);
     } else {
-        backward_data(token, s, grad_output, filter, grad_input);
+        backward_data_masked(token, s, grad_output, filter, mask, grad_input);
         backward_filter(token, s, input, grad_output, grad_filter);
     }
     Ok(())
@@ -411,6 +457,7 @@ pub(crate) fn forward(
         steps: (1, s.stride_w),
         block: block_rows(s.n, oh, ow * s.c_out),
         pairs: None,
+        mask: None,
         stream: stream_dst(output, s.c_out, 1, 4 * (s.input_len() + s.output_len())),
     };
     gather::run(token, &g);
@@ -418,10 +465,24 @@ pub(crate) fn forward(
 
 /// Backward-data body (shape validated, lengths checked) on `token`'s instruction set.
 pub(crate) fn backward_data(token: Token, s: &ConvShape, grad_output: &[f32], filter: &[f32], grad_input: &mut [f32]) {
+    backward_data_masked(token, s, grad_output, filter, None, grad_input);
+}
+
+/// [`backward_data`], each stored element masked by `mask` (an input-shaped
+/// relu output; see [`gather::Gather::mask`]) if given.
+fn backward_data_masked(
+    token: Token,
+    s: &ConvShape,
+    grad_output: &[f32],
+    filter: &[f32],
+    mask: Option<&[f32]>,
+    grad_input: &mut [f32],
+) {
     let _ftz = FtzGuard::new();
     let mut buf = scratch_isize(Slot::Table, data_tables_len(s));
-    let moved = 4 * (s.input_len() + s.output_len());
-    let g = data_gather(s, &mut buf, grad_output, filter, grad_input, moved);
+    // A mask is read as the gradient is written.
+    let moved = 4 * ((1 + usize::from(mask.is_some())) * s.input_len() + s.output_len());
+    let g = data_gather(s, &mut buf, grad_output, filter, grad_input, moved, mask);
     gather::run(token, &g);
 }
 
@@ -440,6 +501,7 @@ fn data_gather<'a>(
     filter: &'a [f32],
     grad_input: &mut [f32],
     moved: usize,
+    mask: Option<&'a [f32]>,
 ) -> gather::Gather<'a> {
     let (oh, ow) = (s.out_h(), s.out_w());
     let (rbuf, rest) = buf.split_at_mut(s.h * (2 * s.kh + 1));
@@ -491,6 +553,7 @@ fn data_gather<'a>(
         steps: (1, 1),
         block: block_rows(s.n, s.h, s.w * s.c_in),
         pairs,
+        mask,
         stream: stream_dst(grad_input, s.c_in, s.c_out / s.c_in, moved),
     }
 }
@@ -551,13 +614,15 @@ fn filter_job<'a>(
 
 /// Combined backward body (shape validated, lengths checked): backward-data
 /// and backward-filter in one sweep over the output gradient (see
-/// [`combined`]).
+/// [`combined`]), the input gradient masked by `mask` if given.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_both(
     token: Token,
     s: &ConvShape,
     input: &[f32],
     grad_output: &[f32],
     filter: &[f32],
+    mask: Option<&[f32]>,
     grad_input: &mut [f32],
     grad_filter: &mut [f32],
 ) {
@@ -565,9 +630,9 @@ pub(crate) fn backward_both(
     let mut buf = scratch_isize(Slot::Table, data_tables_len(s) + filter_tables_len(s));
     let (dbuf, fbuf) = buf.split_at_mut(data_tables_len(s));
     // Both gradients read the input and the output gradient and write the
-    // input gradient.
-    let moved = 4 * (2 * s.input_len() + s.output_len());
-    let g = data_gather(s, dbuf, grad_output, filter, grad_input, moved);
+    // input gradient (the mask, when there is one, is the input read again).
+    let moved = 4 * ((2 + usize::from(mask.is_some())) * s.input_len() + s.output_len());
+    let g = data_gather(s, dbuf, grad_output, filter, grad_input, moved, mask);
     let job = filter_job(s, fbuf, input, grad_output);
     combined::run(token, &g, &job, s.stride_h, grad_filter);
 }

@@ -108,6 +108,35 @@ fn every_pass_matches_reference_at_every_level() {
     }
 }
 
+/// `backward_through_relu`: the same bits as `backward` followed by the
+/// relu backward pass over the input gradient, on every level and shape
+/// (both the two-pass and the one-sweep path, with multipliers), the input
+/// a relu output with zeros at about half of its elements.
+#[test]
+fn backward_through_relu_is_backward_then_the_relu_mask() {
+    for level in SimdLevel::available() {
+        for s in shapes() {
+            let what = level.name();
+            let x: Vec<f32> = data(s.input_len(), 11).iter().map(|v| v.max(0.0)).collect();
+            assert!(x.contains(&0.0) && x.iter().any(|&v| v > 0.0));
+            let (w, dy) = (data(s.filter_len(), 12), data(s.output_len(), 13));
+            let (mut dx, mut dw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
+            backward_at(level, &s, &x, &dy, &w, &mut dx, &mut dw).unwrap();
+            crate::activation::relu_backward_inplace_at(SimdLevel::Portable, &x, &mut dx).unwrap();
+            let (mut mdx, mut mdw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
+            backward_through_relu_at(level, &s, &x, &dy, &w, &mut mdx, &mut mdw).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&mdx), bits(&dx), "{what} {s}: masked grad_input");
+            assert_eq!(bits(&mdw), bits(&dw), "{what} {s}: grad_filter");
+            // The one sweep at any stride, masked.
+            let (mut cdx, mut cdw) = (vec![f32::NAN; s.input_len()], vec![f32::NAN; s.filter_len()]);
+            backward_checked(level, &s, &x, &dy, &w, &mut cdx, &mut cdw, true, true).unwrap();
+            assert_eq!(bits(&cdx), bits(&dx), "{what} {s}: masked sweep grad_input");
+            assert_eq!(bits(&cdw), bits(&dw), "{what} {s}: masked sweep grad_filter");
+        }
+    }
+}
+
 #[test]
 fn results_are_bit_identical_for_1_2_3_threads() {
     let s = dw(5, 13, 11, 24, 2, 3).with_padding(Padding::Same).unwrap();
