@@ -142,6 +142,16 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether a consumer of `input` may apply its relu mask while writing its
+/// gradient (and then mark it `grad_relu_masked`): `input` is a conv or
+/// dense op with a fused relu, needs a gradient, and has none yet, so this
+/// contribution is the first; a later one clears the mark (see `emit`).
+fn masks_for_fused_relu(input: &Node) -> bool {
+    matches!(input.op, Op::Conv2d { act: Activation::Relu, .. } | Op::Dense { act: Activation::Relu, .. })
+        && input.requires_grad
+        && input.grad.is_none()
+}
+
 /// Column sums of `g` viewed as `[rows, cols]` (bias gradients).
 fn column_sums(g: &[f32], dst: &mut [f32]) {
     dst.fill(0.0);
@@ -282,11 +292,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
                 // backward pass at the input's own node is skipped: one pass
                 // fewer over a tensor of the input's size.
                 let t = ctx.clock();
-                let input = &ctx.before[x as usize];
-                let mask_here = matches!(
-                    input.op,
-                    Op::Conv2d { act: Activation::Relu, .. } | Op::Dense { act: Activation::Relu, .. }
-                ) && input.grad.is_none();
+                let mask_here = masks_for_fused_relu(&ctx.before[x as usize]);
                 let mut gw = ctx.buffers.take(ctx.before[w as usize].shape.len());
                 let r = ctx
                     .emit(x, |n, d| {
@@ -342,10 +348,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, node: &Node, mut g: AlignedBuf, aux: &Aux) 
             // quarter of the size for 2x2 windows): the gradient reaches only
             // argmax positions, where the relu output equals this pooled
             // output, so `pooled > 0` is exactly the mask there.
-            let input = &ctx.before[x as usize];
-            let fused_relu =
-                matches!(input.op, Op::Conv2d { act: Activation::Relu, .. } | Op::Dense { act: Activation::Relu, .. });
-            let mask_here = fused_relu && input.requires_grad && input.grad.is_none();
+            let mask_here = masks_for_fused_relu(&ctx.before[x as usize]);
             if mask_here {
                 for (g, &y) in g.as_mut_slice().iter_mut().zip(y) {
                     if y <= 0.0 {

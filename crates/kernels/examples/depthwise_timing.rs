@@ -81,10 +81,10 @@ fn timed(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     (median(t), cpu)
 }
 
-/// The median of `v` (the upper one of an even count; `v` not empty).
-/// The median of `v`, or its 10th percentile with `DW_STAT=p10`: on a
-/// shared, noisy machine the low percentile of many calls moves less
-/// between runs when two builds of a kernel are compared.
+/// The median of `v` (the upper one of an even count; `v` not empty), or
+/// its 10th percentile with `DW_STAT=p10`: on a shared, noisy machine the
+/// low percentile of many calls moves less between runs when two builds of
+/// a kernel are compared.
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     if std::env::var("DW_STAT").is_ok_and(|s| s == "p10") {

@@ -33,7 +33,7 @@ pub(super) fn run(token: Token, g: &Gather, job: &FilterJob, stride_h: usize, gr
     let len = grad_filter.len();
     let chunks = job.chunks();
     let mut partials = scratch_f32(Slot::Partial, chunks * len);
-    let buf_len = job.expand_len() + gather::reduce_len(g);
+    let buf_len = job.expand_len() + gather::staged_len(g);
     par_chunks_mut(&mut partials, len, |j, part| {
         let _ftz = FtzGuard::new();
         part.fill(0.0);
@@ -101,7 +101,7 @@ pub(super) fn first_input_row(oy: usize, oh: usize, h: usize, stride: usize) -> 
 ///
 /// # Safety
 ///
-/// As [`run`]; `buf` holds `job.expand_len() + gather::reduce_len(g)` floats.
+/// As [`run`]; `buf` holds `job.expand_len() + gather::staged_len(g)` floats.
 #[inline(always)]
 unsafe fn chunk<S: Isa>(
     isa: S,

@@ -150,12 +150,12 @@ fn src_rows(g: &Gather, r0: usize, r1: usize) -> (usize, usize) {
 fn buf_len(g: &Gather, r0: usize) -> usize {
     let (lo, hi) = src_rows(g, r0, r0 + g.block);
     let expanded_len = if g.expand > 1 && lo < hi { (hi - lo) * g.src_dims.1 * g.ce } else { 0 };
-    expanded_len.max(reduce_len(g))
+    expanded_len.max(staged_len(g))
 }
 
 /// Scratch floats [`rows`] needs for a destination row staged before its
 /// store: the lane reduction or the relu mask (0 without either).
-pub(super) fn reduce_len(g: &Gather) -> usize {
+pub(super) fn staged_len(g: &Gather) -> usize {
     if staged(g) {
         g.dst_dims.1 * g.ce
     } else {
@@ -189,7 +189,7 @@ unsafe fn task<S: Isa>(isa: S, g: &Gather, t: usize, buf_max: usize) {
 /// Destination rows `r0 .. r1` of image `n`. `buf` is scratch of at least
 /// the expanded source rows (forward with a multiplier: `(hi - lo) *
 /// src_w * ce` for the source rows `lo .. hi` these rows read) and
-/// [`reduce_len`] floats.
+/// [`staged_len`] floats.
 ///
 /// # Safety
 ///
