@@ -357,7 +357,7 @@ unsafe fn gather_row<S: Isa>(
         let px = Pixels { src, row_stride, row0, ce, kw, row_taps, col_taps, filt, bias, relu, sstep, dstep, stream };
         // SAFETY: the contract above, for every member of the run.
         unsafe {
-            // The members the sliding tiles leave over (5 at most) go
+            // The members the sliding tiles leave over (3 at most) go
             // through the same tiles as a run that cannot slide: several
             // vectors of lanes per pixel, independent FMA chains, where one
             // vector at a time was one 9-deep chain (single thread, batch
@@ -490,7 +490,7 @@ impl Pixels<'_> {
     /// pixels x 2 vectors (one 128-byte piece of each pixel per visit, as
     /// [`Pixels::run`] explains); one vector per pixel takes 8 pixels, then
     /// 4. Returns the number of members done, from 0 on: the caller does
-    /// the rest (5 at most) with [`Pixels::run`].
+    /// the rest (3 at most) with [`Pixels::run`].
     ///
     /// # Safety
     ///
