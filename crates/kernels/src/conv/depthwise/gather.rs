@@ -248,13 +248,12 @@ pub(super) unsafe fn rows<S: Isa>(isa: S, g: &Gather, n: usize, r0: usize, r1: u
             let m = g.reduce;
             // SAFETY: dst_row holds dw * dc floats, owned by this task.
             let out = unsafe { std::slice::from_raw_parts_mut(dst_row, dw * dc) };
-            for (o, lanes) in out.iter_mut().zip(buf[..dw * ce].chunks_exact(m)) {
-                *o = lanes.iter().sum();
-            }
-            if let Some(mask) = mask_row {
-                for (o, &y) in out.iter_mut().zip(mask) {
-                    *o = o.relu_mask(y);
-                }
+            let sums = out.iter_mut().zip(buf[..dw * ce].chunks_exact(m));
+            // Through a relu, each sum is masked as it is stored (one pass
+            // over the row, the same bits as masking it afterwards).
+            match mask_row {
+                Some(mask) => sums.zip(mask).for_each(|((o, lanes), &y)| *o = lanes.iter().sum::<f32>().relu_mask(y)),
+                None => sums.for_each(|(o, lanes)| *o = lanes.iter().sum()),
             }
         } else if let Some(mask) = mask_row {
             // SAFETY: dst_row holds dw * dc floats (dc == ce), owned by this
