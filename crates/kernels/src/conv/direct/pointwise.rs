@@ -22,7 +22,7 @@
 use super::filter::{add_partials, chunking};
 use super::gather::Gather;
 use crate::arch::par::par_tasks;
-use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
+use crate::arch::{scratch_f32, scratch_f32_task, FtzGuard, SendPtr, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
 use crate::arch::{Isa, Portable, Token, Vf32};
@@ -262,9 +262,20 @@ unsafe fn job_rows<S: Isa, const MR: usize>(isa: S, job: &Job) {
 }
 
 /// One [`FilterTask`]: for each block of pixels, each tile of `MR` input
-/// channels (the group's last rows one at a time) and each channel block of
-/// outputs, `dw[rows, cols] (+)= x[pixels, rows]^T . dy[pixels, cols]`; the
-/// first block overwrites, the others add.
+/// channels and each channel block of outputs, `dw[rows, cols] (+)=
+/// x[pixels, rows]^T . dy[pixels, cols]`; the first block overwrites, the
+/// others add.
+///
+/// The tile's `MR` input channels of the block's pixels are first copied
+/// into a panel, `MR` floats per pixel one after the other, which every
+/// channel block of outputs then reads in order. Read in place, each
+/// reduction step fetched a line of `x` for `MR` floats of it, `k` floats
+/// after the previous step's, and again for the next tile of rows once the
+/// block had evicted it. The last rows of the group, fewer than `MR`, go
+/// as one tile too, their panel padded with zeros and their sums taken
+/// through a scratch tile (before, one row at a time: a whole walk of the
+/// block's output gradient for `NV` FMAs per step). Each sum is the same
+/// chain of FMAs in the same order as before, so the bits are the same.
 ///
 /// # Safety
 ///
@@ -274,44 +285,67 @@ unsafe fn job_rows<S: Isa, const MR: usize>(isa: S, job: &Job) {
 unsafe fn filter_task<S: Isa, const MR: usize>(isa: S, f: &FilterTask) {
     let (p0, p1) = f.pixels;
     let (k0, k1) = f.rows;
+    let panel_len = f.block * MR;
+    let mut buf = scratch_f32_task(Slot::Column, panel_len + MR * f.ws, panel_len + MR * f.ws);
+    let (panel, part) = buf.split_at_mut(panel_len);
     let mut first = true;
     let mut m = p0;
     while m < p1 {
         let len = f.block.min(p1 - m);
         let mut row = k0;
         while row < k1 {
-            let tall = row + MR <= k1;
+            let rows = MR.min(k1 - row);
+            let x = &f.x[m * f.k + row..];
+            let panel = &mut panel[..len * MR];
+            if rows == MR {
+                for (i, d) in panel.chunks_exact_mut(MR).enumerate() {
+                    d.copy_from_slice(&x[i * f.k..][..MR]);
+                }
+            } else {
+                for (i, d) in panel.chunks_exact_mut(MR).enumerate() {
+                    let (head, pad) = d.split_at_mut(rows);
+                    head.copy_from_slice(&x[i * f.k..][..rows]);
+                    pad.fill(0.0);
+                }
+            }
             let mut c0 = 0;
             while c0 < f.n {
                 let nvalid = f.ws.min(f.n - c0);
+                // SAFETY: row < k, c0 < n: inside the k x n partial.
+                let d = unsafe { f.dw.add(row * f.n + c0) };
+                let (c, ldc, accumulate) = if rows == MR { (d, f.n, !first) } else { (part.as_mut_ptr(), f.ws, false) };
                 let t = Tile {
-                    a: f.x[m * f.k + row..].as_ptr(),
+                    a: panel.as_ptr(),
                     a_row: 1,
-                    a_step: f.k,
+                    a_step: MR,
                     k: len,
                     w: f.dy[m * f.n + c0..].as_ptr(),
                     w_step: f.n,
                     bias: std::ptr::null(),
-                    // SAFETY: row < k, c0 < n: inside the k x n partial.
-                    c: unsafe { f.dw.add(row * f.n + c0) },
-                    ldc: f.n,
+                    c,
+                    ldc,
                     nvalid,
                     relu: false,
-                    accumulate: !first,
+                    accumulate,
                 };
-                // SAFETY: pixels m .. m + len hold k and n floats; whole
-                // vectors of dy (n is a multiple of the lanes); rows
-                // row .. row + MR (or row alone) of dw are this task's.
-                unsafe {
-                    if tall {
-                        micro_nv::<S, MR>(isa, &t, nvalid / S::LANES)
-                    } else {
-                        micro_nv::<S, 1>(isa, &t, nvalid / S::LANES)
+                // SAFETY: the panel holds len steps of MR floats; pixels
+                // m .. m + len hold n floats of dy, read in whole vectors (n
+                // is a multiple of the lanes); `c` is rows row .. row + MR
+                // of dw (this task's) or the MR x ws scratch tile.
+                unsafe { micro_nv::<S, MR>(isa, &t, nvalid / S::LANES) };
+                if rows < MR {
+                    for (p, sums) in part.chunks_exact(f.ws).take(rows).enumerate() {
+                        // SAFETY: row + p < k1 <= k and c0 + nvalid <= n:
+                        // inside this task's rows of the partial.
+                        let out = unsafe { std::slice::from_raw_parts_mut(d.add(p * f.n), nvalid) };
+                        for (o, &v) in out.iter_mut().zip(&sums[..nvalid]) {
+                            *o = if first { v } else { v + *o };
+                        }
                     }
                 }
                 c0 += f.ws;
             }
-            row += if tall { MR } else { 1 };
+            row += rows;
         }
         first = false;
         m += len;
