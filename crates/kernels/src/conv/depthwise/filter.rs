@@ -324,8 +324,9 @@ unsafe fn taps_dot<S: Isa, const KT: usize>(
                 // 2.06-2.74 -> 1.56-2.14 ms, both gradients 2.70-4.03 ->
                 // 2.41-3.39; in the cache (batch 1, one thread) the same.
                 // At stride 1 the in-cache layers lost 5-10% and
-                // 112x112x32 gained about as much, so stride 1 keeps the
-                // sliding two vectors.
+                // 112x112x32 gained 8-19%, with no direction on forward
+                // then both gradients, so stride 1 keeps the sliding two
+                // vectors (docs/ALGORITHMS.md, session 28).
                 while l < 16 && !s1 && c + 4 * l <= ce {
                     taps_dot_block::<S, 3, 4>(isa, x, gy, b, e, [ixb, ixb + 1, ixb + 2], xstep, ce, c, acc);
                     c += 4 * l;

@@ -22,7 +22,7 @@
 use super::filter::{add_partials, chunking};
 use super::gather::Gather;
 use crate::arch::par::par_tasks;
-use crate::arch::{scratch_f32, scratch_f32_task, FtzGuard, SendPtr, Slot};
+use crate::arch::{scratch_f32, FtzGuard, SendPtr, Slot};
 #[cfg(target_arch = "x86_64")]
 use crate::arch::{Avx2, Avx512};
 use crate::arch::{Isa, Portable, Token, Vf32};
@@ -286,7 +286,9 @@ unsafe fn filter_task<S: Isa, const MR: usize>(isa: S, f: &FilterTask) {
     let (p0, p1) = f.pixels;
     let (k0, k1) = f.rows;
     let panel_len = f.block * MR;
-    let mut buf = scratch_f32_task(Slot::Column, panel_len + MR * f.ws, panel_len + MR * f.ws);
+    // Every task of the call needs the same size, so plain scratch (no
+    // call-wide maximum to grow to).
+    let mut buf = scratch_f32(Slot::Column, panel_len + MR * f.ws);
     let (panel, part) = buf.split_at_mut(panel_len);
     let mut first = true;
     let mut m = p0;
@@ -297,6 +299,8 @@ unsafe fn filter_task<S: Isa, const MR: usize>(isa: S, f: &FilterTask) {
             let rows = MR.min(k1 - row);
             let x = &f.x[m * f.k + row..];
             let panel = &mut panel[..len * MR];
+            // A full tile copies a compile-time MR floats per pixel (no
+            // length-dependent copy in the loop); the last rows pad.
             if rows == MR {
                 for (i, d) in panel.chunks_exact_mut(MR).enumerate() {
                     d.copy_from_slice(&x[i * f.k..][..MR]);
